@@ -1,0 +1,97 @@
+import Foundation
+
+/// A client's `POST /messages` body, checked field by field so that every bad
+/// input gets a reason a person can act on.
+public struct AppendRequest: Sendable, Equatable {
+    public var message: String
+    /// How many nodes must hold the message before the client is answered;
+    /// `nil` means every node (blocking replication).
+    public var w: Int?
+    /// Client-chosen idempotency key: a repeated append with the same id appends nothing.
+    public var id: String?
+    /// Stop waiting for acknowledgements after this long and answer 504.
+    public var timeout: Duration?
+
+    public init(message: String, w: Int? = nil, id: String? = nil, timeout: Duration? = nil) {
+        self.message = message
+        self.w = w
+        self.id = id
+        self.timeout = timeout
+    }
+
+    /// Longest accepted idempotency key, in UTF-8 bytes.
+    public static let maxIDLength = 256
+
+    /// Why a body was refused; `description` is the text of the `400` error.
+    public struct Invalid: Error, Equatable, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    /// Parses and checks a request body. `w`'s upper bound depends on the cluster and is
+    /// checked by the master.
+    public static func parse(_ body: Data) throws(Invalid) -> AppendRequest {
+        let object: Any
+        do {
+            object = try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])
+        } catch {
+            throw Invalid("malformed JSON body")
+        }
+        guard object is [String: Any] else {
+            throw Invalid("the body must be a JSON object like {\"message\": \"text\", \"w\": 2}")
+        }
+        do {
+            return try JSONDecoder().decode(AppendRequest.self, from: body)
+        } catch let invalid as Invalid {
+            throw invalid
+        } catch {
+            throw Invalid("malformed JSON body")
+        }
+    }
+}
+
+extension AppendRequest: Decodable {
+    private enum CodingKeys: String, CodingKey { case message, w, id, timeout }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        guard container.contains(.message) else { throw Invalid("missing field \"message\"") }
+        guard let message = try? container.decode(String.self, forKey: .message) else {
+            throw Invalid("\"message\" must be a string")
+        }
+        self.message = message
+
+        self.w = try Self.optionalInteger(container, .w, name: "w")
+        if let w, w < 1 { throw Invalid("\"w\" must be at least 1, got \(w)") }
+
+        if container.contains(.id), try !container.decodeNil(forKey: .id) {
+            guard let id = try? container.decode(String.self, forKey: .id) else {
+                throw Invalid("\"id\" must be a string")
+            }
+            guard !id.isEmpty, id.utf8.count <= Self.maxIDLength else {
+                throw Invalid("\"id\" must be 1 to \(Self.maxIDLength) bytes long")
+            }
+            self.id = id
+        }
+
+        if let milliseconds = try Self.optionalInteger(container, .timeout, name: "timeout") {
+            guard milliseconds >= 1 else { throw Invalid("\"timeout\" must be a positive number of milliseconds") }
+            self.timeout = .milliseconds(milliseconds)
+        }
+    }
+
+    /// An optional integer field: absent and `null` both mean "not given".
+    private static func optionalInteger(
+        _ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, name: String
+    ) throws -> Int? {
+        guard container.contains(key), try !container.decodeNil(forKey: key) else { return nil }
+        // Booleans would otherwise decode as 0/1 on some platforms.
+        if (try? container.decode(Bool.self, forKey: key)) != nil {
+            throw Invalid("\"\(name)\" must be an integer")
+        }
+        guard let value = try? container.decode(Int.self, forKey: key) else {
+            throw Invalid("\"\(name)\" must be an integer")
+        }
+        return value
+    }
+}

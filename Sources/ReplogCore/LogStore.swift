@@ -1,0 +1,63 @@
+import Synchronization
+
+/// Where a node keeps its log.
+///
+/// A store only ever holds a contiguous prefix `1...lastSeq` of the total order:
+/// ordering and hold-back happen before entries reach it, so a store never has gaps.
+/// Implementations MUST be safe to call from many tasks at once.
+public protocol LogStore: Sendable {
+    /// The highest stored seq, 0 when empty.
+    var lastSeq: Int { get }
+
+    /// Appends entries that continue the log.
+    ///
+    /// - Parameter entries: MUST start at `lastSeq + 1` and be contiguous.
+    func append(_ entries: [LogEntry]) throws(LogStoreError)
+
+    /// Up to `limit` entries starting at `seq` (1-based), in order.
+    func read(from seq: Int, limit: Int) -> [LogEntry]
+}
+
+public enum LogStoreError: Error, Equatable, CustomStringConvertible {
+    /// The caller tried to append something other than `lastSeq + 1`.
+    case notContiguous(expected: Int, got: Int)
+
+    public var description: String {
+        switch self {
+        case .notContiguous(let expected, let got):
+            "append must continue the log: expected seq \(expected), got \(got)"
+        }
+    }
+}
+
+/// The course's log: kept in memory, gone when the process ends.
+public final class InMemoryLogStore: LogStore {
+    private let messages = Mutex<[String]>([])
+
+    public init() {}
+
+    public var lastSeq: Int { messages.withLock { $0.count } }
+
+    public func append(_ entries: [LogEntry]) throws(LogStoreError) {
+        try messages.withLock { (messages: inout [String]) throws(LogStoreError) in
+            for (offset, entry) in entries.enumerated() {
+                let expected = messages.count + 1
+                guard entry.seq == expected else {
+                    // Nothing of a broken batch is kept: undo what this call added.
+                    messages.removeLast(offset)
+                    throw .notContiguous(expected: expected, got: entry.seq)
+                }
+                messages.append(entry.message)
+            }
+        }
+    }
+
+    public func read(from seq: Int, limit: Int) -> [LogEntry] {
+        messages.withLock { messages in
+            let start = max(seq, 1)
+            guard limit > 0, start <= messages.count else { return [] }
+            let count = min(limit, messages.count - start + 1)  // no `start + limit`: limit may be Int.max
+            return (start..<start + count).map { LogEntry(seq: $0, message: messages[$0 - 1]) }
+        }
+    }
+}

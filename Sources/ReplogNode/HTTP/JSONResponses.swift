@@ -1,0 +1,124 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOFoundationCompat
+import ReplogCore
+
+/// Encoding shared by every endpoint: compact JSON, keys sorted so output is stable.
+enum JSON {
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
+    static let decoder = JSONDecoder()
+
+    static func response(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        // Encoding our own response types cannot fail; if it ever did, say so rather than crash.
+        let data = (try? encoder.encode(value)) ?? Data(#"{"error":"response could not be encoded"}"#.utf8)
+        return Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8"],
+            body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
+    }
+
+    /// Formats instants as ISO-8601 with milliseconds, e.g. `2026-11-27T12:00:00.000Z`.
+    static func timestamp(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+/// An error answered as `{"error": "human readable reason", …details}`.
+public struct APIError: Error, HTTPResponseError {
+    public let status: HTTPResponse.Status
+    public let message: String
+    /// Extra fields next to `error` (already JSON-encoded object members).
+    private let details: [String: JSONValue]
+
+    public init(_ status: HTTPResponse.Status, _ message: String, details: [String: JSONValue] = [:]) {
+        self.status = status
+        self.message = message
+        self.details = details
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        response
+    }
+
+    var response: Response {
+        var body = details
+        body["error"] = .string(message)
+        var response = JSON.response(status, body)
+        if status == .methodNotAllowed { response.headers[.allow] = "GET" }
+        return response
+    }
+}
+
+/// The few JSON shapes error details need.
+public enum JSONValue: Encodable, Sendable, Equatable {
+    case string(String)
+    case int(Int)
+    case object([String: JSONValue])
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .int(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+}
+
+/// Turns every error, including the framework's own (unknown route, body too large),
+/// into the `{"error": …}` shape of the contract.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            return error.response
+        } catch is NIOTooManyBytesError {
+            return APIError(.contentTooLarge, "request body is larger than \(maxBodyBytes) bytes").response
+        } catch let error as HTTPError {
+            let message =
+                error.status == .notFound
+                ? "no route for \(request.method) \(request.uri.path)"
+                : error.body ?? error.status.reasonPhrase
+            return APIError(error.status, message).response
+        } catch {
+            context.logger.error("request failed", metadata: ["replog.error": "\(error)"])
+            return APIError(.internalServerError, "internal error: \(error)").response
+        }
+    }
+}
+
+extension Request {
+    /// An optional integer query parameter, at least `minimum`.
+    func integerQuery(_ name: String, minimum: Int) throws -> Int? {
+        guard let text = uri.queryParameters[name[...]] else { return nil }
+        guard let value = Int(text), value >= minimum else {
+            throw APIError(.badRequest, "query parameter \"\(name)\" must be an integer >= \(minimum), got \"\(text)\"")
+        }
+        return value
+    }
+}
+
+/// `GET /messages` on any node.
+struct MessagesPage: Encodable {
+    let messages: [LogEntry]
+}
+
+extension Router {
+    /// `GET /messages?from=SEQ&limit=N`: the log in total order, all of it by default.
+    func addMessagesRoute(read: @escaping @Sendable (_ from: Int, _ limit: Int) -> [LogEntry]) {
+        get("/messages") { request, _ in
+            let from = try request.integerQuery("from", minimum: 1) ?? 1
+            let limit = try request.integerQuery("limit", minimum: 0) ?? Int.max
+            return JSON.response(.ok, MessagesPage(messages: read(from, limit)))
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Hummingbird
+import NIOCore
+import NIOFoundationCompat
+import ReplogCore
+
+/// The master's public API: append, list, health.
+public func buildMasterRouter(master: Master, maxBodyBytes: Int = 1 << 20) -> Router<BasicRequestContext> {
+    let router = Router()
+    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes))
+
+    router.post("/messages") { request, _ -> Response in
+        var request = request
+        let body = try await request.collectBody(upTo: maxBodyBytes)
+        let append: AppendRequest
+        do {
+            append = try AppendRequest.parse(Data(buffer: body))
+        } catch let invalid as AppendRequest.Invalid {
+            throw APIError(.badRequest, invalid.description)
+        }
+        do {
+            return JSON.response(.created, try await master.append(append))
+        } catch let error as Master.AppendError {
+            throw APIError(error, clusterSize: master.settings.clusterSize)
+        }
+    }
+
+    router.addMessagesRoute { from, limit in master.read(from: from, limit: limit) }
+
+    router.get("/health") { _, _ in
+        JSON.response(.ok, MasterHealthJSON(master.health))
+    }
+    return router
+}
+
+extension APIError {
+    init(_ error: Master.AppendError, clusterSize: Int) {
+        switch error {
+        case .invalidWriteConcern(let w, let clusterSize):
+            self.init(.badRequest, "\"w\" must be between 1 and \(clusterSize) (the number of nodes), got \(w)")
+        case .readOnly(let quorum):
+            self.init(
+                .serviceUnavailable, "no quorum: master is read-only",
+                details: [
+                    "quorum": .object(["required": .int(quorum.required), "available": .int(quorum.available)]),
+                    "detail": .string(
+                        "\(quorum.available) of \(clusterSize) nodes are available and \(quorum.required) are needed; "
+                            + "appends resume by themselves when enough secondaries answer heartbeats again"),
+                ])
+        case .timedOut(let seq, let acknowledgements, let w, let timeout):
+            self.init(
+                .gatewayTimeout,
+                "write concern not met within \(timeout.milliseconds) ms: \(acknowledgements) of \(w) nodes hold the message; "
+                    + "it stays in the log and keeps replicating",
+                details: ["seq": .int(seq), "acks": .int(acknowledgements), "w": .int(w)])
+        case .shuttingDown:
+            self.init(.serviceUnavailable, "master is shutting down; retry against the restarted master")
+        case .storeFailed(let reason):
+            self.init(.internalServerError, "the log store refused the append: \(reason)")
+        }
+    }
+}
+
+/// `GET /health` on the master.
+struct MasterHealthJSON: Encodable {
+    struct Secondary: Encodable {
+        let url: String
+        let status: PeerStatus
+        let ackedSeq: Int
+        let lag: Int
+        let lastContact: String?
+        let problem: String?
+    }
+
+    let role = "master"
+    let seq: Int
+    let readOnly: Bool
+    let quorum: Quorum
+    let secondaries: [Secondary]
+
+    init(_ health: Master.Health) {
+        seq = health.lastSeq
+        readOnly = health.readOnly
+        quorum = health.quorum
+        secondaries = health.secondaries.map {
+            Secondary(
+                url: $0.url, status: $0.status, ackedSeq: $0.ackedSeq, lag: $0.lag,
+                lastContact: $0.lastContact.map(JSON.timestamp), problem: $0.problem)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import ReplogCore
+import Synchronization
+
+/// Connects a master to `SecondaryReplica`s in the same process, with faults a test
+/// sets per link: delay, partition, failures. Delays run on the injected clock.
+///
+/// The course's `MockedTransport`: `setDelay(.seconds(5), to: "s1")`, then an
+/// `append("m1")` with `w = 3` is answered when the clock has moved 5 s.
+public final class InMemoryTransport: ReplicationTransport {
+    private struct Link {
+        var replica: SecondaryReplica?
+        var delay: Duration = .zero
+        var partitioned = false
+        /// Requests still to fail (before reaching the replica).
+        var failuresLeft = 0
+    }
+
+    private let clock: any NodeClock
+    private let links = Mutex<[String: Link]>([:])
+    private let deliveries = Mutex(0)
+
+    public init(clock: any NodeClock) {
+        self.clock = clock
+    }
+
+    /// Connects (or reconnects, after a restart) a secondary under the name `peer`.
+    public func connect(_ replica: SecondaryReplica, as peer: String) {
+        links.withLock { $0[peer, default: Link()].replica = replica }
+    }
+
+    /// Simulates a crash: `peer` stops answering until `connect` is called again.
+    public func disconnect(_ peer: String) {
+        links.withLock { $0[peer, default: Link()].replica = nil }
+    }
+
+    /// Every request to `peer` waits `delay` on the clock before it arrives.
+    public func setDelay(_ delay: Duration, to peer: String) {
+        links.withLock { $0[peer, default: Link()].delay = delay }
+    }
+
+    /// While partitioned, requests to `peer` fail as unreachable.
+    public func setPartitioned(_ partitioned: Bool, _ peer: String) {
+        links.withLock { $0[peer, default: Link()].partitioned = partitioned }
+    }
+
+    /// The next `count` requests to `peer` fail before reaching it.
+    public func failNext(_ count: Int, to peer: String) {
+        links.withLock { $0[peer, default: Link()].failuresLeft = count }
+    }
+
+    /// Replication requests delivered so far (over all links).
+    public var deliveryCount: Int { deliveries.withLock { $0 } }
+
+    public func replicate(
+        _ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration
+    ) async throws -> ReplicaState {
+        let replica = try await reach(peer)
+        deliveries.withLock { $0 += 1 }
+        return try await replica.receive(entries, of: logID)
+    }
+
+    public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
+        try await reach(peer).replicaState
+    }
+
+    private func reach(_ peer: String) async throws -> SecondaryReplica {
+        let delay = links.withLock { $0[peer]?.delay ?? .zero }
+        if delay > .zero { try await clock.sleep(for: delay) }
+        return try links.withLock { links in
+            var link = links[peer] ?? Link()
+            defer { links[peer] = link }
+            guard let replica = link.replica, !link.partitioned else { throw TransportError.unreachable(peer) }
+            if link.failuresLeft > 0 {
+                link.failuresLeft -= 1
+                throw TransportError.badStatus(500)
+            }
+            return replica
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ReplogCore
+
+/// Everything that shapes a master's behaviour; the `replog master` flags map onto it.
+public struct MasterSettings: Sendable {
+    /// Base URLs (or, with the in-memory transport, names) of the secondaries.
+    public var secondaries: [String]
+    /// How often the master probes each secondary.
+    public var heartbeatInterval: Duration
+    /// How long a probe may take before it counts as missed.
+    public var heartbeatTimeout: Duration
+    /// Missed heartbeats before `suspected` and before `unhealthy`.
+    public var healthThresholds: PeerHealth.Thresholds
+    /// How long one replication request may take before it is retried.
+    public var replicationTimeout: Duration
+    /// Most entries sent to a secondary in one request.
+    public var maxBatchSize: Int
+    /// Back-off between failed replication attempts.
+    public var retryPolicy: RetryPolicy
+    /// How many recent client `id`s are remembered for idempotent retries.
+    public var idempotencyWindow: Int
+
+    public init(
+        secondaries: [String],
+        heartbeatInterval: Duration = .seconds(1),
+        heartbeatTimeout: Duration? = nil,
+        healthThresholds: PeerHealth.Thresholds = PeerHealth.Thresholds(),
+        replicationTimeout: Duration = .seconds(30),
+        maxBatchSize: Int = 1_000,
+        retryPolicy: RetryPolicy = RetryPolicy(),
+        idempotencyWindow: Int = 100_000
+    ) {
+        self.secondaries = secondaries
+        self.heartbeatInterval = heartbeatInterval
+        self.heartbeatTimeout = heartbeatTimeout ?? heartbeatInterval
+        self.healthThresholds = healthThresholds
+        self.replicationTimeout = replicationTimeout
+        self.maxBatchSize = maxBatchSize
+        self.retryPolicy = retryPolicy
+        self.idempotencyWindow = idempotencyWindow
+    }
+
+    /// The master plus its secondaries.
+    public var clusterSize: Int { 1 + secondaries.count }
+}

@@ -1,0 +1,45 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Builds the HTTP applications of the two roles and runs a node's services.
+public enum NodeApplications {
+    /// The master's HTTP server. Run it together with `master` itself (see `run`).
+    /// - Parameters:
+    ///   - port: 0 picks a free port; `onListening` receives the bound one.
+    public static func master(
+        _ master: Master, host: String, port: Int, maxBodyBytes: Int, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-master"),
+            onServerRunning: { await onListening($0.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
+    /// A secondary's HTTP server.
+    public static func secondary(
+        _ replica: SecondaryReplica, host: String, port: Int, logger: Logger,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: buildSecondaryRouter(replica: replica),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-secondary"),
+            onServerRunning: { await onListening($0.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
+    /// Runs `services` until SIGTERM or SIGINT, then shuts them down in reverse order.
+    ///
+    /// Pass the HTTP application first and the master after it: the master then stops
+    /// first and answers its waiting appends, so the server can drain at once.
+    public static func run(_ services: [any Service], logger: Logger) async throws {
+        var configuration = ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Past this, shutdown turns into cancellation: stopping never hangs on a slow client.
+        configuration.maximumGracefulShutdownDuration = .seconds(10)
+        try await ServiceGroup(configuration: configuration).run()
+    }
+}

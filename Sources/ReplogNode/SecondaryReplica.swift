@@ -1,0 +1,103 @@
+import Foundation
+import ReplogCore
+import Synchronization
+
+/// What `--delay` and `--error-rate` do to a secondary, and its hold-back limit.
+public struct SecondarySettings: Sendable {
+    /// Each replication request waits this long before it is stored, listed and acknowledged.
+    public var delay: Duration
+    /// Probability of answering 500 *after* storing a replication request.
+    public var errorRate: Double
+    /// How far ahead of its contiguous prefix a secondary buffers out-of-order entries.
+    public var holdBackCapacity: Int
+
+    public init(delay: Duration = .zero, errorRate: Double = 0, holdBackCapacity: Int = 100_000) {
+        self.delay = delay
+        self.errorRate = errorRate
+        self.holdBackCapacity = holdBackCapacity
+    }
+}
+
+/// A secondary's replication logic, free of HTTP: holds back out-of-order entries,
+/// drops duplicates, stores the contiguous prefix, and acknowledges what it holds.
+public final class SecondaryReplica: Sendable {
+    /// The secondary stored the entries but was told (by `--error-rate`) to fail the request.
+    public struct InjectedFailure: Error, Equatable {
+        public let state: ReplicaState
+    }
+
+    /// The delivery belongs to another master log than the one this secondary holds.
+    public struct ForeignLog: Error, Equatable, CustomStringConvertible {
+        public let held: String
+        public let offered: String
+        public var description: String {
+            "this secondary holds master log \(held), not \(offered): the master lost its log "
+                + "(restarted without --data-dir?); restart this secondary with an empty log to follow the new one"
+        }
+    }
+
+    private struct State {
+        var holdBack: HoldBackBuffer
+        var logID: String?
+    }
+
+    public let store: any LogStore
+    public let settings: SecondarySettings
+    public let incarnation: String
+    private let clock: any NodeClock
+    private let state: Mutex<State>
+    private let random: @Sendable () -> Double
+
+    /// - Parameters:
+    ///   - random: source of numbers in `0..<1` for `errorRate`; tests pass a fixed sequence.
+    public init(
+        store: any LogStore = InMemoryLogStore(),
+        settings: SecondarySettings = SecondarySettings(),
+        clock: any NodeClock = SystemClock(),
+        incarnation: String = UUID().uuidString,
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) {
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.incarnation = incarnation
+        self.random = random
+        let holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
+        self.state = Mutex(State(holdBack: holdBack, logID: nil))
+    }
+
+    /// What this secondary holds now.
+    public var replicaState: ReplicaState {
+        state.withLock { ReplicaState(seq: $0.holdBack.contiguousSeq, incarnation: incarnation, logID: $0.logID) }
+    }
+
+    /// Entries received out of order and waiting for a gap to fill.
+    public var heldBackCount: Int { state.withLock { $0.holdBack.heldBackCount } }
+
+    /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
+    /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
+    ///   (after storing) when `errorRate` says so.
+    public func receive(_ entries: [LogEntry], of logID: String) async throws -> ReplicaState {
+        if settings.delay > .zero {
+            try await clock.sleep(for: settings.delay)
+        }
+        let replicaState = try state.withLock { state in
+            if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0 {
+                throw ForeignLog(held: held, offered: logID)
+            }
+            state.logID = logID
+            // Storing under the same lock keeps the store's order equal to the buffer's.
+            try store.append(state.holdBack.receive(entries))
+            return ReplicaState(seq: state.holdBack.contiguousSeq, incarnation: incarnation, logID: logID)
+        }
+        if settings.errorRate > 0, random() < settings.errorRate {
+            throw InjectedFailure(state: replicaState)
+        }
+        return replicaState
+    }
+
+    /// The visible log: only the contiguous prefix.
+    public func read(from seq: Int, limit: Int) -> [LogEntry] {
+        store.read(from: seq, limit: limit)
+    }
+}

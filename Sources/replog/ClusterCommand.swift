@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import UnixSignals
+
+struct Cluster: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a master and secondaries on this machine as separate processes; Ctrl-C stops them all.",
+        discussion: """
+            The master listens on --port and the secondaries on the ports after it (5000, 5001, 5002 by default).
+            Each node is a real `replog` process: kill one by its PID to watch the master notice, and restart it
+            with the command the banner prints to watch it catch up.
+            """)
+
+    @Option(help: "Number of secondaries.")
+    var secondaries: Int = 2
+
+    @Option(help: "Address every node binds.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "The master's port; secondary i listens on port + i.")
+    var port: Int = 5000
+
+    @Option(help: "Replication delay of the last secondary, e.g. 2s, to watch replicas disagree and converge.")
+    var delay: DurationArgument = DurationArgument("0")
+
+    @Option(help: "Probability (0...1) that each secondary answers 500 after storing.")
+    var errorRate: Double = 0
+
+    @Option(help: "Log level of every node.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard (0...16).contains(secondaries) else { throw ValidationError("--secondaries must be 0...16") }
+    }
+
+    func run() async throws {
+        var children: [ChildProcess] = []
+        var secondaryURLs: [String] = []
+        for index in 1...max(secondaries, 1) where secondaries > 0 {
+            var arguments = ["secondary", "--host", host, "--port", "\(port + index)", "--log-level", logLevel,
+                             "--error-rate", "\(errorRate)"]
+            if index == secondaries { arguments += ["--delay", delay.description] }
+            children.append(ChildProcess(name: "s\(index)", port: port + index, arguments: arguments))
+            secondaryURLs.append("http://\(host):\(port + index)")
+        }
+        let master = ChildProcess(
+            name: "master", port: port,
+            arguments: ["master", "--host", host, "--port", "\(port)", "--log-level", logLevel]
+                + secondaryURLs.flatMap { ["--secondary", $0] })
+        children.insert(master, at: 0)
+
+        for child in children { try child.start() }
+        for child in children {
+            guard case .listening = await child.events.first(where: { _ in true }) else {
+                for other in children { other.terminate() }
+                throw fail("\(child.name) did not start (is port \(child.port) free?)")
+            }
+        }
+
+        let executable = "replog"
+        var banner = ["", "replog cluster is up. Ctrl-C stops every node.", ""]
+        for child in children {
+            banner.append("  \(child.name.padding(toLength: 7, withPad: " ", startingAt: 0)) \(url(of: child))  pid \(child.pid)")
+        }
+        banner += [
+            "",
+            "Try:",
+            "  curl -X POST http://localhost:\(port)/messages -H 'Content-Type: application/json' -d '{\"message\": \"hello\", \"w\": 2}'",
+            "  curl http://localhost:\(port)/messages",
+            "  curl http://localhost:\(port)/health",
+            "Kill a secondary (kill -9 PID) and restart it by hand to watch catch-up, e.g.:",
+            "  \(executable) \(children.last!.arguments.joined(separator: " "))",
+            "",
+        ]
+        announce(banner.joined(separator: "\n"))
+
+        // Report nodes that die while the cluster runs (a student may kill them on purpose).
+        for child in children {
+            Task {
+                for await event in child.events {
+                    if case .exited(let status) = event {
+                        announce("\(child.name) (pid \(child.pid)) exited with status \(status)")
+                    }
+                }
+            }
+        }
+
+        for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
+        announce("stopping every node…")
+        for child in children.reversed() { child.terminate() }
+        for child in children where child.isRunning {
+            while child.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+        }
+    }
+
+    private func url(of child: ChildProcess) -> String {
+        "http://\(host):\(child.port)"
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ReplogCore
+
+/// Flag defaults that containers set through the environment (`REPLOG_PORT=5001`, …).
+enum Environment {
+    static func string(_ name: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+
+    static func int(_ name: String) -> Int? { string(name).flatMap(Int.init) }
+    static func double(_ name: String) -> Double? { string(name).flatMap(Double.init) }
+    static func duration(_ name: String) -> DurationArgument? { string(name).flatMap(DurationArgument.init(argument:)) }
+    static func list(_ name: String) -> [String] {
+        string(name)?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
+    }
+}
+
+/// A command-line duration: `2s`, `500ms`, `1.5s`, `1m`, `0`.
+struct DurationArgument: ExpressibleByArgument, CustomStringConvertible {
+    let duration: Duration
+    let description: String
+
+    init?(argument: String) {
+        guard let duration = Duration(parsing: argument) else { return nil }
+        self.duration = duration
+        self.description = argument
+    }
+
+    init(_ text: String) { self.init(argument: text)! }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Options every long-running node shares.
+struct LoggingOptions: ParsableArguments {
+    @Option(help: "trace, debug, info, notice, warning, error or critical. Env: REPLOG_LOG_LEVEL.")
+    var logLevel: Logger.Level = Environment.string("REPLOG_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
+
+    func bootstrap(label: String) -> Logger {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: label)
+    }
+}
+
+/// Writes a line to stdout at once. `print` is block-buffered into a pipe, and parents
+/// (`replog cluster`, the tests) wait for the "listening on" line to know a node is up.
+func announce(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// Reports a failure in one line on stderr (no stack trace) and exits non-zero.
+func fail(_ message: String, code: Int32 = 1) -> ExitCode {
+    FileHandle.standardError.write(Data(("replog: " + message + "\n").utf8))
+    return ExitCode(code)
+}
