@@ -2,7 +2,7 @@
 ///
 /// `seq` is 1-based and dense: the master hands out 1, 2, 3, … and every node
 /// stores the same message under the same `seq`.
-public struct LogEntry: Codable, Sendable, Equatable {
+public struct LogEntry: Codable, Sendable, Hashable {
     public let seq: Int
     public let message: String
 

@@ -31,6 +31,11 @@ public struct PeerHealth: Sendable, Equatable {
     public struct Transition: Sendable, Equatable {
         public let from: PeerStatus
         public let to: PeerStatus
+
+        public init(from: PeerStatus, to: PeerStatus) {
+            self.from = from
+            self.to = to
+        }
     }
 
     public let thresholds: Thresholds

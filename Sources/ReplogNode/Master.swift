@@ -210,12 +210,9 @@ public final class Master: Service {
         // (their messages stay in the log), so that the HTTP server can drain quickly.
         defer { shutDown() }
         try? await cancelWhenGracefulShutdown {
-            await withDiscardingTaskGroup { group in
-                for peer in self.settings.secondaries {
-                    group.addTask { await self.replicate(to: peer) }
-                }
-                group.addTask { await self.monitorHeartbeats() }
-            }
+            async let heartbeats: Void = self.monitorHeartbeats()
+            await self.runReplicationStreams()
+            await heartbeats
         }
     }
 
@@ -226,6 +223,15 @@ public final class Master: Service {
             return state.waiters.finishAll(.shutdown)
         }
         for continuation in continuations { continuation.resume(returning: .shutdown) }
+    }
+
+    /// Runs one replication stream per secondary until cancelled.
+    func runReplicationStreams() async {
+        await withDiscardingTaskGroup { group in
+            for peer in settings.secondaries {
+                group.addTask { await self.replicate(to: peer) }
+            }
+        }
     }
 
     /// The replication stream of one secondary: send what it misses, retry until delivered.

@@ -1,0 +1,63 @@
+import ReplogCore
+import Testing
+
+@Suite struct WriteConcernTrackerTests {
+    @Test func wEqualOneIsMetByTheMasterAlone() {
+        var tracker = WriteConcernTracker(secondaries: ["s1", "s2"])
+        do { let result = tracker.onAppend(0, seq: 1, required: 1); #expect(result) }
+        #expect(tracker.waitingCount == 0)
+    }
+
+    @Test func wTwoCompletesOnTheFirstSecondaryAck() {
+        var tracker = WriteConcernTracker(secondaries: ["s1", "s2"])
+        do { let result = tracker.onAppend(7, seq: 1, required: 2); #expect(!result) }
+        do { let result = tracker.onAck(from: "s2", seq: 1); #expect(result == [7]) }
+        #expect(tracker.waitingCount == 0)
+    }
+
+    @Test func wThreeNeedsBothSecondaries() {
+        var tracker = WriteConcernTracker(secondaries: ["s1", "s2"])
+        do { let result = tracker.onAppend(1, seq: 1, required: 3); #expect(!result) }
+        do { let result = tracker.onAck(from: "s1", seq: 1); #expect(result.isEmpty) }
+        #expect(tracker.holders(of: 1) == 2)
+        do { let result = tracker.onAck(from: "s2", seq: 1); #expect(result == [1]) }
+    }
+
+    /// An acknowledgement of seq n covers every seq below it (contiguous prefix).
+    @Test func oneAckCompletesEveryEarlierSeq() {
+        var tracker = WriteConcernTracker(secondaries: ["s1"])
+        for seq in 1...5 {
+            let met = tracker.onAppend(seq, seq: seq, required: 2)
+            #expect(!met)
+        }
+        let upToThree = tracker.onAck(from: "s1", seq: 3)
+        #expect(Set(upToThree) == [1, 2, 3])
+        let upToTen = tracker.onAck(from: "s1", seq: 10)
+        #expect(Set(upToTen) == [4, 5])
+    }
+
+    /// A secondary that restarts empty reports a lower seq; earlier acks stay counted.
+    @Test func acknowledgementsNeverGoBackwards() {
+        var tracker = WriteConcernTracker(secondaries: ["s1"])
+        _ = tracker.onAck(from: "s1", seq: 5)
+        do { let result = tracker.onAck(from: "s1", seq: 0); #expect(result.isEmpty) }
+        #expect(tracker.acknowledgedSeq(of: "s1") == 5)
+        do { let result = tracker.onAppend(0, seq: 5, required: 2); #expect(result) }
+    }
+
+    @Test func givingUpForgetsTheWaiter() {
+        var tracker = WriteConcernTracker(secondaries: ["s1"])
+        do { let result = tracker.onAppend(1, seq: 1, required: 2); #expect(!result) }
+        tracker.onGiveUp(1, seq: 1)
+        #expect(tracker.waitingCount == 0)
+        do { let result = tracker.onAck(from: "s1", seq: 1); #expect(result.isEmpty) }
+    }
+
+    /// A huge catch-up acknowledgement visits only the waiting seqs.
+    @Test func largeAckRangeCompletesOnlyWaiters() {
+        var tracker = WriteConcernTracker(secondaries: ["s1", "s2"])
+        do { let result = tracker.onAppend(1, seq: 50_000, required: 3); #expect(!result) }
+        do { let result = tracker.onAck(from: "s1", seq: 1_000_000); #expect(result.isEmpty) }
+        do { let result = tracker.onAck(from: "s2", seq: 1_000_000); #expect(result == [1]) }
+    }
+}

@@ -1,0 +1,104 @@
+import Logging
+import ReplogCore
+import Synchronization
+@testable import ReplogNode
+
+/// A master and secondaries in one process, on the in-memory transport and a manual clock.
+final class TestCluster: Sendable {
+    let clock = ManualClock()
+    let transport: InMemoryTransport
+    let master: Master
+    let names: [String]
+    private let replicas: Mutex<[String: SecondaryReplica]>
+
+    init(
+        secondaries: Int = 2,
+        retryPolicy: RetryPolicy = RetryPolicy(initialBackoff: .milliseconds(100), maxBackoff: .seconds(1)),
+        heartbeatInterval: Duration = .seconds(1),
+        thresholds: PeerHealth.Thresholds = .init(suspectAfterMisses: 2, unhealthyAfterMisses: 4),
+        secondarySettings: SecondarySettings = SecondarySettings(),
+        random: @escaping @Sendable () -> Double = { 0.5 }
+    ) {
+        let clock = self.clock
+        transport = InMemoryTransport(clock: clock)
+        names = (1...max(secondaries, 1)).prefix(secondaries).map { "s\($0)" }
+        var replicas: [String: SecondaryReplica] = [:]
+        for name in names {
+            let replica = SecondaryReplica(settings: secondarySettings, clock: clock, random: random)
+            transport.connect(replica, as: name)
+            replicas[name] = replica
+        }
+        self.replicas = Mutex(replicas)
+        master = Master(
+            settings: MasterSettings(
+                secondaries: names, heartbeatInterval: heartbeatInterval, healthThresholds: thresholds,
+                retryPolicy: retryPolicy),
+            transport: transport, clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            random: random)
+    }
+
+    func replica(_ name: String) -> SecondaryReplica { replicas.withLock { $0[name]! } }
+
+    /// Simulates a crash and a restart with an empty in-memory log (a new incarnation).
+    func restartEmpty(_ name: String, settings: SecondarySettings = SecondarySettings()) {
+        let replica = SecondaryReplica(settings: settings, clock: clock)
+        replicas.withLock { $0[name] = replica }
+        transport.connect(replica, as: name)
+    }
+
+    /// Every node's visible log, master first.
+    func logs() -> [[LogEntry]] {
+        [master.read(from: 1, limit: .max)] + names.map { replica($0).read(from: 1, limit: .max) }
+    }
+
+    /// Runs `body` while the master's replication streams (and, if asked, heartbeats) run.
+    func withReplication<T: Sendable>(
+        heartbeats: Bool = false, _ body: @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                await self.master.runReplicationStreams()
+                return nil
+            }
+            if heartbeats {
+                group.addTask {
+                    await self.master.monitorHeartbeats()
+                    return nil
+                }
+            }
+            let result = try await body()
+            group.cancelAll()
+            return result
+        }
+    }
+
+    /// Moves the manual clock on in `step`s, whenever something sleeps on it, until
+    /// `condition` holds. Between checks it yields real time briefly so other tasks run;
+    /// what the test asserts never depends on how long that takes.
+    func advance(by step: Duration, until condition: @Sendable () -> Bool) async throws {
+        while !condition() {
+            if clock.sleeperCount > 0 { clock.advance(by: step) }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    func append(_ message: String, w: Int? = nil, id: String? = nil, timeout: Duration? = nil) async throws -> Master.AppendResult {
+        try await master.append(AppendRequest(message: message, w: w, id: id, timeout: timeout))
+    }
+}
+
+/// Numbers in 0..<1 from a seeded generator, shareable across tasks.
+final class SeededRandom: Sendable {
+    private let state: Mutex<UInt64>
+    init(seed: UInt64) { state = Mutex(seed) }
+
+    func next() -> Double {
+        state.withLock { state in
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+        }
+    }
+}
