@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+
+/// Iterations 1–2 against real `replog` processes on loopback.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct ReplicatedLogTests {
+    /// Without `w` the master answers only after every secondary, including one that
+    /// holds each request 2 s, stored the message.
+    @Test func omittedWBlocksUntilTheDelayedSecondaryHasIt() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary(["--delay", "2s"])
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+
+        let started = ContinuousClock.now
+        let reply = try await HTTP.post(master.url + "/messages", ["message": "Hello replicated world!"])
+        let elapsed = ContinuousClock.now - started
+        #expect(reply.status == 201, "\(reply.text)")
+        #expect(reply.json["w"] as? Int == 3)
+        #expect(elapsed >= .seconds(2), "blocking replication must wait for the 2 s secondary")
+        for node in [master.url, s1.url, s2.url] {
+            #expect(try await HTTP.messages(node) == [.init(seq: 1, message: "Hello replicated world!")], "\(node)")
+        }
+    }
+
+    /// `w=1` is answered without waiting for the delayed secondary, which lags visibly and
+    /// then converges.
+    @Test func wOneIsAnsweredAtOnceThenTheLaggingSecondaryConverges() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary(["--delay", "2s"])
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+
+        let started = ContinuousClock.now
+        let reply = try await HTTP.post(master.url + "/messages", ["message": "fast", "w": 1])
+        #expect(reply.status == 201)
+        #expect(ContinuousClock.now - started < .seconds(2), "w=1 must not wait for the delayed secondary")
+        #expect(try await HTTP.messages(s2.url).isEmpty, "the delayed secondary has not stored it yet")
+        #expect(try await HTTP.messages(master.url).count == 1)
+
+        try await eventually("the delayed secondary lists the message") {
+            try await HTTP.messages(s2.url) == [.init(seq: 1, message: "fast")]
+        }
+    }
+
+    /// 100 parallel appends with mixed `w` get seqs 1…100 exactly once, and every node
+    /// lists the same order.
+    @Test func parallelAppendsGetOneTotalOrderEverywhere() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+
+        let seqs = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    let reply = try await HTTP.post(master.url + "/messages", ["message": "m\(index)", "w": index % 3 + 1])
+                    return reply.json["seq"] as? Int ?? -1
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        #expect(seqs.sorted() == Array(1...100))
+        _ = try await HTTP.post(master.url + "/messages", ["message": "barrier", "w": 3])
+        let logs = [try await HTTP.messages(master.url), try await HTTP.messages(s1.url), try await HTTP.messages(s2.url)]
+        #expect(logs[0].map(\.seq) == Array(1...101))
+        #expect(logs[1] == logs[0] && logs[2] == logs[0], "\(cluster.logs)")
+    }
+
+    @Test func badInputGets400JSONAndAppendsNothing() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        for body in [["w": 1], ["message": 1], ["message": "x", "w": 3], ["message": "x", "w": "1"]] as [[String: any Sendable]] {
+            let reply = try await HTTP.post(master.url + "/messages", body)
+            #expect(reply.status == 400)
+            #expect(reply.json["error"] is String, "\(reply.text)")
+        }
+        let secondaryReply = try await HTTP.post(s1.url + "/messages", ["message": "x"])
+        #expect(secondaryReply.status == 405 && secondaryReply.json["error"] is String)
+        #expect(try await HTTP.messages(master.url).isEmpty)
+    }
+
+    /// SIGTERM shuts a node down gracefully with exit status 0.
+    @Test func nodesStopCleanlyOnSigterm() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        _ = try await HTTP.post(master.url + "/messages", ["message": "x", "w": 2])
+        master.process.signal(SIGTERM)
+        s1.process.signal(SIGTERM)
+        #expect(try await master.process.waitForExit() == 0, "\(master.process.log)")
+        #expect(try await s1.process.waitForExit() == 0, "\(s1.process.log)")
+    }
+
+    /// `replog append` and `replog list` talk to a running master.
+    @Test func appendAndListCommands() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        let append = try NodeProcess(["append", "from the CLI", "--w", "2", "--master", master.url])
+        #expect(try await append.waitForExit() == 0)
+        #expect(append.log.contains(#""seq":1"#), "\(append.log)")
+        let list = try NodeProcess(["list", "--node", s1.url])
+        #expect(try await list.waitForExit() == 0)
+        #expect(list.log.contains("1\tfrom the CLI"), "\(list.log)")
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import ReplogCore
+import Testing
+@testable import ReplogNode
+
+/// The HTTP contract of DESIGN.md, driven through the router without sockets.
+@Suite struct HTTPAPITests {
+    private let maxBodyBytes = 1024
+
+    private func masterApp(_ master: Master) -> some ApplicationProtocol {
+        Application(router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes))
+    }
+
+    private func json(_ buffer: ByteBuffer) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+    }
+
+    @Test func appendAnswers201WithSeqMessageAndW() async throws {
+        let cluster = TestCluster()
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "Msg1", "w": 1}"#)) { response in
+                #expect(response.status == .created)
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                let body = json(response.body)
+                #expect(body["seq"] as? Int == 1)
+                #expect(body["message"] as? String == "Msg1")
+                #expect(body["w"] as? Int == 1)
+            }
+            try await client.execute(uri: "/messages", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == #"{"messages":[{"message":"Msg1","seq":1}]}"#)
+            }
+        }
+    }
+
+    /// Every bad input gets a JSON `{"error": …}` with the right status, and the log stays empty.
+    @Test(arguments: [
+        ("not json", HTTPResponse.Status.badRequest, "malformed JSON"),
+        (#"{"w": 1}"#, .badRequest, "missing field"),
+        (#"{"message": 42}"#, .badRequest, "must be a string"),
+        (#"{"message": "x", "w": "two"}"#, .badRequest, "must be an integer"),
+        (#"{"message": "x", "w": 0}"#, .badRequest, "at least 1"),
+        (#"{"message": "x", "w": 4}"#, .badRequest, "between 1 and 3"),
+        (#"{"message": "x", "timeout": "soon"}"#, .badRequest, "must be an integer"),
+        (String(repeating: "x", count: 2048), .contentTooLarge, "larger than 1024 bytes"),
+    ])
+    func badInputIsRefusedAndChangesNothing(body: String, status: HTTPResponse.Status, reason: String) async throws {
+        let cluster = TestCluster()
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: body)) { response in
+                #expect(response.status == status)
+                let error = json(response.body)["error"] as? String
+                #expect(error?.contains(reason) == true, "got \(String(buffer: response.body))")
+            }
+            try await client.execute(uri: "/messages", method: .get) { response in
+                #expect(String(buffer: response.body) == #"{"messages":[]}"#)
+            }
+        }
+        #expect(cluster.master.store.lastSeq == 0)
+    }
+
+    @Test func unknownRouteIs404JSON() async throws {
+        let cluster = TestCluster()
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/nope", method: .get) { response in
+                #expect(response.status == .notFound)
+                #expect(json(response.body)["error"] as? String == "no route for GET /nope")
+            }
+        }
+    }
+
+    @Test func pagingWithFromAndLimit() async throws {
+        let cluster = TestCluster()
+        for index in 1...5 { _ = try await cluster.append("m\(index)", w: 1) }
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/messages?from=2&limit=2", method: .get) { response in
+                let messages = json(response.body)["messages"] as? [[String: Any]]
+                #expect(messages?.compactMap { $0["seq"] as? Int } == [2, 3])
+            }
+            try await client.execute(uri: "/messages?from=0", method: .get) { response in
+                #expect(response.status == .badRequest)
+            }
+        }
+    }
+
+    @Test func healthShowsRoleQuorumAndEverySecondary() async throws {
+        let cluster = TestCluster()
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .ok)
+                let body = json(response.body)
+                #expect(body["role"] as? String == "master")
+                #expect(body["readOnly"] as? Bool == false)
+                #expect(body["quorum"] as? [String: Int] == ["required": 2, "available": 3])
+                let secondaries = body["secondaries"] as? [[String: Any]] ?? []
+                #expect(secondaries.compactMap { $0["url"] as? String } == ["s1", "s2"])
+                #expect(secondaries.compactMap { $0["status"] as? String } == ["healthy", "healthy"])
+            }
+        }
+    }
+
+    @Test func noQuorumIs503WithTheContractMessage() async throws {
+        let cluster = TestCluster(thresholds: .init(suspectAfterMisses: 1, unhealthyAfterMisses: 2))
+        for _ in 0..<2 {
+            cluster.master.onHeartbeatMissed("s1", error: TransportError.timedOut)
+            cluster.master.onHeartbeatMissed("s2", error: TransportError.timedOut)
+        }
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x", "w": 1}"#)) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = json(response.body)
+                #expect(body["error"] as? String == "no quorum: master is read-only")
+                #expect(body["quorum"] as? [String: Int] == ["required": 2, "available": 1])
+            }
+        }
+        #expect(cluster.master.store.lastSeq == 0)
+    }
+
+    @Test func secondaryRefusesClientAppendsWithJSON() async throws {
+        let app = Application(router: buildSecondaryRouter(replica: SecondaryReplica()))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x"}"#)) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect((json(response.body)["error"] as? String)?.contains("send appends to the master") == true)
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(json(response.body)["role"] as? String == "secondary")
+                #expect(json(response.body)["seq"] as? Int == 0)
+            }
+        }
+    }
+
+    /// The internal endpoint acknowledges duplicates and never stores twice.
+    @Test func replicationEndpointIsIdempotent() async throws {
+        let replica = SecondaryReplica()
+        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let batch = #"{"log": "L", "entries": [{"seq": 1, "message": "a"}, {"seq": 2, "message": "b"}]}"#
+        try await app.test(.router) { client in
+            for _ in 0..<2 {
+                try await client.execute(uri: "/replicate", method: .post, body: ByteBuffer(string: batch)) { response in
+                    #expect(response.status == .ok)
+                    #expect(json(response.body)["seq"] as? Int == 2)
+                }
+            }
+            try await client.execute(uri: "/messages", method: .get) { response in
+                #expect(String(buffer: response.body) == #"{"messages":[{"message":"a","seq":1},{"message":"b","seq":2}]}"#)
+            }
+        }
+    }
+}
