@@ -19,11 +19,14 @@ FROM ubuntu:noble
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --create-home replog
+    && useradd --system --uid 10001 --create-home replog \
+    && mkdir /data && chown 10001 /data
 COPY --from=build /out/replog /usr/local/bin/replog
 USER 10001
 # Listen on every interface inside the container; the port comes from REPLOG_PORT.
+# Mount a volume on /data and set REPLOG_DATA_DIR=/data to keep the log across restarts.
 ENV REPLOG_HOST=0.0.0.0
+VOLUME ["/data"]
 EXPOSE 5000 5001 5002 8080
 HEALTHCHECK --interval=5s --timeout=2s --retries=3 \
     CMD curl -fsS "http://127.0.0.1:${REPLOG_PORT:-5000}/health" || exit 1

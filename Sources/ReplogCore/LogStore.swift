@@ -16,16 +16,31 @@ public protocol LogStore: Sendable {
 
     /// Up to `limit` entries starting at `seq` (1-based), in order.
     func read(from seq: Int, limit: Int) -> [LogEntry]
+
+    /// Makes every entry appended before the call durable (a no-op for memory).
+    func sync() throws(LogStoreError)
+
+    /// Whether `sync` does anything: `false` for a store that forgets everything anyway.
+    var isDurable: Bool { get }
+}
+
+extension LogStore {
+    public func sync() throws(LogStoreError) {}
+    public var isDurable: Bool { false }
 }
 
 public enum LogStoreError: Error, Equatable, CustomStringConvertible {
     /// The caller tried to append something other than `lastSeq + 1`.
     case notContiguous(expected: Int, got: Int)
+    /// The operating system refused a file operation.
+    case io(String)
 
     public var description: String {
         switch self {
         case .notContiguous(let expected, let got):
             "append must continue the log: expected seq \(expected), got \(got)"
+        case .io(let reason):
+            reason
         }
     }
 }

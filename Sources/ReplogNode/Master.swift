@@ -61,6 +61,8 @@ public final class Master: Service {
 
     public let settings: MasterSettings
     public let store: any LogStore
+    /// Flushes the log; nothing leaves the master (reply or replication) before it is durable.
+    public let commit: GroupCommit
     /// Identifies this master's log; secondaries refuse deliveries from another log.
     public let logID: String
     private let transport: any ReplicationTransport
@@ -75,6 +77,7 @@ public final class Master: Service {
         settings: MasterSettings,
         transport: any ReplicationTransport,
         store: any LogStore = InMemoryLogStore(),
+        fsync: FsyncPolicy = .always,
         clock: any NodeClock = SystemClock(),
         logID: String = UUID().uuidString,
         logger: Logger = Logger(label: "replog.master"),
@@ -85,6 +88,7 @@ public final class Master: Service {
         self.settings = settings
         self.transport = transport
         self.store = store
+        self.commit = GroupCommit(store: store, policy: fsync)
         self.clock = clock
         self.logID = logID
         self.logger = logger
@@ -119,6 +123,18 @@ public final class Master: Service {
             }
             if let id = request.id { state.idempotency.remember(id, seq: seq) }
             return state.admit(seq: seq, w: w, isRetry: false)
+        }
+        // Write-ahead: durable on the master before any secondary or client hears of it.
+        do {
+            try await commit.makeDurable(through: admission.seq)
+        } catch {
+            if let waiter = admission.waiter {
+                state.withLock { state in
+                    state.tracker.onGiveUp(waiter, seq: admission.seq)
+                    state.waiters.discard(waiter)
+                }
+            }
+            throw .storeFailed("\(error)")
         }
         if !admission.isRetry {
             for signal in signals.values { signal.newData.signal() }
@@ -240,7 +256,7 @@ public final class Master: Service {
         var attempt = 0
         while !Task.isCancelled {
             let next = state.withLock { $0.peers[peer]!.matched + 1 }
-            let batch = store.read(from: next, limit: settings.maxBatchSize)
+            let batch = store.read(from: next, limit: min(settings.maxBatchSize, commit.durableSeq - next + 1))
             guard let first = batch.first, let last = batch.last else {
                 await signals.newData.wait()
                 continue
@@ -470,6 +486,9 @@ extension Master {
                 return nil  // already decided
             }
         }
+
+        /// Forgets a waiter that will never suspend.
+        mutating func discard(_ id: WaiterID) { slots[id] = nil }
 
         mutating func finishAll(_ outcome: WaitOutcome) -> [CheckedContinuation<WaitOutcome, Never>] {
             var continuations: [CheckedContinuation<WaitOutcome, Never>] = []

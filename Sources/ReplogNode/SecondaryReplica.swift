@@ -42,28 +42,39 @@ public final class SecondaryReplica: Sendable {
     }
 
     public let store: any LogStore
+    /// Flushes the log; nothing is acknowledged before it is durable.
+    public let commit: GroupCommit
     public let settings: SecondarySettings
     public let incarnation: String
     private let clock: any NodeClock
     private let state: Mutex<State>
     private let random: @Sendable () -> Double
+    private let onFollow: @Sendable (String) throws -> Void
 
     /// - Parameters:
+    ///   - logID: the master log `store` already holds (from the data dir), if any.
+    ///   - onFollow: called, before anything is acknowledged, when the replica starts
+    ///     following a master log, so the choice survives a restart.
     ///   - random: source of numbers in `0..<1` for `errorRate`; tests pass a fixed sequence.
     public init(
         store: any LogStore = InMemoryLogStore(),
+        fsync: FsyncPolicy = .always,
+        logID: String? = nil,
         settings: SecondarySettings = SecondarySettings(),
         clock: any NodeClock = SystemClock(),
         incarnation: String = UUID().uuidString,
+        onFollow: @escaping @Sendable (String) throws -> Void = { _ in },
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         self.store = store
+        self.commit = GroupCommit(store: store, policy: fsync)
         self.settings = settings
         self.clock = clock
         self.incarnation = incarnation
+        self.onFollow = onFollow
         self.random = random
         let holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
-        self.state = Mutex(State(holdBack: holdBack, logID: nil))
+        self.state = Mutex(State(holdBack: holdBack, logID: logID))
     }
 
     /// What this secondary holds now.
@@ -85,11 +96,15 @@ public final class SecondaryReplica: Sendable {
             if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0 {
                 throw ForeignLog(held: held, offered: logID)
             }
-            state.logID = logID
+            if state.logID != logID {
+                try onFollow(logID)  // rare: once per master log, so done under the lock
+                state.logID = logID
+            }
             // Storing under the same lock keeps the store's order equal to the buffer's.
             try store.append(state.holdBack.receive(entries))
             return ReplicaState(seq: state.holdBack.contiguousSeq, incarnation: incarnation, logID: logID)
         }
+        try await commit.makeDurable(through: replicaState.seq)
         if settings.errorRate > 0, random() < settings.errorRate {
             throw InjectedFailure(state: replicaState)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplogNode
 import UnixSignals
 
 struct Cluster: AsyncParsableCommand {
@@ -26,6 +27,15 @@ struct Cluster: AsyncParsableCommand {
     @Option(help: "Probability (0...1) that each secondary answers 500 after storing.")
     var errorRate: Double = 0
 
+    @Option(help: "Folder for the nodes' logs (one subfolder per node); they survive restarts.")
+    var dataDir: String = "replog-data"
+
+    @Flag(help: "Keep every log in memory instead (the course's behaviour: a restart starts empty).")
+    var inMemory = false
+
+    @Option(help: "always, interval or never: when nodes flush their logs to disk.")
+    var fsync: FsyncPolicy = .always
+
     @Option(help: "Log level of every node.")
     var logLevel: String = "info"
 
@@ -40,13 +50,14 @@ struct Cluster: AsyncParsableCommand {
             var arguments = ["secondary", "--host", host, "--port", "\(port + index)", "--log-level", logLevel,
                              "--error-rate", "\(errorRate)"]
             if index == secondaries { arguments += ["--delay", delay.description] }
+            arguments += storageArguments(node: "s\(index)")
             children.append(ChildProcess(name: "s\(index)", port: port + index, arguments: arguments))
             secondaryURLs.append("http://\(host):\(port + index)")
         }
         let master = ChildProcess(
             name: "master", port: port,
             arguments: ["master", "--host", host, "--port", "\(port)", "--log-level", logLevel]
-                + secondaryURLs.flatMap { ["--secondary", $0] })
+                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master"))
         children.insert(master, at: 0)
 
         for child in children { try child.start() }
@@ -63,6 +74,10 @@ struct Cluster: AsyncParsableCommand {
             banner.append("  \(child.name.padding(toLength: 7, withPad: " ", startingAt: 0)) \(url(of: child))  pid \(child.pid)")
         }
         banner += [
+            "",
+            inMemory
+                ? "Logs live in memory: a restarted node starts empty."
+                : "Logs are kept in \(absoluteDataDir)/ (one folder per node; delete it to start afresh).",
             "",
             "Try:",
             "  curl -X POST http://localhost:\(port)/messages -H 'Content-Type: application/json' -d '{\"message\": \"hello\", \"w\": 2}'",
@@ -91,6 +106,14 @@ struct Cluster: AsyncParsableCommand {
         for child in children where child.isRunning {
             while child.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
         }
+    }
+
+    private var absoluteDataDir: String {
+        URL(fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+    }
+
+    private func storageArguments(node: String) -> [String] {
+        inMemory ? [] : ["--data-dir", absoluteDataDir + "/" + node, "--fsync", fsync.rawValue]
     }
 
     private func url(of child: ChildProcess) -> String {

@@ -1,7 +1,53 @@
 import ArgumentParser
+import Foundation
+import Synchronization
 import Logging
 import ReplogCore
 import ReplogNode
+
+/// Where a node keeps its log.
+struct StorageOptions: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Keep the log in this folder and recover it after a crash; without it the log lives in memory. Env: REPLOG_DATA_DIR.")
+    var dataDirFlag: String?
+
+    var dataDir: String? { dataDirFlag ?? Environment.string("REPLOG_DATA_DIR") }
+
+    @Option(help: "always (fsync before acknowledging, batched across appends), interval (every 100 ms) or never. Env: REPLOG_FSYNC.")
+    var fsync: FsyncPolicy = Environment.string("REPLOG_FSYNC").flatMap(FsyncPolicy.init(rawValue:)) ?? .always
+
+    /// Opens the data dir and recovers its log, or fails with a one-line reason.
+    func open(role: String, logger: Logger) throws -> (store: any LogStore, directory: DataDirectory?) {
+        guard let dataDir else {
+            logger.info("log kept in memory (no --data-dir): a restart starts empty")
+            return (InMemoryLogStore(), nil)
+        }
+        do {
+            let directory = try DataDirectory(path: dataDir, role: role)
+            let started = ContinuousClock.now
+            let store = try FileLogStore(directory: directory.url)
+            let metadata: Logger.Metadata = [
+                "replog.dataDir": "\(dataDir)", "replog.entries": "\(store.recovery.entries)",
+                "replog.segments": "\(store.recovery.segments)", "replog.fsync": "\(fsync)",
+                "replog.recovery.ms": "\((ContinuousClock.now - started).components.seconds * 1000 + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+            ]
+            if let problem = store.recovery.problem {
+                logger.warning("log recovered after cutting a damaged tail", metadata: metadata.merging([
+                    "replog.problem": "\(problem)", "replog.truncatedBytes": "\(store.recovery.truncatedBytes)",
+                    "replog.removedSegments": "\(store.recovery.removedSegments.joined(separator: ","))",
+                ]) { $1 })
+            } else {
+                logger.info("log recovered", metadata: metadata)
+            }
+            return (store, directory)
+        } catch let problem as DataDirectory.Problem {
+            throw fail(problem.description)
+        } catch {
+            throw fail("data dir \(dataDir): \(error)")
+        }
+    }
+}
+
+extension FsyncPolicy: ExpressibleByArgument {}
 
 struct Master: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -32,6 +78,7 @@ struct Master: AsyncParsableCommand {
     @Option(help: "Largest accepted request body in bytes. Env: REPLOG_MAX_BODY.")
     var maxBody: Int = Environment.int("REPLOG_MAX_BODY") ?? 1 << 20
 
+    @OptionGroup var storage: StorageOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -50,12 +97,18 @@ struct Master: AsyncParsableCommand {
             heartbeatInterval: heartbeatInterval.duration,
             healthThresholds: .init(suspectAfterMisses: suspectAfter, unhealthyAfterMisses: unhealthyAfter),
             replicationTimeout: replicationTimeout.duration)
-        let master = ReplogNode.Master(settings: settings, transport: HTTPTransport(), logger: logger)
+        var (store, directory) = try storage.open(role: "master", logger: logger)
+        // A master keeps one log id for the life of its data dir, so secondaries recognise
+        // it after a restart; a master without a data dir starts a new log every time.
+        let logID = directory?.metadata.log ?? UUID().uuidString
+        do { try directory?.setLog(logID) } catch { throw fail(error.description) }
+        let master = ReplogNode.Master(
+            settings: settings, transport: HTTPTransport(), store: store, fsync: storage.fsync, logID: logID, logger: logger)
         let host = host
         let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger) { port in
             announce("listening on http://\(host):\(port)")
         }
-        try await NodeApplications.run([app, master], logger: logger)
+        try await NodeApplications.run([master.commit, app, master], logger: logger)
     }
 }
 
@@ -76,6 +129,7 @@ struct Secondary: AsyncParsableCommand {
     @Option(help: "Probability (0...1) of answering 500 after storing a replication request. Env: REPLOG_ERROR_RATE.")
     var errorRate: Double = Environment.double("REPLOG_ERROR_RATE") ?? 0
 
+    @OptionGroup var storage: StorageOptions
     @OptionGroup var logging: LoggingOptions
 
     func validate() throws {
@@ -84,7 +138,12 @@ struct Secondary: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.bootstrap(label: "replog.secondary")
-        let replica = SecondaryReplica(settings: SecondarySettings(delay: delay.duration, errorRate: errorRate))
+        let (store, directory) = try storage.open(role: "secondary", logger: logger)
+        let followed = Mutex(directory)
+        let replica = SecondaryReplica(
+            store: store, fsync: storage.fsync, logID: directory?.metadata.log,
+            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate),
+            onFollow: { log in try followed.withLock { try $0?.setLog(log) } })
         logger.info("secondary started", metadata: [
             "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
         ])
@@ -92,6 +151,6 @@ struct Secondary: AsyncParsableCommand {
         let app = NodeApplications.secondary(replica, host: host, port: port, logger: logger) { port in
             announce("listening on http://\(host):\(port)")
         }
-        try await NodeApplications.run([app], logger: logger)
+        try await NodeApplications.run([replica.commit, app], logger: logger)
     }
 }

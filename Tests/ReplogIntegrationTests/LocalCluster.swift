@@ -113,3 +113,10 @@ func eventually(
     Issue.record("timed out after \(limit) waiting until \(what)", sourceLocation: sourceLocation)
     throw CancellationError()
 }
+
+/// A value shared between a test's tasks.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T: Sendable>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}

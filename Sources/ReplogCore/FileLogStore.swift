@@ -1,0 +1,298 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A log kept in append-only segment files, recovered after a crash.
+///
+/// - Every entry is framed with its length and a CRC-32C (`RecordFraming`).
+/// - A segment is named after its first seq (`00000000000000000001.seg`) and closed when it
+///   passes `segmentSize`; a new one starts.
+/// - An index in memory (one 4-byte offset per entry) maps seq to file position, so a read
+///   of any range goes straight to its bytes and never scans the log.
+/// - `append` writes; `sync` makes everything written so far durable (fsync). The caller
+///   decides when to sync (group commit lives in the node, not here).
+/// - Opening the store recovers it: segments are replayed and checked, and a torn or
+///   corrupt tail is cut off and reported in `recovery`.
+public final class FileLogStore: LogStore {
+    public struct Options: Sendable {
+        /// Size after which a segment is closed and a new one started.
+        public var segmentSize: Int
+        public init(segmentSize: Int = 64 << 20) { self.segmentSize = segmentSize }
+    }
+
+    /// What recovery found and did when the store was opened.
+    public struct Recovery: Sendable, Equatable, CustomStringConvertible {
+        public var segments = 0
+        public var entries = 0
+        /// Bytes cut off a torn or corrupt tail (0 when the log was clean).
+        public var truncatedBytes = 0
+        /// Segment files removed because they came after the damage.
+        public var removedSegments: [String] = []
+        /// Why the tail was cut, when it was.
+        public var problem: String?
+
+        public var description: String {
+            var text = "\(entries) entries in \(segments) segments"
+            if let problem {
+                text += "; cut \(truncatedBytes) bytes at the tail (\(problem))"
+                if !removedSegments.isEmpty { text += " and removed \(removedSegments.joined(separator: ", "))" }
+            }
+            return text
+        }
+    }
+
+    private struct Segment {
+        let firstSeq: Int
+        let path: String
+        let descriptor: Int32
+        /// Byte offset of each entry: entry `firstSeq + i` starts at `offsets[i]`.
+        var offsets: [UInt32]
+        var size: Int
+        var lastSeq: Int { firstSeq + offsets.count - 1 }
+    }
+
+    private struct State {
+        var segments: [Segment]
+        var lastSeq: Int
+    }
+
+    public let directory: URL
+    public let options: Options
+    public let recovery: Recovery
+    private let state: Mutex<State>
+
+    /// Opens (creating if needed) the log in `directory` and recovers it.
+    public init(directory: URL, options: Options = Options()) throws(LogStoreError) {
+        self.directory = directory
+        self.options = options
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw .io("cannot create \(directory.path): \(error.localizedDescription)")
+        }
+        var recovery = Recovery()
+        let segments = try Self.recover(directory, &recovery)
+        self.recovery = recovery
+        self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0))
+    }
+
+    deinit {
+        state.withLock { $0.segments.forEach { close($0.descriptor) } }
+    }
+
+    public var lastSeq: Int { state.withLock { $0.lastSeq } }
+
+    public var isDurable: Bool { true }
+
+    public func append(_ entries: [LogEntry]) throws(LogStoreError) {
+        guard !entries.isEmpty else { return }
+        try state.withLock { (state: inout State) throws(LogStoreError) in
+            var bytes: [UInt8] = []
+            var relativeOffsets: [Int] = []
+            for (index, entry) in entries.enumerated() {
+                guard entry.seq == state.lastSeq + 1 + index else {
+                    throw .notContiguous(expected: state.lastSeq + 1 + index, got: entry.seq)
+                }
+                relativeOffsets.append(bytes.count)
+                RecordFraming.encode(entry, into: &bytes)
+            }
+            if state.segments.isEmpty || (state.segments[state.segments.count - 1].size > 0
+                && state.segments[state.segments.count - 1].size + bytes.count > options.segmentSize)
+            {
+                try rollOver(&state, firstSeq: state.lastSeq + 1)
+            }
+            var segment = state.segments.removeLast()
+            defer { state.segments.append(segment) }
+            try Self.write(bytes, to: segment.descriptor, at: segment.size, path: segment.path)
+            segment.offsets.append(contentsOf: relativeOffsets.map { UInt32(segment.size + $0) })
+            segment.size += bytes.count
+            state.lastSeq += entries.count
+        }
+    }
+
+    public func read(from seq: Int, limit: Int) -> [LogEntry] {
+        // Work out which bytes to read under the lock; read them outside it, so a large
+        // read never holds up appends. Written bytes never change, so this is safe.
+        let ranges = state.withLock { state -> [(descriptor: Int32, start: Int, end: Int, path: String)] in
+            let start = max(seq, 1)
+            guard limit > 0, start <= state.lastSeq else { return [] }
+            let last = start + min(limit, state.lastSeq - start + 1) - 1
+            var ranges: [(Int32, Int, Int, String)] = []
+            var index = Self.segmentIndex(containing: start, in: state.segments)
+            var next = start
+            while next <= last, index < state.segments.count {
+                let segment = state.segments[index]
+                let upTo = min(last, segment.lastSeq)
+                let begin = Int(segment.offsets[next - segment.firstSeq])
+                let end = upTo == segment.lastSeq ? segment.size : Int(segment.offsets[upTo + 1 - segment.firstSeq])
+                ranges.append((segment.descriptor, begin, end, segment.path))
+                next = upTo + 1
+                index += 1
+            }
+            return ranges
+        }
+        var entries: [LogEntry] = []
+        for range in ranges {
+            guard let bytes = try? Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start) else { break }
+            bytes.withUnsafeBytes { buffer in
+                var offset = 0
+                while case .record(let entry, let size) = RecordFraming.decode(buffer, at: offset) {
+                    entries.append(entry)
+                    offset += size
+                }
+            }
+        }
+        return entries
+    }
+
+    /// Makes every entry appended before this call durable.
+    public func sync() throws(LogStoreError) {
+        let (descriptor, path) = state.withLock { state in
+            (state.segments.last?.descriptor ?? -1, state.segments.last?.path ?? "")
+        }
+        guard descriptor >= 0 else { return }
+        guard fsync(descriptor) == 0 else { throw .io("fsync \(path): \(Self.errnoText())") }
+    }
+
+    // MARK: Segments
+
+    private func rollOver(_ state: inout State, firstSeq: Int) throws(LogStoreError) {
+        if let current = state.segments.last, fsync(current.descriptor) != 0 {
+            throw .io("fsync \(current.path): \(Self.errnoText())")
+        }
+        let path = directory.appendingPathComponent(Self.segmentName(firstSeq)).path
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw .io("cannot create \(path): \(Self.errnoText())") }
+        // The new file's name must survive a crash too.
+        Self.syncDirectory(directory)
+        state.segments.append(Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0))
+    }
+
+    static func segmentName(_ firstSeq: Int) -> String {
+        let digits = String(firstSeq)
+        return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
+    }
+
+    private static func segmentIndex(containing seq: Int, in segments: [Segment]) -> Int {
+        var low = 0
+        var high = segments.count - 1
+        while low < high {
+            let middle = (low + high + 1) / 2
+            if segments[middle].firstSeq <= seq { low = middle } else { high = middle - 1 }
+        }
+        return low
+    }
+
+    // MARK: Recovery
+
+    private static func recover(_ directory: URL, _ recovery: inout Recovery) throws(LogStoreError) -> [Segment] {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw .io("cannot list \(directory.path): \(error.localizedDescription)")
+        }
+        let files = names.compactMap { name -> (Int, String)? in
+            guard name.hasSuffix(".seg"), let first = Int(name.dropLast(4)) else { return nil }
+            return (first, name)
+        }.sorted { $0.0 < $1.0 }
+
+        var segments: [Segment] = []
+        var nextSeq = 1
+        for (firstSeq, name) in files {
+            let path = directory.appendingPathComponent(name).path
+            if recovery.problem != nil || firstSeq != nextSeq {
+                // After damage (or a gap in the names) nothing can be trusted: remove it.
+                recovery.problem = recovery.problem ?? "segment \(name) does not continue at seq \(nextSeq)"
+                recovery.truncatedBytes += (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
+                recovery.removedSegments.append(name)
+                try? FileManager.default.removeItem(atPath: path)
+                continue
+            }
+            let descriptor = open(path, O_RDWR | O_CLOEXEC)
+            guard descriptor >= 0 else { throw .io("cannot open \(path): \(errnoText())") }
+            let size = Int(lseek(descriptor, 0, SEEK_END))
+            let bytes = try readBytes(descriptor, from: 0, count: size)
+            var segment = Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0)
+            bytes.withUnsafeBytes { buffer in
+                var offset = 0
+                scan: while offset < buffer.count {
+                    switch RecordFraming.decode(buffer, at: offset) {
+                    case .record(let entry, let size) where entry.seq == nextSeq:
+                        segment.offsets.append(UInt32(offset))
+                        offset += size
+                        nextSeq += 1
+                    case .record(let entry, _):
+                        recovery.problem = "\(name) holds seq \(entry.seq) where \(nextSeq) was expected"
+                        break scan
+                    case .truncated:
+                        recovery.problem = "\(name) ends inside a record (torn write)"
+                        break scan
+                    case .corrupt(let reason):
+                        recovery.problem = "\(name) at byte \(offset): \(reason)"
+                        break scan
+                    }
+                }
+                segment.size = offset
+            }
+            if segment.size < size {
+                recovery.truncatedBytes += size - segment.size
+                guard ftruncate(descriptor, off_t(segment.size)) == 0, fsync(descriptor) == 0 else {
+                    throw .io("cannot truncate \(path): \(errnoText())")
+                }
+            }
+            segments.append(segment)
+        }
+        recovery.segments = segments.count
+        recovery.entries = nextSeq - 1
+        if !recovery.removedSegments.isEmpty { syncDirectory(directory) }
+        return segments
+    }
+
+    // MARK: System calls
+
+    private static func write(_ bytes: [UInt8], to descriptor: Int32, at offset: Int, path: String) throws(LogStoreError) {
+        var written = 0
+        while written < bytes.count {
+            let result = bytes.withUnsafeBytes { buffer in
+                pwrite(descriptor, buffer.baseAddress! + written, buffer.count - written, off_t(offset + written))
+            }
+            if result < 0 {
+                if errno == EINTR { continue }
+                let reason = errnoText()
+                // Leave no half record behind: the next append starts at the same offset.
+                _ = ftruncate(descriptor, off_t(offset))
+                throw .io("write \(path): \(reason)")
+            }
+            written += result
+        }
+    }
+
+    private static func readBytes(_ descriptor: Int32, from offset: Int, count: Int) throws(LogStoreError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let result = bytes.withUnsafeMutableBytes { buffer in
+                pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset + done))
+            }
+            if result < 0, errno == EINTR { continue }
+            guard result > 0 else { throw .io("read: \(errnoText())") }
+            done += result
+        }
+        return bytes
+    }
+
+    static func syncDirectory(_ directory: URL) {
+        let descriptor = open(directory.path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        _ = fsync(descriptor)
+        close(descriptor)
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}

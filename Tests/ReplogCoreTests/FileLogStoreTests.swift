@@ -1,0 +1,162 @@
+import Foundation
+import ReplogCore
+import Testing
+
+/// A fresh folder under the system temp dir, removed when the test ends.
+final class TemporaryFolder {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("replog-test-\(UUID().uuidString)")
+    deinit { try? FileManager.default.removeItem(at: url) }
+}
+
+@Suite struct RecordFramingTests {
+    @Test func crc32cMatchesTheStandardCheckValue() {
+        #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+    }
+
+    @Test(arguments: ["", "hello", "ünïcødé ✓", String(repeating: "x", count: 100_000)])
+    func roundTrip(message: String) {
+        var bytes: [UInt8] = []
+        RecordFraming.encode(LogEntry(seq: 42, message: message), into: &bytes)
+        bytes.withUnsafeBytes { buffer in
+            #expect(RecordFraming.decode(buffer, at: 0) == .record(LogEntry(seq: 42, message: message), size: bytes.count))
+        }
+    }
+
+    @Test func aShortTailIsTruncatedNotCorrupt() {
+        var bytes: [UInt8] = []
+        RecordFraming.encode(LogEntry(seq: 1, message: "hello"), into: &bytes)
+        for cut in [1, 7, bytes.count - 1] {
+            Array(bytes.prefix(cut)).withUnsafeBytes { #expect(RecordFraming.decode($0, at: 0) == .truncated) }
+        }
+    }
+
+    @Test func everyFlippedBitIsDetected() {
+        var bytes: [UInt8] = []
+        RecordFraming.encode(LogEntry(seq: 7, message: "payload"), into: &bytes)
+        for bit in 32..<(bytes.count * 8) {  // every bit after the length field
+            var damaged = bytes
+            damaged[bit / 8] ^= 1 << (bit % 8)
+            damaged.withUnsafeBytes { buffer in
+                if case .record = RecordFraming.decode(buffer, at: 0) { Issue.record("bit \(bit) flip not detected") }
+            }
+        }
+    }
+}
+
+@Suite struct FileLogStoreTests {
+    private func entries(_ range: ClosedRange<Int>) -> [LogEntry] { range.map { LogEntry(seq: $0, message: "message \($0)") } }
+
+    private func newestSegment(in folder: URL) throws -> URL {
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".seg") }.sorted()
+        return folder.appendingPathComponent(try #require(names.last))
+    }
+
+    @Test func appendsReadsAndSurvivesReopening() throws {
+        let folder = TemporaryFolder()
+        do {
+            let store = try FileLogStore(directory: folder.url)
+            try store.append(entries(1...3))
+            try store.append(entries(4...10))
+            try store.sync()
+            #expect(store.read(from: 3, limit: 2) == entries(3...4))
+        }
+        let reopened = try FileLogStore(directory: folder.url)
+        #expect(reopened.lastSeq == 10)
+        #expect(reopened.recovery.problem == nil)
+        #expect(reopened.read(from: 1, limit: .max) == entries(1...10))
+        try reopened.append(entries(11...11))
+        #expect(reopened.lastSeq == 11)
+    }
+
+    /// Small segments: ranges that span segment boundaries are read through the index.
+    @Test func rollsOverAndIndexesAcrossSegments() throws {
+        let folder = TemporaryFolder()
+        do {
+            let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 200))
+            for seq in 1...100 { try store.append(entries(seq...seq)) }
+        }
+        let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 200))
+        #expect(store.recovery.segments > 10)
+        #expect(store.read(from: 1, limit: .max) == entries(1...100))
+        #expect(store.read(from: 37, limit: 25) == entries(37...61))
+        #expect(store.read(from: 100, limit: 5) == entries(100...100))
+        #expect(store.read(from: 101, limit: 5).isEmpty)
+    }
+
+    @Test func refusesGapsLikeTheMemoryStore() throws {
+        let folder = TemporaryFolder()
+        let store = try FileLogStore(directory: folder.url)
+        #expect(throws: LogStoreError.notContiguous(expected: 1, got: 2)) { () throws in try store.append(entries(2...2)) }
+    }
+
+    /// A crash in the middle of a write leaves half a record: recovery cuts it and says so.
+    @Test func tornTailIsCutOff() throws {
+        let folder = TemporaryFolder()
+        do {
+            let store = try FileLogStore(directory: folder.url)
+            try store.append(entries(1...5))
+        }
+        let segment = try newestSegment(in: folder.url)
+        let handle = try FileHandle(forWritingTo: segment)
+        let size = try handle.seekToEnd()
+        try handle.truncate(atOffset: size - 3)
+        try handle.close()
+
+        let store = try FileLogStore(directory: folder.url)
+        #expect(store.lastSeq == 4)
+        #expect(store.recovery.problem?.contains("torn write") == true)
+        #expect(store.recovery.truncatedBytes > 0)
+        try store.append(entries(5...6))  // the log continues cleanly after the cut
+        #expect(try FileLogStore(directory: folder.url).read(from: 1, limit: .max) == entries(1...6))
+    }
+
+    /// A flipped bit in the middle cuts the log there, and later segments go too.
+    @Test func corruptRecordCutsTheRest() throws {
+        let folder = TemporaryFolder()
+        do {
+            let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 150))
+            for seq in 1...20 { try store.append(entries(seq...seq)) }
+        }
+        let first = folder.url.appendingPathComponent("00000000000000000001.seg")
+        var bytes = try Data(contentsOf: first)
+        bytes[bytes.count - 2] ^= 0x40  // inside the last record's message
+        try bytes.write(to: first)
+
+        let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 150))
+        #expect(store.recovery.problem?.contains("checksum mismatch") == true)
+        #expect(!store.recovery.removedSegments.isEmpty)
+        #expect(store.read(from: 1, limit: .max) == entries(1...store.lastSeq))
+        #expect(store.lastSeq < 20)
+    }
+}
+
+@Suite struct DataDirectoryTests {
+    @Test func remembersRoleAndLog() throws {
+        let folder = TemporaryFolder()
+        var directory = try DataDirectory(path: folder.url.path, role: "master")
+        try directory.setLog("log-1")
+        #expect(try DataDirectory(path: folder.url.path, role: "master").metadata.log == "log-1")
+    }
+
+    @Test func refusesAnotherRolesFolder() throws {
+        let folder = TemporaryFolder()
+        _ = try DataDirectory(path: folder.url.path, role: "master")
+        #expect(throws: DataDirectory.Problem.self) { try DataDirectory(path: folder.url.path, role: "secondary") }
+    }
+
+    @Test func refusesANewerFormat() throws {
+        let folder = TemporaryFolder()
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        try Data(#"{"format": 99, "role": "master"}"#.utf8).write(to: folder.url.appendingPathComponent("replog.json"))
+        #expect {
+            try DataDirectory(path: folder.url.path, role: "master")
+        } throws: { ($0 as? DataDirectory.Problem)?.description.contains("newer replog") == true }
+    }
+
+    @Test func refusesSegmentsWithoutMetadata() throws {
+        let folder = TemporaryFolder()
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        try Data().write(to: folder.url.appendingPathComponent("00000000000000000001.seg"))
+        #expect(throws: DataDirectory.Problem.self) { try DataDirectory(path: folder.url.path, role: "secondary") }
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// The durable log with real processes: kill -9 at any moment loses no acknowledged message.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct DurabilityTests {
+    private func folder() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("replog-it-\(UUID().uuidString)").path
+    }
+
+    /// Concurrent w=3 appends; the master and a secondary are killed with SIGKILL mid-stream
+    /// and restarted from their data dirs. Every acknowledged message is then on every node
+    /// exactly once at the seq it was acknowledged with, all nodes hold one order, and the
+    /// next append continues the numbering without a gap.
+    @Test func killNineMasterAndSecondaryLosesNoAcknowledgedMessage() async throws {
+        let cluster = LocalCluster()
+        let dirs = (master: folder(), s1: folder(), s2: folder())
+        defer { for dir in [dirs.master, dirs.s1, dirs.s2] { try? FileManager.default.removeItem(atPath: dir) } }
+        let s1 = try await cluster.startSecondary(["--data-dir", dirs.s1])
+        let s2 = try await cluster.startSecondary(["--data-dir", dirs.s2])
+        let secondaries = [s1.url, s2.url]
+        let master = try await cluster.startMaster(secondaries: secondaries, LocalCluster.fastHeartbeats + ["--data-dir", dirs.master])
+
+        let acknowledged = Locked<[Int: String]>([:])
+        await withTaskGroup(of: Void.self) { group in
+            for client in 0..<8 {
+                group.addTask {
+                    for index in 0..<1_000 {
+                        let message = "c\(client)-\(index)"
+                        guard let reply = try? await HTTP.post(master.url + "/messages", ["message": message, "w": 3]),
+                              reply.status == 201, let seq = reply.json["seq"] as? Int
+                        else { return }  // the master is gone: stop this client
+                        acknowledged.withLock { $0[seq] = message }
+                    }
+                }
+            }
+            group.addTask {
+                while acknowledged.withLock({ $0.count }) < 150 { try? await Task.sleep(for: .milliseconds(5)) }
+                master.process.signal(SIGKILL)
+                s1.process.signal(SIGKILL)
+            }
+        }
+        let acked = acknowledged.withLock { $0 }
+        #expect(acked.count >= 150)
+
+        let s1Port = Int(s1.url.split(separator: ":").last!)!
+        _ = try await cluster.startSecondary(port: s1Port, ["--data-dir", dirs.s1])
+        let restarted = try await cluster.startMaster(secondaries: secondaries, LocalCluster.fastHeartbeats + ["--data-dir", dirs.master])
+        let after = try await HTTP.post(restarted.url + "/messages", ["message": "after restart", "w": 3])
+        #expect(after.status == 201, "\(after.text)\n\(cluster.logs)")
+
+        let logs = [try await HTTP.messages(restarted.url), try await HTTP.messages(s1.url), try await HTTP.messages(s2.url)]
+        #expect(logs[1] == logs[0] && logs[2] == logs[0], "every node holds one order")
+        let log = logs[0]
+        #expect(log.map(\.seq) == Array(1...log.count), "no gap")
+        #expect(log.last == .init(seq: log.count, message: "after restart"), "numbering continues")
+        #expect(Set(log.map(\.message)).count == log.count, "no message twice")
+        for (seq, message) in acked {
+            #expect(seq <= log.count && log[seq - 1].message == message, "acknowledged seq \(seq) \(message) lost")
+        }
+    }
+
+    /// Damage the tail of a secondary's newest segment: it cuts the damage at start,
+    /// reports it, and catches up from the master.
+    @Test func secondaryWithACorruptTailTruncatesAndCatchesUp() async throws {
+        let cluster = LocalCluster()
+        let s1Dir = folder()
+        defer { try? FileManager.default.removeItem(atPath: s1Dir) }
+        let s1 = try await cluster.startSecondary(["--data-dir", s1Dir])
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        for index in 1...20 { _ = try await HTTP.post(master.url + "/messages", ["message": "m\(index)", "w": 2]) }
+        s1.process.signal(SIGKILL)
+        _ = try await s1.process.waitForExit()
+
+        let segment = URL(fileURLWithPath: s1Dir).appendingPathComponent("00000000000000000001.seg")
+        var bytes = try Data(contentsOf: segment)
+        bytes[bytes.count - 3] ^= 0xFF
+        try bytes.write(to: segment)
+
+        let port = Int(s1.url.split(separator: ":").last!)!
+        let restarted = try await cluster.startSecondary(port: port, ["--data-dir", s1Dir])
+        #expect(restarted.process.log.contains("cutting a damaged tail"), "\(restarted.process.log)")
+        #expect(try await HTTP.post(master.url + "/messages", ["message": "m21", "w": 2]).status == 201)
+        #expect(try await HTTP.messages(restarted.url).map(\.message) == (1...21).map { "m\($0)" })
+    }
+
+    /// A data dir of the other role is refused at start with a one-line reason.
+    @Test func wrongDataDirIsRefusedClearly() async throws {
+        let dir = folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary(["--data-dir", dir])
+        s1.process.signal(SIGTERM)
+        _ = try await s1.process.waitForExit()
+        let master = try NodeProcess(["master", "--port", "0", "--data-dir", dir])
+        #expect(try await master.waitForExit() != 0)
+        #expect(master.log.contains("belongs to a secondary"), "\(master.log)")
+    }
+}
