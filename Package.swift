@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ReplogCore", targets: ["ReplogCore"]),
         .library(name: "ReplogNode", targets: ["ReplogNode"]),
         .library(name: "ReplogEcho", targets: ["ReplogEcho"]),
+        .library(name: "ReplogBench", targets: ["ReplogBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -23,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Pure replication logic: ordering, deduplication, write-concern bookkeeping,
@@ -45,6 +47,7 @@ let package = Package(
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
@@ -60,6 +63,17 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // `replog bench`: a closed-loop load generator with HdrHistogram latencies.
+        .target(
+            name: "ReplogBench",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The `replog` command: argument parsing and wiring only.
         .executableTarget(
             name: "replog",
@@ -67,6 +81,7 @@ let package = Package(
                 "ReplogCore",
                 "ReplogNode",
                 "ReplogEcho",
+                "ReplogBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Metrics
 import NIOPosix
 import ReplogCore
 import ServiceLifecycle
@@ -34,10 +36,12 @@ public final class GroupCommit: Service {
     public let store: any LogStore
     public let policy: FsyncPolicy
     private let state: Mutex<State>
+    private let fsyncDuration: Timer
 
-    public init(store: any LogStore, policy: FsyncPolicy) {
+    public init(store: any LogStore, policy: FsyncPolicy, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
         self.store = store
         self.policy = policy
+        self.fsyncDuration = Timer(label: "replog_fsync_duration_seconds", factory: metricsFactory)
         // What recovery found on disk is durable already.
         self.state = Mutex(State(durableSeq: store.lastSeq))
     }
@@ -69,6 +73,8 @@ public final class GroupCommit: Service {
     private func lead() async throws {
         // Everything written before this read is covered by the fsync below.
         let target = store.lastSeq
+        let started = ContinuousClock.now
+        defer { fsyncDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds) }
         do {
             try await NIOThreadPool.singleton.runIfActive { try self.store.sync() }
         } catch {

@@ -1,5 +1,7 @@
 import Foundation
+import CoreMetrics
 import Logging
+import Metrics
 import ReplogCore
 import ServiceLifecycle
 import Synchronization
@@ -69,6 +71,7 @@ public final class Master: Service {
     private let clock: any NodeClock
     private let logger: Logger
     private let random: @Sendable () -> Double
+    private let metrics: MasterMetrics
     private let state: Mutex<State>
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short.
     private let signals: [String: (newData: WakeSignal, recovered: WakeSignal)]
@@ -81,6 +84,7 @@ public final class Master: Service {
         clock: any NodeClock = SystemClock(),
         logID: String = UUID().uuidString,
         logger: Logger = Logger(label: "replog.master"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         precondition(Set(settings.secondaries).count == settings.secondaries.count,
@@ -88,7 +92,8 @@ public final class Master: Service {
         self.settings = settings
         self.transport = transport
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync)
+        self.commit = GroupCommit(store: store, policy: fsync, metricsFactory: metricsFactory)
+        self.metrics = MasterMetrics(settings: settings, factory: metricsFactory)
         self.clock = clock
         self.logID = logID
         self.logger = logger
@@ -104,6 +109,23 @@ public final class Master: Service {
     /// A repeated `request.id` appends nothing and answers with the original seq once the
     /// requested write concern holds for it.
     public func append(_ request: AppendRequest) async throws(AppendError) -> AppendResult {
+        let started = ContinuousClock.now
+        do {
+            let result = try await appendUnmeasured(request)
+            metrics.recordAppend(.ok, w: result.w, duration: ContinuousClock.now - started)
+            return result
+        } catch {
+            metrics.recordAppend(error.outcome, w: nil, duration: ContinuousClock.now - started)
+            throw error
+        }
+    }
+
+    /// Counts a request the router refused before it reached the master (bad JSON, …).
+    public func countBadRequest() {
+        metrics.recordAppend(.badRequest, w: nil, duration: .zero)
+    }
+
+    private func appendUnmeasured(_ request: AppendRequest) async throws(AppendError) -> AppendResult {
         let w = request.w ?? settings.clusterSize
         guard (1...settings.clusterSize).contains(w) else {
             throw .invalidWriteConcern(w: w, clusterSize: settings.clusterSize)
@@ -137,6 +159,7 @@ public final class Master: Service {
             throw .storeFailed("\(error)")
         }
         if !admission.isRetry {
+            metrics.lastSeq.record(admission.seq)
             for signal in signals.values { signal.newData.signal() }
         }
         if let waiter = admission.waiter {
@@ -269,6 +292,9 @@ public final class Master: Service {
                     logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.attempts": "\(attempt + 1)"])
                 }
                 attempt = 0
+                let peerMetrics = metrics.peers[peer]!
+                peerMetrics.replicationDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+                peerMetrics.batchEntries.record(batch.count)
                 onContact(peer, replica)
                 logger.debug("replicated", metadata: [
                     "replog.peer": "\(peer)", "replog.seq.from": "\(first.seq)", "replog.seq.to": "\(last.seq)",
@@ -277,6 +303,7 @@ public final class Master: Service {
             } catch {
                 if Task.isCancelled { return }
                 attempt += 1
+                metrics.peers[peer]!.retries.increment()
                 if case .foreignLog(let reason) = error as? TransportError {
                     state.withLock { $0.peers[peer]!.problem = reason }
                 }
@@ -311,6 +338,8 @@ public final class Master: Service {
                     }
                 }
             }
+            let lastSeq = store.lastSeq
+            for secondary in health.secondaries { metrics.peers[secondary.url]!.lag.record(max(0, lastSeq - secondary.ackedSeq)) }
             let untilNextRound = roundStarted + settings.heartbeatInterval - clock.now
             do { try await clock.sleep(for: max(untilNextRound, .zero)) } catch { return }
         }
@@ -371,12 +400,14 @@ public final class Master: Service {
     }
 
     private func logTransition(_ peer: String, _ transition: PeerHealth.Transition) {
+        metrics.peers[peer]!.show(transition.to)
         logger.info("secondary status changed", metadata: [
             "replog.peer": "\(peer)", "replog.status.from": "\(transition.from)", "replog.status.to": "\(transition.to)",
         ])
     }
 
     private func logQuorum(_ quorum: Quorum) {
+        metrics.readOnly.record(quorum.isWritable ? 0 : 1)
         let metadata: Logger.Metadata = ["replog.quorum.available": "\(quorum.available)", "replog.quorum.required": "\(quorum.required)"]
         if quorum.isWritable { logger.info("quorum regained: master is writable", metadata: metadata) }
         else { logger.info("quorum lost: master is read-only", metadata: metadata) }
@@ -496,6 +527,18 @@ extension Master {
                 if let continuation = finish(id, outcome) { continuations.append(continuation) }
             }
             return continuations
+        }
+    }
+}
+
+extension Master.AppendError {
+    var outcome: MasterMetrics.Outcome {
+        switch self {
+        case .invalidWriteConcern: .badRequest
+        case .readOnly: .readOnly
+        case .timedOut: .timeout
+        case .shuttingDown: .shuttingDown
+        case .storeFailed: .storeFailed
         }
     }
 }

@@ -1,4 +1,6 @@
+import CoreMetrics
 import Foundation
+import Metrics
 import ReplogCore
 import Synchronization
 
@@ -50,6 +52,7 @@ public final class SecondaryReplica: Sendable {
     private let state: Mutex<State>
     private let random: @Sendable () -> Double
     private let onFollow: @Sendable (String) throws -> Void
+    private let metrics: SecondaryMetrics
 
     /// - Parameters:
     ///   - logID: the master log `store` already holds (from the data dir), if any.
@@ -64,10 +67,12 @@ public final class SecondaryReplica: Sendable {
         clock: any NodeClock = SystemClock(),
         incarnation: String = UUID().uuidString,
         onFollow: @escaping @Sendable (String) throws -> Void = { _ in },
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync)
+        self.commit = GroupCommit(store: store, policy: fsync, metricsFactory: metricsFactory)
+        self.metrics = SecondaryMetrics(factory: metricsFactory)
         self.settings = settings
         self.clock = clock
         self.incarnation = incarnation
@@ -101,11 +106,17 @@ public final class SecondaryReplica: Sendable {
                 state.logID = logID
             }
             // Storing under the same lock keeps the store's order equal to the buffer's.
-            try store.append(state.holdBack.receive(entries))
+            let before = state.holdBack.contiguousSeq
+            let ready = state.holdBack.receive(entries)
+            try store.append(ready)
+            metrics.storedEntries.increment(by: ready.count)
+            metrics.duplicateEntries.increment(by: entries.count { $0.seq <= before })
+            metrics.lastSeq.record(state.holdBack.contiguousSeq)
             return ReplicaState(seq: state.holdBack.contiguousSeq, incarnation: incarnation, logID: logID)
         }
         try await commit.makeDurable(through: replicaState.seq)
         if settings.errorRate > 0, random() < settings.errorRate {
+            metrics.injectedFailures.increment()
             throw InjectedFailure(state: replicaState)
         }
         return replicaState

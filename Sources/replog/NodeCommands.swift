@@ -92,6 +92,7 @@ struct Master: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.bootstrap(label: "replog.master")
+        let metrics = logging.bootstrapMetrics()
         let settings = MasterSettings(
             secondaries: secondaries.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
             heartbeatInterval: heartbeatInterval.duration,
@@ -105,7 +106,7 @@ struct Master: AsyncParsableCommand {
         let master = ReplogNode.Master(
             settings: settings, transport: HTTPTransport(), store: store, fsync: storage.fsync, logID: logID, logger: logger)
         let host = host
-        let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger) { port in
+        let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
         }
         try await NodeApplications.run([master.commit, app, master], logger: logger)
@@ -138,6 +139,7 @@ struct Secondary: AsyncParsableCommand {
 
     func run() async throws {
         let logger = logging.bootstrap(label: "replog.secondary")
+        let metrics = logging.bootstrapMetrics()
         let (store, directory) = try storage.open(role: "secondary", logger: logger)
         let followed = Mutex(directory)
         let replica = SecondaryReplica(
@@ -148,7 +150,7 @@ struct Secondary: AsyncParsableCommand {
             "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
         ])
         let host = host
-        let app = NodeApplications.secondary(replica, host: host, port: port, logger: logger) { port in
+        let app = NodeApplications.secondary(replica, host: host, port: port, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
         }
         try await NodeApplications.run([replica.commit, app], logger: logger)

@@ -12,7 +12,7 @@ struct Replog: AsyncParsableCommand {
             """,
         subcommands: [
             Cluster.self, Master.self, Secondary.self,
-            Append.self, List.self, Health.self, Demo.self,
+            Append.self, List.self, Health.self, Demo.self, Bench.self,
             EchoServerCommand.self, EchoClientCommand.self,
         ])
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ReplogCore
 
 /// Flag defaults that containers set through the environment (`REPLOG_PORT=5001`, …).
@@ -34,19 +36,43 @@ struct DurationArgument: ExpressibleByArgument, CustomStringConvertible {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// Options every long-running node shares.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// Options every long-running node shares: where its logs and metrics go.
 struct LoggingOptions: ParsableArguments {
     @Option(help: "trace, debug, info, notice, warning, error or critical. Env: REPLOG_LOG_LEVEL.")
     var logLevel: Logger.Level = Environment.string("REPLOG_LOG_LEVEL").flatMap(Logger.Level.init(rawValue:)) ?? .info
 
+    @Option(help: "text (for people) or json (one object per line, for log collectors). Env: REPLOG_LOG_FORMAT.")
+    var logFormat: LogFormat = Environment.string("REPLOG_LOG_FORMAT").flatMap(LogFormat.init(rawValue:)) ?? .text
+
+    /// Installs the log backend (stderr) and returns the node's logger.
     func bootstrap(label: String) -> Logger {
         let level = logLevel
+        let format = logFormat
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler =
+                format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler
         }
         return Logger(label: label)
+    }
+
+    /// Installs the Prometheus metrics backend; the returned closure renders `GET /metrics`.
+    func bootstrapMetrics() -> @Sendable () -> String {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        // Appends and fsyncs take well under the default 5 ms first bucket on a quiet machine.
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return { registry.emitToString() }
     }
 }
 

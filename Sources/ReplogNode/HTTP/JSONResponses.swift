@@ -113,6 +113,16 @@ struct MessagesPage: Encodable {
 }
 
 extension Router {
+    /// `GET /metrics` in the Prometheus text format, when the node exports metrics.
+    func addMetricsRoute(_ metrics: (@Sendable () -> String)?) {
+        guard let metrics else { return }
+        get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: metrics())))
+        }
+    }
+
     /// `GET /messages?from=SEQ&limit=N`: the log in total order, all of it by default.
     func addMessagesRoute(read: @escaping @Sendable (_ from: Int, _ limit: Int) -> [LogEntry]) {
         get("/messages") { request, _ in

@@ -5,7 +5,9 @@ import NIOFoundationCompat
 import ReplogCore
 
 /// The master's public API: append, list, health.
-public func buildMasterRouter(master: Master, maxBodyBytes: Int = 1 << 20) -> Router<BasicRequestContext> {
+public func buildMasterRouter(
+    master: Master, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil
+) -> Router<BasicRequestContext> {
     let router = Router()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes))
 
@@ -16,6 +18,7 @@ public func buildMasterRouter(master: Master, maxBodyBytes: Int = 1 << 20) -> Ro
         do {
             append = try AppendRequest.parse(Data(buffer: body))
         } catch let invalid as AppendRequest.Invalid {
+            master.countBadRequest()
             throw APIError(.badRequest, invalid.description)
         }
         do {
@@ -30,6 +33,7 @@ public func buildMasterRouter(master: Master, maxBodyBytes: Int = 1 << 20) -> Ro
     router.get("/health") { _, _ in
         JSON.response(.ok, MasterHealthJSON(master.health))
     }
+    router.addMetricsRoute(metrics)
     return router
 }
 

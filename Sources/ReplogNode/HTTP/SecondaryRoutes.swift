@@ -12,7 +12,9 @@ struct ReplicationRequest: Codable {
 }
 
 /// A secondary's API: list, health, and the internal replication endpoint.
-public func buildSecondaryRouter(replica: SecondaryReplica, maxBodyBytes: Int = 64 << 20) -> Router<BasicRequestContext> {
+public func buildSecondaryRouter(
+    replica: SecondaryReplica, maxBodyBytes: Int = 64 << 20, metrics: (@Sendable () -> String)? = nil
+) -> Router<BasicRequestContext> {
     let router = Router()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes))
 
@@ -42,6 +44,7 @@ public func buildSecondaryRouter(replica: SecondaryReplica, maxBodyBytes: Int = 
     router.get("/health") { _, _ in
         JSON.response(.ok, SecondaryHealthJSON(replica))
     }
+    router.addMetricsRoute(metrics)
     return router
 }
 
