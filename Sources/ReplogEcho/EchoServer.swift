@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import Synchronization
 
 /// Iteration 0: a TCP echo server.
 ///
@@ -48,10 +49,15 @@ public struct EchoServer: Service {
 
     public func run() async throws {
         let maxLineLength = self.maxLineLength
+        let accepted = AcceptedConnections()
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.makeEchoAsyncChannel(maxLineLength: maxLineLength) }
+                channel.eventLoop.makeCompletedFuture {
+                    let connection = try channel.makeEchoAsyncChannel(maxLineLength: maxLineLength)
+                    accepted.add(connection)
+                    return connection
+                }
             }
         let boundPort = server.channel.localAddress?.port ?? port
         logger.info("echo server listening", metadata: ["replog.host": "\(host)", "replog.port": "\(boundPort)"])
@@ -63,6 +69,7 @@ public struct EchoServer: Service {
                 // connection's result for the server's whole life.
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
+                        accepted.remove(connection)
                         group.addTask { await handle(connection) }
                     }
                 }
@@ -70,6 +77,7 @@ public struct EchoServer: Service {
         } onGracefulShutdown: {
             server.channel.close(promise: nil)
         }
+        await accepted.closeRemaining()
         logger.info("echo server stopped")
     }
 
@@ -99,5 +107,33 @@ public struct EchoServer: Service {
             logger.info("connection error", metadata: ["replog.client": "\(peer)", "replog.error": "\(error)"])
         }
         logger.info("client disconnected", metadata: ["replog.client": "\(peer)", "replog.lines": "\(lines)"])
+    }
+}
+
+/// Connections NIO accepted that the accept loop has not taken yet.
+///
+/// When the server stops, NIO can drop a connection that was accepted but not yet handed
+/// to the accept loop, and an `NIOAsyncChannel` dropped without `executeThenClose` traps
+/// (swift-nio#2637). Holding each one here until the loop takes it lets shutdown close
+/// the leftovers properly instead.
+final class AcceptedConnections: Sendable {
+    private let connections = Mutex<[ObjectIdentifier: NIOAsyncChannel<EchoFrame, String>]>([:])
+
+    func add(_ connection: NIOAsyncChannel<EchoFrame, String>) {
+        connections.withLock { $0[ObjectIdentifier(connection.channel)] = connection }
+    }
+
+    func remove(_ connection: NIOAsyncChannel<EchoFrame, String>) {
+        _ = connections.withLock { $0.removeValue(forKey: ObjectIdentifier(connection.channel)) }
+    }
+
+    func closeRemaining() async {
+        let leftovers = connections.withLock { connections in
+            defer { connections.removeAll() }
+            return Array(connections.values)
+        }
+        for connection in leftovers {
+            try? await connection.executeThenClose { _, _ in }
+        }
     }
 }
