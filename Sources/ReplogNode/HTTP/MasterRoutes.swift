@@ -33,6 +33,9 @@ public func buildMasterRouter(
     router.get("/health") { _, _ in
         JSON.response(.ok, MasterHealthJSON(master.health))
     }
+    router.get("/") { _, _ in
+        StatusPage.response(clusterSize: master.settings.clusterSize)
+    }
     router.addMetricsRoute(metrics)
     return router
 }

@@ -1,0 +1,61 @@
+import Foundation
+import Testing
+
+/// The status page in a real browser: headless Chromium renders `GET /` of a running
+/// master, runs its script, and the test reads the resulting DOM. CI installs Debian's
+/// `chromium` and sets REPLOG_REQUIRE_BROWSER=1, so there a missing browser fails the test
+/// instead of skipping it.
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct StatusPageTests {
+    static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+        .first { FileManager.default.isExecutableFile(atPath: $0) }
+    static let browserRequired = ProcessInfo.processInfo.environment["REPLOG_REQUIRE_BROWSER"] == "1"
+
+    @Test(.enabled(if: chromium != nil || browserRequired, "needs Chromium (apt-get install chromium)"))
+    func statusPageShowsEverySecondaryAndTheLatestMessages() async throws {
+        let browser = try #require(Self.chromium, "Chromium is not installed")
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        for message in ["first <b>message</b>", "second message"] {
+            _ = try await HTTP.post(master.url + "/messages", ["message": message, "w": 3])
+        }
+
+        let page = try await HTTP.get(master.url + "/")
+        #expect(page.status == 200)
+        for external in ["<script src", "<link ", "https://", "url("] {
+            #expect(!page.text.contains(external), "the page must not load \(external)…")
+        }
+
+        let dom = try await render(master.url + "/", with: browser)
+        #expect(dom.contains(s1.url) && dom.contains(s2.url), "both secondaries listed:\n\(dom)")
+        #expect(dom.contains("second message"))
+        #expect(dom.contains("first &lt;b&gt;message&lt;/b&gt;"), "messages are shown as text, not HTML")
+        #expect(dom.contains("Writable."))
+        #expect(dom.contains(#"class="status healthy""#))
+
+        // A screenshot for people to look at (kept under .build, which CI may collect).
+        let screenshot = NodeProcess.binary.deletingLastPathComponent().appendingPathComponent("status-page.png").path
+        _ = try await runBrowser(browser, ["--screenshot=\(screenshot)", "--window-size=1100,900", master.url + "/"])
+    }
+
+    /// The DOM after the page's script ran (Chromium's virtual time lets the fetches finish).
+    private func render(_ url: String, with browser: String) async throws -> String {
+        try await runBrowser(browser, ["--dump-dom", url])
+    }
+
+    private func runBrowser(_ browser: String, _ arguments: [String]) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: browser)
+        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             "--virtual-time-budget=5000", "--user-data-dir=\(FileManager.default.temporaryDirectory.path)/replog-chromium-\(UUID().uuidString)"] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
