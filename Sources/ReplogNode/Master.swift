@@ -67,14 +67,14 @@ public final class Master: Service {
     public let commit: GroupCommit
     /// Identifies this master's log; secondaries refuse deliveries from another log.
     public let logID: String
-    private let transport: any ReplicationTransport
-    private let clock: any NodeClock
-    private let logger: Logger
-    private let random: @Sendable () -> Double
-    private let metrics: MasterMetrics
-    private let state: Mutex<State>
+    let transport: any ReplicationTransport
+    let clock: any NodeClock
+    let logger: Logger
+    let random: @Sendable () -> Double
+    let metrics: MasterMetrics
+    let state: Mutex<State>
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short.
-    private let signals: [String: (newData: WakeSignal, recovered: WakeSignal)]
+    let signals: [String: (newData: WakeSignal, recovered: WakeSignal)]
 
     public init(
         settings: MasterSettings,
@@ -273,54 +273,6 @@ public final class Master: Service {
         }
     }
 
-    /// The replication stream of one secondary: send what it misses, retry until delivered.
-    func replicate(to peer: String) async {
-        let signals = signals[peer]!
-        var attempt = 0
-        while !Task.isCancelled {
-            let next = state.withLock { $0.peers[peer]!.matched + 1 }
-            let batch = store.read(from: next, limit: min(settings.maxBatchSize, commit.durableSeq - next + 1))
-            guard let first = batch.first, let last = batch.last else {
-                await signals.newData.wait()
-                continue
-            }
-            let started = ContinuousClock.now
-            do {
-                let replica = try await transport.replicate(
-                    batch, of: logID, to: peer, timeout: settings.replicationTimeout)
-                if attempt > 0 {
-                    logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.attempts": "\(attempt + 1)"])
-                }
-                attempt = 0
-                let peerMetrics = metrics.peers[peer]!
-                peerMetrics.replicationDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
-                peerMetrics.batchEntries.record(batch.count)
-                onContact(peer, replica)
-                logger.debug("replicated", metadata: [
-                    "replog.peer": "\(peer)", "replog.seq.from": "\(first.seq)", "replog.seq.to": "\(last.seq)",
-                    "replog.acked": "\(replica.seq)", "replog.ms": "\((ContinuousClock.now - started).milliseconds)",
-                ])
-            } catch {
-                if Task.isCancelled { return }
-                attempt += 1
-                metrics.peers[peer]!.retries.increment()
-                if case .foreignLog(let reason) = error as? TransportError {
-                    state.withLock { $0.peers[peer]!.problem = reason }
-                }
-                let status = state.withLock { $0.peers[peer]!.health.status }
-                let backoff = settings.retryPolicy.backoff(attempt: attempt, status: status, jitter: random())
-                let metadata: Logger.Metadata = [
-                    "replog.peer": "\(peer)", "replog.seq.from": "\(first.seq)", "replog.seq.to": "\(last.seq)",
-                    "replog.attempt": "\(attempt)", "replog.error": "\(error)", "replog.backoff.ms": "\(backoff.milliseconds)",
-                ]
-                // The first failure of a run is news; the retries after it are detail.
-                if attempt == 1 { logger.info("replication failed, retrying", metadata: metadata) }
-                else { logger.debug("replication failed, retrying", metadata: metadata) }
-                await signals.recovered.wait(upTo: backoff, on: clock)
-            }
-        }
-    }
-
     /// Probes every secondary each `heartbeatInterval` (at a fixed rate: a slow probe
     /// does not stretch the interval).
     func monitorHeartbeats() async {
@@ -368,6 +320,7 @@ public final class Master: Service {
                 // A new process: what it holds now is the truth, even if it is less than before.
                 peer.incarnation = replica.incarnation
                 peer.matched = min(replica.seq, lastSeq)
+                peer.rewinds += 1
             } else {
                 peer.matched = max(peer.matched, min(replica.seq, lastSeq))
             }
@@ -437,6 +390,9 @@ extension Master {
         var health: PeerHealth
         /// Highest seq the secondary holds, as far as the master knows; streams resume after it.
         var matched = 0
+        /// Counts the times `matched` was reset because the secondary restarted, so its
+        /// stream knows to resend from there.
+        var rewinds = 0
         var incarnation: String?
         var lastContact: Date?
         var problem: String?

@@ -14,6 +14,8 @@ public struct MasterSettings: Sendable {
     public var replicationTimeout: Duration
     /// Most entries sent to a secondary in one request.
     public var maxBatchSize: Int
+    /// Replication requests one secondary may have in flight at once (pipelining).
+    public var maxInFlight: Int
     /// Back-off between failed replication attempts.
     public var retryPolicy: RetryPolicy
     /// How many recent client `id`s are remembered for idempotent retries.
@@ -26,6 +28,7 @@ public struct MasterSettings: Sendable {
         healthThresholds: PeerHealth.Thresholds = PeerHealth.Thresholds(),
         replicationTimeout: Duration = .seconds(30),
         maxBatchSize: Int = 1_000,
+        maxInFlight: Int = 4,
         retryPolicy: RetryPolicy = RetryPolicy(),
         idempotencyWindow: Int = 100_000
     ) {
@@ -35,6 +38,7 @@ public struct MasterSettings: Sendable {
         self.healthThresholds = healthThresholds
         self.replicationTimeout = replicationTimeout
         self.maxBatchSize = maxBatchSize
+        self.maxInFlight = maxInFlight
         self.retryPolicy = retryPolicy
         self.idempotencyWindow = idempotencyWindow
     }

@@ -80,6 +80,23 @@ struct ReplicationTests {
         #expect(Set(cluster.logs()).count == 1)
     }
 
+    /// Replication is pipelined: a second append does not wait for the first one's batch to
+    /// come back from a slow secondary; both are in flight at once and answered together.
+    @Test func slowSecondaryGetsBatchesInParallel() async throws {
+        let cluster = TestCluster()
+        try await cluster.withReplication { () async throws in
+            cluster.transport.setDelay(.seconds(2), to: "s2")
+            let first = Task { try await cluster.append("a", w: 3) }
+            await cluster.clock.waitForSleepers(1)
+            let second = Task { try await cluster.append("b", w: 3) }
+            await cluster.clock.waitForSleepers(2)  // both batches are on their way to s2
+            cluster.clock.advance(by: .seconds(2))
+            #expect(try await first.value.seq == 1)
+            #expect(try await second.value.seq == 2)
+            #expect(cluster.clock.now == .seconds(2), "answered after one delay, not two")
+        }
+    }
+
     @Test func invalidWriteConcernAppendsNothing() async throws {
         let cluster = TestCluster()
         for w in [0, 4, -1] {
