@@ -8,6 +8,16 @@ import Synchronization
 /// What `replog bench` runs: closed-loop clients, each on its own keep-alive connection,
 /// appending as fast as the master answers.
 public struct BenchConfiguration: Sendable {
+    /// What to load.
+    public enum Target: Sendable, Equatable {
+        /// A replog master (or anything answering `POST /messages` with 201).
+        case replog
+        /// A Redis primary: each operation is `RPUSH` then `WAIT replicas 0`, the closest Redis
+        /// equivalent of a `w = 1 + replicas` append.
+        case redisWait(host: String, port: Int, replicas: Int)
+    }
+
+    public var target: Target = .replog
     public var master: String
     public var clients: Int
     /// Stop after this long…
@@ -80,23 +90,35 @@ public enum LoadGenerator {
                 for index in 0..<configuration.clients {
                     group.addTask {
                         var latencies = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-                        var turn = index
-                        while counters.claim(limit: configuration.count) {
-                            if let deadline, ContinuousClock.now >= deadline { break }
-                            var request = HTTPClientRequest(url: configuration.master + "/messages")
-                            request.method = .POST
-                            request.headers.add(name: "Content-Type", value: "application/json")
-                            request.body = .bytes(bodies[turn % bodies.count])
-                            turn += 1
-                            let sent = ContinuousClock.now
+                        /// Runs `operation` until the count or the time is used up; it returns
+                        /// nil on success or the reason it failed.
+                        func loop(_ operation: () async throws -> String?) async {
+                            while counters.claim(limit: configuration.count) {
+                                if let deadline, ContinuousClock.now >= deadline { break }
+                                let sent = ContinuousClock.now
+                                do {
+                                    if let problem = try await operation() {
+                                        counters.failed(problem)
+                                    } else {
+                                        _ = latencies.record(UInt64((ContinuousClock.now - sent).microseconds))
+                                        counters.succeeded()
+                                    }
+                                } catch {
+                                    counters.failed("\(error)")
+                                }
+                            }
+                        }
+                        switch configuration.target {
+                        case .replog:
+                            var turn = index
+                            await loop {
+                                turn += 1
+                                return try await append(bodies[turn % bodies.count], to: configuration.master, with: client)
+                            }
+                        case .redisWait(let host, let port, let replicas):
                             do {
-                                let response = try await client.execute(request, timeout: .seconds(60))
-                                _ = try await response.body.collect(upTo: 1 << 20)
-                                if response.status == .created {
-                                    _ = latencies.record(UInt64((ContinuousClock.now - sent).microseconds))
-                                    counters.succeeded()
-                                } else {
-                                    counters.failed("HTTP \(response.status.code)")
+                                try await RedisConnection.withConnection(host: host, port: port) { redis in
+                                    await loop { try await redis.pushAndWait(payload: bodies[0], replicas: replicas) }
                                 }
                             } catch {
                                 counters.failed("\(error)")
@@ -137,6 +159,17 @@ public enum LoadGenerator {
                 max: milliseconds(histogram.max), mean: histogram.mean / 1000),
             benchCPUCores: cpu / seconds,
             errorSamples: counters.errorSamples)
+    }
+
+    /// One `POST /messages`; nil when answered 201.
+    private static func append(_ body: ByteBuffer, to master: String, with client: HTTPClient) async throws -> String? {
+        var request = HTTPClientRequest(url: master + "/messages")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.body = .bytes(body)
+        let response = try await client.execute(request, timeout: .seconds(60))
+        _ = try await response.body.collect(upTo: 1 << 20)
+        return response.status == .created ? nil : "HTTP \(response.status.code)"
     }
 
     private static func body(size: Int, w: Int?) -> ByteBuffer {

@@ -43,7 +43,7 @@ public enum EchoClient {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
             .connect(host: host, port: port) { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.makeEchoAsyncChannel(maxLineLength: maxLineLength) }
+                channel.eventLoop.makeCompletedFuture { try channel.makeLineAsyncChannel(maxLineLength: maxLineLength) }
             }
         return try await channel.executeThenClose { inbound, outbound in
             var session = EchoSession(inbound: inbound, outbound: outbound)

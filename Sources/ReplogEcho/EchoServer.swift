@@ -54,7 +54,7 @@ public struct EchoServer: Service {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let connection = try channel.makeEchoAsyncChannel(maxLineLength: maxLineLength)
+                    let connection = try channel.makeLineAsyncChannel(maxLineLength: maxLineLength)
                     accepted.add(connection)
                     return connection
                 }

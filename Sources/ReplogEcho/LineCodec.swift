@@ -65,8 +65,9 @@ struct LineEncoder: MessageToByteEncoder {
 }
 
 extension Channel {
-    /// Installs the line codec and wraps the channel for async/await use.
-    func makeEchoAsyncChannel(maxLineLength: Int) throws -> NIOAsyncChannel<EchoFrame, String> {
+    /// Installs the line codec (lines in, lines out, `\n`-terminated) and wraps the channel
+    /// for async/await use. MUST be called on the channel's event loop.
+    public func makeLineAsyncChannel(maxLineLength: Int) throws -> NIOAsyncChannel<EchoFrame, String> {
         try pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLineLength: maxLineLength)))
         try pipeline.syncOperations.addHandler(MessageToByteHandler(LineEncoder()))
         return try NIOAsyncChannel(wrappingChannelSynchronously: self)

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import Hummingbird
+import NIOCore
 import ReplogBench
 
 struct Bench: AsyncParsableCommand {
@@ -30,14 +32,25 @@ struct Bench: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON (for scripts).")
     var json = false
 
+    @Option(help: "Load a Redis primary at HOST:PORT instead (RPUSH + WAIT <replicas> 0 per operation), for the baseline.")
+    var redis: String?
+
+    @Option(help: "With --redis: replicas each write must reach (WAIT's first argument).")
+    var redisReplicas: Int = 2
+
     func run() async throws {
         let writeConcerns = w.split(separator: ",").map { $0 == "all" ? nil : Int($0) }
         guard !writeConcerns.isEmpty, writeConcerns.allSatisfy({ $0 == nil || $0! >= 1 }) else {
             throw ValidationError("--w takes numbers like 3 or 1,2,3, or 'all'")
         }
-        let configuration = BenchConfiguration(
+        var configuration = BenchConfiguration(
             master: client.master, clients: clients, duration: duration.duration, count: count,
             writeConcerns: writeConcerns.map { $0 }, messageSize: size)
+        if let redis {
+            let parts = redis.split(separator: ":")
+            guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--redis takes HOST:PORT") }
+            configuration.target = .redisWait(host: String(parts[0]), port: port, replicas: redisReplicas)
+        }
         let result = try await LoadGenerator.run(configuration) { done, seconds in
             FileHandle.standardError.write(Data(String(format: "  %6.1fs  %8d appends  %8.0f/s\n", seconds, done, Double(done) / seconds).utf8))
         }
@@ -57,5 +70,32 @@ struct Bench: AsyncParsableCommand {
             result.errorSamples.isEmpty ? "" : " (" + result.errorSamples.joined(separator: "; ") + ")",
             result.appendsPerSecond, result.latency.p50, result.latency.p90, result.latency.p99, result.latency.p999,
             result.latency.max, result.benchCPUCores))
+    }
+}
+
+/// A trivial Hummingbird endpoint: the HTTP floor that replog's own numbers are compared
+/// with in `Benchmarks/run.sh`. `POST /messages` reads the body and answers 201 at once.
+struct FloorServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "floor-server", abstract: "Benchmark helper: the cheapest possible HTTP append endpoint.",
+        shouldDisplay: false)
+
+    @Option var host: String = "127.0.0.1"
+    @Option var port: Int = 0
+
+    func run() async throws {
+        let router = Router()
+        router.post("/messages") { request, _ -> Response in
+            var request = request
+            _ = try await request.collectBody(upTo: 1 << 20)
+            return Response(
+                status: .created, headers: [.contentType: "application/json"],
+                body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"message":"x","seq":1,"w":1}"#)))
+        }
+        let host = host
+        let app = Application(
+            router: router, configuration: .init(address: .hostname(host, port: port)),
+            onServerRunning: { announce("listening on http://\(host):\($0.localAddress?.port ?? 0)") })
+        try await app.runService()
     }
 }

@@ -13,6 +13,6 @@ struct Replog: AsyncParsableCommand {
         subcommands: [
             Cluster.self, Master.self, Secondary.self,
             Append.self, List.self, Health.self, Demo.self, Bench.self,
-            EchoServerCommand.self, EchoClientCommand.self,
+            EchoServerCommand.self, EchoClientCommand.self, FloorServer.self,
         ])
 }

@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# Shared helpers of the benchmark scripts: build, start processes on 127.0.0.1, clean up.
+# Every process a script starts is recorded and killed (by PID) when the script exits.
+
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pids=()
+scratch=$(mktemp -d /tmp/replog-bench.XXXXXX)
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+build_replog() {
+  if [ -n "${REPLOG:-}" ]; then return; fi  # a binary given by the caller
+  echo "building replog (release)…" >&2
+  swift build -c release --product replog >&2
+  REPLOG="$(swift build -c release --show-bin-path)/replog"
+  export REPLOG
+}
+
+# start NAME ARGS… : runs replog ARGS in the background, waits for "listening on", records
+# the PID for cleanup and leaves it in $last_pid. (Not in $(…): that would be a subshell.)
+last_pid=""
+start() {
+  local name=$1; shift
+  "$REPLOG" "$@" > "$scratch/$name.out" 2> "$scratch/$name.err" &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 300); do
+    # shellcheck disable=SC2034  # read by the scripts that source this file
+    grep -q "listening on" "$scratch/$name.out" 2>/dev/null && { last_pid=$pid; return 0; }
+    kill -0 "$pid" 2>/dev/null || { cat "$scratch/$name.err" >&2; echo "$name exited" >&2; return 1; }
+    sleep 0.05
+  done
+  echo "$name did not start" >&2
+  return 1
+}
+
+# cluster PREFIX PORT [master flags…] : master on PORT, secondaries on PORT+1 and PORT+2.
+cluster() {
+  local prefix=$1 port=$2; shift 2
+  local storage=()
+  if [ "${STORAGE:-memory}" != memory ]; then
+    for node in s1 s2 master; do mkdir -p "$scratch/$prefix-$node"; done
+  fi
+  for i in 1 2; do
+    [ "${STORAGE:-memory}" != memory ] && storage=(--data-dir "$scratch/$prefix-s$i" --fsync "$STORAGE")
+    start "$prefix-s$i" secondary --port $((port + i)) --log-level warning "${storage[@]}"
+  done
+  [ "${STORAGE:-memory}" != memory ] && storage=(--data-dir "$scratch/$prefix-master" --fsync "$STORAGE")
+  start "$prefix-master" master --port "$port" --log-level warning \
+    --secondary "http://127.0.0.1:$((port + 1))" --secondary "http://127.0.0.1:$((port + 2))" "${storage[@]}" "$@"
+}
+
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Throughput and latency of replog next to its baselines, all in one run on this machine:
+#   - the HTTP floor: a trivial Hummingbird endpoint (replog floor-server)
+#   - Redis 7: a primary and 2 replicas, RPUSH + WAIT 2 0 per operation, no persistence
+#   - replog with the log in memory, with --fsync always, and with --fsync never
+# Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1.
+# Usage: Benchmarks/run.sh [seconds per run, default 10]
+source "$(dirname "$0")/common.sh"
+duration=${1:-10}
+
+if ! command -v redis-server >/dev/null; then
+  echo "installing redis-server…" >&2
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+fi
+build_replog
+
+# Redis primary 7379 with replicas 7380 and 7381, nothing on disk.
+for port in 7379 7380 7381; do
+  replica=()
+  [ $port != 7379 ] && replica=(--replicaof 127.0.0.1 7379)
+  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no --daemonize no "${replica[@]}" \
+    > "$scratch/redis-$port.log" 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 1 100); do
+  redis-cli -p 7379 info replication 2>/dev/null | grep -q "connected_slaves:2" && break
+  sleep 0.1
+done
+
+start floor floor-server --port 7200
+cluster mem 7000
+STORAGE=always cluster always 7100
+STORAGE=never cluster never 7300
+
+row() {  # row SYSTEM CONFIG CLIENTS bench-args…
+  local system=$1 config=$2 clients=$3; shift 3
+  "$REPLOG" bench --clients "$clients" --duration "${duration}s" --json "$@" 2>/dev/null |
+    python3 -c 'import json,sys
+r=json.load(sys.stdin)
+print("| %s | %s | %d | %.0f | %.3f | %.3f | %.3f | %d | %.2f |" % (sys.argv[1], sys.argv[2], r["clients"], r["appendsPerSecond"],
+      r["latency"]["p50"], r["latency"]["p99"], r["latency"]["p999"], r["errors"], r["benchCPUCores"]))' "$system" "$config"
+}
+
+echo "| system | configuration | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors | bench CPU (cores) |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for clients in 1 64; do
+  row "HTTP floor" "Hummingbird POST → 201" $clients --master http://127.0.0.1:7200
+  row "Redis 7" "RPUSH + WAIT 2 0, no persistence" $clients --redis 127.0.0.1:7379 --redis-replicas 2
+  for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
+  for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
+  row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3
+done
+echo
+echo "$(nproc) cores, $(uname -sr), $(redis-server --version | cut -d' ' -f3), ${duration} s per row, $(date -u +%Y-%m-%d)"
