@@ -39,6 +39,7 @@ pid=$last_pid
 "$REPLOG" bench --master http://127.0.0.1:7420 --clients 64 --count "$entries" --duration 3600s --w 1 2>/dev/null | grep -E "appends|throughput"
 echo "resident memory while serving: $(( $(rss_kib "$pid") / 1024 )) MiB; on disk: $(du -sm "$scratch/big" | cut -f1) MiB"
 kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
 sleep 0.5
 started=$(now)
 start big2 master --port 7421 --log-level info --data-dir "$scratch/big"

