@@ -21,6 +21,8 @@ public struct AppendRequest: Sendable, Equatable {
 
     /// Longest accepted idempotency key, in UTF-8 bytes.
     public static let maxIDLength = 256
+    /// Longest accepted `timeout`: one day.
+    public static let maxTimeoutMilliseconds = 86_400_000
 
     /// Why a body was refused; `description` is the text of the `400` error.
     public struct Invalid: Error, Equatable, CustomStringConvertible {
@@ -71,7 +73,9 @@ extension AppendRequest: Decodable {
         }
 
         if let milliseconds = try Self.optionalInteger(container, .timeout, name: "timeout") {
-            guard milliseconds >= 1 else { throw Invalid("\"timeout\" must be a positive number of milliseconds") }
+            guard (1...Self.maxTimeoutMilliseconds).contains(milliseconds) else {
+                throw Invalid("\"timeout\" must be 1 to \(Self.maxTimeoutMilliseconds) milliseconds")
+            }
             self.timeout = .milliseconds(milliseconds)
         }
     }

@@ -30,7 +30,8 @@ import Testing
         (#"{"message": "x", "w": 0}"#, #""w" must be at least 1"#),
         (#"{"message": "x", "id": 3}"#, #""id" must be a string"#),
         (#"{"message": "x", "id": ""}"#, #""id" must be 1 to"#),
-        (#"{"message": "x", "timeout": -1}"#, #""timeout" must be a positive"#),
+        (#"{"message": "x", "timeout": -1}"#, #""timeout" must be 1 to"#),
+        (#"{"message": "x", "timeout": 99999999999999}"#, #""timeout" must be 1 to"#),
     ])
     func refusesBadInputWithAReason(body: String, reason: String) {
         #expect {

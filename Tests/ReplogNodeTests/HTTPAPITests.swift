@@ -64,6 +64,36 @@ import Testing
         #expect(cluster.master.store.lastSeq == 0)
     }
 
+    /// JSON (or curl's default `-d` type, or none) is read; a form upload or plain text is refused.
+    @Test(arguments: [
+        ("application/json", HTTPResponse.Status.created), ("application/json; charset=utf-8", .created),
+        ("application/x-www-form-urlencoded", .created), ("text/plain", .unsupportedMediaType),
+        ("multipart/form-data", .unsupportedMediaType),
+    ])
+    func contentTypes(contentType: String, status: HTTPResponse.Status) async throws {
+        let cluster = TestCluster(secondaries: 0)
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(
+                uri: "/messages", method: .post, headers: [.contentType: contentType],
+                body: ByteBuffer(string: #"{"message": "x"}"#)
+            ) { response in
+                #expect(response.status == status)
+            }
+        }
+        #expect(cluster.master.store.lastSeq == (status == .created ? 1 : 0))
+    }
+
+    @Test func wrongMethodIs405WithAllow() async throws {
+        let cluster = TestCluster()
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/health", method: .delete) { response in
+                #expect(response.status == .methodNotAllowed)
+                #expect(response.headers[.allow] == "GET")
+                #expect(json(response.body)["error"] is String)
+            }
+        }
+    }
+
     @Test func unknownRouteIs404JSON() async throws {
         let cluster = TestCluster()
         try await masterApp(cluster.master).test(.router) { client in

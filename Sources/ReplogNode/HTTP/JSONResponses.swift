@@ -3,6 +3,7 @@ import Hummingbird
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import Synchronization
 
 /// Encoding shared by every endpoint: compact JSON, keys sorted so output is stable.
 enum JSON {
@@ -49,9 +50,7 @@ public struct APIError: Error, HTTPResponseError {
     var response: Response {
         var body = details
         body["error"] = .string(message)
-        var response = JSON.response(status, body)
-        if status == .methodNotAllowed { response.headers[.allow] = "GET" }
-        return response
+        return JSON.response(status, body)
     }
 }
 
@@ -71,10 +70,25 @@ public enum JSONValue: Encodable, Sendable, Equatable {
     }
 }
 
-/// Turns every error, including the framework's own (unknown route, body too large),
-/// into the `{"error": …}` shape of the contract.
+/// The methods each path of a router answers, for `405 Method Not Allowed`.
+final class AllowedMethods: Sendable {
+    private let table = Mutex<[String: [String]]>([:])
+
+    /// Records the router's routes; call after the last route is added.
+    func record<Context>(_ router: Router<Context>) {
+        let table = Dictionary(grouping: router.routes) { $0.path.description.isEmpty ? "/" : $0.path.description }
+            .mapValues { $0.map(\.method.rawValue).sorted() }
+        self.table.withLock { $0 = table }
+    }
+
+    func methods(for path: String) -> [String]? { table.withLock { $0[path] } }
+}
+
+/// Turns every error, including the framework's own (unknown route, wrong method, body
+/// too large), into the `{"error": …}` shape of the contract.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
     let maxBodyBytes: Int
+    let allowedMethods: AllowedMethods
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
@@ -83,12 +97,15 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             return error.response
         } catch is NIOTooManyBytesError {
             return APIError(.contentTooLarge, "request body is larger than \(maxBodyBytes) bytes").response
+        } catch let error as HTTPError where error.status == .notFound {
+            if let allowed = allowedMethods.methods(for: request.uri.path) {
+                var response = APIError(.methodNotAllowed, "\(request.uri.path) answers \(allowed.joined(separator: ", ")), not \(request.method)").response
+                response.headers[.allow] = allowed.joined(separator: ", ")
+                return response
+            }
+            return APIError(.notFound, "no route for \(request.method) \(request.uri.path)").response
         } catch let error as HTTPError {
-            let message =
-                error.status == .notFound
-                ? "no route for \(request.method) \(request.uri.path)"
-                : error.body ?? error.status.reasonPhrase
-            return APIError(error.status, message).response
+            return APIError(error.status, error.body ?? error.status.reasonPhrase).response
         } catch {
             context.logger.error("request failed", metadata: ["replog.error": "\(error)"])
             return APIError(.internalServerError, "internal error: \(error)").response
@@ -100,6 +117,8 @@ extension Request {
     /// An optional integer query parameter, at least `minimum`.
     func integerQuery(_ name: String, minimum: Int) throws -> Int? {
         guard let text = uri.queryParameters[name[...]] else { return nil }
+        // A number too large for Int still means "as far as you can go".
+        if Int(text) == nil, !text.isEmpty, text.allSatisfy(\.isNumber) { return Int.max }
         guard let value = Int(text), value >= minimum else {
             throw APIError(.badRequest, "query parameter \"\(name)\" must be an integer >= \(minimum), got \"\(text)\"")
         }

@@ -9,9 +9,14 @@ public func buildMasterRouter(
     master: Master, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router()
-    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes))
+    let allowedMethods = AllowedMethods()
+    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
 
     router.post("/messages") { request, _ -> Response in
+        guard acceptsAsJSON(request.headers[.contentType]) else {
+            master.countBadRequest()
+            throw APIError(.unsupportedMediaType, "send the body as JSON, with Content-Type: application/json")
+        }
         var request = request
         let body = try await request.collectBody(upTo: maxBodyBytes)
         let append: AppendRequest
@@ -37,7 +42,16 @@ public func buildMasterRouter(
         StatusPage.response(clusterSize: master.settings.clusterSize)
     }
     router.addMetricsRoute(metrics)
+    allowedMethods.record(router)
     return router
+}
+
+/// JSON, or no content type, or curl's default for `-d` (so `curl -d '{…}'` works as typed).
+/// Anything else (a form upload, plain text) is refused rather than guessed at.
+func acceptsAsJSON(_ contentType: String?) -> Bool {
+    guard let contentType else { return true }
+    let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+    return mediaType == "application/json" || mediaType.hasSuffix("+json") || mediaType == "application/x-www-form-urlencoded"
 }
 
 extension APIError {

@@ -16,7 +16,8 @@ public func buildSecondaryRouter(
     replica: SecondaryReplica, maxBodyBytes: Int = 64 << 20, metrics: (@Sendable () -> String)? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router()
-    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes))
+    let allowedMethods = AllowedMethods()
+    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
 
     router.post("/replicate") { request, _ -> Response in
         var request = request
@@ -36,7 +37,9 @@ public func buildSecondaryRouter(
     }
 
     router.post("/messages") { _, _ -> Response in
-        throw APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master")
+        var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
+        response.headers[.allow] = "GET"
+        return response
     }
 
     router.addMessagesRoute { from, limit in replica.read(from: from, limit: limit) }
@@ -45,6 +48,7 @@ public func buildSecondaryRouter(
         JSON.response(.ok, SecondaryHealthJSON(replica))
     }
     router.addMetricsRoute(metrics)
+    allowedMethods.record(router)
     return router
 }
 
