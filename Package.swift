@@ -126,6 +126,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Thousands of seeded fault schedules against the real master and secondaries,
+        // in one process, on a single-threaded executor and a manual clock.
+        .testTarget(
+            name: "ReplogSimulationTests",
+            dependencies: [
+                "ReplogCore",
+                "ReplogNode",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Starts the real `replog` binary as separate processes.
         .testTarget(
             name: "ReplogIntegrationTests",

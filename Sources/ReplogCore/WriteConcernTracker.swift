@@ -13,8 +13,8 @@ public struct WriteConcernTracker: Sendable {
         let required: Int
     }
 
-    /// Highest seq each secondary has ever acknowledged. Never goes down: an
-    /// acknowledgement was true when it was given, even if the node later restarts empty.
+    /// Highest seq each secondary has acknowledged. Goes down only when the secondary
+    /// restarts with less (`onRestart`); a late or reordered answer never lowers it.
     private var acknowledged: [String: Int]
     private var waiting: [Int: [Waiter]] = [:]
 
@@ -52,7 +52,7 @@ public struct WriteConcernTracker: Sendable {
         let touched: [Int] =
             seq - previous <= waiting.count
             ? (previous + 1...seq).filter { waiting[$0] != nil }
-            : waiting.keys.filter { $0 > previous && $0 <= seq }
+            : waiting.keys.filter { $0 > previous && $0 <= seq }.sorted()  // a stable order for replays
         var completed: [WaiterID] = []
         for waitingSeq in touched {
             let holders = holders(of: waitingSeq)
@@ -63,6 +63,16 @@ public struct WriteConcernTracker: Sendable {
             waiting[waitingSeq] = stillWaiting.isEmpty ? nil : stillWaiting
         }
         return completed
+    }
+
+    /// `secondary` restarted and now holds exactly `1...seq`: less if it lost its log, more
+    /// if it stored entries whose acknowledgements never arrived. Later counts use what it
+    /// holds now; appends already answered stay answered.
+    /// - Returns: the appends this completes (when it holds more than it had acknowledged).
+    public mutating func onRestart(of secondary: String, holding seq: Int) -> [WaiterID] {
+        if seq >= acknowledgedSeq(of: secondary) { return onAck(from: secondary, seq: seq) }
+        acknowledged[secondary] = seq
+        return []
     }
 
     /// Forgets a waiting append (its client timed out or went away).

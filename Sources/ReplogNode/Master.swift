@@ -160,7 +160,8 @@ public final class Master: Service {
         }
         if !admission.isRetry {
             metrics.lastSeq.record(admission.seq)
-            for signal in signals.values { signal.newData.signal() }
+            // In configuration order, so that a simulation replays the same interleaving.
+            for peer in settings.secondaries { signals[peer]!.newData.signal() }
         }
         if let waiter = admission.waiter {
             switch await waitForAcknowledgements(waiter, seq: admission.seq, timeout: request.timeout) {
@@ -325,7 +326,10 @@ public final class Master: Service {
                 peer.matched = max(peer.matched, min(replica.seq, lastSeq))
             }
             state.peers[peer.url] = peer
-            let completed = state.tracker.onAck(from: peer.url, seq: peer.matched)
+            let completed =
+                restarted
+                ? state.tracker.onRestart(of: peer.url, holding: peer.matched)
+                : state.tracker.onAck(from: peer.url, seq: peer.matched)
             let continuations = completed.compactMap { state.waiters.finish($0, .satisfied) }
             return (continuations, transition, state.quorumChange(since: wasWritable), restarted)
         }
@@ -479,7 +483,7 @@ extension Master {
 
         mutating func finishAll(_ outcome: WaitOutcome) -> [CheckedContinuation<WaitOutcome, Never>] {
             var continuations: [CheckedContinuation<WaitOutcome, Never>] = []
-            for id in Array(slots.keys) {
+            for id in slots.keys.sorted() {
                 if let continuation = finish(id, outcome) { continuations.append(continuation) }
             }
             return continuations

@@ -28,6 +28,7 @@ public struct SystemClock: NodeClock {
 /// sleeps, so a test never guesses with real time.
 public final class ManualClock: NodeClock {
     private struct Sleeper {
+        let id: Int
         let deadline: Duration
         let continuation: CheckedContinuation<Void, any Error>
     }
@@ -52,6 +53,9 @@ public final class ManualClock: NodeClock {
 
     public var now: Duration { state.withLock { $0.now } }
 
+    /// The earliest deadline of a sleeping task, if any sleeps.
+    public var nextDeadline: Duration? { state.withLock { $0.sleepers.values.map(\.deadline).min() } }
+
     /// Tasks currently asleep on this clock.
     public var sleeperCount: Int { state.withLock { $0.sleepers.count } }
 
@@ -67,7 +71,7 @@ public final class ManualClock: NodeClock {
                     // Checked under the lock: either we see the cancellation here, or the
                     // cancellation handler sees this sleeper.
                     if Task.isCancelled || duration <= .zero { return (true, []) }
-                    state.sleepers[id] = Sleeper(deadline: state.now + duration, continuation: continuation)
+                    state.sleepers[id] = Sleeper(id: id, deadline: state.now + duration, continuation: continuation)
                     return (false, state.satisfiedWatchers())
                 }
                 watchers.forEach { $0.resume() }
@@ -87,7 +91,8 @@ public final class ManualClock: NodeClock {
             state.now += duration
             let now = state.now
             let dueIDs = state.sleepers.filter { $0.value.deadline <= now }.map(\.key)
-            return dueIDs.compactMap { state.sleepers.removeValue(forKey: $0) }.sorted { $0.deadline < $1.deadline }
+            // Earliest first; equal deadlines in the order they went to sleep (replays need one order).
+            return dueIDs.compactMap { state.sleepers.removeValue(forKey: $0) }.sorted { ($0.deadline, $0.id) < ($1.deadline, $1.id) }
         }
         due.forEach { $0.continuation.resume() }
     }

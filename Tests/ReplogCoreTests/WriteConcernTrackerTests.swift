@@ -36,13 +36,31 @@ import Testing
         #expect(Set(upToTen) == [4, 5])
     }
 
-    /// A secondary that restarts empty reports a lower seq; earlier acks stay counted.
+    /// A late or reordered answer with a lower seq never takes an acknowledgement back.
     @Test func acknowledgementsNeverGoBackwards() {
         var tracker = WriteConcernTracker(secondaries: ["s1"])
         _ = tracker.onAck(from: "s1", seq: 5)
         do { let result = tracker.onAck(from: "s1", seq: 0); #expect(result.isEmpty) }
         #expect(tracker.acknowledgedSeq(of: "s1") == 5)
         do { let result = tracker.onAppend(0, seq: 5, required: 2); #expect(result) }
+    }
+
+    /// A secondary that restarted empty no longer counts for what it lost (found by the
+    /// simulation: an idempotent retry was answered w=3 from a stale acknowledgement).
+    @Test func aRestartTakesBackWhatTheSecondaryLost() {
+        var tracker = WriteConcernTracker(secondaries: ["s1"])
+        _ = tracker.onAck(from: "s1", seq: 5)
+        do { let result = tracker.onRestart(of: "s1", holding: 0); #expect(result.isEmpty) }
+        do { let met = tracker.onAppend(0, seq: 5, required: 2); #expect(!met) }
+        do { let result = tracker.onAck(from: "s1", seq: 5); #expect(result == [0]) }
+    }
+
+    /// A secondary that restarts holding more than it had acknowledged (its answers were
+    /// lost) completes the appends waiting on that (found by the simulation: they hung).
+    @Test func aRestartWithMoreCompletesWaiters() {
+        var tracker = WriteConcernTracker(secondaries: ["s1"])
+        do { let met = tracker.onAppend(7, seq: 3, required: 2); #expect(!met) }
+        do { let result = tracker.onRestart(of: "s1", holding: 4); #expect(result == [7]) }
     }
 
     @Test func givingUpForgetsTheWaiter() {

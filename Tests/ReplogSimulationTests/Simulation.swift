@@ -1,0 +1,406 @@
+import CoreMetrics
+import Logging
+import ReplogCore
+import Synchronization
+@testable import ReplogNode
+
+/// One seeded fault schedule run against the real `Master` and `SecondaryReplica`s.
+///
+/// The schedule is drawn from the seed: client appends with random `w`, `timeout` and
+/// `id` (some of them retries), secondary crashes and restarts (empty, or from their
+/// "disk"), partitions, a master crash and restart, link delays, loss, duplication, lost
+/// answers and injected 500s after store. After the schedule every fault is healed and the
+/// cluster runs until it converges. The invariants are checked at every step and at the
+/// end; a violation names the seed, which replays the run exactly.
+final class Simulation: Sendable {
+    static let secondaries = ["s1", "s2"]
+    static let clusterSize = 3
+    static let length: Duration = .seconds(20)
+    static let heartbeatInterval: Duration = .milliseconds(200)
+    static let thresholds = PeerHealth.Thresholds(suspectAfterMisses: 2, unhealthyAfterMisses: 3)
+
+    enum Event: Sendable, CustomStringConvertible {
+        case append(message: String, w: Int?, timeout: Duration?, id: String?)
+        case crash(String)
+        case restart(String, durable: Bool)
+        case partition(String, Bool)
+        case crashMaster
+        case restartMaster
+
+        var description: String {
+            switch self {
+            case .append(let message, let w, let timeout, let id):
+                "append \(message) w=\(w.map(String.init) ?? "all") timeout=\(timeout.map { "\($0)" } ?? "none") id=\(id ?? "none")"
+            case .crash(let peer): "crash \(peer)"
+            case .restart(let peer, let durable): "restart \(peer) \(durable ? "from disk" : "empty")"
+            case .partition(let peer, let on): "partition \(peer) \(on ? "on" : "off")"
+            case .crashMaster: "crash master"
+            case .restartMaster: "restart master"
+            }
+        }
+    }
+
+    enum Outcome: Sendable {
+        case ok(seq: Int, holders: Int)
+        case rejected(String)
+        case readOnly(unhealthy: [String])
+        case timedOut
+        case unavailable
+    }
+
+    struct Record: Sendable {
+        let message: String
+        let w: Int?
+        let at: Duration
+        var outcome: Outcome?
+    }
+
+    let seed: UInt64
+    let random: SimulationRandom
+    let clock = ManualClock()
+    let executor = SimulationExecutor()
+    let transport: FaultyTransport
+    let masterStore = InMemoryLogStore()  // the master's "disk": survives a master crash
+    let logID = "sim-log"
+    let events: [(at: Duration, event: Event)]
+    let faults: FaultyTransport.Faults
+    let errorRate: Double
+    let trace: Bool
+
+    private struct State {
+        var master: Master?
+        var masterTask: Task<Void, Never>?
+        var replicas: [String: SecondaryReplica] = [:]
+        var disks: [String: InMemoryLogStore] = [:]
+        var down: Set<String> = []
+        var partitioned: Set<String> = []
+        /// When each secondary was last down or cut off (now, while it still is).
+        var lastFaulty: [String: Duration] = [:]
+        var records: [Record] = []
+        /// The nodes that have held each message at its seq at some point (checked at every step).
+        var heldBy: [String: Set<String>] = [:]
+        /// How much of each secondary's log (of which incarnation) and of the master's is checked.
+        var checked: [String: (replica: ObjectIdentifier, count: Int)] = [:]
+        var masterChecked = 0
+        var violations: [String] = []
+        var traceLines: [String] = []
+    }
+
+    private let state = Mutex(State())
+
+    init(seed: UInt64, trace: Bool = false) {
+        self.seed = seed
+        self.trace = trace
+        random = SimulationRandom(seed: seed)
+        transport = FaultyTransport(clock: clock, random: random)
+        faults = FaultyTransport.Faults(
+            maxDelay: random.duration(.milliseconds(1)...(.milliseconds(120))),
+            lossRate: random.chance(0.5) ? random.unit() * 0.3 : 0,
+            answerLossRate: random.chance(0.5) ? random.unit() * 0.3 : 0,
+            duplicateRate: random.chance(0.5) ? random.unit() * 0.3 : 0)
+        errorRate = random.chance(0.4) ? random.unit() * 0.4 : 0
+        events = Self.schedule(random)
+    }
+
+    /// Draws the schedule's events from the generator.
+    private static func schedule(_ random: SimulationRandom) -> [(at: Duration, event: Event)] {
+        var events: [(at: Duration, event: Event)] = []
+        let window: ClosedRange<Duration> = .zero...(length * 0.9)
+        var masterDowntime: ClosedRange<Duration>?
+        if random.chance(0.25) {
+            let crash = random.duration(window)
+            let back = crash + random.duration(.milliseconds(10)...(.seconds(2)))
+            masterDowntime = crash...back
+            events += [(crash, .crashMaster), (back, .restartMaster)]
+        }
+        for peer in secondaries {
+            if random.chance(0.6) {
+                let crash = random.duration(window)
+                events += [(crash, .crash(peer)), (crash + random.duration(.milliseconds(10)...(.seconds(4))), .restart(peer, durable: random.chance(0.5)))]
+            }
+            if random.chance(0.4) {
+                let cut = random.duration(window)
+                events += [(cut, .partition(peer, true)), (cut + random.duration(.milliseconds(10)...(.seconds(3))), .partition(peer, false))]
+            }
+        }
+        var ids: [(id: String, message: String, at: Duration)] = []
+        for index in 0..<random.int(10...40) {
+            let at = random.duration(window)
+            let w = [1, 2, 3, nil][random.int(0...3)]
+            let timeout = random.chance(0.5) ? random.duration(.milliseconds(20)...(.seconds(3))) : nil
+            // Retries reuse an earlier id (and its message) from the same master run: ids are
+            // remembered in memory, so across a master restart a retry is a new append (documented).
+            let sameRun = ids.filter { earlier in
+                earlier.at < at && !(masterDowntime.map { earlier.at < $0.upperBound && at >= $0.lowerBound } ?? false)
+            }
+            if random.chance(0.2), let original = sameRun.isEmpty ? nil : sameRun[random.int(0...(sameRun.count - 1))] {
+                events.append((at, .append(message: original.message, w: w, timeout: timeout, id: original.id)))
+            } else {
+                let message = "m\(index)"
+                let id = random.chance(0.5) ? "id-\(index)" : nil
+                if let id { ids.append((id, message, at)) }
+                events.append((at, .append(message: message, w: w, timeout: timeout, id: id)))
+            }
+        }
+        return events.sorted { $0.at < $1.at }
+    }
+
+    // MARK: Running
+
+    /// Runs the schedule, heals, lets the cluster converge, and returns the violations.
+    func run() -> [String] {
+        transport.setFaults(faults)
+        for peer in Self.secondaries { startSecondary(peer, durable: false) }
+        startMaster()
+        var pending = events[...]
+        let settleLimit = Self.length + .seconds(60)
+        var healed = false
+        while clock.now < settleLimit {
+            executor.runUntilIdle()
+            checkEveryStep()
+            while let next = pending.first, next.at <= clock.now {
+                pending.removeFirst()
+                apply(next.event)
+                executor.runUntilIdle()
+            }
+            if !healed, clock.now >= Self.length {
+                heal()
+                healed = true
+                executor.runUntilIdle()
+            }
+            if healed, converged() { break }
+            let target = [clock.nextDeadline, pending.first?.at, healed ? nil : Self.length].compactMap { $0 }.min()
+            guard let target else { break }
+            clock.advance(by: max(target - clock.now, .zero))
+        }
+        checkAtTheEnd(converged: converged())
+        stopEverything()
+        return state.withLock { $0.violations }
+    }
+
+    var traceText: String { state.withLock { $0.traceLines.joined(separator: "\n") } }
+
+    private func log(_ line: @autoclosure () -> String) {
+        guard trace else { return }
+        let line = "[\(clock.now)] \(line())"
+        state.withLock { $0.traceLines.append(line) }
+    }
+
+    private func violation(_ text: String) {
+        log("VIOLATION " + text)
+        state.withLock { $0.violations.append("seed \(seed) at \(clock.now): \(text)") }
+    }
+
+    private func startSecondary(_ peer: String, durable: Bool) {
+        let disk = state.withLock { state -> InMemoryLogStore in
+            if durable, let disk = state.disks[peer] { return disk }
+            let disk = InMemoryLogStore()
+            state.disks[peer] = disk
+            return disk
+        }
+        let replica = SecondaryReplica(
+            store: disk, logID: durable ? logID : nil, settings: SecondarySettings(errorRate: errorRate), clock: clock,
+            incarnation: "\(peer)-\(clock.now)-\(random.next())", metricsFactory: NOOPMetricsHandler.instance,
+            random: { [random] in random.unit() })
+        state.withLock {
+            $0.replicas[peer] = replica
+            $0.down.remove(peer)
+        }
+        transport.connect(replica, as: peer)
+    }
+
+    private func startMaster() {
+        let master = Master(
+            settings: MasterSettings(
+                secondaries: Self.secondaries, heartbeatInterval: Self.heartbeatInterval, healthThresholds: Self.thresholds,
+                replicationTimeout: .seconds(1), maxBatchSize: 5, maxInFlight: 3,
+                retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(500), maxBackoffWhenUnhealthy: .seconds(1))),
+            transport: transport, store: masterStore, fsync: .always, clock: clock, logID: logID,
+            logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
+            random: { [random] in random.unit() })
+        let task = Task(executorPreference: executor) {
+            async let heartbeats: Void = master.monitorHeartbeats()
+            await master.runReplicationStreams()
+            await heartbeats
+        }
+        state.withLock {
+            $0.master = master
+            $0.masterTask = task
+        }
+    }
+
+    private func apply(_ event: Event) {
+        log(event.description)
+        switch event {
+        case .append(let message, let w, let timeout, let id):
+            append(message: message, w: w, timeout: timeout, id: id)
+        case .crash(let peer):
+            transport.connect(nil, as: peer)
+            state.withLock {
+                $0.down.insert(peer)
+                $0.lastFaulty[peer] = clock.now
+            }
+        case .restart(let peer, let durable):
+            startSecondary(peer, durable: durable)
+            state.withLock { $0.lastFaulty[peer] = clock.now }
+        case .partition(let peer, let on):
+            transport.setPartitioned(on, peer)
+            state.withLock {
+                if on { $0.partitioned.insert(peer) } else { $0.partitioned.remove(peer) }
+                $0.lastFaulty[peer] = clock.now
+            }
+        case .crashMaster:
+            let (master, task) = state.withLock { state in
+                defer { (state.master, state.masterTask) = (nil, nil) }
+                return (state.master, state.masterTask)
+            }
+            task?.cancel()
+            master?.shutDown()  // its waiting clients lose their connection
+        case .restartMaster:
+            startMaster()
+        }
+    }
+
+    private func append(message: String, w: Int?, timeout: Duration?, id: String?) {
+        let index = state.withLock { state in
+            state.records.append(Record(message: message, w: w, at: clock.now))
+            return state.records.count - 1
+        }
+        guard let master = state.withLock({ $0.master }) else {
+            record(index, .unavailable)
+            return
+        }
+        Task(executorPreference: executor) {
+            let outcome: Outcome
+            do throws(Master.AppendError) {
+                let result = try await master.append(AppendRequest(message: message, w: w, id: id, timeout: timeout))
+                outcome = .ok(seq: result.seq, holders: self.holders(of: result.seq, message: result.message))
+            } catch .readOnly {
+                outcome = .readOnly(unhealthy: master.health.secondaries.filter { $0.status == .unhealthy }.map(\.url))
+            } catch .timedOut {
+                outcome = .timedOut
+            } catch .shuttingDown {
+                outcome = .unavailable
+            } catch {
+                outcome = .rejected("\(error)")
+            }
+            self.record(index, outcome)
+        }
+    }
+
+    private func record(_ index: Int, _ outcome: Outcome) {
+        log("answer to \(state.withLock { $0.records[index].message }): \(outcome)")
+        state.withLock { $0.records[index].outcome = outcome }
+        checkAnswer(state.withLock { $0.records[index] })
+    }
+
+    /// Nodes that hold `message` at `seq` right now: the master plus every secondary whose
+    /// log has it (a crashed one too: until it restarts, nothing says it lost it).
+    private func holders(of seq: Int, message: String) -> Int {
+        let replicas = state.withLock { Array($0.replicas.values) }
+        let onMaster = masterStore.read(from: seq, limit: 1).first?.message == message ? 1 : 0
+        return onMaster + replicas.count { $0.read(from: seq, limit: 1).first?.message == message }
+    }
+
+    private func heal() {
+        log("heal")
+        transport.setFaults(FaultyTransport.Faults(maxDelay: faults.maxDelay))
+        for peer in Self.secondaries {
+            transport.setPartitioned(false, peer)
+            if state.withLock({ $0.down.contains(peer) }) { startSecondary(peer, durable: random.chance(0.5)) }
+        }
+        state.withLock { $0.partitioned.removeAll() }
+        if state.withLock({ $0.master == nil }) { startMaster() }
+    }
+
+    private func converged() -> Bool {
+        let last = masterStore.lastSeq
+        let (replicas, unanswered) = state.withLock { state in
+            (Array(state.replicas.values), state.records.contains { $0.outcome == nil })
+        }
+        return !unanswered && replicas.allSatisfy { $0.replicaState.seq == last }
+    }
+
+    private func stopEverything() {
+        let (task, master) = state.withLock { ($0.masterTask, $0.master) }
+        task?.cancel()
+        master?.shutDown()
+        executor.runUntilIdle()
+    }
+
+    // MARK: Invariants
+
+    /// Every secondary lists a gap-free prefix of the master's log, with the same message at
+    /// every seq (total order, no hole, never n+1 before n). Logs only grow, so each step
+    /// checks what is new since the last one (all of it again after a restart).
+    private func checkEveryStep() {
+        let masterCount = masterStore.lastSeq
+        let replicas = state.withLock { $0.replicas }
+        var held: [(message: String, node: String)] = []
+        let masterChecked = state.withLock { $0.masterChecked }
+        for entry in masterStore.read(from: masterChecked + 1, limit: .max) { held.append((entry.message, "master")) }
+        for (peer, replica) in replicas.sorted(by: { $0.key < $1.key }) {
+            let identity = ObjectIdentifier(replica)
+            let checked = state.withLock { state in state.checked[peer].flatMap { $0.replica == identity ? $0.count : nil } ?? 0 }
+            let fresh = replica.read(from: checked + 1, limit: .max)
+            guard !fresh.isEmpty else { continue }
+            if fresh.map(\.seq) != Array((checked + 1)..<(checked + 1 + fresh.count)) {
+                violation("\(peer) lists a gap after seq \(checked): \(fresh.map(\.seq))")
+            }
+            let expected = masterStore.read(from: checked + 1, limit: fresh.count)
+            if fresh.count > max(0, masterCount - checked) || fresh != expected {
+                violation("\(peer) diverges from the master after seq \(checked): \(fresh) vs \(expected)")
+            }
+            for entry in fresh { held.append((entry.message, peer)) }
+            state.withLock { $0.checked[peer] = (identity, checked + fresh.count) }
+        }
+        state.withLock { state in
+            state.masterChecked = masterCount
+            for (message, node) in held { state.heldBy[message, default: []].insert(node) }
+        }
+    }
+
+    /// A 201 for `w = k` only after `k` distinct nodes held the message (each acknowledgement
+    /// was true when given; an in-memory node may lose its copy later by restarting empty,
+    /// before the master hears of it); a 503 only while quorum is really missing.
+    private func checkAnswer(_ record: Record) {
+        switch record.outcome {
+        case .ok(let seq, _):
+            checkEveryStep()  // record who holds it right now
+            let w = record.w ?? Self.clusterSize
+            let nodes = state.withLock { $0.heldBy[record.message] ?? [] }
+            if nodes.count < w { violation("\(record.message) answered 201 for w=\(w) at seq \(seq), but only \(nodes.sorted()) ever held it") }
+        case .readOnly(let unhealthy):
+            let window = Self.heartbeatInterval * (Self.thresholds.unhealthyAfterMisses + 2) + faults.maxDelay * 2
+            let (lastFaulty, faultyNow) = state.withLock { ($0.lastFaulty, $0.down.union($0.partitioned)) }
+            for peer in unhealthy where !faultyNow.contains(peer) && (lastFaulty[peer].map { clock.now - $0 > window } ?? true) {
+                violation("\(record.message) refused for no quorum, but \(peer) was reachable for the last \(window)")
+            }
+            if unhealthy.count < Self.clusterSize - (Self.clusterSize / 2 + 1) + 1 {
+                violation("\(record.message) refused for no quorum with only \(unhealthy) unhealthy")
+            }
+        default:
+            break
+        }
+    }
+
+    /// Every acknowledged message is on every node exactly once at its seq, and every node
+    /// holds the same sequence.
+    private func checkAtTheEnd(converged: Bool) {
+        let master = masterStore.read(from: 1, limit: .max)
+        let (replicas, records) = state.withLock { ($0.replicas, $0.records) }
+        if !converged { violation("did not converge: master at \(master.count), replicas at \(replicas.mapValues(\.replicaState.seq))") }
+        for (peer, replica) in replicas where replica.read(from: 1, limit: .max) != master {
+            violation("\(peer) holds another sequence than the master")
+        }
+        var seen: [String: Int] = [:]
+        for entry in master { seen[entry.message, default: 0] += 1 }
+        for (message, count) in seen where count > 1 { violation("\(message) is in the log \(count) times") }
+        for record in records {
+            guard case .ok(let seq, _) = record.outcome else { continue }
+            if seq > master.count || master[seq - 1].message != record.message {
+                violation("acknowledged \(record.message) at seq \(seq) is not in the log there")
+            }
+        }
+    }
+}
