@@ -76,6 +76,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Helpers shared by the test targets (not a product): the history checker.
+        .target(
+            name: "ReplogTestKit",
+            dependencies: ["ReplogCore"],
+            swiftSettings: swiftSettings
+        ),
         // The `replog` command: argument parsing and wiring only.
         .executableTarget(
             name: "replog",
@@ -133,6 +139,7 @@ let package = Package(
             dependencies: [
                 "ReplogCore",
                 "ReplogNode",
+                "ReplogTestKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -143,6 +150,8 @@ let package = Package(
             name: "ReplogIntegrationTests",
             dependencies: [
                 "ReplogCore",
+                "ReplogTestKit",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

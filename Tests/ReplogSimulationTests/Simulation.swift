@@ -1,6 +1,7 @@
 import CoreMetrics
 import Logging
 import ReplogCore
+import ReplogTestKit
 import Synchronization
 @testable import ReplogNode
 
@@ -385,22 +386,22 @@ final class Simulation: Sendable {
     }
 
     /// Every acknowledged message is on every node exactly once at its seq, and every node
-    /// holds the same sequence.
+    /// holds the same sequence (the checker the chaos test uses too).
     private func checkAtTheEnd(converged: Bool) {
         let master = masterStore.read(from: 1, limit: .max)
         let (replicas, records) = state.withLock { ($0.replicas, $0.records) }
         if !converged { violation("did not converge: master at \(master.count), replicas at \(replicas.mapValues(\.replicaState.seq))") }
-        for (peer, replica) in replicas where replica.read(from: 1, limit: .max) != master {
-            violation("\(peer) holds another sequence than the master")
-        }
-        var seen: [String: Int] = [:]
-        for entry in master { seen[entry.message, default: 0] += 1 }
-        for (message, count) in seen where count > 1 { violation("\(message) is in the log \(count) times") }
-        for record in records {
-            guard case .ok(let seq, _) = record.outcome else { continue }
-            if seq > master.count || master[seq - 1].message != record.message {
-                violation("acknowledged \(record.message) at seq \(seq) is not in the log there")
+        let history = records.map { record -> HistoryChecker.Record in
+            switch record.outcome {
+            case .ok(let seq, _): HistoryChecker.Record(message: record.message, outcome: .ok(seq: seq))
+            case .rejected, .readOnly: HistoryChecker.Record(message: record.message, outcome: .refused)
+            case .timedOut, .unavailable, nil: HistoryChecker.Record(message: record.message, outcome: .unknown)
             }
         }
+        // A refused retry of an id does not say anything about the original append.
+        let retried = Set(records.filter { record in records.contains { $0.message == record.message && $0.at != record.at } }.map(\.message))
+        let checked = history.filter { $0.outcome != .refused || !retried.contains($0.message) }
+        let logs = [("master", master)] + replicas.sorted { $0.key < $1.key }.map { ($0.key, $0.value.read(from: 1, limit: .max)) }
+        for problem in HistoryChecker.check(checked, logs: logs) { violation(problem) }
     }
 }

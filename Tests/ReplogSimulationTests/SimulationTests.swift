@@ -1,4 +1,6 @@
 import Foundation
+import ReplogCore
+import ReplogTestKit
 import Testing
 
 /// Thousands of seeded fault schedules per run, each checked for every guarantee.
@@ -52,5 +54,28 @@ import Testing
         _ = second.run()
         #expect(!first.traceText.isEmpty)
         #expect(first.traceText == second.traceText)
+    }
+}
+
+/// The checker itself catches what it should (a checker that cannot fail proves nothing).
+@Suite struct HistoryCheckerTests {
+    private func log(_ messages: String...) -> [LogEntry] {
+        messages.enumerated().map { LogEntry(seq: $0.offset + 1, message: $0.element) }
+    }
+
+    @Test func acceptsACorrectHistory() {
+        let records = [HistoryChecker.Record(message: "a", outcome: .ok(seq: 1)), .init(message: "b", outcome: .unknown)]
+        #expect(HistoryChecker.check(records, logs: [("m", log("a", "b")), ("s1", log("a", "b"))]).isEmpty)
+    }
+
+    @Test func catchesALostAcknowledgedMessage() {
+        let records = [HistoryChecker.Record(message: "a", outcome: .ok(seq: 1))]
+        #expect(!HistoryChecker.check(records, logs: [("m", log("b")), ("s1", log("b"))]).isEmpty)
+    }
+
+    @Test func catchesDivergenceDuplicatesAndRefusedAppends() {
+        #expect(!HistoryChecker.check([], logs: [("m", log("a", "b")), ("s1", log("b", "a"))]).isEmpty)
+        #expect(!HistoryChecker.check([], logs: [("m", log("a", "a"))]).isEmpty)
+        #expect(!HistoryChecker.check([.init(message: "a", outcome: .refused)], logs: [("m", log("a"))]).isEmpty)
     }
 }

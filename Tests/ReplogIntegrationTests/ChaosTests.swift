@@ -1,0 +1,205 @@
+import Foundation
+import NIOCore
+import ReplogCore
+import ReplogTestKit
+import Testing
+
+/// A bounded chaos run against real processes: concurrent clients append while a nemesis
+/// kills (-9) and restarts nodes, freezes them (SIGSTOP/SIGCONT), partitions the master
+/// from a secondary and slows links (through a TCP proxy in front of each secondary). The
+/// recorded history is then checked by the same checker as the simulation.
+///
+/// `REPLOG_CHAOS_SECONDS` sets the length (default 60), `REPLOG_CHAOS_SEED` the nemesis seed.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct ChaosTests {
+    static let environment = ProcessInfo.processInfo.environment
+
+    /// One node: how to (re)start it, and the running process.
+    final class Node: Sendable {
+        let name: String
+        let port: Int
+        let arguments: [String]
+        let cluster: LocalCluster
+        private let current = Locked<NodeProcess?>(nil)
+
+        init(name: String, port: Int, arguments: [String], cluster: LocalCluster) {
+            (self.name, self.port, self.arguments, self.cluster) = (name, port, arguments, cluster)
+        }
+
+        var url: String { "http://127.0.0.1:\(port)" }
+        var process: NodeProcess? { current.withLock { $0 } }
+
+        func start() async throws {
+            let (process, _) = try await cluster.start(arguments)
+            current.withLock { $0 = process }
+        }
+
+        func kill9() async throws {
+            guard let process else { return }
+            process.signal(SIGCONT)
+            process.signal(SIGKILL)
+            _ = try await process.waitForExit()
+        }
+    }
+
+    @Test func historyUnderANemesisPassesTheChecker() async throws {
+        let seconds = Self.environment["REPLOG_CHAOS_SECONDS"].flatMap(Int.init) ?? 60
+        let seed = Self.environment["REPLOG_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
+        print("chaos: \(seconds) s, seed \(seed) (REPLOG_CHAOS_SEED=\(seed) replays the nemesis's choices)")
+        let random = Locked(SeededGenerator(seed: seed))
+        let cluster = LocalCluster()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("replog-chaos-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+
+        var nodes: [Node] = []
+        var links: [FaultProxy] = []
+        for name in ["s1", "s2"] {
+            let port = try freePort()
+            let node = Node(name: name, port: port, arguments: ["secondary", "--port", "\(port)", "--data-dir", "\(root)/\(name)", "--log-level", "info"], cluster: cluster)
+            try await node.start()
+            nodes.append(node)
+            links.append(try await FaultProxy(forwardingTo: port))
+        }
+        let (secondaries, proxies) = (nodes, links)
+        let masterPort = try freePort()
+        let master = Node(
+            name: "master", port: masterPort,
+            arguments: ["master", "--port", "\(masterPort)", "--data-dir", "\(root)/master", "--log-level", "info",
+                        "--heartbeat-interval", "200ms", "--suspect-after", "2", "--unhealthy-after", "4",
+                        "--replication-timeout", "2s"]
+                + proxies.flatMap { ["--secondary", "http://127.0.0.1:\($0.port)"] },
+            cluster: cluster)
+        try await master.start()
+        defer { proxies.forEach { $0.stop() } }
+
+        let history = Locked<[HistoryChecker.Record]>([])
+        let masterRuns = Locked(0)  // bumped on every master restart: ids are forgotten then
+        let retriedAcrossRestarts = Locked<Set<String>>([])
+        let faults = Locked<[String]>([])
+        let deadline = ContinuousClock.now + .seconds(seconds)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<4 {
+                group.addTask {
+                    var index = 0
+                    while ContinuousClock.now < deadline {
+                        index += 1
+                        let message = "c\(client)-\(index)"
+                        let (w, timeout, id) = random.withLock { generator in
+                            ([1, 2, 3, nil][Int(generator.next() % 4)], generator.next() % 2 == 0 ? Int(200 + generator.next() % 1800) : nil,
+                             generator.next() % 3 == 0 ? "id-\(message)" : nil)
+                        }
+                        var body: [String: any Sendable] = ["message": message]
+                        if let w { body["w"] = w }
+                        if let timeout { body["timeout"] = timeout }
+                        if let id { body["id"] = id }
+                        let run = masterRuns.withLock { $0 }
+                        var outcome = await Self.append(master.url, body)
+                        history.withLock { $0.append(.init(message: message, outcome: outcome)) }
+                        // A client that does not know what happened retries with its id.
+                        if id != nil, outcome == .unknown, ContinuousClock.now < deadline {
+                            try? await Task.sleep(for: .milliseconds(100))
+                            outcome = await Self.append(master.url, body)
+                            if masterRuns.withLock({ $0 }) != run { retriedAcrossRestarts.withLock { _ = $0.insert(message) } }
+                            history.withLock { $0.append(.init(message: message, outcome: outcome)) }
+                        }
+                        if case .ok = outcome {} else { try? await Task.sleep(for: .milliseconds(20)) }  // no busy loop while the master is down
+                    }
+                }
+            }
+            group.addTask {
+                while ContinuousClock.now < deadline {
+                    let (pause, action, which, length) = random.withLock { generator in
+                        (Int(300 + generator.next() % 1200), Int(generator.next() % 5), Int(generator.next() % 2), Int(300 + generator.next() % 2000))
+                    }
+                    try await Task.sleep(for: .milliseconds(pause))
+                    let secondary = secondaries[which]
+                    let proxy = proxies[which]
+                    switch action {
+                    case 0:
+                        faults.withLock { $0.append("kill -9 \(secondary.name) for \(length) ms") }
+                        try await secondary.kill9()
+                        try await Task.sleep(for: .milliseconds(length))
+                        try await secondary.start()
+                    case 1:
+                        faults.withLock { $0.append("kill -9 master for \(length / 4) ms") }
+                        try await master.kill9()
+                        masterRuns.withLock { $0 += 1 }
+                        try await Task.sleep(for: .milliseconds(length / 4))
+                        try await master.start()
+                    case 2:
+                        faults.withLock { $0.append("SIGSTOP \(secondary.name) for \(length) ms") }
+                        secondary.process?.signal(SIGSTOP)
+                        try await Task.sleep(for: .milliseconds(length))
+                        secondary.process?.signal(SIGCONT)
+                    case 3:
+                        faults.withLock { $0.append("partition master | \(secondary.name) for \(length) ms") }
+                        proxy.set(.partition)
+                        try await Task.sleep(for: .milliseconds(length))
+                        proxy.set(.pass)
+                    default:
+                        let delay = Int64(20 + length % 300)
+                        faults.withLock { $0.append("slow link to \(secondary.name) by \(delay) ms for \(length) ms") }
+                        proxy.set(.delay(.milliseconds(delay)))
+                        try await Task.sleep(for: .milliseconds(length))
+                        proxy.set(.pass)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+
+        // Heal, then let every node converge: a w=3 append is answered only when both
+        // secondaries hold everything before it.
+        proxies.forEach { $0.set(.pass) }
+        for node in secondaries + [master] { node.process?.signal(SIGCONT) }
+        var barrier = HistoryChecker.Outcome.unknown
+        let settle = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < settle {
+            barrier = await Self.append(master.url, ["message": "barrier", "w": 3, "id": "barrier", "timeout": 5000])
+            if case .ok = barrier { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        history.withLock { $0.append(.init(message: "barrier", outcome: barrier)) }
+        guard case .ok = barrier else {
+            Issue.record("the cluster did not converge within 60 s after healing\n\(cluster.logs)")
+            return
+        }
+
+        var logs: [(node: String, log: [LogEntry])] = []
+        for node in [master] + secondaries {
+            logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
+        }
+        let records = history.withLock { $0 }
+        let violations = HistoryChecker.check(records, logs: logs, allowedDuplicates: retriedAcrossRestarts.withLock { $0 })
+        let acknowledged = records.count { if case .ok = $0.outcome { true } else { false } }
+        print("chaos: \(records.count) appends (\(acknowledged) acknowledged), \(faults.withLock { $0.count }) faults, log of \(logs[0].log.count) entries, \(violations.count) violations")
+        for fault in faults.withLock({ $0 }) { print("  fault: \(fault)") }
+        #expect(acknowledged > 0, "no append succeeded")
+        #expect(violations.isEmpty, "seed \(seed):\n\(violations.joined(separator: "\n"))")
+    }
+
+    /// One append; what the client can tell about it.
+    static func append(_ master: String, _ body: [String: any Sendable]) async -> HistoryChecker.Outcome {
+        guard let reply = try? await HTTP.post(master + "/messages", body) else { return .unknown }
+        switch reply.status {
+        case 201: return (reply.json["seq"] as? Int).map { .ok(seq: $0) } ?? .unknown
+        case 400, 413, 415: return .refused
+        case 503 where (reply.json["error"] as? String)?.hasPrefix("no quorum") == true: return .refused
+        default: return .unknown  // 504, 503 shutting down, 500
+        }
+    }
+}
+
+/// SplitMix64: the nemesis's and the clients' choices, replayable from a seed.
+struct SeededGenerator: Sendable {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
