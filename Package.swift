@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReplogCoreTests",
-            dependencies: ["ReplogCore"],
+            dependencies: ["ReplogCore", "ReplogTestKit"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -114,6 +114,7 @@ let package = Package(
             dependencies: [
                 "ReplogCore",
                 "ReplogNode",
+                "ReplogTestKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

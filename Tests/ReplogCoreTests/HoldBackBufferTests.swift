@@ -1,4 +1,5 @@
 import ReplogCore
+import ReplogTestKit
 import Testing
 
 @Suite struct HoldBackBufferTests {
@@ -50,18 +51,5 @@ import Testing
             delivered += buffer.receive(batch).map(\.seq)
         }
         #expect(delivered == Array(1...n))
-    }
-}
-
-/// A small seeded generator so randomized tests replay exactly.
-struct SplitMix64: RandomNumberGenerator {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -46,7 +46,7 @@ struct ChaosTests {
         let seconds = Self.environment["REPLOG_CHAOS_SECONDS"].flatMap(Int.init) ?? 60
         let seed = Self.environment["REPLOG_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
         print("chaos: \(seconds) s, seed \(seed) (REPLOG_CHAOS_SEED=\(seed) replays the nemesis's choices)")
-        let random = Locked(SeededGenerator(seed: seed))
+        let random = Locked(SplitMix64(seed: seed))
         let cluster = LocalCluster()
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("replog-chaos-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: root) }
@@ -188,18 +188,5 @@ struct ChaosTests {
         case 503 where (reply.json["error"] as? String)?.hasPrefix("no quorum") == true: return .refused
         default: return .unknown  // 504, 503 shutting down, 500
         }
-    }
-}
-
-/// SplitMix64: the nemesis's and the clients' choices, replayable from a seed.
-struct SeededGenerator: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import ReplogCore
+import ReplogTestKit
 import Synchronization
 @testable import ReplogNode
 
@@ -89,16 +90,7 @@ final class TestCluster: Sendable {
 
 /// Numbers in 0..<1 from a seeded generator, shareable across tasks.
 final class SeededRandom: Sendable {
-    private let state: Mutex<UInt64>
-    init(seed: UInt64) { state = Mutex(seed) }
-
-    func next() -> Double {
-        state.withLock { state in
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
-        }
-    }
+    private let generator: Mutex<SplitMix64>
+    init(seed: UInt64) { generator = Mutex(SplitMix64(seed: seed)) }
+    func next() -> Double { generator.withLock { $0.unit() } }
 }
