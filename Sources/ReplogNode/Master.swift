@@ -310,7 +310,8 @@ public final class Master: Service {
             return
         }
         let lastSeq = store.lastSeq
-        let (completed, transition, quorumChange, restarted) = state.withLock { state in
+        let now = ContinuousClock.now
+        let (completed, transition, quorumChange, restarted, catchUp) = state.withLock { state in
             let wasWritable = state.quorum.isWritable
             var peer = state.peers[peer]!
             let transition = peer.health.onContact()
@@ -325,19 +326,38 @@ public final class Master: Service {
             } else {
                 peer.matched = max(peer.matched, min(replica.seq, lastSeq))
             }
+            // A secondary that comes back behind is caught up; say when that starts and ends.
+            var catchUp: CatchUpEvent?
+            if let running = peer.catchUp, peer.matched >= running.target {
+                catchUp = .finished(entries: running.target - running.from, took: now - running.started)
+                peer.catchUp = nil
+            } else if peer.catchUp == nil, restarted || transition != nil, peer.matched < lastSeq {
+                peer.catchUp = (peer.matched, lastSeq, now)
+                catchUp = .started(behind: lastSeq - peer.matched)
+            }
             state.peers[peer.url] = peer
             let completed =
                 restarted
                 ? state.tracker.onRestart(of: peer.url, holding: peer.matched)
                 : state.tracker.onAck(from: peer.url, seq: peer.matched)
             let continuations = completed.compactMap { state.waiters.finish($0, .satisfied) }
-            return (continuations, transition, state.quorumChange(since: wasWritable), restarted)
+            return (continuations, transition, state.quorumChange(since: wasWritable), restarted, catchUp)
         }
         for continuation in completed { continuation.resume(returning: .satisfied) }
         if let transition { logTransition(peer, transition) }
         if let quorumChange { logQuorum(quorumChange) }
         if restarted {
-            logger.info("secondary restarted, catching it up", metadata: ["replog.peer": "\(peer)", "replog.seq": "\(replica.seq)"])
+            logger.info("secondary restarted", metadata: ["replog.peer": "\(peer)", "replog.seq": "\(replica.seq)"])
+        }
+        switch catchUp {
+        case .started(let behind):
+            logger.info("catch-up started", metadata: ["replog.peer": "\(peer)", "replog.behind": "\(behind)"])
+        case .finished(let entries, let took):
+            logger.info("catch-up finished", metadata: [
+                "replog.peer": "\(peer)", "replog.entries": "\(entries)", "replog.ms": "\(took.milliseconds)",
+            ])
+        case nil:
+            break
         }
         if transition != nil || restarted {
             signals[peer]!.recovered.signal()
@@ -376,6 +396,11 @@ public final class Master: Service {
 extension Master {
     typealias WaiterID = WriteConcernTracker.WaiterID
 
+    enum CatchUpEvent {
+        case started(behind: Int)
+        case finished(entries: Int, took: Duration)
+    }
+
     enum WaitOutcome: Sendable, Equatable {
         case satisfied
         case timedOut
@@ -400,6 +425,8 @@ extension Master {
         var incarnation: String?
         var lastContact: Date?
         var problem: String?
+        /// A catch-up in progress: from which seq, up to which, since when.
+        var catchUp: (from: Int, target: Int, started: ContinuousClock.Instant)?
     }
 
     struct State {

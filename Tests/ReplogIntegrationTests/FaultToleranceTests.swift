@@ -75,6 +75,10 @@ struct FaultToleranceTests {
         let barrier = try await HTTP.post(master.url + "/messages", ["message": "m41", "w": 3])
         #expect(barrier.status == 201)
         #expect(try await HTTP.messages(restarted.url).map(\.message) == (1...41).map { "m\($0)" }, "\(cluster.logs)")
+        // One log line when the catch-up starts and one when it ends, with counts.
+        try await eventually("the master logs the catch-up") {
+            master.process.log.contains("catch-up started") && master.process.log.contains("catch-up finished")
+        }
     }
 
     /// Both secondaries down → unhealthy → 503 "no quorum" while reads work; one back →

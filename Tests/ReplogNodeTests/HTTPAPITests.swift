@@ -118,6 +118,23 @@ import Testing
         }
     }
 
+    /// Long listings are streamed page by page; the JSON is the same as for a short one.
+    @Test func longListingsStreamTheSameJSON() async throws {
+        let cluster = TestCluster(secondaries: 0)
+        for index in 1...2_500 { _ = try await cluster.append("m\(index)", w: 1) }
+        try await masterApp(cluster.master).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .get) { response in
+                let seqs = (json(response.body)["messages"] as? [[String: Any]])?.compactMap { $0["seq"] as? Int }
+                #expect(seqs == Array(1...2_500))
+            }
+            try await client.execute(uri: "/messages?from=10&limit=1500", method: .get) { response in
+                let messages = json(response.body)["messages"] as? [[String: Any]] ?? []
+                #expect(messages.compactMap { $0["seq"] as? Int } == Array(10..<1_510))
+                #expect(messages.first?["message"] as? String == "m10")
+            }
+        }
+    }
+
     @Test func healthShowsRoleQuorumAndEverySecondary() async throws {
         let cluster = TestCluster()
         try await masterApp(cluster.master).test(.router) { client in

@@ -131,6 +131,9 @@ struct MessagesPage: Encodable {
     let messages: [LogEntry]
 }
 
+/// How many entries one read takes out of the store while streaming a long listing.
+let listingPageSize = 1_000
+
 extension Router {
     /// `GET /metrics` in the Prometheus text format, when the node exports metrics.
     func addMetricsRoute(_ metrics: (@Sendable () -> String)?) {
@@ -143,11 +146,38 @@ extension Router {
     }
 
     /// `GET /messages?from=SEQ&limit=N`: the log in total order, all of it by default.
+    ///
+    /// A short listing is encoded at once. A long one is streamed page by page, so listing a
+    /// million-entry log never holds more than one page of it in memory.
     func addMessagesRoute(read: @escaping @Sendable (_ from: Int, _ limit: Int) -> [LogEntry]) {
         get("/messages") { request, _ in
             let from = try request.integerQuery("from", minimum: 1) ?? 1
             let limit = try request.integerQuery("limit", minimum: 0) ?? Int.max
-            return JSON.response(.ok, MessagesPage(messages: read(from, limit)))
+            let firstPage = read(from, min(limit, listingPageSize))
+            guard firstPage.count == listingPageSize, limit > listingPageSize else {
+                return JSON.response(.ok, MessagesPage(messages: firstPage))
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+                body: ResponseBody { writer in
+                    var page = firstPage
+                    var remaining = limit
+                    var buffer = ByteBuffer(string: #"{"messages":["#)
+                    while !page.isEmpty {
+                        for (index, entry) in page.enumerated() {
+                            if index > 0 || remaining < limit { buffer.writeString(",") }
+                            buffer.writeBytes(try JSON.encoder.encode(entry))
+                        }
+                        try await writer.write(buffer)
+                        buffer.clear()
+                        remaining -= page.count
+                        let next = page.last!.seq + 1
+                        page = remaining > 0 ? read(next, min(remaining, listingPageSize)) : []
+                    }
+                    buffer.writeString("]}")
+                    try await writer.write(buffer)
+                    try await writer.finish(nil)
+                })
         }
     }
 }
