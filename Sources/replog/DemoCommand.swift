@@ -30,14 +30,17 @@ struct Demo: AsyncParsableCommand {
         say("\n2. Write concern (iteration 2): \"w\": 1 is answered as soon as the master holds it.")
         let (fast, fastMs) = try await timedAppend("demo: w=1 append", w: 1)
         say("   seq \(fast) answered after \(fastMs) ms. Right now the nodes hold:")
-        for node in nodes { say("     \(node): \(try await count(node)) messages") }
+        for node in nodes {
+            let held = try await count(node)
+            say("     \(node): \(held) message\(held == 1 ? "" : "s")")
+        }
         say("   A delayed secondary does not have it yet: the replicas are inconsistent for a while...")
         let convergedMs = try await waitForConvergence(nodes, seq: fast)
         say("   ...and every node holds it \(convergedMs) ms later: eventually consistent.")
 
         for w in 2...clusterSize {
             let (seq, ms) = try await timedAppend("demo: w=\(w) append", w: w)
-            say("   w=\(w): seq \(seq) answered after \(ms) ms (master + \(w - 1) secondaries held it).")
+            say("   w=\(w): seq \(seq) answered after \(ms) ms (the master and \(w - 1) secondar\(w == 2 ? "y" : "ies") held it).")
         }
 
         say("\n3. Deduplication: retrying an append with the same \"id\" appends nothing.")

@@ -20,7 +20,8 @@ import Testing
             return
         }
         let schedules = Self.environment["REPLOG_SIM_SCHEDULES"].flatMap(Int.init) ?? 10_000
-        let lanes = max(1, ProcessInfo.processInfo.activeProcessorCount)
+        // Leave a core to the tests that run real processes at the same time.
+        let lanes = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
         let started = ContinuousClock.now
         // Each lane runs its share of seeds on a thread of its own: a schedule runs its jobs
         // synchronously, and must not tie up the threads the other tests' tasks run on.
