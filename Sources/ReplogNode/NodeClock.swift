@@ -37,7 +37,7 @@ public final class ManualClock: NodeClock {
         var now: Duration = .zero
         var nextID = 0
         var sleepers: [Int: Sleeper] = [:]
-        var sleeperWatchers: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        var sleeperWatchers: [(id: Int, count: Int, continuation: CheckedContinuation<Void, Never>)] = []
 
         /// Watchers whose sleeper count has been reached; removed from the state.
         mutating func satisfiedWatchers() -> [CheckedContinuation<Void, Never>] {
@@ -97,15 +97,28 @@ public final class ManualClock: NodeClock {
         due.forEach { $0.continuation.resume() }
     }
 
-    /// Returns once at least `count` tasks are asleep on this clock.
+    /// Returns once at least `count` tasks are asleep on this clock, or when the waiting
+    /// task is cancelled (so a test's time limit can end a wait that never comes true).
     public func waitForSleepers(_ count: Int) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                if state.sleepers.count >= count { return true }
-                state.sleeperWatchers.append((count, continuation))
-                return false
+        let id = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let ready = state.withLock { state -> Bool in
+                    if state.sleepers.count >= count || Task.isCancelled { return true }
+                    state.sleeperWatchers.append((id, count, continuation))
+                    return false
+                }
+                if ready { continuation.resume() }
             }
-            if ready { continuation.resume() }
+        } onCancel: {
+            let watcher = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.sleeperWatchers.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.sleeperWatchers.remove(at: index).continuation
+            }
+            watcher?.resume()
         }
     }
 }
