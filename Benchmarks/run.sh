@@ -18,7 +18,8 @@ build_replog
 for port in 7379 7380 7381; do
   replica=()
   [ $port != 7379 ] && replica=(--replicaof 127.0.0.1 7379)
-  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no --daemonize no "${replica[@]}" \
+  mkdir -p "$scratch/redis-$port"
+  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$scratch/redis-$port" "${replica[@]}" \
     > "$scratch/redis-$port.log" 2>&1 &
   pids+=($!)
 done
