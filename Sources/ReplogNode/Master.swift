@@ -73,8 +73,9 @@ public final class Master: Service {
     let random: @Sendable () -> Double
     let metrics: MasterMetrics
     let state: Mutex<State>
-    /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short.
-    let signals: [String: (newData: WakeSignal, recovered: WakeSignal)]
+    /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short,
+    /// `urgent` ends a linger because a client now waits for acknowledgements.
+    let signals: [String: (newData: WakeSignal, recovered: WakeSignal, urgent: WakeSignal)]
 
     public init(
         settings: MasterSettings,
@@ -99,7 +100,7 @@ public final class Master: Service {
         self.logger = logger
         self.random = random
         self.state = Mutex(State(settings: settings))
-        self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal())) })
+        self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 
     // MARK: Appending
@@ -161,7 +162,10 @@ public final class Master: Service {
         if !admission.isRetry {
             metrics.lastSeq.record(admission.seq)
             // In configuration order, so that a simulation replays the same interleaving.
-            for peer in settings.secondaries { signals[peer]!.newData.signal() }
+            for peer in settings.secondaries {
+                signals[peer]!.newData.signal()
+                if admission.waiter != nil { signals[peer]!.urgent.signal() }
+            }
         }
         if let waiter = admission.waiter {
             switch await waitForAcknowledgements(waiter, seq: admission.seq, timeout: request.timeout) {

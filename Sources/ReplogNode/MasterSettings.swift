@@ -16,6 +16,10 @@ public struct MasterSettings: Sendable {
     public var maxBatchSize: Int
     /// Replication requests one secondary may have in flight at once (pipelining).
     public var maxInFlight: Int
+    /// How long a stream may hold back a small batch that no client is waiting for, to send
+    /// it together with what comes next (`.zero` sends at once). Appends with `w >= 2`
+    /// are never held back: their arrival ends the wait.
+    public var replicationLinger: Duration
     /// Back-off between failed replication attempts.
     public var retryPolicy: RetryPolicy
     /// How many recent client `id`s are remembered for idempotent retries.
@@ -29,6 +33,7 @@ public struct MasterSettings: Sendable {
         replicationTimeout: Duration = .seconds(30),
         maxBatchSize: Int = 1_000,
         maxInFlight: Int = 4,
+        replicationLinger: Duration = .zero,
         retryPolicy: RetryPolicy = RetryPolicy(),
         idempotencyWindow: Int = 100_000
     ) {
@@ -39,6 +44,7 @@ public struct MasterSettings: Sendable {
         self.replicationTimeout = replicationTimeout
         self.maxBatchSize = maxBatchSize
         self.maxInFlight = maxInFlight
+        self.replicationLinger = replicationLinger
         self.retryPolicy = retryPolicy
         self.idempotencyWindow = idempotencyWindow
     }

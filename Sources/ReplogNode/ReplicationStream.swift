@@ -15,6 +15,7 @@ extension Master {
         case delivered(ReplicaState, entries: Int, started: ContinuousClock.Instant)
         case failed(any Error, seqs: ClosedRange<Int>)
         case newData
+        case lingerOver
     }
 
     private struct StreamFailure {
@@ -58,6 +59,8 @@ extension Master {
             var waitingForData = false
             var delivered = false
             var failure: StreamFailure?
+            var lingering = false  // a small batch is held back for a moment
+            var lingerOver = false  // …and the moment has passed: send it
             while !Task.isCancelled {
                 // The secondary restarted (seen here or by a heartbeat): resend from what it holds.
                 let (matched, rewinds) = state.withLock { ($0.peers[peer]!.matched, $0.peers[peer]!.rewinds) }
@@ -72,6 +75,22 @@ extension Master {
                         // Only what is durable on the master may leave it.
                         let batch = store.read(from: next, limit: min(settings.maxBatchSize, commit.durableSeq - next + 1))
                         guard let first = batch.first, let last = batch.last else { break }
+                        // Nobody waits for these yet: hold a small batch back briefly so it
+                        // leaves together with the next appends (one request instead of many).
+                        if settings.replicationLinger > .zero, !lingerOver, batch.count < settings.maxBatchSize,
+                           state.withLock({ $0.tracker.waitingCount == 0 })
+                        {
+                            if !lingering {
+                                lingering = true
+                                let (urgent, linger, clock) = (signals[peer]!.urgent, settings.replicationLinger, clock)
+                                group.addTask {
+                                    await urgent.wait(upTo: linger, on: clock)
+                                    return .lingerOver
+                                }
+                            }
+                            break
+                        }
+                        lingerOver = false
                         sentThrough = last.seq
                         inFlight += 1
                         group.addTask { await self.send(batch, seqs: first.seq...last.seq, to: peer) }
@@ -92,6 +111,8 @@ extension Master {
                 switch event {
                 case .newData:
                     waitingForData = false
+                case .lingerOver:
+                    (lingering, lingerOver) = (false, true)
                 case .delivered(let replica, let entries, let started):
                     inFlight -= 1
                     delivered = true

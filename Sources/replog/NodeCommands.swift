@@ -75,6 +75,9 @@ struct Master: AsyncParsableCommand {
     @Option(help: "Time one replication request may take before it is retried; keep it above any secondary's --delay. Env: REPLOG_REPLICATION_TIMEOUT.")
     var replicationTimeout: DurationArgument = Environment.duration("REPLOG_REPLICATION_TIMEOUT") ?? DurationArgument("30s")
 
+    @Option(help: "Hold a small replication batch that no client waits for up to this long, to send it with the next appends (0 = never). Env: REPLOG_REPLICATION_LINGER.")
+    var replicationLinger: DurationArgument = Environment.duration("REPLOG_REPLICATION_LINGER") ?? DurationArgument("2ms")
+
     @Option(help: "Largest accepted request body in bytes. Env: REPLOG_MAX_BODY.")
     var maxBody: Int = Environment.int("REPLOG_MAX_BODY") ?? 1 << 20
 
@@ -97,7 +100,7 @@ struct Master: AsyncParsableCommand {
             secondaries: secondaries.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
             heartbeatInterval: heartbeatInterval.duration,
             healthThresholds: .init(suspectAfterMisses: suspectAfter, unhealthyAfterMisses: unhealthyAfter),
-            replicationTimeout: replicationTimeout.duration)
+            replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration)
         var (store, directory) = try storage.open(role: "master", logger: logger)
         // A master keeps one log id for the life of its data dir, so secondaries recognise
         // it after a restart; a master without a data dir starts a new log every time.

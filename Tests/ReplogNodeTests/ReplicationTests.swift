@@ -97,6 +97,26 @@ struct ReplicationTests {
         }
     }
 
+    /// With a linger, `w=1` appends that nobody waits on leave together in one request; an
+    /// append that needs acknowledgements ends the linger at once.
+    @Test func lingerBatchesAppendsNobodyWaitsFor() async throws {
+        let cluster = TestCluster(replicationLinger: .milliseconds(5))
+        try await cluster.withReplication { () async throws in
+            for message in ["a", "b", "c"] { _ = try await cluster.append(message, w: 1) }
+            await cluster.clock.waitForSleepers(2)  // each stream holds its small batch back
+            #expect(cluster.transport.deliveryCount == 0)
+            cluster.clock.advance(by: .milliseconds(5))
+            try await cluster.advance(by: .milliseconds(1)) { cluster.replica("s2").replicaState.seq == 3 }
+            #expect(cluster.transport.deliveryCount == 2, "one request per secondary for all three")
+
+            let started = cluster.clock.now
+            _ = try await cluster.append("d", w: 1)
+            await cluster.clock.waitForSleepers(2)
+            #expect(try await cluster.append("needs everyone", w: 3).seq == 5)
+            #expect(cluster.clock.now == started, "w=3 did not wait for the linger")
+        }
+    }
+
     @Test func invalidWriteConcernAppendsNothing() async throws {
         let cluster = TestCluster()
         for w in [0, 4, -1] {

@@ -18,6 +18,7 @@ final class TestCluster: Sendable {
         heartbeatInterval: Duration = .seconds(1),
         thresholds: PeerHealth.Thresholds = .init(suspectAfterMisses: 2, unhealthyAfterMisses: 4),
         secondarySettings: SecondarySettings = SecondarySettings(),
+        replicationLinger: Duration = .zero,
         random: @escaping @Sendable () -> Double = { 0.5 }
     ) {
         let clock = self.clock
@@ -33,7 +34,7 @@ final class TestCluster: Sendable {
         master = Master(
             settings: MasterSettings(
                 secondaries: names, heartbeatInterval: heartbeatInterval, healthThresholds: thresholds,
-                retryPolicy: retryPolicy),
+                replicationLinger: replicationLinger, retryPolicy: retryPolicy),
             transport: transport, clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
             random: random)
     }

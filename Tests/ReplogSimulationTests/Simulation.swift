@@ -66,6 +66,7 @@ final class Simulation: Sendable {
     let events: [(at: Duration, event: Event)]
     let faults: FaultyTransport.Faults
     let errorRate: Double
+    let linger: Duration
     let trace: Bool
 
     private struct State {
@@ -100,6 +101,7 @@ final class Simulation: Sendable {
             answerLossRate: random.chance(0.5) ? random.unit() * 0.3 : 0,
             duplicateRate: random.chance(0.5) ? random.unit() * 0.3 : 0)
         errorRate = random.chance(0.4) ? random.unit() * 0.4 : 0
+        linger = random.chance(0.5) ? random.duration(.microseconds(100)...(.milliseconds(20))) : .zero
         events = Self.schedule(random)
     }
 
@@ -214,7 +216,7 @@ final class Simulation: Sendable {
         let master = Master(
             settings: MasterSettings(
                 secondaries: Self.secondaries, heartbeatInterval: Self.heartbeatInterval, healthThresholds: Self.thresholds,
-                replicationTimeout: .seconds(1), maxBatchSize: 5, maxInFlight: 3,
+                replicationTimeout: .seconds(1), maxBatchSize: 5, maxInFlight: 3, replicationLinger: linger,
                 retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(500), maxBackoffWhenUnhealthy: .seconds(1))),
             transport: transport, store: masterStore, fsync: .always, clock: clock, logID: logID,
             logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
