@@ -44,6 +44,9 @@ extension Master {
         var peers: [String: PeerState]
         var waiters = Waiters()
         var nextWaiterID = 0
+        /// When an append last had to wait for acknowledgements (replication lingers only
+        /// while the traffic is `w=1`).
+        var lastAppendWithWaiter: Duration = .seconds(-1_000_000)
         var shuttingDown = false
 
         init(settings: MasterSettings) {

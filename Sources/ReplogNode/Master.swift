@@ -145,7 +145,9 @@ public final class Master: Service {
                 throw .storeFailed("\(error)")
             }
             if let id = request.id { state.idempotency.remember(id, seq: seq) }
-            return state.admit(seq: seq, w: w, isRetry: false)
+            let admission = state.admit(seq: seq, w: w, isRetry: false)
+            if admission.waiter != nil { state.lastAppendWithWaiter = clock.now }
+            return admission
         }
         // Write-ahead: durable on the master before any secondary or client hears of it.
         do {

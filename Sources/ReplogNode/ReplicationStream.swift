@@ -78,7 +78,11 @@ extension Master {
                         // Nobody waits for these yet: hold a small batch back briefly so it
                         // leaves together with the next appends (one request instead of many).
                         if settings.replicationLinger > .zero, !lingerOver, batch.count < settings.maxBatchSize,
-                           state.withLock({ $0.tracker.waitingCount == 0 })
+                           state.withLock({ state in
+                               // Only while the traffic is w=1: no waiter now and none lately.
+                               state.tracker.waitingCount == 0
+                                   && clock.now - state.lastAppendWithWaiter > settings.replicationLinger * 10
+                           })
                         {
                             if !lingering {
                                 lingering = true
