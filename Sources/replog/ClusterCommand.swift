@@ -68,7 +68,10 @@ struct Cluster: AsyncParsableCommand {
             }
         }
 
-        let executable = "replog"
+        // The binary that is running now, so the restart command works as pasted.
+        let running = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let here = FileManager.default.currentDirectoryPath + "/"
+        let executable = running.hasPrefix(here) ? "./" + running.dropFirst(here.count) : running
         var banner = ["", "replog cluster is up. Ctrl-C stops every node.", ""]
         for child in children {
             banner.append("  \(child.name.padding(toLength: 7, withPad: " ", startingAt: 0)) \(url(of: child))  pid \(child.pid)")
