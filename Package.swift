@@ -56,6 +56,7 @@ let package = Package(
         .target(
             name: "ReplogEcho",
             dependencies: [
+                "ReplogCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -67,6 +68,7 @@ let package = Package(
         .target(
             name: "ReplogBench",
             dependencies: [
+                "ReplogCore",
                 "ReplogEcho",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -3,6 +3,7 @@ import Foundation
 import Histogram
 import NIOCore
 import NIOHTTP1
+import ReplogCore
 import Synchronization
 
 /// What `replog bench` runs: closed-loop clients, each on its own keep-alive connection,
@@ -222,9 +223,4 @@ private final class Counters: Sendable {
     var done: Int { state.withLock { $0.done } }
     var errors: Int { state.withLock { $0.errors } }
     var errorSamples: [String] { state.withLock { $0.samples } }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-    var microseconds: Int64 { components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000 }
 }

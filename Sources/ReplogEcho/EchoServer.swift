@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ReplogCore
 import ServiceLifecycle
 import Synchronization
 
@@ -40,11 +41,7 @@ public struct EchoServer: Service {
 
     /// The reply to one line.
     public static func reply(to line: String, at date: Date = Date()) -> String {
-        "\(timestamp(date)) \(line)"
-    }
-
-    static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        "\(date.iso8601WithMilliseconds) \(line)"
     }
 
     public func run() async throws {

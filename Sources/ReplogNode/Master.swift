@@ -292,11 +292,3 @@ extension Master.AppendError {
         }
     }
 }
-
-extension Duration {
-    /// Whole milliseconds, for logs and JSON.
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
-    }
-}

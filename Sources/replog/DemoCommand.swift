@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ReplogCore
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -69,7 +70,7 @@ struct Demo: AsyncParsableCommand {
         guard reply.status == 201, let seq = (reply.json as? [String: Any])?["seq"] as? Int else {
             throw fail("append failed: \(reply.status) \(reply.text)")
         }
-        return (seq, Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000))
+        return (seq, Int(elapsed.milliseconds))
     }
 
     private func count(_ node: String) async throws -> Int {
@@ -85,7 +86,6 @@ struct Demo: AsyncParsableCommand {
             if all { break }
             try await Task.sleep(for: .milliseconds(50))
         }
-        let elapsed = ContinuousClock.now - started
-        return Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+        return Int((ContinuousClock.now - started).milliseconds)
     }
 }

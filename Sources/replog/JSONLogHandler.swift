@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ReplogCore
 
 /// Writes one JSON object per log line to stderr, for log collectors:
 /// `{"time": "…", "level": "info", "label": "replog.master", "message": "…", "replog.peer": "…"}`.
@@ -16,7 +17,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var object: [String: Any] = [
-            "time": Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)),
+            "time": Date().iso8601WithMilliseconds,
             "level": event.level.rawValue,
             "label": label,
             "message": event.message.description,

@@ -25,10 +25,11 @@ struct StorageOptions: ParsableArguments {
             let directory = try DataDirectory(path: dataDir, role: role)
             let started = ContinuousClock.now
             let store = try FileLogStore(directory: directory.url)
+            let recoveryTime = ContinuousClock.now - started
             let metadata: Logger.Metadata = [
                 "replog.dataDir": "\(dataDir)", "replog.entries": "\(store.recovery.entries)",
                 "replog.segments": "\(store.recovery.segments)", "replog.fsync": "\(fsync)",
-                "replog.recovery.ms": "\((ContinuousClock.now - started).components.seconds * 1000 + (ContinuousClock.now - started).components.attoseconds / 1_000_000_000_000_000)",
+                "replog.recovery.ms": "\(recoveryTime.milliseconds)",
             ]
             if let problem = store.recovery.problem {
                 logger.warning("log recovered after cutting a damaged tail", metadata: metadata.merging([

@@ -42,7 +42,7 @@ final class Simulation: Sendable {
     }
 
     enum Outcome: Sendable {
-        case ok(seq: Int, holders: Int)
+        case ok(seq: Int)
         case rejected(String)
         case readOnly(unhealthy: [String])
         case timedOut
@@ -277,7 +277,7 @@ final class Simulation: Sendable {
             let outcome: Outcome
             do throws(Master.AppendError) {
                 let result = try await master.append(AppendRequest(message: message, w: w, id: id, timeout: timeout))
-                outcome = .ok(seq: result.seq, holders: self.holders(of: result.seq, message: result.message))
+                outcome = .ok(seq: result.seq)
             } catch .readOnly {
                 outcome = .readOnly(unhealthy: master.health.secondaries.filter { $0.status == .unhealthy }.map(\.url))
             } catch .timedOut {
@@ -295,14 +295,6 @@ final class Simulation: Sendable {
         log("answer to \(state.withLock { $0.records[index].message }): \(outcome)")
         state.withLock { $0.records[index].outcome = outcome }
         checkAnswer(state.withLock { $0.records[index] })
-    }
-
-    /// Nodes that hold `message` at `seq` right now: the master plus every secondary whose
-    /// log has it (a crashed one too: until it restarts, nothing says it lost it).
-    private func holders(of seq: Int, message: String) -> Int {
-        let replicas = state.withLock { Array($0.replicas.values) }
-        let onMaster = masterStore.read(from: seq, limit: 1).first?.message == message ? 1 : 0
-        return onMaster + replicas.count { $0.read(from: seq, limit: 1).first?.message == message }
     }
 
     private func heal() {
@@ -368,7 +360,7 @@ final class Simulation: Sendable {
     /// before the master hears of it); a 503 only while quorum is really missing.
     private func checkAnswer(_ record: Record) {
         switch record.outcome {
-        case .ok(let seq, _):
+        case .ok(let seq):
             checkEveryStep()  // record who holds it right now
             let w = record.w ?? Self.clusterSize
             let nodes = state.withLock { $0.heldBy[record.message] ?? [] }
@@ -395,7 +387,7 @@ final class Simulation: Sendable {
         if !converged { violation("did not converge: master at \(master.count), replicas at \(replicas.mapValues(\.replicaState.seq))") }
         let history = records.map { record -> HistoryChecker.Record in
             switch record.outcome {
-            case .ok(let seq, _): HistoryChecker.Record(message: record.message, outcome: .ok(seq: seq))
+            case .ok(let seq): HistoryChecker.Record(message: record.message, outcome: .ok(seq: seq))
             case .rejected, .readOnly: HistoryChecker.Record(message: record.message, outcome: .refused)
             case .timedOut, .unavailable, nil: HistoryChecker.Record(message: record.message, outcome: .unknown)
             }

@@ -23,11 +23,6 @@ enum JSON {
             headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(data: data)))
     }
-
-    /// Formats instants as ISO-8601 with milliseconds, e.g. `2026-11-27T12:00:00.000Z`.
-    static func timestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
-    }
 }
 
 /// An error answered as `{"error": "human readable reason", …details}`.

@@ -106,7 +106,7 @@ struct MasterHealthJSON: Encodable {
         secondaries = health.secondaries.map {
             Secondary(
                 url: $0.url, status: $0.status, ackedSeq: $0.ackedSeq, lag: $0.lag,
-                lastContact: $0.lastContact.map(JSON.timestamp), problem: $0.problem)
+                lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem)
         }
     }
 }
