@@ -1,9 +1,7 @@
-import AsyncHTTPClient
 import Foundation
 import Histogram
 import NIOCore
-import NIOHTTP1
-import ReplogCore
+import NIOPosix
 import Synchronization
 
 /// What `replog bench` runs: closed-loop clients, each on its own keep-alive connection,
@@ -68,115 +66,75 @@ public enum LoadGenerator {
     public static func run(
         _ configuration: BenchConfiguration, progress: @escaping @Sendable (Int, Double) -> Void = { _, _ in }
     ) async throws -> BenchResult {
-        var clientConfiguration = HTTPClient.Configuration()
-        clientConfiguration.connectionPool = .init(
-            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: configuration.clients)
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
-        let counters = Counters()
-        let bodies = configuration.writeConcerns.map { w in body(size: configuration.messageSize, w: w) }
+        let budget = Budget(
+            count: configuration.count, deadline: configuration.duration.map { .now() + .nanoseconds($0.nanoseconds) })
         let cpuBefore = cpuSeconds()
-        let started = ContinuousClock.now
-        let deadline = configuration.duration.map { started + $0 }
+        let started = NIODeadline.now()
+        let elapsed: @Sendable () -> Double = { Double((NIODeadline.now() - started).nanoseconds) / 1e9 }
 
-        let histogram: Histogram<UInt64>
-        do {
-            histogram = try await withThrowingTaskGroup(of: Histogram<UInt64>?.self) { group in
-                group.addTask {
-                    while !Task.isCancelled {
-                        try? await Task.sleep(for: .seconds(1))
-                        progress(counters.done, (ContinuousClock.now - started).seconds)
-                    }
-                    return nil
-                }
-                for index in 0..<configuration.clients {
-                    group.addTask {
-                        var latencies = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-                        /// Runs `operation` until the count or the time is used up; it returns
-                        /// nil on success or the reason it failed.
-                        func loop(_ operation: () async throws -> String?) async {
-                            while counters.claim(limit: configuration.count) {
-                                if let deadline, ContinuousClock.now >= deadline { break }
-                                let sent = ContinuousClock.now
-                                do {
-                                    if let problem = try await operation() {
-                                        counters.failed(problem)
-                                    } else {
-                                        _ = latencies.record(UInt64((ContinuousClock.now - sent).microseconds))
-                                        counters.succeeded()
-                                    }
-                                } catch {
-                                    counters.failed("\(error)")
-                                }
-                            }
-                        }
-                        switch configuration.target {
-                        case .replog:
-                            var turn = index
-                            await loop {
-                                turn += 1
-                                return try await append(bodies[turn % bodies.count], to: configuration.master, with: client)
-                            }
-                        case .redisWait(let host, let port, let replicas):
-                            do {
-                                try await RedisConnection.withConnection(host: host, port: port) { redis in
-                                    await loop { try await redis.pushAndWait(payload: bodies[0], replicas: replicas) }
-                                }
-                            } catch {
-                                counters.failed("\(error)")
-                            }
-                        }
-                        return latencies
-                    }
-                }
-                var merged = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
-                var finished = 0
-                while let result = try await group.next() {
-                    guard let latencies = result else { continue }
-                    merged.add(latencies)
-                    finished += 1
-                    if finished == configuration.clients { group.cancelAll() }
-                }
-                return merged
+        let reporter = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if !Task.isCancelled { progress(budget.done, elapsed()) }
             }
-        } catch {
-            try? await client.shutdown()
-            throw error
         }
-        let seconds = (ContinuousClock.now - started).seconds
+        defer { reporter.cancel() }
+
+        let finished: [EventLoopFuture<Histogram<UInt64>>]
+        switch configuration.target {
+        case .replog:
+            let http = try HTTPAppend(master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize)
+            finished = try await startClients(configuration.clients, host: http.host, port: http.port, budget: budget, speaking: http)
+        case .redisWait(let host, let port, let replicas):
+            let redis = RedisPushAndWait(size: configuration.messageSize, replicas: replicas)
+            finished = try await startClients(configuration.clients, host: host, port: port, budget: budget, speaking: redis)
+        }
+        var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+        for client in finished {
+            histogram.add(try await client.get())
+        }
+
+        let seconds = elapsed()
         let cpu = cpuSeconds() - cpuBefore
-        try await client.shutdown()
         let milliseconds = { (value: UInt64) in Double(value) / 1000 }
         return BenchResult(
             clients: configuration.clients,
             writeConcerns: configuration.writeConcerns.map { $0.map(String.init) ?? "all" }.joined(separator: ","),
             messageSize: configuration.messageSize,
             seconds: seconds,
-            appends: counters.done,
-            errors: counters.errors,
-            appendsPerSecond: Double(counters.done) / seconds,
+            appends: budget.done,
+            errors: budget.errors,
+            appendsPerSecond: Double(budget.done) / seconds,
             latency: .init(
                 p50: milliseconds(histogram.valueAtPercentile(50)), p90: milliseconds(histogram.valueAtPercentile(90)),
                 p99: milliseconds(histogram.valueAtPercentile(99)), p999: milliseconds(histogram.valueAtPercentile(99.9)),
                 max: milliseconds(histogram.max), mean: histogram.mean / 1000),
             benchCPUCores: cpu / seconds,
-            errorSamples: counters.errorSamples)
+            errorSamples: budget.errorSamples)
     }
 
-    /// One `POST /messages`; nil when answered 201.
-    private static func append(_ body: ByteBuffer, to master: String, with client: HTTPClient) async throws -> String? {
-        var request = HTTPClientRequest(url: master + "/messages")
-        request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(body)
-        let response = try await client.execute(request, timeout: .seconds(60))
-        _ = try await response.body.collect(upTo: 1 << 20)
-        return response.status == .created ? nil : "HTTP \(response.status.code)"
-    }
-
-    private static func body(size: Int, w: Int?) -> ByteBuffer {
-        var json: [String: Any] = ["message": String(repeating: "x", count: size)]
-        if let w { json["w"] = w }
-        return ByteBuffer(bytes: Array(try! JSONSerialization.data(withJSONObject: json)))
+    /// Connects `clients` connections; each future completes with that client's latencies
+    /// once the budget is used up (or its connection is lost).
+    private static func startClients<Speaking: BenchProtocol>(
+        _ clients: Int, host: String, port: Int, budget: Budget, speaking: Speaking
+    ) async throws -> [EventLoopFuture<Histogram<UInt64>>] {
+        var finished: [EventLoopFuture<Histogram<UInt64>>] = []
+        for index in 0..<clients {
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let done = loop.makePromise(of: Histogram<UInt64>.self)
+            _ = try await ClientBootstrap(group: loop)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try Speaking.addCodecs(to: channel.pipeline.syncOperations)
+                        try channel.pipeline.syncOperations.addHandler(
+                            ClosedLoopClient(speaking: speaking, firstTurn: index, budget: budget, finished: done))
+                    }
+                }
+                .connect(host: host, port: port).get()
+            finished.append(done.futureResult)
+        }
+        return finished
     }
 
     private static func cpuSeconds() -> Double {
@@ -191,8 +149,91 @@ public enum LoadGenerator {
     }
 }
 
-/// Shared tallies of the clients.
-private final class Counters: Sendable {
+/// How one operation of a benchmark looks on the wire.
+protocol BenchProtocol: Sendable {
+    /// What the decoders hand to the client: a part of an answer.
+    associatedtype AnswerPart
+    /// Installs the codecs between the socket and the client.
+    static func addCodecs(to pipeline: ChannelPipeline.SynchronousOperations) throws
+    /// Writes (without flushing) request number `turn`.
+    func writeRequest(turn: Int, context: ChannelHandlerContext)
+    /// Takes in one part of an answer: nil while the answer is incomplete, else whether the
+    /// operation succeeded (nil) or why it failed.
+    mutating func receive(_ part: AnswerPart) -> Outcome?
+}
+
+enum Outcome {
+    case succeeded
+    case failed(String)
+}
+
+/// One client of the closed loop: it sends a request, waits for the whole answer, records the
+/// latency and sends the next. It runs entirely on its connection's event loop, with no task
+/// switch per request, so the generator costs little CPU next to what it measures.
+final class ClosedLoopClient<Speaking: BenchProtocol>: ChannelInboundHandler {
+    typealias InboundIn = Speaking.AnswerPart
+
+    private var speaking: Speaking
+    private let budget: Budget
+    let finished: EventLoopPromise<Histogram<UInt64>>
+    private var latencies = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
+    private var turn: Int
+    /// When the request in flight was sent; nil when none is.
+    private var sent: NIODeadline?
+    private var lastError: (any Error)?
+
+    init(speaking: Speaking, firstTurn: Int, budget: Budget, finished: EventLoopPromise<Histogram<UInt64>>) {
+        self.speaking = speaking
+        self.turn = firstTurn
+        self.budget = budget
+        self.finished = finished
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        sendNext(context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let outcome = speaking.receive(unwrapInboundIn(data)), let sent else { return }
+        self.sent = nil
+        switch outcome {
+        case .succeeded:
+            _ = latencies.record(UInt64((NIODeadline.now() - sent).nanoseconds / 1000))
+            budget.succeeded()
+        case .failed(let reason):
+            budget.failed(reason)
+        }
+        sendNext(context: context)
+    }
+
+    private func sendNext(context: ChannelHandlerContext) {
+        guard budget.claim() else {
+            context.close(promise: nil)
+            return
+        }
+        turn += 1
+        sent = .now()
+        speaking.writeRequest(turn: turn, context: context)
+        context.flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        lastError = error
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A connection lost with a request in flight: that request failed, and this client stops.
+        if sent != nil {
+            budget.failed(lastError.map { "connection lost: \($0)" } ?? "connection closed by the server")
+            sent = nil
+        }
+        finished.succeed(latencies)
+    }
+}
+
+/// The run's shared budget (a count and/or a deadline) and tallies, used by every client.
+final class Budget: Sendable {
     private struct State {
         var claimed = 0
         var done = 0
@@ -200,12 +241,20 @@ private final class Counters: Sendable {
         var samples: [String] = []
     }
 
+    private let count: Int?
+    private let deadline: NIODeadline?
     private let state = Mutex(State())
 
-    /// Takes one request from the budget; `false` when `limit` is used up.
-    func claim(limit: Int?) -> Bool {
-        state.withLock { state in
-            if let limit, state.claimed >= limit { return false }
+    init(count: Int?, deadline: NIODeadline?) {
+        self.count = count
+        self.deadline = deadline
+    }
+
+    /// Takes one request from the budget; `false` when the count or the time is used up.
+    func claim() -> Bool {
+        if let deadline, NIODeadline.now() >= deadline { return false }
+        return state.withLock { state in
+            if let count, state.claimed >= count { return false }
             state.claimed += 1
             return true
         }

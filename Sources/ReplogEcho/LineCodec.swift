@@ -64,6 +64,14 @@ struct LineEncoder: MessageToByteEncoder {
     }
 }
 
+extension ChannelPipeline.SynchronousOperations {
+    /// Adds only the decoding half (bytes in, `EchoFrame`s out), for clients that write
+    /// bytes of their own, such as the Redis baseline of `replog bench`.
+    public func addLineDecoder(maxLineLength: Int) throws {
+        try addHandler(ByteToMessageHandler(LineDecoder(maxLineLength: maxLineLength)))
+    }
+}
+
 extension Channel {
     /// Installs the line codec (lines in, lines out, `\n`-terminated) and wraps the channel
     /// for async/await use. MUST be called on the channel's event loop.

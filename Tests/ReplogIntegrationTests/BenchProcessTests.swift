@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+
+/// `replog bench` against a real cluster: it appends exactly what it reports, and counts
+/// refused appends as errors instead of hiding them.
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct BenchProcessTests {
+    /// Runs `replog bench ARGUMENTS --json` to the end and returns its result object.
+    private func bench(_ arguments: [String]) async throws -> [String: Any] {
+        let process = try NodeProcess(["bench", "--json"] + arguments)
+        var stdout = ""
+        for await line in process.stdoutLines { stdout += line + "\n" }
+        #expect(try await process.waitForExit() == 0, "\(process.log)")
+        let object = try JSONSerialization.jsonObject(with: Data(stdout.utf8)) as? [String: Any]
+        return try #require(object, "not a JSON result: \(process.log)")
+    }
+
+    @Test func appendsExactlyTheCountItReports() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+
+        let result = try await bench(["--master", master.url, "--clients", "4", "--count", "300", "--w", "1,3"])
+        #expect(result["appends"] as? Int == 300, "\(result)")
+        #expect(result["errors"] as? Int == 0, "\(result)")
+        #expect(result["writeConcerns"] as? String == "1,3")
+        let latency = try #require(result["latency"] as? [String: Double])
+        #expect(latency["p50"]! > 0 && latency["p50"]! <= latency["max"]!, "\(latency)")
+
+        let messages = try await HTTP.messages(master.url)
+        #expect(messages.map(\.seq) == Array(1...300))
+        // Every w=3 append was answered only after both secondaries held it; w=1 ones may
+        // still be on their way, so wait for those.
+        for secondary in [s1.url, s2.url] {
+            try await eventually("\(secondary) holds all 300") { try await HTTP.messages(secondary).count == 300 }
+        }
+    }
+
+    @Test func countsRefusedAppendsAsErrors() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+
+        // Two nodes: w=3 is refused with 400 every time, and nothing is appended.
+        let result = try await bench(["--master", master.url, "--clients", "2", "--count", "20", "--w", "3"])
+        #expect(result["appends"] as? Int == 0, "\(result)")
+        #expect(result["errors"] as? Int == 20, "\(result)")
+        #expect(result["errorSamples"] as? [String] == ["HTTP 400"], "\(result)")
+        #expect(try await HTTP.messages(master.url).isEmpty)
+    }
+}
