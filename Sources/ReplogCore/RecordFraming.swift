@@ -1,4 +1,4 @@
-/// The on-disk shape of one log entry.
+/// The shape of one log entry on disk and on the wire.
 ///
 /// ```
 /// +----------------+----------------+------------------------------------+
@@ -7,6 +7,8 @@
 /// ```
 /// All integers little-endian. `length` counts the payload; the checksum covers the
 /// payload, so a torn write (a short tail) and a flipped bit are both detected.
+/// The log segments are sequences of these records, and so is a replication batch: the
+/// master sends a secondary the same bytes it would write to its own disk.
 public enum RecordFraming {
     public static let headerSize = 8
     /// Larger lengths can only come from corruption.
@@ -14,13 +16,45 @@ public enum RecordFraming {
 
     /// Appends the framed `entry` to `bytes`.
     public static func encode(_ entry: LogEntry, into bytes: inout [UInt8]) {
-        var payload: [UInt8] = []
-        payload.reserveCapacity(8 + entry.message.utf8.count)
-        appendLittleEndian(UInt64(entry.seq), to: &payload)
-        payload.append(contentsOf: entry.message.utf8)
-        appendLittleEndian(UInt32(payload.count), to: &bytes)
-        appendLittleEndian(CRC32C.checksum(payload), to: &bytes)
-        bytes.append(contentsOf: payload)
+        let start = bytes.count
+        appendLittleEndian(UInt32(8 + entry.message.utf8.count), to: &bytes)
+        appendLittleEndian(UInt32(0), to: &bytes)  // the checksum, filled in once the payload is there
+        appendLittleEndian(UInt64(entry.seq), to: &bytes)
+        bytes.append(contentsOf: entry.message.utf8)
+        let checksum = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + headerSize)...])) }
+        withUnsafeBytes(of: checksum.littleEndian) { bytes.replaceSubrange((start + 4)..<(start + 8), with: $0) }
+    }
+
+    /// The records of `entries`, one after the other: a replication batch.
+    public static func encode(_ entries: [LogEntry]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(entries.reduce(0) { $0 + headerSize + 8 + $1.message.utf8.count })
+        for entry in entries { encode(entry, into: &bytes) }
+        return bytes
+    }
+
+    /// Decodes a buffer that holds whole records and nothing else (a replication batch);
+    /// the reason, if any record is damaged or cut short.
+    public static func decodeAll(_ bytes: UnsafeRawBufferPointer) -> Result<[LogEntry], BatchError> {
+        var entries: [LogEntry] = []
+        var offset = 0
+        while offset < bytes.count {
+            switch decode(bytes, at: offset) {
+            case .record(let entry, let size):
+                entries.append(entry)
+                offset += size
+            case .truncated:
+                return .failure(BatchError(description: "record \(entries.count + 1) is cut short at byte \(offset)"))
+            case .corrupt(let reason):
+                return .failure(BatchError(description: "record \(entries.count + 1) at byte \(offset): \(reason)"))
+            }
+        }
+        return .success(entries)
+    }
+
+    public struct BatchError: Error, Equatable, CustomStringConvertible {
+        public let description: String
+        public init(description: String) { self.description = description }
     }
 
     public enum Decoded: Equatable {

@@ -22,6 +22,30 @@ final class TemporaryFolder {
         }
     }
 
+    /// The layout on disk (and on the wire) byte by byte, so a change to it cannot go unnoticed.
+    @Test func layoutIsLengthChecksumSeqText() {
+        var bytes: [UInt8] = []
+        RecordFraming.encode(LogEntry(seq: 258, message: "hi"), into: &bytes)
+        let payload: [UInt8] = [2, 1, 0, 0, 0, 0, 0, 0, UInt8(ascii: "h"), UInt8(ascii: "i")]
+        let checksum = CRC32C.checksum(payload)
+        let expected = [10, 0, 0, 0] + (0..<4).map { UInt8(truncatingIfNeeded: checksum >> (8 * $0)) } + payload
+        #expect(bytes == expected)
+    }
+
+    @Test func aBatchRoundTripsAndADamagedOneIsRefused() {
+        let entries = (1...50).map { LogEntry(seq: $0, message: String(repeating: "m", count: $0)) }
+        let batch = RecordFraming.encode(entries)
+        batch.withUnsafeBytes { #expect(RecordFraming.decodeAll($0) == .success(entries)) }
+        [UInt8]().withUnsafeBytes { #expect(RecordFraming.decodeAll($0) == .success([])) }
+
+        let cut = Array(batch.dropLast()).withUnsafeBytes { RecordFraming.decodeAll($0) }
+        #expect(cut == .failure(.init(description: "record 50 is cut short at byte \(batch.count - 66)")))
+        var damaged = batch
+        damaged[damaged.count - 1] ^= 1
+        let corrupt = damaged.withUnsafeBytes { RecordFraming.decodeAll($0) }
+        #expect(corrupt == .failure(.init(description: "record 50 at byte \(batch.count - 66): checksum mismatch")))
+    }
+
     @Test func aShortTailIsTruncatedNotCorrupt() {
         var bytes: [UInt8] = []
         RecordFraming.encode(LogEntry(seq: 1, message: "hello"), into: &bytes)

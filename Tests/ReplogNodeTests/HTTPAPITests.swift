@@ -199,4 +199,35 @@ import Testing
             }
         }
     }
+
+    /// What the master sends: the log's binary records. A damaged batch stores nothing.
+    @Test func replicationEndpointTakesBinaryRecordsAndRefusesDamagedOnes() async throws {
+        let replica = SecondaryReplica()
+        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let entries = [LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "ünï ✓")]
+        let records = RecordFraming.encode(entries)
+        let headers: HTTPFields = [.contentType: "application/x-replog-records", HTTPFields.Element.Name("Replog-Log")!: "L"]
+        try await app.test(.router) { client in
+            var damaged = records
+            damaged[damaged.count - 1] ^= 0x20
+            try await client.execute(uri: "/replicate", method: .post, headers: headers, body: ByteBuffer(bytes: damaged)) { response in
+                #expect(response.status == .badRequest)
+                #expect((json(response.body)["error"] as? String)?.contains("checksum mismatch") == true, "\(String(buffer: response.body))")
+            }
+            try await client.execute(
+                uri: "/replicate", method: .post, headers: [.contentType: "application/x-replog-records"], body: ByteBuffer(bytes: records)
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect((json(response.body)["error"] as? String)?.contains("Replog-Log") == true)
+            }
+            #expect(replica.read(from: 1, limit: 10).isEmpty)
+
+            try await client.execute(uri: "/replicate", method: .post, headers: headers, body: ByteBuffer(bytes: records)) { response in
+                #expect(response.status == .ok)
+                #expect(json(response.body)["seq"] as? Int == 2)
+                #expect(json(response.body)["logID"] as? String == "L")
+            }
+            #expect(replica.read(from: 1, limit: 10) == entries)
+        }
+    }
 }

@@ -5,7 +5,9 @@ import NIOFoundationCompat
 import NIOHTTP1
 import ReplogCore
 
-/// Replication over HTTP/JSON with AsyncHTTPClient (pooled keep-alive connections).
+/// Replication over HTTP with AsyncHTTPClient (pooled keep-alive connections). A batch
+/// travels as the log's own binary records (`RecordFraming`), checksums included, so the
+/// master encodes no JSON and the secondary parses none; the answer is JSON.
 public struct HTTPTransport: ReplicationTransport {
     private let client: HTTPClient
 
@@ -18,8 +20,9 @@ public struct HTTPTransport: ReplicationTransport {
     ) async throws -> ReplicaState {
         var request = HTTPClientRequest(url: peer + "/replicate")
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(data: try JSON.encoder.encode(ReplicationRequest(log: logID, entries: entries))))
+        request.headers.add(name: "Content-Type", value: ReplicationBatch.contentType)
+        request.headers.add(name: ReplicationBatch.logHeader, value: logID)
+        request.body = .bytes(ByteBuffer(bytes: RecordFraming.encode(entries)))
         return try await send(request, to: peer, timeout: timeout)
     }
 

@@ -4,11 +4,42 @@ import NIOCore
 import NIOFoundationCompat
 import ReplogCore
 
-/// What the master sends to `POST /replicate` (replog's internal endpoint).
-struct ReplicationRequest: Codable {
+/// What `POST /replicate` (replog's internal endpoint) takes, in one of two forms:
+///
+/// - from the master: `Content-Type: application/x-replog-records`, the log's id in the
+///   `Replog-Log` header, and the entries as the log's own binary records (`RecordFraming`);
+/// - from a person with curl: JSON, `{"log": "id", "entries": [{"seq": 1, "message": "text"}]}`.
+struct ReplicationBatch: Codable {
+    static let contentType = "application/x-replog-records"
+    static let logHeader = "Replog-Log"
+
     /// The master log these entries belong to.
     let log: String
     let entries: [LogEntry]
+
+    init(log: String, entries: [LogEntry]) {
+        self.log = log
+        self.entries = entries
+    }
+
+    /// Reads either form, or says what is wrong with the request.
+    static func read(from request: Request, body: ByteBuffer) throws(APIError) -> ReplicationBatch {
+        guard request.headers[.contentType] == contentType else {
+            guard let batch = try? JSON.decoder.decode(Self.self, from: body) else {
+                throw APIError(
+                    .badRequest, "a replication request is {\"log\": \"id\", \"entries\": [{\"seq\": 1, \"message\": \"text\"}]} "
+                        + "(or \(contentType) records with a \(logHeader) header)")
+            }
+            return batch
+        }
+        guard let log = request.headers[HTTPFields.Element.Name(logHeader)!], !log.isEmpty else {
+            throw APIError(.badRequest, "\(contentType) needs the master log's id in the \(logHeader) header")
+        }
+        switch body.withUnsafeReadableBytes({ RecordFraming.decodeAll($0) }) {
+        case .success(let entries): return ReplicationBatch(log: log, entries: entries)
+        case .failure(let damage): throw APIError(.badRequest, "damaged replication batch: \(damage)")
+        }
+    }
 }
 
 /// A secondary's API: list, health, and the internal replication endpoint.
@@ -22,9 +53,7 @@ public func buildSecondaryRouter(
     router.post("/replicate") { request, _ -> Response in
         var request = request
         let body = try await request.collectBody(upTo: maxBodyBytes)
-        guard let delivery = try? JSON.decoder.decode(ReplicationRequest.self, from: body) else {
-            throw APIError(.badRequest, "a replication request is {\"log\": \"id\", \"entries\": [{\"seq\": 1, \"message\": \"text\"}]}")
-        }
+        let delivery = try ReplicationBatch.read(from: request, body: body)
         do {
             return JSON.response(.ok, try await replica.receive(delivery.entries, of: delivery.log))
         } catch let failure as SecondaryReplica.InjectedFailure {
