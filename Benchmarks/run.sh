@@ -2,15 +2,21 @@
 # Throughput and latency of replog next to its baselines, all in one run on this machine:
 #   - the HTTP floor: a trivial Hummingbird endpoint (replog floor-server)
 #   - Redis 7: a primary and 2 replicas, RPUSH + WAIT 2 0 per operation, no persistence
+#   - NATS JetStream: 3 servers, a file stream with 3 replicas, publish + wait for the ack
 #   - replog with the log in memory, with --fsync always, and with --fsync never
-# Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1.
+# Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1;
+# wrk, an independent HTTP generator, checks two of the HTTP rows.
 # Usage: Benchmarks/run.sh [seconds per run, default 10]
 source "$(dirname "$0")/common.sh"
 duration=${1:-10}
 
-if ! command -v redis-server >/dev/null; then
-  echo "installing redis-server…" >&2
-  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nats-server >/dev/null || missing+=(nats-server)
+command -v wrk >/dev/null || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}…" >&2
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 build_replog
 
@@ -28,6 +34,15 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
+# NATS: servers on 4222-4224 routed to each other on 6222-6224, JetStream on disk.
+for i in 1 2 3; do
+  nats-server -a 127.0.0.1 -p $((4221 + i)) -n "n$i" -js -sd "$scratch/nats-$i" --cluster_name replog \
+    --cluster "nats://127.0.0.1:$((6221 + i))" --routes nats://127.0.0.1:6222,nats://127.0.0.1:6223,nats://127.0.0.1:6224 \
+    > "$scratch/nats-$i.log" 2>&1 &
+  pids+=($!)
+done
+python3 Benchmarks/nats-stream.py 4222 REPLOG 'replog.>' 3
+
 start floor floor-server --port 7200
 cluster mem 7000
 STORAGE=always cluster always 7100
@@ -42,14 +57,19 @@ print("| %s | %s | %d | %.0f | %.3f | %.3f | %.3f | %d | %.2f |" % (sys.argv[1],
       r["latency"]["p50"], r["latency"]["p99"], r["latency"]["p999"], r["errors"], r["benchCPUCores"]))' "$system" "$config"
 }
 
+nats_version=$(nats-server --version | sed 's/.*v//')
 echo "| system | configuration | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors | bench CPU (cores) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for clients in 1 64; do
   row "HTTP floor" "Hummingbird POST → 201" $clients --master http://127.0.0.1:7200
   row "Redis 7" "RPUSH + WAIT 2 0, no persistence" $clients --redis 127.0.0.1:7379 --redis-replicas 2
+  row "NATS JetStream $nats_version" "R3 file stream, ack from a quorum (2 of 3)" $clients --nats 127.0.0.1:4222
   for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
   for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
   row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3
 done
+message=$(printf 'x%.0s' $(seq 1 100))
+python3 Benchmarks/wrk-row.py "HTTP floor (wrk)" "Hummingbird POST → 201" http://127.0.0.1:7200/messages "{\"message\":\"$message\"}" 64 "$duration"
+python3 Benchmarks/wrk-row.py "replog (wrk)" "in memory, w=3" http://127.0.0.1:7000/messages "{\"message\":\"$message\",\"w\":3}" 64 "$duration"
 echo
 echo "$(nproc) cores, $(uname -sr), $(redis-server --version | cut -d' ' -f3), ${duration} s per row, $(date -u +%Y-%m-%d)"

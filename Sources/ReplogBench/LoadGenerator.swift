@@ -14,6 +14,9 @@ public struct BenchConfiguration: Sendable {
         /// A Redis primary: each operation is `RPUSH` then `WAIT replicas 0`, the closest Redis
         /// equivalent of a `w = 1 + replicas` append.
         case redisWait(host: String, port: Int, replicas: Int)
+        /// A NATS server with JetStream: each operation publishes to `subject` and waits for
+        /// the stream's acknowledgement (a replicated stream acknowledges once a quorum stored it).
+        case natsJetStream(host: String, port: Int, subject: String)
     }
 
     public var target: Target = .replog
@@ -88,6 +91,9 @@ public enum LoadGenerator {
         case .redisWait(let host, let port, let replicas):
             let redis = RedisPushAndWait(size: configuration.messageSize, replicas: replicas)
             finished = try await startClients(configuration.clients, host: host, port: port, budget: budget, speaking: redis)
+        case .natsJetStream(let host, let port, let subject):
+            let nats = NATSJetStreamPublish(subject: subject, size: configuration.messageSize)
+            finished = try await startClients(configuration.clients, host: host, port: port, budget: budget, speaking: nats)
         }
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         for client in finished {
@@ -155,11 +161,18 @@ protocol BenchProtocol: Sendable {
     associatedtype AnswerPart
     /// Installs the codecs between the socket and the client.
     static func addCodecs(to pipeline: ChannelPipeline.SynchronousOperations) throws
+    /// Writes (without flushing) what a connection sends once before its first request;
+    /// `client` numbers the connections of a run from 0.
+    mutating func writeGreeting(client: Int, context: ChannelHandlerContext)
     /// Writes (without flushing) request number `turn`.
     func writeRequest(turn: Int, context: ChannelHandlerContext)
     /// Takes in one part of an answer: nil while the answer is incomplete, else whether the
     /// operation succeeded (nil) or why it failed.
     mutating func receive(_ part: AnswerPart) -> Outcome?
+}
+
+extension BenchProtocol {
+    func writeGreeting(client: Int, context: ChannelHandlerContext) {}
 }
 
 enum Outcome {
@@ -181,6 +194,9 @@ final class ClosedLoopClient<Speaking: BenchProtocol>: ChannelInboundHandler {
     /// When the request in flight was sent; nil when none is.
     private var sent: NIODeadline?
     private var lastError: (any Error)?
+    private var hardStop: Scheduled<Void>?
+    /// Why the request in flight was given up on, when the run's hard stop closed it.
+    private var abandoned: String?
 
     init(speaking: Speaking, firstTurn: Int, budget: Budget, finished: EventLoopPromise<Histogram<UInt64>>) {
         self.speaking = speaking
@@ -190,6 +206,15 @@ final class ClosedLoopClient<Speaking: BenchProtocol>: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if let stop = budget.hardStop {
+            // A timed run ends even if an answer never comes (a hung server, a lost reply).
+            let (client, channel) = (NIOLoopBound(self, eventLoop: context.eventLoop), context.channel)
+            hardStop = context.eventLoop.scheduleTask(deadline: stop) {
+                client.value.abandoned = "no answer \(Budget.grace.nanoseconds / 1_000_000_000) s after the end of the run"
+                channel.close(promise: nil)
+            }
+        }
+        speaking.writeGreeting(client: turn, context: context)
         sendNext(context: context)
     }
 
@@ -224,8 +249,9 @@ final class ClosedLoopClient<Speaking: BenchProtocol>: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         // A connection lost with a request in flight: that request failed, and this client stops.
+        hardStop?.cancel()
         if sent != nil {
-            budget.failed(lastError.map { "connection lost: \($0)" } ?? "connection closed by the server")
+            budget.failed(abandoned ?? lastError.map { "connection lost: \($0)" } ?? "connection closed by the server")
             sent = nil
         }
         finished.succeed(latencies)
@@ -241,6 +267,9 @@ final class Budget: Sendable {
         var samples: [String] = []
     }
 
+    /// How long after the deadline a request may still be answered.
+    static let grace = TimeAmount.seconds(5)
+
     private let count: Int?
     private let deadline: NIODeadline?
     private let state = Mutex(State())
@@ -249,6 +278,9 @@ final class Budget: Sendable {
         self.count = count
         self.deadline = deadline
     }
+
+    /// When clients still waiting for an answer give up and close.
+    var hardStop: NIODeadline? { deadline.map { $0 + Self.grace } }
 
     /// Takes one request from the budget; `false` when the count or the time is used up.
     func claim() -> Bool {

@@ -38,6 +38,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "With --redis: replicas each write must reach (WAIT's first argument).")
     var redisReplicas: Int = 2
 
+    @Option(help: "Load a NATS JetStream server at HOST:PORT instead (publish and wait for the stream's ack), for the baseline.")
+    var nats: String?
+
+    @Option(help: "With --nats: the subject to publish to (a stream must capture it).")
+    var natsSubject = "replog.messages"
+
     func run() async throws {
         let writeConcerns = w.split(separator: ",").map { $0 == "all" ? nil : Int($0) }
         guard !writeConcerns.isEmpty, writeConcerns.allSatisfy({ $0 == nil || $0! >= 1 }) else {
@@ -46,10 +52,14 @@ struct Bench: AsyncParsableCommand {
         var configuration = BenchConfiguration(
             master: client.master, clients: clients, duration: duration.duration, count: count,
             writeConcerns: writeConcerns.map { $0 }, messageSize: size)
+        guard redis == nil || nats == nil else { throw ValidationError("--redis and --nats load different systems: pick one") }
         if let redis {
-            let parts = redis.split(separator: ":")
-            guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--redis takes HOST:PORT") }
-            configuration.target = .redisWait(host: String(parts[0]), port: port, replicas: redisReplicas)
+            let (host, port) = try Self.hostAndPort(redis, option: "--redis")
+            configuration.target = .redisWait(host: host, port: port, replicas: redisReplicas)
+        }
+        if let nats {
+            let (host, port) = try Self.hostAndPort(nats, option: "--nats")
+            configuration.target = .natsJetStream(host: host, port: port, subject: natsSubject)
         }
         let result = try await LoadGenerator.run(configuration) { done, seconds in
             FileHandle.standardError.write(Data(String(format: "  %6.1fs  %8d appends  %8.0f/s\n", seconds, done, Double(done) / seconds).utf8))
@@ -70,6 +80,14 @@ struct Bench: AsyncParsableCommand {
             result.errorSamples.isEmpty ? "" : " (" + result.errorSamples.joined(separator: "; ") + ")",
             result.appendsPerSecond, result.latency.p50, result.latency.p90, result.latency.p99, result.latency.p999,
             result.latency.max, result.benchCPUCores))
+    }
+}
+
+extension Bench {
+    static func hostAndPort(_ text: String, option: String) throws -> (String, Int) {
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("\(option) takes HOST:PORT") }
+        return (String(parts[0]), port)
     }
 }
 

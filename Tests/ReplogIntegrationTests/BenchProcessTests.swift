@@ -37,6 +37,24 @@ struct BenchProcessTests {
         }
     }
 
+    /// A timed run ends even if answers never come: here `w=3` with a secondary gone, which
+    /// no append can meet. Each client's one request is given up 5 s after the deadline.
+    @Test func aTimedRunEndsWhenNoAnswerComes() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        s2.process.signal(SIGKILL)
+        _ = try await s2.process.waitForExit()
+
+        let result = try await bench(["--master", master.url, "--clients", "2", "--duration", "1s", "--w", "3"])
+        #expect(result["appends"] as? Int == 0, "\(result)")
+        #expect(result["errors"] as? Int == 2, "\(result)")
+        #expect(result["errorSamples"] as? [String] == ["no answer 5 s after the end of the run"], "\(result)")
+        let seconds = try #require(result["seconds"] as? Double)
+        #expect(seconds >= 5.9 && seconds < 10, "\(seconds)")
+    }
+
     @Test func countsRefusedAppendsAsErrors() async throws {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary()
