@@ -33,13 +33,18 @@ public enum NodeApplications {
             logger: logger)
     }
 
-    /// Runs `services` until SIGTERM or SIGINT, then shuts them down in reverse order.
+    /// Runs `services` until SIGTERM or SIGINT, or until `stopWhenDone` returns, then shuts
+    /// them down in reverse order.
     ///
     /// Pass the HTTP application first and the master after it: the master then stops
     /// first and answers its waiting appends, so the server can drain at once.
-    public static func run(_ services: [any Service], logger: Logger) async throws {
+    public static func run(_ services: [any Service], stopWhenDone: (any Service)? = nil, logger: Logger) async throws {
+        var configurations = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
+        if let stopWhenDone {
+            configurations.append(.init(service: stopWhenDone, successTerminationBehavior: .gracefullyShutdownGroup))
+        }
         var configuration = ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            services: configurations, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Past this, shutdown turns into cancellation: stopping never hangs on a slow client.
         configuration.maximumGracefulShutdownDuration = .seconds(10)
         try await ServiceGroup(configuration: configuration).run()

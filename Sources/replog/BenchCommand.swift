@@ -14,20 +14,20 @@ struct Bench: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
-    @Option(help: "Concurrent clients.")
-    var clients: Int = 64
+    @Option(help: "Concurrent clients. Env: REPLOG_BENCH_CLIENTS.")
+    var clients: Int = Environment.int("REPLOG_BENCH_CLIENTS") ?? 64
 
-    @Option(help: "How long to run, e.g. 10s.")
-    var duration: DurationArgument = DurationArgument("10s")
+    @Option(help: "How long to run, e.g. 10s. Env: REPLOG_BENCH_DURATION.")
+    var duration: DurationArgument = Environment.duration("REPLOG_BENCH_DURATION") ?? DurationArgument("10s")
 
-    @Option(help: "Stop after this many appends in total (whichever comes first with --duration).")
-    var count: Int?
+    @Option(help: "Stop after this many appends in total (whichever comes first with --duration). Env: REPLOG_BENCH_COUNT.")
+    var count: Int? = Environment.int("REPLOG_BENCH_COUNT")
 
-    @Option(help: "Write concern of every append; a comma-separated list (e.g. 1,2,3) is used round-robin; 'all' = omitted.")
-    var w: String = "3"
+    @Option(help: "Write concern of every append; a comma-separated list (e.g. 1,2,3) is used round-robin; 'all' = omitted. Env: REPLOG_BENCH_W.")
+    var w: String = Environment.string("REPLOG_BENCH_W") ?? "3"
 
-    @Option(help: "Message size in bytes.")
-    var size: Int = 100
+    @Option(help: "Message size in bytes. Env: REPLOG_BENCH_SIZE.")
+    var size: Int = Environment.int("REPLOG_BENCH_SIZE") ?? 100
 
     @Flag(help: "Print the result as JSON (for scripts).")
     var json = false

@@ -13,6 +13,8 @@ final class ChildProcess: Sendable {
     let port: Int
     let arguments: [String]
     private let process: Process
+    /// The node's standard input; we keep its write end open for as long as we live.
+    private let stdin = Pipe()
     let events: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
 
@@ -29,7 +31,13 @@ final class ChildProcess: Sendable {
 
     func start() throws {
         process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
-        process.arguments = arguments
+        // Not in `arguments`, which the banner prints for pasting into a terminal.
+        process.arguments = arguments + ["--stop-on-stdin-eof"]
+        // Nothing is ever written: the pipe closes when this process ends, however it ends.
+        process.standardInput = stdin
+        // A node is configured by its flags alone: REPLOG_* variables meant for `replog
+        // cluster` (REPLOG_DELAY is for the last secondary only) must not reach every node.
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("REPLOG_") }
         let stdout = Pipe()
         let stderr = Pipe()
         process.standardOutput = stdout

@@ -12,32 +12,32 @@ struct Cluster: AsyncParsableCommand {
             with the command the banner prints to watch it catch up.
             """)
 
-    @Option(help: "Number of secondaries.")
-    var secondaries: Int = 2
+    @Option(help: "Number of secondaries. Env: REPLOG_CLUSTER_SECONDARIES.")
+    var secondaries: Int = Environment.int("REPLOG_CLUSTER_SECONDARIES") ?? 2
 
-    @Option(help: "Address every node binds.")
-    var host: String = "127.0.0.1"
+    @Option(help: "Address every node binds. Env: REPLOG_HOST.")
+    var host: String = Environment.string("REPLOG_HOST") ?? "127.0.0.1"
 
-    @Option(help: "The master's port; secondary i listens on port + i.")
-    var port: Int = 5000
+    @Option(help: "The master's port; secondary i listens on port + i. Env: REPLOG_PORT.")
+    var port: Int = Environment.int("REPLOG_PORT") ?? 5000
 
-    @Option(help: "Replication delay of the last secondary, e.g. 2s, to watch replicas disagree and converge.")
-    var delay: DurationArgument = DurationArgument("0")
+    @Option(help: "Replication delay of the last secondary, e.g. 2s, to watch replicas disagree and converge. Env: REPLOG_DELAY.")
+    var delay: DurationArgument = Environment.duration("REPLOG_DELAY") ?? DurationArgument("0")
 
-    @Option(help: "Probability (0...1) that each secondary answers 500 after storing.")
-    var errorRate: Double = 0
+    @Option(help: "Probability (0...1) that each secondary answers 500 after storing. Env: REPLOG_ERROR_RATE.")
+    var errorRate: Double = Environment.double("REPLOG_ERROR_RATE") ?? 0
 
-    @Option(help: "Folder for the nodes' logs (one subfolder per node); they survive restarts.")
-    var dataDir: String = "replog-data"
+    @Option(help: "Folder for the nodes' logs (one subfolder per node); they survive restarts. Env: REPLOG_DATA_DIR.")
+    var dataDir: String = Environment.string("REPLOG_DATA_DIR") ?? "replog-data"
 
-    @Flag(help: "Keep every log in memory instead (the course's behaviour: a restart starts empty).")
-    var inMemory = false
+    @Flag(inversion: .prefixedNo, help: "Keep every log in memory instead (the course's behaviour: a restart starts empty). Env: REPLOG_IN_MEMORY=1.")
+    var inMemory = Environment.bool("REPLOG_IN_MEMORY") ?? false
 
-    @Option(help: "always, interval or never: when nodes flush their logs to disk.")
-    var fsync: FsyncPolicy = .always
+    @Option(help: "always, interval or never: when nodes flush their logs to disk. Env: REPLOG_FSYNC.")
+    var fsync: FsyncPolicy = Environment.string("REPLOG_FSYNC").flatMap(FsyncPolicy.init(rawValue:)) ?? .always
 
-    @Option(help: "Log level of every node.")
-    var logLevel: String = "info"
+    @Option(help: "Log level of every node. Env: REPLOG_LOG_LEVEL.")
+    var logLevel: String = Environment.string("REPLOG_LOG_LEVEL") ?? "info"
 
     func validate() throws {
         guard (0...16).contains(secondaries) else { throw ValidationError("--secondaries must be 0...16") }

@@ -15,8 +15,8 @@ struct EchoServerCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one). Env: REPLOG_PORT.")
     var port: Int = Environment.int("REPLOG_PORT") ?? 8080
 
-    @Option(help: "Longest accepted line in bytes; longer lines get an error line.")
-    var maxLineLength: Int = EchoServer.defaultMaxLineLength
+    @Option(help: "Longest accepted line in bytes; longer lines get an error line. Env: REPLOG_MAX_LINE_LENGTH.")
+    var maxLineLength: Int = Environment.int("REPLOG_MAX_LINE_LENGTH") ?? EchoServer.defaultMaxLineLength
 
     @OptionGroup var logging: LoggingOptions
 

@@ -50,6 +50,14 @@ struct StorageOptions: ParsableArguments {
 
 extension FsyncPolicy: ExpressibleByArgument {}
 
+/// Set by `replog cluster` on the nodes it starts.
+struct ParentOptions: ParsableArguments {
+    @Flag(help: .hidden)
+    var stopOnStdinEOF = false
+
+    var watch: ParentWatch? { stopOnStdinEOF ? ParentWatch() : nil }
+}
+
 struct Master: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the master: it orders appends and replicates them to the secondaries.",
@@ -84,6 +92,7 @@ struct Master: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var parent: ParentOptions
 
     func validate() throws {
         guard unhealthyAfter > suspectAfter, suspectAfter >= 1 else {
@@ -113,7 +122,7 @@ struct Master: AsyncParsableCommand {
         let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
         }
-        try await NodeApplications.run([master.commit, app, master], logger: logger)
+        try await NodeApplications.run([master.commit, app, master], stopWhenDone: parent.watch, logger: logger)
     }
 }
 
@@ -136,6 +145,7 @@ struct Secondary: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
     @OptionGroup var logging: LoggingOptions
+    @OptionGroup var parent: ParentOptions
 
     func validate() throws {
         guard (0...1).contains(errorRate) else { throw ValidationError("--error-rate must be between 0 and 1") }
@@ -157,6 +167,6 @@ struct Secondary: AsyncParsableCommand {
         let app = NodeApplications.secondary(replica, host: host, port: port, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
         }
-        try await NodeApplications.run([replica.commit, app], logger: logger)
+        try await NodeApplications.run([replica.commit, app], stopWhenDone: parent.watch, logger: logger)
     }
 }

@@ -14,6 +14,14 @@ enum Environment {
 
     static func int(_ name: String) -> Int? { string(name).flatMap(Int.init) }
     static func double(_ name: String) -> Double? { string(name).flatMap(Double.init) }
+    /// `1`, `true` or `yes` (any case) is true; `0`, `false` or `no` is false.
+    static func bool(_ name: String) -> Bool? {
+        switch string(name)?.lowercased() {
+        case "1", "true", "yes": true
+        case "0", "false", "no": false
+        default: nil
+        }
+    }
     static func duration(_ name: String) -> DurationArgument? { string(name).flatMap(DurationArgument.init(argument:)) }
     static func list(_ name: String) -> [String] {
         string(name)?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []

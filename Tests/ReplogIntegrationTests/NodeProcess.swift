@@ -12,12 +12,14 @@ final class NodeProcess: Sendable {
     private let output = OutputBuffer()
     private let lines: AsyncStream<String>
 
-    /// Starts `replog ARGUMENTS`; call `waitUntilListening()` for the port.
-    init(_ arguments: [String], stdin: Data? = nil) throws {
+    /// Starts `replog ARGUMENTS` with `environment` added to ours; call
+    /// `waitUntilListening()` for the port.
+    init(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws {
         self.arguments = arguments
         process = Process()
         process.executableURL = Self.binary
         process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let stdout = Pipe()
         let stderr = Pipe()
         process.standardOutput = stdout

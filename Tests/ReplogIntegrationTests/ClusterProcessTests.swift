@@ -1,0 +1,84 @@
+import Foundation
+import Testing
+
+/// `replog cluster`, the README's first command: it starts real nodes that replicate, takes
+/// its settings from flags or the environment, and leaves no node behind when stopped.
+@Suite(.serialized, .timeLimit(.minutes(1)))
+struct ClusterProcessTests {
+    /// A node as the banner lists it.
+    struct Node {
+        let name: String
+        let url: String
+        let pid: Int32
+    }
+
+    /// Starts `replog cluster ARGUMENTS` and reads its banner up to the first hint.
+    private func startCluster(_ arguments: [String], environment: [String: String] = [:]) async throws -> (NodeProcess, [Node]) {
+        let cluster = try NodeProcess(["cluster"] + arguments, environment: environment)
+        var nodes: [Node] = []
+        var up = false
+        for await line in cluster.stdoutLines {
+            if line.contains("replog cluster is up") { up = true }
+            // "  master  http://127.0.0.1:5000  pid 1234"
+            let words = line.split(separator: " ")
+            if up, words.count == 4, words[2] == "pid", let pid = Int32(words[3]) {
+                nodes.append(Node(name: String(words[0]), url: String(words[1]), pid: pid))
+            }
+            if up, line.hasPrefix("Try:") { break }
+        }
+        #expect(up, "no banner: \(cluster.log)")
+        return (cluster, nodes)
+    }
+
+    private func isAlive(_ pid: Int32) -> Bool { kill(pid, 0) == 0 }  // signal 0: only asks
+
+    @Test func startsNodesThatReplicateAndStopsEveryOne() async throws {
+        let port = try freePorts(3)
+        let (cluster, nodes) = try await startCluster(["--port", "\(port)", "--in-memory", "--log-level", "warning"])
+        #expect(nodes.map(\.name) == ["master", "s1", "s2"], "\(cluster.log)")
+        #expect(nodes.map(\.url) == (0..<3).map { "http://127.0.0.1:\(port + $0)" })
+
+        let reply = try await HTTP.post(nodes[0].url + "/messages", ["message": "from the README", "w": 3])
+        #expect(reply.status == 201, "\(reply.text)")
+        for node in nodes {
+            #expect(try await HTTP.messages(node.url) == [.init(seq: 1, message: "from the README")], "\(node.name)")
+        }
+
+        cluster.signal(SIGTERM)
+        #expect(try await cluster.waitForExit() == 0, "\(cluster.log)")
+        for node in nodes { #expect(!isAlive(node.pid), "\(node.name) (pid \(node.pid)) outlived the cluster") }
+    }
+
+    /// Even `kill -9` of the cluster, which cannot stop anything itself, leaves no node
+    /// behind: each node sees its standard input close and shuts down.
+    @Test func nodesStopWhenTheClusterIsKilled() async throws {
+        let port = try freePorts(3)
+        let (cluster, nodes) = try await startCluster(["--port", "\(port)", "--in-memory", "--log-level", "warning"])
+        #expect(nodes.count == 3, "\(cluster.log)")
+        cluster.signal(SIGKILL)
+        _ = try await cluster.waitForExit()
+        for node in nodes {
+            try await eventually(within: .seconds(15), "\(node.name) (pid \(node.pid)) has stopped") { !isAlive(node.pid) }
+        }
+    }
+
+    @Test func takesItsSettingsFromTheEnvironment() async throws {
+        let port = try freePorts(4)
+        let (cluster, nodes) = try await startCluster([], environment: [
+            "REPLOG_PORT": "\(port)", "REPLOG_CLUSTER_SECONDARIES": "3", "REPLOG_IN_MEMORY": "1",
+            "REPLOG_DELAY": "1500ms", "REPLOG_LOG_LEVEL": "warning",
+        ])
+        #expect(nodes.map(\.name) == ["master", "s1", "s2", "s3"], "\(cluster.log)")
+        // REPLOG_DELAY is the cluster's: only the last secondary is delayed, not every node
+        // that would inherit the variable.
+        var delays: [Int] = []
+        for node in nodes.dropFirst() {
+            delays.append(try await HTTP.get(node.url + "/health").json["delayMs"] as? Int ?? -1)
+        }
+        #expect(delays == [0, 0, 1500])
+
+        cluster.signal(SIGTERM)
+        #expect(try await cluster.waitForExit() == 0, "\(cluster.log)")
+        for node in nodes { #expect(!isAlive(node.pid), "\(node.name) (pid \(node.pid)) outlived the cluster") }
+    }
+}
