@@ -11,9 +11,17 @@ import ReplogCore
 public struct HTTPTransport: ReplicationTransport {
     private let client: HTTPClient
 
-    public init(client: HTTPClient = .shared) {
+    public init(client: HTTPClient = HTTPTransport.replicationClient) {
         self.client = client
     }
+
+    /// The client replication uses by default: like `HTTPClient.shared`, but without a
+    /// tracing span per request (2.5 % of the master's CPU under load, for a no-op tracer).
+    public static let replicationClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.tracing.tracer = nil
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     public func replicate(
         _ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration
