@@ -128,16 +128,21 @@ public enum LoadGenerator {
         for index in 0..<clients {
             let loop = MultiThreadedEventLoopGroup.singleton.next()
             let done = loop.makePromise(of: Histogram<UInt64>.self)
-            _ = try await ClientBootstrap(group: loop)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try Speaking.addCodecs(to: channel.pipeline.syncOperations)
-                        try channel.pipeline.syncOperations.addHandler(
-                            ClosedLoopClient(speaking: speaking, firstTurn: index, budget: budget, finished: done))
+            do {
+                _ = try await ClientBootstrap(group: loop)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try Speaking.addCodecs(to: channel.pipeline.syncOperations)
+                            try channel.pipeline.syncOperations.addHandler(
+                                ClosedLoopClient(speaking: speaking, firstTurn: index, budget: budget, finished: done))
+                        }
                     }
-                }
-                .connect(host: host, port: port).get()
+                    .connect(host: host, port: port).get()
+            } catch {
+                done.fail(error)  // never connected, so the client will not complete it
+                throw CannotConnect(host: host, port: port, reason: "\(error)")
+            }
             finished.append(done.futureResult)
         }
         return finished
@@ -153,6 +158,14 @@ public enum LoadGenerator {
         let time = { (value: timeval) in Double(value.tv_sec) + Double(value.tv_usec) / 1_000_000 }
         return time(usage.ru_utime) + time(usage.ru_stime)
     }
+}
+
+/// The system to load is not there; `replog bench` prints this and exits non-zero.
+public struct CannotConnect: Error, CustomStringConvertible {
+    let host: String
+    let port: Int
+    let reason: String
+    public var description: String { "cannot connect to \(host):\(port) (\(reason)); is it running?" }
 }
 
 /// How one operation of a benchmark looks on the wire.

@@ -55,6 +55,13 @@ struct BenchProcessTests {
         #expect(seconds >= 5.9 && seconds < 10, "\(seconds)")
     }
 
+    @Test func saysSoWhenNothingListens() async throws {
+        let port = try freePort()
+        let process = try NodeProcess(["bench", "--master", "http://127.0.0.1:\(port)", "--clients", "2", "--duration", "1s"])
+        #expect(try await process.waitForExit() != 0)
+        #expect(process.log.contains("cannot connect to 127.0.0.1:\(port)"), "\(process.log)")
+    }
+
     @Test func countsRefusedAppendsAsErrors() async throws {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary()
