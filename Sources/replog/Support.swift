@@ -62,7 +62,7 @@ struct LoggingOptions: ParsableArguments {
         let format = logFormat
         LoggingSystem.bootstrap { label in
             var handler: any LogHandler =
-                format == .json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+                format == .json ? JSONLogHandler(label: label) : DeferredMetadataLogHandler(label: label)
             handler.logLevel = level
             return handler
         }
