@@ -116,12 +116,17 @@ public final class FileLogStore: LogStore {
     }
 
     public func read(from seq: Int, limit: Int) -> [LogEntry] {
+        read(from: seq, limit: limit, maxBytes: .max)
+    }
+
+    public func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry] {
         // Work out which bytes to read under the lock; read them outside it, so a large
         // read never holds up appends. Written bytes never change, so this is safe.
         let ranges = state.withLock { state -> [(descriptor: Int32, start: Int, end: Int, path: String)] in
             let start = max(seq, 1)
             guard limit > 0, start <= state.lastSeq else { return [] }
-            let last = start + min(limit, state.lastSeq - start + 1) - 1
+            var last = start + min(limit, state.lastSeq - start + 1) - 1
+            if maxBytes < .max { last = Self.lastSeq(from: start, through: last, within: maxBytes, in: state.segments) }
             var ranges: [(Int32, Int, Int, String)] = []
             var index = Self.segmentIndex(containing: start, in: state.segments)
             var next = start
@@ -176,6 +181,26 @@ public final class FileLogStore: LogStore {
     static func segmentName(_ firstSeq: Int) -> String {
         let digits = String(firstSeq)
         return String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
+    }
+
+    /// The last seq in `start...last` whose records from `start` on fit in `maxBytes`
+    /// (at least `start`), measured with the index alone, before anything is read.
+    private static func lastSeq(from start: Int, through last: Int, within maxBytes: Int, in segments: [Segment]) -> Int {
+        var total = 0
+        var seq = start
+        var index = segmentIndex(containing: start, in: segments)
+        while seq <= last, index < segments.count {
+            let segment = segments[index]
+            while seq <= min(last, segment.lastSeq) {
+                let begin = Int(segment.offsets[seq - segment.firstSeq])
+                let end = seq == segment.lastSeq ? segment.size : Int(segment.offsets[seq + 1 - segment.firstSeq])
+                total += end - begin
+                if total > maxBytes { return max(seq - 1, start) }
+                seq += 1
+            }
+            index += 1
+        }
+        return last
     }
 
     private static func segmentIndex(containing seq: Int, in segments: [Segment]) -> Int {

@@ -17,6 +17,11 @@ public protocol LogStore: Sendable {
     /// Up to `limit` entries starting at `seq` (1-based), in order.
     func read(from seq: Int, limit: Int) -> [LogEntry]
 
+    /// Like `read(from:limit:)`, but stops before the entry that would take the result past
+    /// `maxBytes` as records (`RecordFraming`, the size on disk and on the wire). The first
+    /// entry is always included, however large, so that a reader always makes progress.
+    func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry]
+
     /// Makes every entry appended before the call durable (a no-op for memory).
     func sync() throws(LogStoreError)
 
@@ -27,6 +32,22 @@ public protocol LogStore: Sendable {
 extension LogStore {
     public func sync() throws(LogStoreError) {}
     public var isDurable: Bool { false }
+
+    public func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry] {
+        Array(read(from: seq, limit: limit).prefix(recordBytes: maxBytes))
+    }
+}
+
+extension Array where Element == LogEntry {
+    /// The longest prefix whose records take at most `maxBytes`; never empty unless `self` is.
+    public func prefix(recordBytes maxBytes: Int) -> ArraySlice<LogEntry> {
+        var total = 0
+        for (index, entry) in enumerated() {
+            total += RecordFraming.size(of: entry)
+            if total > maxBytes { return self[..<Swift.max(index, 1)] }
+        }
+        return self[...]
+    }
 }
 
 public enum LogStoreError: Error, Equatable, CustomStringConvertible {

@@ -14,6 +14,11 @@ public enum RecordFraming {
     /// Larger lengths can only come from corruption.
     public static let maxPayloadSize = 256 << 20
 
+    /// How many bytes `entry` takes as a record.
+    public static func size(of entry: LogEntry) -> Int {
+        headerSize + 8 + entry.message.utf8.count
+    }
+
     /// Appends the framed `entry` to `bytes`.
     public static func encode(_ entry: LogEntry, into bytes: inout [UInt8]) {
         let start = bytes.count
@@ -28,7 +33,7 @@ public enum RecordFraming {
     /// The records of `entries`, one after the other: a replication batch.
     public static func encode(_ entries: [LogEntry]) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(entries.reduce(0) { $0 + headerSize + 8 + $1.message.utf8.count })
+        bytes.reserveCapacity(entries.reduce(0) { $0 + size(of: $1) })
         for entry in entries { encode(entry, into: &bytes) }
         return bytes
     }

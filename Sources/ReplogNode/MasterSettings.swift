@@ -14,6 +14,9 @@ public struct MasterSettings: Sendable {
     public var replicationTimeout: Duration
     /// Most entries sent to a secondary in one request.
     public var maxBatchSize: Int
+    /// Most bytes (as records) in one request, so a backlog of large messages still goes
+    /// through in requests a secondary accepts; a single larger entry travels alone.
+    public var maxBatchBytes: Int
     /// Replication requests one secondary may have in flight at once (pipelining).
     public var maxInFlight: Int
     /// How long a stream may hold back a small batch that no client is waiting for, to send
@@ -32,6 +35,7 @@ public struct MasterSettings: Sendable {
         healthThresholds: PeerHealth.Thresholds = PeerHealth.Thresholds(),
         replicationTimeout: Duration = .seconds(30),
         maxBatchSize: Int = 1_000,
+        maxBatchBytes: Int = 4 << 20,
         maxInFlight: Int = 4,
         replicationLinger: Duration = .zero,
         retryPolicy: RetryPolicy = RetryPolicy(),
@@ -43,6 +47,7 @@ public struct MasterSettings: Sendable {
         self.healthThresholds = healthThresholds
         self.replicationTimeout = replicationTimeout
         self.maxBatchSize = maxBatchSize
+        self.maxBatchBytes = maxBatchBytes
         self.maxInFlight = maxInFlight
         self.replicationLinger = replicationLinger
         self.retryPolicy = retryPolicy

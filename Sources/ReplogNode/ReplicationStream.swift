@@ -73,11 +73,13 @@ extension Master {
                     while inFlight < settings.maxInFlight {
                         let next = sentThrough + 1
                         // Only what is durable on the master may leave it.
-                        let batch = store.read(from: next, limit: min(settings.maxBatchSize, commit.durableSeq - next + 1))
+                        let available = min(settings.maxBatchSize, commit.durableSeq - next + 1)
+                        let batch = store.read(from: next, limit: available, maxBytes: settings.maxBatchBytes)
                         guard let first = batch.first, let last = batch.last else { break }
                         // Nobody waits for these yet: hold a small batch back briefly so it
                         // leaves together with the next appends (one request instead of many).
-                        if settings.replicationLinger > .zero, !lingerOver, batch.count < settings.maxBatchSize,
+                        if settings.replicationLinger > .zero, !lingerOver, batch.count == available,
+                           batch.count < settings.maxBatchSize,
                            state.withLock({ state in
                                // Only while the traffic is w=1: no waiter now and none lately.
                                state.tracker.waitingCount == 0

@@ -75,6 +75,33 @@ final class TemporaryFolder {
         return folder.appendingPathComponent(try #require(names.last))
     }
 
+    /// A byte-bounded read (what a replication batch is made of) gives the same entries from
+    /// both stores, across segment boundaries, and always at least one entry.
+    @Test func readsBoundedByBytesAgreeAcrossStores() throws {
+        let folder = TemporaryFolder()
+        let file = try FileLogStore(directory: folder.url, options: .init(segmentSize: 300))  // a few entries per segment
+        let memory = InMemoryLogStore()
+        let all = (1...40).map { LogEntry(seq: $0, message: String(repeating: "m", count: ($0 * 37) % 90)) }
+        try file.append(all)
+        try memory.append(all)
+        for from in [1, 7, 39] {
+            for maxBytes in [0, 16, 60, 100, 250, 1_000, .max] {
+                let expected = Array(all[(from - 1)...].prefix(25))
+                let within = Array(expected.prefix(recordBytes: maxBytes))
+                #expect(!within.isEmpty)
+                let bytes = within.reduce(0) { $0 + RecordFraming.size(of: $1) }
+                #expect(bytes <= max(maxBytes, RecordFraming.size(of: within[0])))
+                if within.count < expected.count {  // the longest such prefix: one more would not fit
+                    #expect(bytes + RecordFraming.size(of: expected[within.count]) > maxBytes)
+                }
+                #expect(file.read(from: from, limit: 25, maxBytes: maxBytes) == within, "file, from \(from), \(maxBytes) bytes")
+                #expect(memory.read(from: from, limit: 25, maxBytes: maxBytes) == within, "memory, from \(from), \(maxBytes) bytes")
+            }
+        }
+        #expect(memory.read(from: 41, limit: 25, maxBytes: 100).isEmpty)
+        #expect(file.read(from: 41, limit: 25, maxBytes: 100).isEmpty)
+    }
+
     @Test func appendsReadsAndSurvivesReopening() throws {
         let folder = TemporaryFolder()
         do {

@@ -81,6 +81,25 @@ struct FaultToleranceTests {
         }
     }
 
+    /// A secondary that was away for 72 MB of large messages catches up: batches are bounded
+    /// in bytes, not only in count (a 1,000-entry batch of them was refused with 413, forever).
+    @Test func aBacklogOfLargeMessagesCatchesUp() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let latePort = try freePort()
+        let master = try await cluster.startMaster(secondaries: [s1.url, "http://127.0.0.1:\(latePort)"])
+        let large = String(repeating: "x", count: 1_000_000)
+        for _ in 1...72 {
+            let reply = try await HTTP.post(master.url + "/messages", ["message": large, "w": 2])
+            #expect(reply.status == 201, "\(reply.text)")
+        }
+
+        let late = try await cluster.startSecondary(port: latePort)
+        let barrier = try await HTTP.post(master.url + "/messages", ["message": "after", "w": 3, "timeout": 30_000])
+        #expect(barrier.status == 201, "\(barrier.text)")
+        #expect(try await HTTP.get(late.url + "/health").json["seq"] as? Int == 73)
+    }
+
     /// Both secondaries down → unhealthy → 503 "no quorum" while reads work; one back →
     /// writable again, by itself.
     @Test func quorumLossMakesTheMasterReadOnlyUntilASecondaryReturns() async throws {
