@@ -34,6 +34,10 @@ extension Master {
         var incarnation: String?
         var lastContact: Date?
         var problem: String?
+        /// Why the last replication request failed, until one succeeds again. Heartbeats
+        /// can succeed while replication fails (a 413, an injected error), so this is kept
+        /// apart from `problem`, which a heartbeat clears.
+        var replicationFailure: String?
         /// A catch-up in progress: from which seq, up to which, since when.
         var catchUp: (from: Int, target: Int, started: ContinuousClock.Instant)?
     }

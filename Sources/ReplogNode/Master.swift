@@ -238,7 +238,8 @@ public final class Master: Service {
                     let peer = state.peers[url]!
                     return SecondaryHealth(
                         url: url, status: peer.health.status, ackedSeq: peer.matched,
-                        lag: max(0, lastSeq - peer.matched), lastContact: peer.lastContact, problem: peer.problem)
+                        lag: max(0, lastSeq - peer.matched), lastContact: peer.lastContact,
+                        problem: peer.problem ?? peer.replicationFailure.map { "replication requests fail: \($0)" })
                 })
         }
     }

@@ -34,8 +34,9 @@ extension Master {
             }
             attempt = failure.deliveredBefore ? 1 : attempt + 1
             metrics.peers[peer]!.retries.increment()
-            if case .foreignLog(let reason) = failure.error as? TransportError {
-                state.withLock { $0.peers[peer]!.problem = reason }
+            state.withLock { state in
+                if case .foreignLog(let reason) = failure.error as? TransportError { state.peers[peer]!.problem = reason }
+                state.peers[peer]!.replicationFailure = "\(failure.error)"
             }
             let status = state.withLock { $0.peers[peer]!.health.status }
             let backoff = settings.retryPolicy.backoff(attempt: attempt, status: status, jitter: random())
@@ -121,6 +122,7 @@ extension Master {
                     (lingering, lingerOver) = (false, true)
                 case .delivered(let replica, let entries, let started):
                     inFlight -= 1
+                    if !delivered { state.withLock { $0.peers[peer]!.replicationFailure = nil } }
                     delivered = true
                     let peerMetrics = metrics.peers[peer]!
                     peerMetrics.replicationDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)

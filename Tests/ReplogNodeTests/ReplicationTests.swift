@@ -117,6 +117,26 @@ struct ReplicationTests {
         }
     }
 
+    /// A secondary that answers heartbeats but fails every replication request says why in
+    /// the master's health; the reason goes away with the first delivery that succeeds.
+    @Test func failingReplicationShowsInHealthUntilADeliverySucceeds() async throws {
+        let cluster = TestCluster()
+        cluster.restartEmpty("s2", settings: SecondarySettings(errorRate: 1))  // stores, then answers an error
+        let problem = { @Sendable in cluster.master.health.secondaries.first { $0.url == "s2" }?.problem }
+        try await cluster.withReplication(heartbeats: true) { () async throws in
+            #expect(try await cluster.append("a", w: 2).seq == 1)
+            try await cluster.advance(by: .milliseconds(10)) { problem() != nil }
+            #expect(problem()?.hasPrefix("replication requests fail: ") == true, "\(problem() ?? "nil")")
+            // Heartbeats keep succeeding meanwhile; they must not hide the failure.
+            try await cluster.advance(by: .milliseconds(100)) { cluster.master.health.secondaries[1].lastContact != nil }
+            #expect(problem() != nil)
+
+            cluster.restartEmpty("s2")
+            try await cluster.advance(by: .milliseconds(10)) { problem() == nil }
+            try await cluster.advance(by: .milliseconds(10)) { cluster.replica("s2").replicaState.seq == 1 }
+        }
+    }
+
     @Test func invalidWriteConcernAppendsNothing() async throws {
         let cluster = TestCluster()
         for w in [0, 4, -1] {
