@@ -95,6 +95,9 @@ struct Master: AsyncParsableCommand {
     @OptionGroup var parent: ParentOptions
 
     func validate() throws {
+        guard (1...maxAppendBodyBytes).contains(maxBody) else {
+            throw ValidationError("--max-body must be 1 to \(maxAppendBodyBytes) bytes (32 MiB), so that every message fits a replication request")
+        }
         guard unhealthyAfter > suspectAfter, suspectAfter >= 1 else {
             throw ValidationError("need 1 <= --suspect-after < --unhealthy-after")
         }

@@ -82,6 +82,20 @@ struct ReplicatedLogTests {
     }
 
     /// SIGTERM shuts a node down gracefully with exit status 0.
+    /// Settings that could not work are refused at start with a reason, not discovered later.
+    @Test func impossibleSettingsAreRefusedAtStart() async throws {
+        let cases: [(arguments: [String], reason: String)] = [
+            (["master", "--port", "0", "--max-body", "40000000"], "--max-body must be 1 to 33554432 bytes"),
+            (["master", "--port", "0", "--secondary", "127.0.0.1:5001"], "--secondary must be a URL"),
+            (["secondary", "--port", "0", "--error-rate", "2"], "--error-rate must be between 0 and 1"),
+        ]
+        for (arguments, reason) in cases {
+            let process = try NodeProcess(arguments)
+            #expect(try await process.waitForExit() == 64, "\(arguments)")  // EX_USAGE
+            #expect(process.log.contains(reason), "\(arguments): \(process.log)")
+        }
+    }
+
     @Test func nodesStopCleanlyOnSigterm() async throws {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary()

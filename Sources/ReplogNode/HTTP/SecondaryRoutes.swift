@@ -42,9 +42,16 @@ struct ReplicationBatch: Codable {
     }
 }
 
+/// Largest replication request a secondary accepts. The master keeps every batch under it:
+/// batches stop at 4 MiB, and a single entry is at most the master's `--max-body`, which
+/// may not exceed `maxAppendBodyBytes`.
+public let maxReplicationBodyBytes = 64 << 20
+/// Largest `--max-body` a master accepts, so that any one message still fits a replication request.
+public let maxAppendBodyBytes = 32 << 20
+
 /// A secondary's API: list, health, and the internal replication endpoint.
 public func buildSecondaryRouter(
-    replica: SecondaryReplica, maxBodyBytes: Int = 64 << 20, metrics: (@Sendable () -> String)? = nil
+    replica: SecondaryReplica, maxBodyBytes: Int = maxReplicationBodyBytes, metrics: (@Sendable () -> String)? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router()
     let allowedMethods = AllowedMethods()
