@@ -126,6 +126,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ReplogBenchTests",
+            dependencies: [
+                "ReplogBench",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ReplogEchoTests",
             dependencies: [
                 "ReplogEcho",
