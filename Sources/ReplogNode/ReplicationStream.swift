@@ -34,11 +34,11 @@ extension Master {
             }
             attempt = failure.deliveredBefore ? 1 : attempt + 1
             metrics.peers[peer]!.retries.increment()
-            state.withLock { state in
+            let status = state.withLock { state in
                 if case .foreignLog(let reason) = failure.error as? TransportError { state.peers[peer]!.problem = reason }
                 state.peers[peer]!.replicationFailure = "\(failure.error)"
+                return state.peers[peer]!.health.status
             }
-            let status = state.withLock { $0.peers[peer]!.health.status }
             let backoff = settings.retryPolicy.backoff(attempt: attempt, status: status, jitter: random())
             let metadata: Logger.Metadata = [
                 "replog.peer": "\(peer)", "replog.seq.from": "\(failure.seqs.lowerBound)", "replog.seq.to": "\(failure.seqs.upperBound)",
