@@ -25,9 +25,7 @@ struct HTTPAppend: BenchProtocol {
         self.port = url.port ?? 80
         let path = (url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path) + "/messages"
         requests = writeConcerns.map { w in
-            var json: [String: Any] = ["message": String(repeating: "x", count: size)]
-            if let w { json["w"] = w }
-            let body = ByteBuffer(bytes: Array(try! JSONSerialization.data(withJSONObject: json)))
+            let body = ByteBuffer(string: benchMessageJSON(size: size, w: w))
             let headers: HTTPHeaders = [
                 "Host": "\(host):\(url.port ?? 80)", "Content-Type": "application/json",
                 "Content-Length": "\(body.readableBytes)",

@@ -188,6 +188,12 @@ extension BenchProtocol {
     func writeGreeting(client: Int, context: ChannelHandlerContext) {}
 }
 
+/// The message every benchmark writes, the same for every system: `{"message":"xxx…"}` with
+/// `size` x's, and `"w"` when a write concern is given.
+func benchMessageJSON(size: Int, w: Int? = nil) -> String {
+    "{\"message\":\"" + String(repeating: "x", count: size) + "\"" + (w.map { ",\"w\":\($0)" } ?? "") + "}"
+}
+
 enum Outcome {
     case succeeded
     case failed(String)

@@ -16,7 +16,7 @@ struct NATSJetStreamPublish: BenchProtocol {
 
     init(subject: String, size: Int) {
         self.subject = subject
-        self.payload = "{\"message\":\"" + String(repeating: "x", count: size) + "\"}"
+        self.payload = benchMessageJSON(size: size)
     }
 
     static func addCodecs(to pipeline: ChannelPipeline.SynchronousOperations) throws {

@@ -12,7 +12,7 @@ struct RedisPushAndWait: BenchProtocol {
     private var pushed: String?
 
     init(size: Int, replicas: Int) {
-        let payload = "{\"message\":\"" + String(repeating: "x", count: size) + "\"}"
+        let payload = benchMessageJSON(size: size)
         let command = Self.command(["RPUSH", "replog", payload]) + Self.command(["WAIT", "\(replicas)", "0"])
         self.command = ByteBuffer(string: command)
         self.replicas = replicas

@@ -9,7 +9,7 @@ import ReplogCore
 /// - from the master: `Content-Type: application/x-replog-records`, the log's id in the
 ///   `Replog-Log` header, and the entries as the log's own binary records (`RecordFraming`);
 /// - from a person with curl: JSON, `{"log": "id", "entries": [{"seq": 1, "message": "text"}]}`.
-struct ReplicationBatch: Codable {
+struct ReplicationBatch: Decodable {
     static let contentType = "application/x-replog-records"
     static let logHeader = "Replog-Log"
 
