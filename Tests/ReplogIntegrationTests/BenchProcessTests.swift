@@ -1,4 +1,5 @@
 import Foundation
+import ReplogTestKit
 import Testing
 
 /// `replog bench` against a real cluster: it appends exactly what it reports, and counts

@@ -1,4 +1,5 @@
 import Foundation
+import ReplogTestKit
 import Testing
 
 /// `replog cluster`, the README's first command: it starts real nodes that replicate, takes

@@ -1,4 +1,5 @@
 import Foundation
+import ReplogTestKit
 import Testing
 
 /// Iteration 0 through the real binary: one-shot and interactive client, errors.

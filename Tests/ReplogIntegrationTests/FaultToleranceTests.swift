@@ -1,4 +1,5 @@
 import Foundation
+import ReplogTestKit
 import Testing
 
 /// Iteration 3 against real `replog` processes: crashes, restarts, injected errors,

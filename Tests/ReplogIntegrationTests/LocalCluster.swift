@@ -40,39 +40,6 @@ final class LocalCluster: Sendable {
     }
 }
 
-/// A port that was free a moment ago, for a node that must be named before it starts.
-func freePort() throws -> Int {
-    guard let port = bindAndRelease(port: 0) else { throw POSIXError(.EADDRINUSE) }
-    return port
-}
-
-/// The first of `count` consecutive ports that were free a moment ago (`replog cluster`
-/// puts its secondaries on the ports after the master's).
-func freePorts(_ count: Int) throws -> Int {
-    for _ in 0..<50 {
-        let base = try freePort()
-        if base + count <= 65535, (1..<count).allSatisfy({ bindAndRelease(port: base + $0) != nil }) { return base }
-    }
-    throw POSIXError(.EADDRINUSE)
-}
-
-/// Binds 127.0.0.1:`port` (0 = any) and lets go at once; the port bound, or nil.
-private func bindAndRelease(port: Int) -> Int? {
-    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(socket) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(socket, pointer, length) == 0 && getsockname(socket, pointer, &length) == 0
-        }
-    }
-    return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
-}
-
 /// JSON over HTTP for tests.
 enum HTTP {
     struct Reply: Sendable {
