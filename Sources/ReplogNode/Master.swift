@@ -256,7 +256,7 @@ public final class Master: Service {
         // Appends still waiting when the master stops are answered "shutting down" at once
         // (their messages stay in the log), so that the HTTP server can drain quickly.
         defer { shutDown() }
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             async let heartbeats: Void = self.monitorHeartbeats()
             await self.runReplicationStreams()
             await heartbeats
