@@ -34,13 +34,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The master and secondary services (Hummingbird), the replication streams and
-        // the transports they run over (AsyncHTTPClient, or in memory for tests).
+        // the transports they run over (HTTP on SwiftNIO, or in memory for tests).
         .target(
             name: "ReplogNode",
             dependencies: [
                 "ReplogCore",
                 .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

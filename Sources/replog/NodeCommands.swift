@@ -69,7 +69,7 @@ struct Master: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one). Env: REPLOG_PORT.")
     var port: Int = Environment.int("REPLOG_PORT") ?? 5000
 
-    @Option(name: .customLong("secondary"), help: "Base URL of a secondary; repeat for each. Env: REPLOG_SECONDARIES (comma-separated).")
+    @Option(name: .customLong("secondary"), help: "Base URL of a secondary (plain http://HOST:PORT); repeat for each. Env: REPLOG_SECONDARIES (comma-separated).")
     var secondaries: [String] = Environment.list("REPLOG_SECONDARIES")
 
     @Option(help: "How often to probe each secondary. Env: REPLOG_HEARTBEAT_INTERVAL.")
@@ -101,7 +101,8 @@ struct Master: AsyncParsableCommand {
         guard unhealthyAfter > suspectAfter, suspectAfter >= 1 else {
             throw ValidationError("need 1 <= --suspect-after < --unhealthy-after")
         }
-        for url in secondaries where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+        // Nodes serve plain HTTP; replication speaks nothing else (no TLS).
+        for url in secondaries where !url.hasPrefix("http://") || URL(string: url)?.host == nil {
             throw ValidationError("--secondary must be a URL like http://127.0.0.1:5001, got \(url)")
         }
     }

@@ -81,12 +81,13 @@ struct ReplicatedLogTests {
         #expect(try await HTTP.messages(master.url).isEmpty)
     }
 
-    /// SIGTERM shuts a node down gracefully with exit status 0.
     /// Settings that could not work are refused at start with a reason, not discovered later.
     @Test func impossibleSettingsAreRefusedAtStart() async throws {
         let cases: [(arguments: [String], reason: String)] = [
             (["master", "--port", "0", "--max-body", "40000000"], "--max-body must be 1 to 33554432 bytes"),
             (["master", "--port", "0", "--secondary", "127.0.0.1:5001"], "--secondary must be a URL"),
+            // Nodes serve plain HTTP only, so a TLS URL could never be replicated to.
+            (["master", "--port", "0", "--secondary", "https://127.0.0.1:5001"], "--secondary must be a URL like http://"),
             (["secondary", "--port", "0", "--error-rate", "2"], "--error-rate must be between 0 and 1"),
         ]
         for (arguments, reason) in cases {
@@ -96,6 +97,7 @@ struct ReplicatedLogTests {
         }
     }
 
+    /// SIGTERM shuts a node down gracefully with exit status 0.
     @Test func nodesStopCleanlyOnSigterm() async throws {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary()

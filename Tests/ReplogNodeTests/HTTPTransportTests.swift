@@ -1,0 +1,141 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import ReplogCore
+import ReplogTestKit
+import Testing
+@testable import ReplogNode
+
+/// The master's side of replication over real sockets: a secondary (or a peer that
+/// misbehaves on purpose) listens on a free loopback port in this process.
+@Suite struct HTTPTransportTests {
+    private let timeout = Duration.seconds(10)
+
+    /// A peer whose base URL path says how it behaves: `/hang/…` answers only after 2 s
+    /// (far beyond the timeouts below; the test server drains it when the test ends),
+    /// `/conflict/…` holds another log, `/broken/…` fails.
+    private func misbehavingPeer(hanging: @escaping @Sendable () -> Void = {}) -> some ApplicationProtocol {
+        let router = Router()
+        router.post("/hang/replicate") { _, _ -> Response in
+            hanging()
+            try await Task.sleep(for: .seconds(2))
+            return Response(status: .ok)
+        }
+        router.post("/conflict/replicate") { _, _ in
+            Response(status: .conflict, body: .init(byteBuffer: ByteBuffer(string: #"{"error": "this secondary holds log A"}"#)))
+        }
+        router.post("/broken/replicate") { _, _ in Response(status: .internalServerError) }
+        return Application(router: router)
+    }
+
+    @Test func replicatesAndProbesOverOneKeptAliveConnection() async throws {
+        let replica = SecondaryReplica()
+        try await Application(router: buildSecondaryRouter(replica: replica)).test(.live) { client in
+            let peer = "http://127.0.0.1:\(try #require(client.port))"
+            let transport = HTTPTransport()
+            for seq in 1...5 {
+                let state = try await transport.replicate([LogEntry(seq: seq, message: "m\(seq)")], of: "L", to: peer, timeout: timeout)
+                #expect(state.seq == seq && state.logID == "L")
+            }
+            let probed = try await transport.probe(peer, timeout: timeout)
+            #expect(probed.seq == 5 && probed.incarnation == replica.incarnation)
+            #expect(replica.read(from: 1, limit: 10).map(\.message) == ["m1", "m2", "m3", "m4", "m5"])
+            #expect(transport.connections.opened.load(ordering: .relaxed) == 1)
+        }
+    }
+
+    /// Requests in flight together use a connection each, and all of them come back for reuse.
+    @Test func concurrentRequestsGetConnectionsOfTheirOwn() async throws {
+        let replica = SecondaryReplica()
+        try await Application(router: buildSecondaryRouter(replica: replica)).test(.live) { client in
+            let peer = "http://127.0.0.1:\(try #require(client.port))"
+            let transport = HTTPTransport()
+            for round in 0..<3 {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for index in 1...4 {
+                        let seq = round * 4 + index
+                        group.addTask {
+                            _ = try await transport.replicate([LogEntry(seq: seq, message: "m\(seq)")], of: "L", to: peer, timeout: timeout)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+            }
+            #expect(try await transport.probe(peer, timeout: timeout).seq == 12)
+            #expect(transport.connections.opened.load(ordering: .relaxed) <= 4)
+        }
+    }
+
+    @Test func nothingListeningIsUnreachable() async throws {
+        let peer = "http://127.0.0.1:\(try freePort())"
+        await #expect(throws: TransportError.unreachable(peer)) {
+            try await HTTPTransport().probe(peer, timeout: timeout)
+        }
+    }
+
+    /// A request that outlives its timeout fails as timed out, and its connection is closed,
+    /// so its late answer can never be taken for another request's.
+    @Test func aPeerThatNeverAnswersTimesOut() async throws {
+        try await misbehavingPeer().test(.live) { client in
+            let base = "http://127.0.0.1:\(try #require(client.port))"
+            let transport = HTTPTransport()
+            let started = ContinuousClock.now
+            await #expect(throws: TransportError.timedOut) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "L", to: base + "/hang", timeout: .milliseconds(200))
+            }
+            #expect(ContinuousClock.now - started < .seconds(5))
+            await #expect(throws: TransportError.badStatus(500)) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "L", to: base + "/broken", timeout: timeout)
+            }
+        }
+    }
+
+    /// Stopping the master cancels its streams: a request waiting for an answer ends at once.
+    @Test func cancellationEndsAWaitingRequest() async throws {
+        let hanging = AsyncStream.makeStream(of: Void.self)
+        try await misbehavingPeer { hanging.continuation.yield() }.test(.live) { client in
+            let peer = "http://127.0.0.1:\(try #require(client.port))/hang"
+            let request = Task {
+                try await HTTPTransport().replicate([LogEntry(seq: 1, message: "m")], of: "L", to: peer, timeout: .seconds(60))
+            }
+            for await _ in hanging.stream { break }  // the peer has the request
+            request.cancel()
+            await #expect(throws: CancellationError.self) { try await request.value }
+        }
+    }
+
+    @Test func answersOtherThan200BecomeTransportErrors() async throws {
+        try await misbehavingPeer().test(.live) { client in
+            let base = "http://127.0.0.1:\(try #require(client.port))"
+            let transport = HTTPTransport()
+            await #expect(throws: TransportError.foreignLog("this secondary holds log A")) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/conflict", timeout: timeout)
+            }
+            await #expect(throws: TransportError.badStatus(500)) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/broken", timeout: timeout)
+            }
+        }
+    }
+
+    /// A secondary that restarts on the same port is reached again by the next request,
+    /// although the connection the master kept for it died with the old process.
+    @Test func aRestartedPeerIsReachedAgain() async throws {
+        let port = try freePort()
+        let peer = "http://127.0.0.1:\(port)"
+        let transport = HTTPTransport()
+        for run in 1...2 {
+            let replica = SecondaryReplica()
+            let listening = AsyncStream.makeStream(of: Void.self)
+            let app = NodeApplications.secondary(replica, host: "127.0.0.1", port: port, logger: .init(label: "test"), onListening: { _ in
+                listening.continuation.yield()
+            })
+            let server = Task { try await app.runService(gracefulShutdownSignals: []) }
+            for await _ in listening.stream { break }
+            let state = try await transport.replicate([LogEntry(seq: 1, message: "run \(run)")], of: "L", to: peer, timeout: timeout)
+            #expect(state.incarnation == replica.incarnation)
+            server.cancel()
+            _ = await server.result
+        }
+    }
+}
