@@ -38,6 +38,31 @@ import Testing
         }
     }
 
+    /// The 201 answer is written without JSONEncoder: whatever the message holds, it must
+    /// read back as the same message, in the same bytes as JSONEncoder would write.
+    @Test func appendAnswerCarriesAnyMessageExactly() async throws {
+        let messages = [
+            "plain", "", #"quote " and backslash \ and slash /"#, "line\nfeed\r\ttab",
+            String((0..<32).map { Character(Unicode.Scalar(UInt8($0))) }), "ünï ✓ 😀 \u{2028}\u{7F}",
+        ]
+        let cluster = TestCluster()
+        try await masterApp(cluster.master).test(.router) { client in
+            for (index, message) in messages.enumerated() {
+                let request = try JSONSerialization.data(withJSONObject: ["message": message, "w": 1])
+                try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(data: request)) { response in
+                    #expect(response.status == .created)
+                    let expected = Master.AppendResult(seq: index + 1, message: message, w: 1)
+                    #expect((try? JSON.decoder.decode(Master.AppendResult.self, from: response.body)) == expected, "\(message.debugDescription)")
+                    if !message.unicodeScalars.contains(where: { $0.value < 0x20 }) {
+                        // (JSONEncoder writes some control characters differently, e.g. \b.)
+                        let encoded = (try? JSON.encoder.encode(expected)).map { String(decoding: $0, as: UTF8.self) }
+                        #expect(String(buffer: response.body) == encoded)
+                    }
+                }
+            }
+        }
+    }
+
     /// Every bad input gets a JSON `{"error": …}` with the right status, and the log stays empty.
     @Test(arguments: [
         ("not json", HTTPResponse.Status.badRequest, "malformed JSON"),

@@ -27,7 +27,7 @@ public func buildMasterRouter(
             throw APIError(.badRequest, invalid.description)
         }
         do {
-            return JSON.response(.created, try await master.append(append))
+            return try await master.append(append).response
         } catch let error as Master.AppendError {
             throw APIError(error, clusterSize: master.settings.clusterSize)
         }
