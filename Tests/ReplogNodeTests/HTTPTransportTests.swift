@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOPosix
 import ReplogCore
 import ReplogTestKit
 import Testing
@@ -72,6 +73,25 @@ import Testing
         await #expect(throws: TransportError.unreachable(peer)) {
             try await HTTPTransport().probe(peer, timeout: timeout)
         }
+    }
+
+    /// A peer that accepts and hangs up at once, as the fault proxy does during a partition:
+    /// every request ends as unreachable, long before its timeout. (A request written to a
+    /// connection that had already closed used to wait forever, which stalled a chaos run.)
+    @Test func aPeerThatHangsUpAtOnceIsUnreachable() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in channel.close() }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let peer = "http://127.0.0.1:\(try #require(server.localAddress?.port))"
+        let transport = HTTPTransport()
+        let started = ContinuousClock.now
+        for _ in 0..<200 {
+            await #expect(throws: TransportError.unreachable(peer)) {
+                try await transport.probe(peer, timeout: .seconds(30))
+            }
+        }
+        #expect(ContinuousClock.now - started < .seconds(20))
     }
 
     /// A request that outlives its timeout fails as timed out, and its connection is closed,

@@ -86,9 +86,20 @@ final class PeerConnections: Sendable {
     private func exchange(
         _ head: HTTPRequestHead, _ body: ByteBuffer?, on channel: any Channel, of peer: String, deadline: NIODeadline
     ) async throws -> Answer {
-        let request = Request(head: head, body: body, deadline: deadline, answer: channel.eventLoop.makePromise())
+        let request = Request(head: head, body: body, answer: channel.eventLoop.makePromise())
+        // Whatever the connection does, the request ends by its deadline. (The handler
+        // cannot be the one to enforce it: a connection the peer closed at once, as a
+        // partitioned or dead peer's proxy does, has no handlers left by the time the
+        // request is written, and the request would wait forever.)
+        let timeout = channel.eventLoop.scheduleTask(deadline: deadline) {
+            request.answer.fail(Failure.timedOut)
+            channel.close(promise: nil)  // a late answer must not be read as the next request's
+        }
+        request.answer.futureResult.whenComplete { _ in timeout.cancel() }
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in request.answer.fail(Failure.unreachable) }
         return try await withTaskCancellationHandler {
-            channel.writeAndFlush(request, promise: nil)
+            channel.writeAndFlush(request, promise: written)
             let (answer, reusable) = try await request.answer.futureResult.get()
             if reusable {
                 idle.withLock { $0[peer, default: []].append(channel) }
@@ -141,23 +152,17 @@ final class PeerConnections: Sendable {
 private final class Request: Sendable {
     let head: HTTPRequestHead
     let body: ByteBuffer?
-    let deadline: NIODeadline
     let answer: EventLoopPromise<(PeerConnections.Answer, reusable: Bool)>
 
-    init(
-        head: HTTPRequestHead, body: ByteBuffer?, deadline: NIODeadline,
-        answer: EventLoopPromise<(PeerConnections.Answer, reusable: Bool)>
-    ) {
+    init(head: HTTPRequestHead, body: ByteBuffer?, answer: EventLoopPromise<(PeerConnections.Answer, reusable: Bool)>) {
         self.head = head
         self.body = body
-        self.deadline = deadline
         self.answer = answer
     }
 }
 
 /// The last handler of a peer connection: writes a `Request` and completes it with the
-/// answer, or fails it when the connection breaks or the deadline passes (and then closes
-/// the connection, since a late answer would be taken for the next request's).
+/// answer, or fails it when the connection breaks.
 private final class RequestHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundIn = Request
@@ -165,7 +170,6 @@ private final class RequestHandler: ChannelDuplexHandler {
 
     private let maxAnswerBytes: Int
     private var current: Request?
-    private var deadline: Scheduled<Void>?
     private var status = HTTPResponseStatus.ok
     private var keepAlive = true
     private var body = ByteBuffer()
@@ -179,11 +183,6 @@ private final class RequestHandler: ChannelDuplexHandler {
         precondition(current == nil, "one request at a time per connection")
         current = request
         body.clear()
-        let channel = context.channel
-        deadline = context.eventLoop.scheduleTask(deadline: request.deadline) {
-            request.answer.fail(PeerConnections.Failure.timedOut)
-            channel.close(promise: nil)
-        }
         context.write(wrapOutboundOut(.head(request.head)), promise: nil)
         if let body = request.body {
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
@@ -205,7 +204,6 @@ private final class RequestHandler: ChannelDuplexHandler {
         case .end:
             guard let request = current else { return }
             current = nil
-            deadline?.cancel()
             request.answer.succeed((PeerConnections.Answer(status: status, body: body), reusable: keepAlive))
         }
     }
@@ -220,7 +218,6 @@ private final class RequestHandler: ChannelDuplexHandler {
     }
 
     private func failAndClose(context: ChannelHandlerContext) {
-        deadline?.cancel()
         current?.answer.fail(PeerConnections.Failure.unreachable)
         current = nil
         context.close(promise: nil)
