@@ -41,6 +41,7 @@ final class NodeProcess: Sendable {
             if chunk.isEmpty {
                 handle.readabilityHandler = nil
                 continuation.finish()
+                output.pipeClosed()
                 return
             }
             let complete = pending.withLock { pending -> [String] in
@@ -61,6 +62,7 @@ final class NodeProcess: Sendable {
             let chunk = handle.availableData
             if chunk.isEmpty {
                 handle.readabilityHandler = nil
+                output.pipeClosed()
                 return
             }
             output.append(String(decoding: chunk, as: UTF8.self))
@@ -92,11 +94,17 @@ final class NodeProcess: Sendable {
     }
 
     /// Waits for the process to end and returns its exit status (polls `isRunning`,
-    /// because Foundation offers no async wait).
+    /// because Foundation offers no async wait). Then waits, briefly, for the rest of its
+    /// output, so that `log` holds its last words (a process that outlives it, such as a
+    /// node of `replog cluster`, may hold the pipes open longer).
     func waitForExit(within limit: Duration = .seconds(20)) async throws -> Int32 {
         let deadline = ContinuousClock.now + limit
         while process.isRunning {
             guard ContinuousClock.now < deadline else { throw NodeProcessError.didNotExit(arguments: arguments, log: log) }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let drained = ContinuousClock.now + .seconds(2)
+        while !output.allPipesClosed, ContinuousClock.now < drained {
             try await Task.sleep(for: .milliseconds(10))
         }
         return process.terminationStatus
@@ -119,9 +127,13 @@ enum NodeProcessError: Error, CustomStringConvertible {
     }
 }
 
-/// Text collected from a child's pipes, shared with the pipe handlers.
+/// Text collected from a child's pipes (stdout and stderr), shared with the pipe handlers.
 final class OutputBuffer: Sendable {
     private let storage = Mutex("")
+    private let openPipes = Atomic(2)
     func append(_ text: String) { storage.withLock { $0 += text } }
     var text: String { storage.withLock { $0 } }
+    /// A pipe reached end of file.
+    func pipeClosed() { openPipes.subtract(1, ordering: .sequentiallyConsistent) }
+    var allPipesClosed: Bool { openPipes.load(ordering: .sequentiallyConsistent) == 0 }
 }
