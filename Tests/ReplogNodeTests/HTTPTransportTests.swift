@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import ReplogCore
 import ReplogTestKit
@@ -94,6 +95,27 @@ import Testing
         #expect(ContinuousClock.now - started < .seconds(20))
     }
 
+    /// A kept-alive connection the peer drops just as the next request goes out (it
+    /// restarted, or timed the connection out): the request is repeated once on a new
+    /// connection instead of failing.
+    @Test func aRequestOnADroppedIdleConnectionIsRepeatedOnANewOne() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(AnswersOnceThenHangsUp())
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { server.close(promise: nil) }
+        let peer = "http://127.0.0.1:\(try #require(server.localAddress?.port))"
+        let transport = HTTPTransport()
+        #expect(try await transport.probe(peer, timeout: timeout).seq == 1)
+        // The kept-alive connection is idle now; the peer drops it on the next request.
+        #expect(try await transport.probe(peer, timeout: timeout).seq == 1)
+        #expect(transport.connections.opened.load(ordering: .relaxed) == 2)
+    }
+
     /// A request that outlives its timeout fails as timed out, and its connection is closed,
     /// so its late answer can never be taken for another request's.
     @Test func aPeerThatNeverAnswersTimesOut() async throws {
@@ -157,5 +179,27 @@ import Testing
             server.cancel()
             _ = await server.result
         }
+    }
+}
+
+/// Answers the first request on a connection (kept alive) and closes the connection,
+/// unanswered, on the second.
+private final class AnswersOnceThenHangsUp: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    private var requests = 0
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .end = unwrapInboundIn(data) else { return }
+        requests += 1
+        guard requests == 1 else {
+            context.close(promise: nil)
+            return
+        }
+        let body = ByteBuffer(string: #"{"seq": 1, "incarnation": "i", "logID": "L"}"#)
+        let head = HTTPResponseHead(version: .http1_1, status: .ok, headers: ["Content-Length": "\(body.readableBytes)"])
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 }
