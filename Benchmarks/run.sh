@@ -3,6 +3,7 @@
 #   - the HTTP floor: a trivial Hummingbird endpoint (replog floor-server)
 #   - Redis 7: a primary and 2 replicas, RPUSH + WAIT 2 0 per operation, no persistence
 #   - NATS JetStream: 3 servers, a file stream with 3 replicas, publish + wait for the ack
+#   - etcd: 3 members, a put through the JSON gateway, answered once a quorum committed it
 #   - replog with the log in memory, with --fsync always, and with --fsync never
 # Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1;
 # wrk, an independent HTTP generator, checks two of the HTTP rows.
@@ -14,6 +15,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nats-server >/dev/null || missing+=(nats-server)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v etcd >/dev/null || missing+=(etcd-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing ${missing[*]}…" >&2
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -43,6 +45,21 @@ for i in 1 2 3; do
 done
 python3 Benchmarks/nats-stream.py 4222 REPLOG 'replog.>' 3
 
+# etcd: members answering clients on 23791-23793, talking raft on 23801-23803.
+members=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803
+for i in 1 2 3; do
+  etcd --name "e$i" --data-dir "$scratch/etcd-$i" --log-level error \
+    --listen-client-urls "http://127.0.0.1:2379$i" --advertise-client-urls "http://127.0.0.1:2379$i" \
+    --listen-peer-urls "http://127.0.0.1:2380$i" --initial-advertise-peer-urls "http://127.0.0.1:2380$i" \
+    --initial-cluster "$members" --initial-cluster-state new --initial-cluster-token replog-bench \
+    > "$scratch/etcd-$i.log" 2>&1 &
+  pids+=($!)
+done
+for _ in $(seq 1 100); do
+  curl -sf http://127.0.0.1:23791/health | grep -q '"health":"true"' && break
+  sleep 0.1
+done
+
 start floor floor-server --port 7200
 cluster mem 7000
 STORAGE=always cluster always 7100
@@ -58,12 +75,14 @@ print("| %s | %s | %d | %.0f | %.3f | %.3f | %.3f | %d | %.2f |" % (sys.argv[1],
 }
 
 nats_version=$(nats-server --version | sed 's/.*v//')
+etcd_version=$(etcd --version | sed -n 's/^etcd Version: //p')
 echo "| system | configuration | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors | bench CPU (cores) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for clients in 1 64; do
   row "HTTP floor" "Hummingbird POST → 201" $clients --master http://127.0.0.1:7200
   row "Redis 7" "RPUSH + WAIT 2 0, no persistence" $clients --redis 127.0.0.1:7379 --redis-replicas 2
   row "NATS JetStream $nats_version" "R3 file stream, ack from a quorum (2 of 3)" $clients --nats 127.0.0.1:4222
+  row "etcd $etcd_version" "3 members, put committed by a quorum (2 of 3), fsync" $clients --etcd 127.0.0.1:23791
   for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
   for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
   row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3

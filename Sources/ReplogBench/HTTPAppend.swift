@@ -2,15 +2,17 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// `POST /messages` with a JSON body, answered `201` on success: replog's append, and the
-/// HTTP floor's. Requests are built once and written as they are.
+/// An HTTP `POST` of a prebuilt JSON body that succeeds with one expected status: replog's
+/// append (and the HTTP floor's), or an etcd put through its JSON gateway. Requests are built
+/// once and written as they are.
 struct HTTPAppend: BenchProtocol {
     typealias AnswerPart = HTTPClientResponsePart
 
     let host: String
     let port: Int
-    /// One (head, body) per write concern, used round-robin.
+    /// One (head, body) per variant (for replog, per write concern), used round-robin.
     private let requests: [(head: HTTPRequestHead, body: ByteBuffer)]
+    private let success: HTTPResponseStatus
     /// Status of the answer being read.
     private var status: HTTPResponseStatus?
 
@@ -19,16 +21,34 @@ struct HTTPAppend: BenchProtocol {
         var description: String { "\(url) is not an http://host:port URL" }
     }
 
+    /// `POST /messages` to a replog master, answered `201`.
     init(master: String, writeConcerns: [Int?], size: Int) throws {
         guard let url = URL(string: master), url.scheme == "http", let host = url.host else { throw BadURL(url: master) }
-        self.host = host
-        self.port = url.port ?? 80
         let path = (url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path) + "/messages"
-        requests = writeConcerns.map { w in
-            let body = ByteBuffer(string: benchMessageJSON(size: size, w: w))
+        self.init(
+            host: host, port: url.port ?? 80, path: path, success: .created,
+            bodies: writeConcerns.map { benchMessageJSON(size: size, w: $0) })
+    }
+
+    /// `POST /v3/kv/put` to an etcd member's JSON gateway, answered `200` once the put is
+    /// committed by a quorum of the cluster (and in its write-ahead log on disk). Every put
+    /// writes the benchmark message to the same key, so each one adds a revision: etcd's
+    /// closest equivalent of an append.
+    static func etcdPut(host: String, port: Int, size: Int) -> HTTPAppend {
+        let key = Data("replog-bench".utf8).base64EncodedString()
+        let value = Data(benchMessageJSON(size: size).utf8).base64EncodedString()
+        return HTTPAppend(
+            host: host, port: port, path: "/v3/kv/put", success: .ok, bodies: [#"{"key":"\#(key)","value":"\#(value)"}"#])
+    }
+
+    private init(host: String, port: Int, path: String, success: HTTPResponseStatus, bodies: [String]) {
+        self.host = host
+        self.port = port
+        self.success = success
+        requests = bodies.map { text in
+            let body = ByteBuffer(string: text)
             let headers: HTTPHeaders = [
-                "Host": "\(host):\(url.port ?? 80)", "Content-Type": "application/json",
-                "Content-Length": "\(body.readableBytes)",
+                "Host": "\(host):\(port)", "Content-Type": "application/json", "Content-Length": "\(body.readableBytes)",
             ]
             return (HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers), body)
         }
@@ -55,7 +75,7 @@ struct HTTPAppend: BenchProtocol {
         case .end:
             defer { status = nil }
             guard let status else { return .failed("an answer without a status line") }
-            return status == .created ? .succeeded : .failed("HTTP \(status.code)")
+            return status == success ? .succeeded : .failed("HTTP \(status.code)")
         }
     }
 }

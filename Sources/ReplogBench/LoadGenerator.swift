@@ -17,6 +17,9 @@ public struct BenchConfiguration: Sendable {
         /// A NATS server with JetStream: each operation publishes to `subject` and waits for
         /// the stream's acknowledgement (a replicated stream acknowledges once a quorum stored it).
         case natsJetStream(host: String, port: Int, subject: String)
+        /// An etcd member: each operation is a put through the JSON gateway, answered once a
+        /// quorum of the cluster committed it.
+        case etcdPut(host: String, port: Int)
     }
 
     public var target: Target = .replog
@@ -94,6 +97,9 @@ public enum LoadGenerator {
         case .natsJetStream(let host, let port, let subject):
             let nats = NATSJetStreamPublish(subject: subject, size: configuration.messageSize)
             finished = try await startClients(configuration.clients, host: host, port: port, budget: budget, speaking: nats)
+        case .etcdPut(let host, let port):
+            let etcd = HTTPAppend.etcdPut(host: host, port: port, size: configuration.messageSize)
+            finished = try await startClients(configuration.clients, host: host, port: port, budget: budget, speaking: etcd)
         }
         var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
         for client in finished {

@@ -44,6 +44,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "With --nats: the subject to publish to (a stream must capture it).")
     var natsSubject = "replog.messages"
 
+    @Option(help: "Load an etcd member at HOST:PORT instead (a put through its JSON gateway, /v3/kv/put, per operation), for the baseline.")
+    var etcd: String?
+
     func run() async throws {
         let writeConcerns = w.split(separator: ",").map { $0 == "all" ? nil : Int($0) }
         guard !writeConcerns.isEmpty, writeConcerns.allSatisfy({ $0 == nil || $0! >= 1 }) else {
@@ -52,7 +55,9 @@ struct Bench: AsyncParsableCommand {
         var configuration = BenchConfiguration(
             master: client.master, clients: clients, duration: duration.duration, count: count,
             writeConcerns: writeConcerns.map { $0 }, messageSize: size)
-        guard redis == nil || nats == nil else { throw ValidationError("--redis and --nats load different systems: pick one") }
+        guard [redis, nats, etcd].compactMap({ $0 }).count <= 1 else {
+            throw ValidationError("--redis, --nats and --etcd load different systems: pick one")
+        }
         if let redis {
             let (host, port) = try Self.hostAndPort(redis, option: "--redis")
             configuration.target = .redisWait(host: host, port: port, replicas: redisReplicas)
@@ -60,6 +65,10 @@ struct Bench: AsyncParsableCommand {
         if let nats {
             let (host, port) = try Self.hostAndPort(nats, option: "--nats")
             configuration.target = .natsJetStream(host: host, port: port, subject: natsSubject)
+        }
+        if let etcd {
+            let (host, port) = try Self.hostAndPort(etcd, option: "--etcd")
+            configuration.target = .etcdPut(host: host, port: port)
         }
         let result = try await LoadGenerator.run(configuration) { done, seconds in
             FileHandle.standardError.write(Data(String(format: "  %6.1fs  %8d appends  %8.0f/s\n", seconds, done, Double(done) / seconds).utf8))

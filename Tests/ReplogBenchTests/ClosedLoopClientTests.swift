@@ -74,4 +74,21 @@ import Testing
         #expect((budget.done, budget.errors) == (1, 1))
         #expect(budget.errorSamples == ["HTTP 503"])
     }
+
+    @Test func etcdPutsTheMessageThroughTheGatewayAndCountsOnly200AsSuccess() throws {
+        let (channel, budget) = try client(HTTPAppend.etcdPut(host: "127.0.0.1", port: 2379, size: 3), count: 2)
+        let request = try sent(channel)
+        #expect(request.hasPrefix("POST /v3/kv/put HTTP/1.1\r\n"), "\(request)")
+        let body = String(try #require(request.split(separator: "\r\n\r\n", maxSplits: 1).last))
+        // key "replog-bench" and value {"message":"xxx"}, base64 as the gateway wants them.
+        #expect(body == #"{"key":"cmVwbG9nLWJlbmNo","value":"eyJtZXNzYWdlIjoieHh4In0="}"#)
+        #expect(request.contains("Host: 127.0.0.1:2379\r\n"))
+
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}"))
+        #expect((budget.done, budget.errors) == (1, 0))
+        #expect(try sent(channel) == request)
+
+        try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 201 Created\r\ncontent-length: 0\r\n\r\n"))
+        #expect((budget.done, budget.errors) == (1, 1), "etcd answers 200; anything else is an error")
+    }
 }
