@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import ReplogCore
 
 /// An HTTP `POST` of a prebuilt JSON body that succeeds with one expected status: replog's
 /// append (and the HTTP floor's), or an etcd put through its JSON gateway. Requests are built
@@ -23,10 +24,9 @@ struct HTTPAppend: BenchProtocol {
 
     /// `POST /messages` to a replog master, answered `201`.
     init(master: String, writeConcerns: [Int?], size: Int) throws {
-        guard let url = URL(string: master), url.scheme == "http", let host = url.host else { throw BadURL(url: master) }
-        let path = (url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path) + "/messages"
+        guard let url = HTTPBaseURL(master) else { throw BadURL(url: master) }
         self.init(
-            host: host, port: url.port ?? 80, path: path, success: .created,
+            host: url.host, port: url.port, path: url.pathPrefix + "/messages", success: .created,
             bodies: writeConcerns.map { benchMessageJSON(size: size, w: $0) })
     }
 

@@ -102,7 +102,7 @@ struct Master: AsyncParsableCommand {
             throw ValidationError("need 1 <= --suspect-after < --unhealthy-after")
         }
         // Nodes serve plain HTTP; replication speaks nothing else (no TLS).
-        for url in secondaries where !url.hasPrefix("http://") || URL(string: url)?.host == nil {
+        for url in secondaries where HTTPBaseURL(url) == nil {
             throw ValidationError("--secondary must be a URL like http://127.0.0.1:5001, got \(url)")
         }
     }

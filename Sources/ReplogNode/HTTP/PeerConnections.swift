@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ReplogCore
 import Synchronization
 
 /// Keep-alive HTTP/1.1 connections from the master to its secondaries, one request at a
@@ -29,29 +30,11 @@ final class PeerConnections: Sendable {
         case unsupportedURL
     }
 
-    /// Where a peer listens, parsed once from its base URL.
-    private struct Endpoint {
-        let host: String
-        let port: Int
-        /// `Host` header: the URL's authority.
-        let authority: String
-        /// A base URL may have a path (`http://proxy/replog-1`); requests go below it.
-        let pathPrefix: String
-
-        init(_ peer: String) throws(Failure) {
-            guard let url = URL(string: peer), url.scheme == "http", let host = url.host else { throw .unsupportedURL }
-            self.host = host
-            self.port = url.port ?? 80
-            self.authority = url.port.map { "\(host):\($0)" } ?? host
-            self.pathPrefix = url.path.hasSuffix("/") ? String(url.path.dropLast()) : url.path
-        }
-    }
-
     private let group: any EventLoopGroup
     /// Connections opened so far (tests check that they are reused).
     let opened = Atomic<Int>(0)
     private let idle = Mutex<[String: [any Channel]]>([:])
-    private let endpoints = Mutex<[String: Endpoint]>([:])
+    private let endpoints = Mutex<[String: HTTPBaseURL]>([:])
     /// Answers are a few hundred bytes of JSON; anything far larger is not a replog peer.
     private static let maxAnswerBytes = 1 << 20
 
@@ -120,14 +103,15 @@ final class PeerConnections: Sendable {
         return nil
     }
 
-    private func endpoint(of peer: String) throws(Failure) -> Endpoint {
+    /// Where a peer listens, parsed once.
+    private func endpoint(of peer: String) throws(Failure) -> HTTPBaseURL {
         if let known = endpoints.withLock({ $0[peer] }) { return known }
-        let endpoint = try Endpoint(peer)
+        guard let endpoint = HTTPBaseURL(peer) else { throw .unsupportedURL }
         endpoints.withLock { $0[peer] = endpoint }
         return endpoint
     }
 
-    private func connect(to endpoint: Endpoint, deadline: NIODeadline) async throws -> any Channel {
+    private func connect(to endpoint: HTTPBaseURL, deadline: NIODeadline) async throws -> any Channel {
         opened.add(1, ordering: .relaxed)
         do {
             return try await ClientBootstrap(group: group)
