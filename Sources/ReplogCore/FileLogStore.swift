@@ -18,11 +18,19 @@ import Darwin
 ///   decides when to sync (group commit lives in the node, not here).
 /// - Opening the store recovers it: segments are replayed and checked, and a torn or
 ///   corrupt tail is cut off and reported in `recovery`.
+/// - A failed fsync is final: every later `append` and `sync` fails too, until the store is
+///   opened again. After a failed fsync the kernel may have dropped the pages it could not
+///   write, so a later fsync that succeeds would vouch for data that is gone.
 public final class FileLogStore: LogStore {
     public struct Options: Sendable {
         /// Size after which a segment is closed and a new one started.
         public var segmentSize: Int
-        public init(segmentSize: Int = 64 << 20) { self.segmentSize = segmentSize }
+        /// The fsync system call; tests replace it to make the disk fail.
+        public var syncFile: @Sendable (Int32) -> Int32
+        public init(segmentSize: Int = 64 << 20, syncFile: @escaping @Sendable (Int32) -> Int32 = systemFsync) {
+            self.segmentSize = segmentSize
+            self.syncFile = syncFile
+        }
     }
 
     /// What recovery found and did when the store was opened.
@@ -59,6 +67,14 @@ public final class FileLogStore: LogStore {
     private struct State {
         var segments: [Segment]
         var lastSeq: Int
+        /// The first fsync that failed; nothing is written or synced after it.
+        var failedSync: String?
+
+        func refuseAfterFailedSync() throws(LogStoreError) {
+            if let failedSync {
+                throw .io("an earlier fsync failed (\(failedSync)); reopen the log to recover what is on disk")
+            }
+        }
     }
 
     public let directory: URL
@@ -92,6 +108,7 @@ public final class FileLogStore: LogStore {
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
         guard !entries.isEmpty else { return }
         try state.withLock { (state: inout State) throws(LogStoreError) in
+            try state.refuseAfterFailedSync()
             var bytes: [UInt8] = []
             var relativeOffsets: [Int] = []
             for (index, entry) in entries.enumerated() {
@@ -157,18 +174,25 @@ public final class FileLogStore: LogStore {
 
     /// Makes every entry appended before this call durable.
     public func sync() throws(LogStoreError) {
-        let (descriptor, path) = state.withLock { state in
-            (state.segments.last?.descriptor ?? -1, state.segments.last?.path ?? "")
+        let (descriptor, path) = try state.withLock { (state: inout State) throws(LogStoreError) in
+            try state.refuseAfterFailedSync()
+            return (state.segments.last?.descriptor ?? -1, state.segments.last?.path ?? "")
         }
         guard descriptor >= 0 else { return }
-        guard fsync(descriptor) == 0 else { throw .io("fsync \(path): \(Self.errnoText())") }
+        guard options.syncFile(descriptor) == 0 else {
+            let reason = "fsync \(path): \(Self.errnoText())"
+            state.withLock { $0.failedSync = $0.failedSync ?? reason }
+            throw .io(reason)
+        }
     }
 
     // MARK: Segments
 
     private func rollOver(_ state: inout State, firstSeq: Int) throws(LogStoreError) {
-        if let current = state.segments.last, fsync(current.descriptor) != 0 {
-            throw .io("fsync \(current.path): \(Self.errnoText())")
+        if let current = state.segments.last, options.syncFile(current.descriptor) != 0 {
+            let reason = "fsync \(current.path): \(Self.errnoText())"
+            state.failedSync = reason
+            throw .io(reason)
         }
         let path = directory.appendingPathComponent(Self.segmentName(firstSeq)).path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
@@ -320,4 +344,6 @@ public final class FileLogStore: LogStore {
     }
 
     static func errnoText() -> String { String(cString: strerror(errno)) }
+
+    public static let systemFsync: @Sendable (Int32) -> Int32 = { fsync($0) }
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import Logging
 import Metrics
 import NIOPosix
 import ReplogCore
@@ -22,8 +23,24 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
 /// covers every entry written before it started, wakes everyone it covered, and hands the
 /// lead to a caller that arrived too late to be covered. No caller waits for more than two
 /// fsyncs, however busy the node is.
+///
+/// A failed fsync is final. After one, Linux may already have dropped the dirty pages it
+/// could not write and marked them clean, so a later fsync that succeeds proves nothing
+/// about them (PostgreSQL's "fsyncgate"; etcd and PostgreSQL stop the process). From then
+/// on nothing becomes durable and every caller gets `Failed`; the node must be restarted,
+/// and recovery reads what is really on disk.
 public final class GroupCommit: Service {
     public static let interval: Duration = .milliseconds(100)
+
+    /// The store failed an fsync earlier; nothing becomes durable until the node restarts.
+    public struct Failed: Error, Equatable, CustomStringConvertible {
+        /// The error of the fsync that failed.
+        public let reason: String
+        public var description: String {
+            "the disk failed an fsync (\(reason)); this node makes nothing durable any more: "
+                + "restart it, and it recovers from what is really on disk"
+        }
+    }
 
     private enum Role { case durable, lead }
 
@@ -31,19 +48,32 @@ public final class GroupCommit: Service {
         var durableSeq: Int
         var leading = false
         var waiters: [(seq: Int, continuation: CheckedContinuation<Role, any Error>)] = []
+        var failure: Failed?
     }
 
     public let store: any LogStore
     public let policy: FsyncPolicy
     private let state: Mutex<State>
+    /// Set once with `State.failure`, read without the lock on every append.
+    private let failed = Atomic(false)
     private let fsyncDuration: Timer
+    private let logger: Logger
 
-    public init(store: any LogStore, policy: FsyncPolicy, metricsFactory: any MetricsFactory = MetricsSystem.factory) {
+    public init(
+        store: any LogStore, policy: FsyncPolicy, logger: Logger = Logger(label: "replog.storage"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.store = store
         self.policy = policy
+        self.logger = logger
         self.fsyncDuration = Timer(label: "replog_fsync_duration_seconds", factory: metricsFactory)
         // What recovery found on disk is durable already.
         self.state = Mutex(State(durableSeq: store.lastSeq))
+    }
+
+    /// Why this node makes nothing durable any more, if an fsync failed.
+    public var failure: Failed? {
+        failed.load(ordering: .acquiring) ? state.withLock { $0.failure } : nil
     }
 
     /// Whether callers wait for fsync at all.
@@ -53,19 +83,24 @@ public final class GroupCommit: Service {
     public var durableSeq: Int { waitsForDisk ? state.withLock { $0.durableSeq } : store.lastSeq }
 
     /// Returns once every entry up to `seq` is durable (at once unless the policy is `always`).
+    /// - Throws: `Failed` once an fsync has failed, whatever the policy.
     public func makeDurable(through seq: Int) async throws {
-        guard waitsForDisk else { return }
+        guard waitsForDisk else {
+            if let failure { throw failure }
+            return
+        }
         let role = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Role, any Error>) in
-            let now = state.withLock { state -> Role? in
-                if state.durableSeq >= seq { return .durable }
+            let now = state.withLock { state -> Result<Role, Failed>? in
+                if state.durableSeq >= seq { return .success(.durable) }
+                if let failure = state.failure { return .failure(failure) }
                 if !state.leading {
                     state.leading = true
-                    return .lead
+                    return .success(.lead)
                 }
                 state.waiters.append((seq, continuation))
                 return nil
             }
-            if let now { continuation.resume(returning: now) }
+            if let now { continuation.resume(with: now.mapError { $0 as any Error }) }
         }
         if role == .lead { try await lead() }
     }
@@ -78,13 +113,16 @@ public final class GroupCommit: Service {
         do {
             try await NIOThreadPool.singleton.runIfActive { try self.store.sync() }
         } catch {
+            // The disk's error is final (see above); anything else (the thread pool shut
+            // down) fails only the callers waiting now.
+            let failure: any Error = error is LogStoreError ? fail(error) : error
             let waiters = state.withLock { state in
                 state.leading = false
                 defer { state.waiters.removeAll() }
                 return state.waiters
             }
-            for waiter in waiters { waiter.continuation.resume(throwing: error) }
-            throw error
+            for waiter in waiters { waiter.continuation.resume(throwing: failure) }
+            throw failure
         }
         let (covered, nextLeader) = state.withLock { state in
             state.durableSeq = max(state.durableSeq, target)
@@ -101,16 +139,38 @@ public final class GroupCommit: Service {
         nextLeader?.resume(returning: .lead)
     }
 
+    /// Records the first failed fsync for good and returns it.
+    private func fail(_ error: any Error) -> Failed {
+        let (failure, isFirst, durableSeq) = state.withLock { state in
+            let isFirst = state.failure == nil
+            if isFirst { state.failure = Failed(reason: "\(error)") }
+            return (state.failure!, isFirst, state.durableSeq)
+        }
+        failed.store(true, ordering: .releasing)
+        if isFirst {
+            logger.critical("fsync failed: this node makes nothing durable any more; restart it", metadata: [
+                "replog.error": "\(error)", "replog.durableSeq": "\(durableSeq)",
+            ])
+        }
+        return failure
+    }
+
     /// With the `interval` policy, flushes in the background; otherwise waits for shutdown.
     public func run() async throws {
         guard policy == .interval, store.isDurable else {
             try? await gracefulShutdown()
             return
         }
-        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+        while !Task.isCancelled, !Task.isShuttingDownGracefully, failure == nil {
             try? await Task.sleep(for: Self.interval)
-            try? await NIOThreadPool.singleton.runIfActive { try self.store.sync() }
+            do {
+                try await NIOThreadPool.singleton.runIfActive { try self.store.sync() }
+            } catch let error as LogStoreError {
+                _ = fail(error)
+            } catch {
+                return  // the thread pool shut down: so does the node
+            }
         }
-        try? store.sync()
+        if failure == nil { try? store.sync() }
     }
 }

@@ -40,6 +40,13 @@ extension Master {
             onHeartbeatMissed(peer, error: TransportError.foreignLog("secondary follows another master log"))
             return
         }
+        if let failure = replica.storageFailure {
+            // It answers, but it can store nothing: it holds no more than it did, and counts
+            // towards neither `w` nor the quorum until it is restarted.
+            state.withLock { $0.peers[peer]!.problem = "its disk failed: \(failure)" }
+            onHeartbeatMissed(peer, error: TransportError.badStatus(500))
+            return
+        }
         let lastSeq = store.lastSeq
         let now = ContinuousClock.now
         let (completed, transition, quorumChange, restarted, catchUp) = state.withLock { state in

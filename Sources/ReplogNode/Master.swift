@@ -58,7 +58,10 @@ public final class Master: Service {
         public let lastSeq: Int
         public let quorum: Quorum
         public let secondaries: [SecondaryHealth]
-        public var readOnly: Bool { !quorum.isWritable }
+        /// Why the master's disk can make nothing durable any more, if it failed an fsync.
+        public let storageFailure: String?
+        /// Appends are refused: no quorum, or a failed disk.
+        public var readOnly: Bool { !quorum.isWritable || storageFailure != nil }
     }
 
     public let settings: MasterSettings
@@ -131,6 +134,8 @@ public final class Master: Service {
         guard (1...settings.clusterSize).contains(w) else {
             throw .invalidWriteConcern(w: w, clusterSize: settings.clusterSize)
         }
+        // After a failed fsync nothing can become durable: refuse before writing anything.
+        if let failure = commit.failure { throw .storeFailed(failure.description) }
         let admission = try state.withLock { state throws(AppendError) -> Admission in
             if state.shuttingDown { throw .shuttingDown }
             if let id = request.id, let seq = state.idempotency.seq(for: id) {
@@ -223,13 +228,17 @@ public final class Master: Service {
 
     // MARK: Reading
 
-    /// Up to `limit` messages from `seq` on, in total order.
+    /// Up to `limit` messages from `seq` on, in total order: only durable ones, so that a
+    /// reader never sees a message that a crash (or a failed fsync) could still take back.
     public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        store.read(from: seq, limit: limit)
+        let durable = commit.durableSeq
+        guard seq <= durable else { return [] }
+        return store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
     }
 
     public var health: Health {
         let lastSeq = store.lastSeq
+        let storageFailure = commit.failure?.description
         return state.withLock { state in
             Health(
                 lastSeq: lastSeq,
@@ -240,7 +249,8 @@ public final class Master: Service {
                         url: url, status: peer.health.status, ackedSeq: peer.matched,
                         lag: max(0, lastSeq - peer.matched), lastContact: peer.lastContact,
                         problem: peer.problem ?? peer.replicationFailure.map { "replication requests fail: \($0)" })
-                })
+                },
+                storageFailure: storageFailure)
         }
     }
 

@@ -13,11 +13,14 @@ public struct ReplicaState: Codable, Sendable, Equatable {
     /// A master restarted without its data starts a new log, and a secondary that
     /// still holds the old one refuses it instead of silently mixing the two.
     public var logID: String?
+    /// Why the secondary can store nothing more (its disk failed an fsync), if so.
+    public var storageFailure: String?
 
-    public init(seq: Int, incarnation: String, logID: String?) {
+    public init(seq: Int, incarnation: String, logID: String?, storageFailure: String? = nil) {
         self.seq = seq
         self.incarnation = incarnation
         self.logID = logID
+        self.storageFailure = storageFailure
     }
 }
 

@@ -84,7 +84,10 @@ public final class SecondaryReplica: Sendable {
 
     /// What this secondary holds now.
     public var replicaState: ReplicaState {
-        state.withLock { ReplicaState(seq: $0.holdBack.contiguousSeq, incarnation: incarnation, logID: $0.logID) }
+        let storageFailure = commit.failure?.description
+        return state.withLock {
+            ReplicaState(seq: $0.holdBack.contiguousSeq, incarnation: incarnation, logID: $0.logID, storageFailure: storageFailure)
+        }
     }
 
     /// Entries received out of order and waiting for a gap to fill.
@@ -92,11 +95,13 @@ public final class SecondaryReplica: Sendable {
 
     /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
     /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
-    ///   (after storing) when `errorRate` says so.
+    ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
+    ///   an fsync (nothing is stored any more then).
     public func receive(_ entries: [LogEntry], of logID: String) async throws -> ReplicaState {
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
+        if let failure = commit.failure { throw failure }
         let replicaState = try state.withLock { state in
             if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0 {
                 throw ForeignLog(held: held, offered: logID)

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import ReplogCore
 import Testing
 
@@ -132,6 +133,45 @@ final class TemporaryFolder {
         #expect(store.read(from: 37, limit: 25) == entries(37...61))
         #expect(store.read(from: 100, limit: 5) == entries(100...100))
         #expect(store.read(from: 101, limit: 5).isEmpty)
+    }
+
+    /// After a failed fsync (here: the one of `sync`, or the one that closes a segment) the
+    /// store writes and syncs nothing more, even once the disk answers again: the kernel may
+    /// have dropped the pages it could not write. Reopening recovers what is on disk.
+    @Test(arguments: ["sync", "rollover"])
+    func aFailedFsyncRefusesEverythingAfter(failingCall: String) throws {
+        let folder = TemporaryFolder()
+        let diskFails = Atomic(false)
+        let options = FileLogStore.Options(segmentSize: failingCall == "rollover" ? 10 : 1 << 20) { descriptor in
+            if diskFails.load(ordering: .relaxed) {
+                errno = EIO
+                return -1
+            }
+            return FileLogStore.systemFsync(descriptor)
+        }
+        let store = try FileLogStore(directory: folder.url, options: options)
+        try store.append(entries(1...1))
+        try store.sync()
+        diskFails.store(true, ordering: .relaxed)
+        if failingCall == "sync" {
+            #expect(throws: LogStoreError.self) { () throws in try store.sync() }
+        } else {
+            #expect(throws: LogStoreError.self) { () throws in try store.append(entries(2...2)) }  // closes segment 1
+        }
+        diskFails.store(false, ordering: .relaxed)
+        #expect(throws: LogStoreError.self) { () throws in try store.append(entries(2...2)) }
+        #expect(throws: LogStoreError.self) { () throws in try store.sync() }
+        do {
+            try store.append(entries(2...2))
+        } catch {
+            #expect(error.description.hasPrefix("an earlier fsync failed (fsync "), "\(error)")
+            #expect(error.description.contains("Input/output error"), "\(error)")
+        }
+        #expect(store.lastSeq == 1)
+        let reopened = try FileLogStore(directory: folder.url, options: options)
+        try reopened.append(entries(2...2))
+        try reopened.sync()
+        #expect(reopened.read(from: 1, limit: .max) == entries(1...2))
     }
 
     @Test func refusesGapsLikeTheMemoryStore() throws {

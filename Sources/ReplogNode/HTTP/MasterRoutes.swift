@@ -101,10 +101,12 @@ struct MasterHealthJSON: Encodable {
     let readOnly: Bool
     let quorum: Quorum
     let secondaries: [Secondary]
+    let storageFailure: String?
 
     init(_ health: Master.Health) {
         seq = health.lastSeq
         readOnly = health.readOnly
+        storageFailure = health.storageFailure
         quorum = health.quorum
         secondaries = health.secondaries.map {
             Secondary(

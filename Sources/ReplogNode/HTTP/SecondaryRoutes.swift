@@ -69,6 +69,8 @@ public func buildSecondaryRouter(
                 details: ["seq": .int(failure.state.seq)])
         } catch let foreign as SecondaryReplica.ForeignLog {
             throw APIError(.conflict, foreign.description)
+        } catch let failed as GroupCommit.Failed {
+            throw APIError(.internalServerError, failed.description)
         }
     }
 
@@ -88,7 +90,8 @@ public func buildSecondaryRouter(
     return router
 }
 
-/// `GET /health` on a secondary; the master's heartbeat reads `seq`, `incarnation` and `logID`.
+/// `GET /health` on a secondary; the master's heartbeat reads `seq`, `incarnation`, `logID`
+/// and `storageFailure`.
 struct SecondaryHealthJSON: Encodable {
     let role = "secondary"
     let seq: Int
@@ -97,12 +100,14 @@ struct SecondaryHealthJSON: Encodable {
     let delayMs: Int64
     let errorRate: Double
     let heldBack: Int
+    let storageFailure: String?
 
     init(_ replica: SecondaryReplica) {
         let state = replica.replicaState
         seq = state.seq
         incarnation = state.incarnation
         logID = state.logID
+        storageFailure = state.storageFailure
         delayMs = replica.settings.delay.milliseconds
         errorRate = replica.settings.errorRate
         heldBack = replica.heldBackCount

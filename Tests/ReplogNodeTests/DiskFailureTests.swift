@@ -1,0 +1,174 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import ReplogCore
+import Synchronization
+import Testing
+@testable import ReplogNode
+
+/// A durable-looking store in memory whose fsync fails while `failing` is set, and that
+/// counts the fsyncs it was asked for.
+final class FailingDiskStore: LogStore {
+    private let inner = InMemoryLogStore()
+    private let syncs = Mutex(0)
+    let failing = Atomic(false)
+
+    var syncCount: Int { syncs.withLock { $0 } }
+    var lastSeq: Int { inner.lastSeq }
+    var isDurable: Bool { true }
+    func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
+    func read(from seq: Int, limit: Int) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func sync() throws(LogStoreError) {
+        syncs.withLock { $0 += 1 }
+        if failing.load(ordering: .relaxed) { throw .io("fsync 00000000000000000001.seg: Input/output error") }
+    }
+}
+
+/// A failed fsync is final: after it, Linux may have dropped the pages it could not write,
+/// so a later fsync that succeeds proves nothing. A node never tries again, acknowledges
+/// nothing more, and says why until it is restarted.
+@Suite(.timeLimit(.minutes(1)))
+struct DiskFailureTests {
+    private static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// The master serializes appends in production; here a lock does it.
+    private static let appendLock = Mutex(())
+
+    @Test func aFailedFsyncIsNeverRetried() async throws {
+        let store = FailingDiskStore()
+        let commit = GroupCommit(store: store, policy: .always, logger: Self.quiet)
+        try store.append([LogEntry(seq: 1, message: "a")])
+        store.failing.store(true, ordering: .relaxed)
+        await #expect(throws: GroupCommit.Failed.self) { try await commit.makeDurable(through: 1) }
+        // The disk works again, but what the failed fsync covered may be gone.
+        store.failing.store(false, ordering: .relaxed)
+        try store.append([LogEntry(seq: 2, message: "b")])
+        await #expect(throws: GroupCommit.Failed.self) { try await commit.makeDurable(through: 2) }
+        #expect(store.syncCount == 1, "no fsync after the failed one")
+        #expect(commit.durableSeq == 0)
+        #expect(commit.failure?.reason == "fsync 00000000000000000001.seg: Input/output error")
+    }
+
+    /// Every append waiting on the failed fsync is failed with it, not left hanging.
+    @Test func everyWaiterOfTheFailedFsyncIsFailed() async throws {
+        let store = FailingDiskStore()
+        store.failing.store(true, ordering: .relaxed)
+        let commit = GroupCommit(store: store, policy: .always, logger: Self.quiet)
+        let failures = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for index in 0..<50 {
+                group.addTask {
+                    let seq = try Self.appendLock.withLock { _ in
+                        let seq = store.lastSeq + 1
+                        try store.append([LogEntry(seq: seq, message: "m\(index)")])
+                        return seq
+                    }
+                    do {
+                        try await commit.makeDurable(through: seq)
+                        return false
+                    } catch {
+                        return error is GroupCommit.Failed
+                    }
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(failures == 50)
+        #expect(store.syncCount == 1)
+    }
+
+    @Test func theMasterRefusesAppendsAndShowsNothingUndurable() async throws {
+        let store = FailingDiskStore()
+        let clock = ManualClock()
+        let transport = InMemoryTransport(clock: clock)
+        let replica = SecondaryReplica(clock: clock)
+        transport.connect(replica, as: "s1")
+        let master = Master(
+            settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: Self.quiet)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await master.runReplicationStreams() }
+            defer { group.cancelAll() }
+            _ = try await master.append(AppendRequest(message: "kept", w: 2))
+            store.failing.store(true, ordering: .relaxed)
+            for message in ["lost?", "after"] {
+                await #expect {
+                    _ = try await master.append(AppendRequest(message: message, w: 1))
+                } throws: { error in
+                    guard case .storeFailed(let reason) = error as? Master.AppendError else { return false }
+                    return reason.contains("restart it")
+                }
+            }
+        }
+        store.failing.store(false, ordering: .relaxed)
+        await #expect(throws: Master.AppendError.self) { try await master.append(AppendRequest(message: "disk back", w: 1)) }
+        #expect(store.lastSeq == 2, "the append after the failure wrote nothing")
+        #expect(store.syncCount == 2, "one good fsync, one failed, none after")
+        #expect(master.read(from: 1, limit: 10).map(\.message) == ["kept"], "seq 2 was never durable")
+        #expect(replica.read(from: 1, limit: 10).map(\.message) == ["kept"])
+        #expect(master.commit.durableSeq == 1)
+        let health = master.health
+        #expect(health.readOnly)
+        #expect(health.storageFailure?.contains("Input/output error") == true)
+    }
+
+    @Test func aSecondaryStoresNothingMoreAndTheMasterSaysWhy() async throws {
+        let store = FailingDiskStore()
+        let replica = SecondaryReplica(store: store, clock: ManualClock())
+        _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
+        store.failing.store(true, ordering: .relaxed)
+        await #expect(throws: GroupCommit.Failed.self) { try await replica.receive([LogEntry(seq: 2, message: "b")], of: "L") }
+        store.failing.store(false, ordering: .relaxed)
+        await #expect(throws: GroupCommit.Failed.self) { try await replica.receive([LogEntry(seq: 3, message: "c")], of: "L") }
+        #expect(store.lastSeq == 2, "seq 3 arrived after the failure and was not stored")
+        #expect(store.syncCount == 2)
+        let state = replica.replicaState
+        #expect(state.storageFailure?.contains("Input/output error") == true)
+
+        // The master hears it in the heartbeat answer: the secondary is missing, and why.
+        let cluster = TestCluster(thresholds: .init(suspectAfterMisses: 2, unhealthyAfterMisses: 4))
+        let answer = ReplicaState(
+            seq: state.seq, incarnation: state.incarnation, logID: cluster.master.logID, storageFailure: state.storageFailure)
+        for _ in 0..<2 { cluster.master.onContact("s1", answer) }
+        let s1 = cluster.master.health.secondaries[0]
+        #expect(s1.status == .suspected)
+        #expect(s1.problem?.hasPrefix("its disk failed: ") == true)
+        #expect(s1.ackedSeq == 0, "a failed disk counts towards no write concern")
+    }
+
+    @Test func theHTTPAnswersSayWhy() async throws {
+        let store = FailingDiskStore()
+        store.failing.store(true, ordering: .relaxed)
+        let master = Master(
+            settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
+            store: store, logger: Self.quiet)
+        try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x", "w": 1}"#)) { response in
+                #expect(response.status == .internalServerError)
+                #expect(Self.json(response.body)["error"] as? String
+                    == "the log store refused the append: " + master.commit.failure!.description)
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(Self.json(response.body)["readOnly"] as? Bool == true)
+                #expect((Self.json(response.body)["storageFailure"] as? String)?.contains("Input/output error") == true)
+            }
+        }
+
+        let replica = SecondaryReplica(store: FailingDiskStore(), clock: ManualClock())
+        (replica.store as! FailingDiskStore).failing.store(true, ordering: .relaxed)
+        let batch = #"{"log": "L", "entries": [{"seq": 1, "message": "a"}]}"#
+        try await Application(router: buildSecondaryRouter(replica: replica)).test(.router) { client in
+            try await client.execute(uri: "/replicate", method: .post, body: ByteBuffer(string: batch)) { response in
+                #expect(response.status == .internalServerError)
+                #expect((Self.json(response.body)["error"] as? String)?.hasPrefix("the disk failed an fsync") == true)
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect((Self.json(response.body)["storageFailure"] as? String)?.contains("Input/output error") == true)
+            }
+        }
+    }
+
+    private static func json(_ buffer: ByteBuffer) -> [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
+    }
+}
