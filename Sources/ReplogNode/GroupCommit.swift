@@ -82,6 +82,13 @@ public final class GroupCommit: Service {
     /// The highest seq that may leave this node (be replicated or acknowledged).
     public var durableSeq: Int { waitsForDisk ? state.withLock { $0.durableSeq } : store.lastSeq }
 
+    /// Up to `limit` entries from `seq` on, stopping at the durable prefix.
+    public func readDurable(from seq: Int, limit: Int) -> [LogEntry] {
+        let durable = durableSeq
+        guard seq <= durable else { return [] }
+        return store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
+    }
+
     /// Returns once every entry up to `seq` is durable (at once unless the policy is `always`).
     /// - Throws: `Failed` once an fsync has failed, whatever the policy.
     public func makeDurable(through seq: Int) async throws {

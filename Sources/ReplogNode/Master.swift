@@ -231,9 +231,7 @@ public final class Master: Service {
     /// Up to `limit` messages from `seq` on, in total order: only durable ones, so that a
     /// reader never sees a message that a crash (or a failed fsync) could still take back.
     public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        let durable = commit.durableSeq
-        guard seq <= durable else { return [] }
-        return store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
+        commit.readDurable(from: seq, limit: limit)
     }
 
     public var health: Health {

@@ -83,10 +83,15 @@ public final class SecondaryReplica: Sendable {
     }
 
     /// What this secondary holds now.
+    /// What this secondary holds now: its durable contiguous prefix. A heartbeat answer
+    /// counts towards `w` like an acknowledgement, so it must not claim entries that are
+    /// stored but still waiting for their fsync.
     public var replicaState: ReplicaState {
         let storageFailure = commit.failure?.description
         return state.withLock {
-            ReplicaState(seq: $0.holdBack.contiguousSeq, incarnation: incarnation, logID: $0.logID, storageFailure: storageFailure)
+            // Read under the lock that stores, so the durable prefix is never past the stored one.
+            let seq = min($0.holdBack.contiguousSeq, commit.durableSeq)
+            return ReplicaState(seq: seq, incarnation: incarnation, logID: $0.logID, storageFailure: storageFailure)
         }
     }
 
@@ -127,8 +132,9 @@ public final class SecondaryReplica: Sendable {
         return replicaState
     }
 
-    /// The visible log: only the contiguous prefix.
+    /// The visible log: the contiguous prefix, as far as it is durable here (like the
+    /// master, a secondary never lists what a crash or a failed fsync could take back).
     public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        store.read(from: seq, limit: limit)
+        commit.readDurable(from: seq, limit: limit)
     }
 }

@@ -121,9 +121,11 @@ struct DiskFailureTests {
         store.failing.store(false, ordering: .relaxed)
         await #expect(throws: GroupCommit.Failed.self) { try await replica.receive([LogEntry(seq: 3, message: "c")], of: "L") }
         #expect(store.lastSeq == 2, "seq 3 arrived after the failure and was not stored")
+        #expect(replica.read(from: 1, limit: 10).map(\.seq) == [1], "seq 2 was stored but never durable")
         #expect(store.syncCount == 2)
         let state = replica.replicaState
         #expect(state.storageFailure?.contains("Input/output error") == true)
+        #expect(state.seq == 1, "a heartbeat answer claims only the durable prefix")
 
         // The master hears it in the heartbeat answer: the secondary is missing, and why.
         let cluster = TestCluster(thresholds: .init(suspectAfterMisses: 2, unhealthyAfterMisses: 4))

@@ -23,6 +23,27 @@ final class ObservedStore: LogStore {
     }
 }
 
+/// A store in memory whose fsync blocks until the test opens the gate.
+final class GatedSyncStore: LogStore {
+    private let inner = InMemoryLogStore()
+    private let gate = DispatchSemaphore(value: 0)
+    /// Yields each time an fsync starts (and blocks).
+    let syncStarted: AsyncStream<Void>
+    private let syncStartedContinuation: AsyncStream<Void>.Continuation
+
+    init() { (syncStarted, syncStartedContinuation) = AsyncStream.makeStream() }
+
+    var lastSeq: Int { inner.lastSeq }
+    var isDurable: Bool { true }
+    func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
+    func read(from seq: Int, limit: Int) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func sync() throws(LogStoreError) {
+        syncStartedContinuation.yield()
+        gate.wait()
+    }
+    func openGate() { gate.signal() }
+}
+
 @Suite(.timeLimit(.minutes(1)))
 struct GroupCommitTests {
     /// 200 concurrent appends share fsyncs instead of paying one each, and each is
@@ -86,6 +107,22 @@ struct GroupCommitTests {
         #expect(result.seq == 2)
         #expect(store.syncCount >= 1)
         #expect(replica.read(from: 1, limit: 10).map(\.seq) == [1, 2], "both are durable now and replicated in order")
+    }
+
+    /// A heartbeat answer counts towards `w` like an acknowledgement: while a delivery waits
+    /// for its fsync, the secondary neither claims nor lists it.
+    @Test func aSecondaryClaimsAndListsOnlyWhatIsDurable() async throws {
+        let store = GatedSyncStore()
+        let replica = SecondaryReplica(store: store, clock: ManualClock())
+        async let delivered = replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
+        for await _ in store.syncStarted { break }
+        #expect(store.lastSeq == 1, "stored…")
+        #expect(replica.replicaState.seq == 0, "…but not durable yet")
+        #expect(replica.read(from: 1, limit: 10).isEmpty)
+        store.openGate()
+        #expect(try await delivered.seq == 1)
+        #expect(replica.replicaState.seq == 1)
+        #expect(replica.read(from: 1, limit: 10).map(\.message) == ["a"])
     }
 
     private static func appendNext(_ store: ObservedStore, _ message: String) throws -> Int {
