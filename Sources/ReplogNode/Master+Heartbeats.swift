@@ -43,7 +43,7 @@ extension Master {
         if let failure = replica.storageFailure {
             // It answers, but it can store nothing: it holds no more than it did, and counts
             // towards neither `w` nor the quorum until it is restarted.
-            state.withLock { $0.peers[peer]!.problem = "its disk failed: \(failure)" }
+            state.withLock { $0.peers[peer]!.problem = failure }
             onHeartbeatMissed(peer, error: TransportError.badStatus(500))
             return
         }

@@ -20,8 +20,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "How long to run, e.g. 10s. Env: REPLOG_BENCH_DURATION.")
     var duration: DurationArgument = Environment.duration("REPLOG_BENCH_DURATION") ?? DurationArgument("10s")
 
-    @Option(help: "Stop after this many appends in total (whichever comes first with --duration). Env: REPLOG_BENCH_COUNT.")
-    var count: Int? = Environment.int("REPLOG_BENCH_COUNT")
+    @Option(name: .customLong("count"), help: "Stop after this many appends in total (whichever comes first with --duration). Env: REPLOG_BENCH_COUNT.")
+    var countFlag: Int?
+
+    var count: Int? { countFlag ?? Environment.int("REPLOG_BENCH_COUNT") }
 
     @Option(help: "Write concern of every append; a comma-separated list (e.g. 1,2,3) is used round-robin; 'all' = omitted. Env: REPLOG_BENCH_W.")
     var w: String = Environment.string("REPLOG_BENCH_W") ?? "3"

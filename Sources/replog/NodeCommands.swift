@@ -15,6 +15,28 @@ struct StorageOptions: ParsableArguments {
     @Option(help: "always (fsync before acknowledging, batched across appends), interval (every 100 ms) or never. Env: REPLOG_FSYNC.")
     var fsync: FsyncPolicy = Environment.string("REPLOG_FSYNC").flatMap(FsyncPolicy.init(rawValue:)) ?? .always
 
+    @Option(name: .customLong("fail-fsync-after"), help: "Fault injection: let the first N fsyncs succeed and fail every later one with EIO, to watch the node stop making anything durable and say why (needs --data-dir). Env: REPLOG_FAIL_FSYNC_AFTER.")
+    var failFsyncAfterFlag: Int?
+
+    var failFsyncAfter: Int? { failFsyncAfterFlag ?? Environment.int("REPLOG_FAIL_FSYNC_AFTER") }
+
+    func validate() throws {
+        guard let failFsyncAfter else { return }
+        guard failFsyncAfter >= 0 else { throw ValidationError("--fail-fsync-after must be 0 or more") }
+        guard dataDir != nil else { throw ValidationError("--fail-fsync-after needs --data-dir: a log in memory is never fsynced") }
+    }
+
+    /// The fsync call, failing after `failFsyncAfter` calls when asked to.
+    private var syncFile: @Sendable (Int32) -> Int32 {
+        guard let failFsyncAfter else { return FileLogStore.systemFsync }
+        let calls = Atomic(0)
+        return { descriptor in
+            guard calls.add(1, ordering: .relaxed).newValue > failFsyncAfter else { return FileLogStore.systemFsync(descriptor) }
+            errno = EIO
+            return -1
+        }
+    }
+
     /// Opens the data dir and recovers its log, or fails with a one-line reason.
     func open(role: String, logger: Logger) throws -> (store: any LogStore, directory: DataDirectory?) {
         guard let dataDir else {
@@ -24,7 +46,7 @@ struct StorageOptions: ParsableArguments {
         do {
             let directory = try DataDirectory(path: dataDir, role: role)
             let started = ContinuousClock.now
-            let store = try FileLogStore(directory: directory.url)
+            let store = try FileLogStore(directory: directory.url, options: .init(syncFile: syncFile))
             let recoveryTime = ContinuousClock.now - started
             let metadata: Logger.Metadata = [
                 "replog.dataDir": "\(dataDir)", "replog.entries": "\(store.recovery.entries)",

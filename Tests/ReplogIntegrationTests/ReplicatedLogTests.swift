@@ -89,6 +89,7 @@ struct ReplicatedLogTests {
             // Nodes serve plain HTTP only, so a TLS URL could never be replicated to.
             (["master", "--port", "0", "--secondary", "https://127.0.0.1:5001"], "--secondary must be a URL like http://"),
             (["secondary", "--port", "0", "--error-rate", "2"], "--error-rate must be between 0 and 1"),
+            (["secondary", "--port", "0", "--fail-fsync-after", "3"], "--fail-fsync-after needs --data-dir"),
         ]
         for (arguments, reason) in cases {
             let process = try NodeProcess(arguments)

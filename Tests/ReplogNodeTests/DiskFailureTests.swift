@@ -134,7 +134,7 @@ struct DiskFailureTests {
         for _ in 0..<2 { cluster.master.onContact("s1", answer) }
         let s1 = cluster.master.health.secondaries[0]
         #expect(s1.status == .suspected)
-        #expect(s1.problem?.hasPrefix("its disk failed: ") == true)
+        #expect(s1.problem?.hasPrefix("the disk failed an fsync (") == true)
         #expect(s1.ackedSeq == 0, "a failed disk counts towards no write concern")
     }
 

@@ -90,7 +90,8 @@ enum StatusPage {
             const health = await (await fetch("/health")).json();
             const quorum = document.getElementById("quorum");
             quorum.className = "banner " + (health.readOnly ? "readonly" : "writable");
-            quorum.textContent = (health.readOnly ? "Read-only: no quorum. " : "Writable. ")
+            quorum.textContent = (health.storageFailure ? "Read-only: " + health.storageFailure + " "
+                : health.readOnly ? "Read-only: no quorum. " : "Writable. ")
               + health.quorum.available + " of " + (health.secondaries.length + 1)
               + " nodes available, " + health.quorum.required + " needed.";
             const nodes = document.getElementById("nodes");
