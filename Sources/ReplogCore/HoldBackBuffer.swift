@@ -38,6 +38,13 @@ public struct HoldBackBuffer: Sendable {
         return deliverable
     }
 
+    /// Takes back deliveries after `seq`: the store refused what `receive` returned, so
+    /// those entries count as never delivered (the master sends them again).
+    public mutating func rewind(to seq: Int) {
+        precondition(seq <= contiguousSeq, "can only rewind, from \(contiguousSeq) to \(seq)")
+        contiguousSeq = seq
+    }
+
     private mutating func drainHeldBack(into deliverable: inout [LogEntry]) {
         while let message = heldBack.removeValue(forKey: contiguousSeq + 1) {
             contiguousSeq += 1

@@ -118,7 +118,14 @@ public final class SecondaryReplica: Sendable {
             // Storing under the same lock keeps the store's order equal to the buffer's.
             let before = state.holdBack.contiguousSeq
             let ready = state.holdBack.receive(entries)
-            try store.append(ready)
+            do {
+                try store.append(ready)
+            } catch {
+                // Not stored (a full disk): not received either, or the buffer would drop
+                // the master's resend as a duplicate and acknowledge what the store lacks.
+                state.holdBack.rewind(to: before)
+                throw error
+            }
             metrics.storedEntries.increment(by: ready.count)
             metrics.duplicateEntries.increment(by: entries.count { $0.seq <= before })
             metrics.lastSeq.record(state.holdBack.contiguousSeq)

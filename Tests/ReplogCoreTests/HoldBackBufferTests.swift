@@ -52,4 +52,15 @@ import Testing
         }
         #expect(delivered == Array(1...n))
     }
+
+    /// What the store refused is taken back: the resend is delivered again, not dropped.
+    @Test func rewindDeliversTheResendAgain() {
+        var buffer = HoldBackBuffer()
+        _ = buffer.receive(entries(1))
+        _ = buffer.receive(entries(3))
+        #expect(buffer.receive(entries(2)).map(\.seq) == [2, 3])
+        buffer.rewind(to: 1)
+        #expect(buffer.contiguousSeq == 1)
+        #expect(buffer.receive(entries(2, 3, 4)).map(\.seq) == [2, 3, 4])
+    }
 }

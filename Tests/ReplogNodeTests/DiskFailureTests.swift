@@ -15,11 +15,16 @@ final class FailingDiskStore: LogStore {
     private let inner = InMemoryLogStore()
     private let syncs = Mutex(0)
     let failing = Atomic(false)
+    /// Makes `append` fail (a full disk) while set.
+    let appendFails = Atomic(false)
 
     var syncCount: Int { syncs.withLock { $0 } }
     var lastSeq: Int { inner.lastSeq }
     var isDurable: Bool { true }
-    func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
+    func append(_ entries: [LogEntry]) throws(LogStoreError) {
+        if appendFails.load(ordering: .relaxed) { throw .io("write 00000000000000000001.seg: No space left on device") }
+        try inner.append(entries)
+    }
     func read(from seq: Int, limit: Int) -> [LogEntry] { inner.read(from: seq, limit: limit) }
     func sync() throws(LogStoreError) {
         syncs.withLock { $0 += 1 }
@@ -136,6 +141,23 @@ struct DiskFailureTests {
         #expect(s1.status == .suspected)
         #expect(s1.problem?.hasPrefix("the disk failed an fsync (") == true)
         #expect(s1.ackedSeq == 0, "a failed disk counts towards no write concern")
+    }
+
+    /// A write the store refuses (a full disk) is not final, unlike a failed fsync: once
+    /// there is room, the master's resend is stored, and nothing was acknowledged before.
+    @Test func aSecondaryTakesTheResendAfterAFailedWrite() async throws {
+        let store = FailingDiskStore()
+        let replica = SecondaryReplica(store: store, clock: ManualClock())
+        store.appendFails.store(true, ordering: .relaxed)
+        await #expect(throws: LogStoreError.self) {
+            try await replica.receive([LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "b")], of: "L")
+        }
+        #expect(replica.replicaState.seq == 0)
+        store.appendFails.store(false, ordering: .relaxed)
+        let state = try await replica.receive([LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "b")], of: "L")
+        #expect(state.seq == 2)
+        #expect(replica.read(from: 1, limit: 10).map(\.message) == ["a", "b"])
+        #expect(replica.commit.failure == nil)
     }
 
     @Test func theHTTPAnswersSayWhy() async throws {
