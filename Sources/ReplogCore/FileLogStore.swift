@@ -105,6 +105,8 @@ public final class FileLogStore: LogStore {
 
     public var isDurable: Bool { true }
 
+    public var failedSync: String? { state.withLock { $0.failedSync } }
+
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
         guard !entries.isEmpty else { return }
         try state.withLock { (state: inout State) throws(LogStoreError) in

@@ -27,11 +27,15 @@ public protocol LogStore: Sendable {
 
     /// Whether `sync` does anything: `false` for a store that forgets everything anyway.
     var isDurable: Bool { get }
+
+    /// The fsync that failed, if one did: the store then refuses every write and sync.
+    var failedSync: String? { get }
 }
 
 extension LogStore {
     public func sync() throws(LogStoreError) {}
     public var isDurable: Bool { false }
+    public var failedSync: String? { nil }
 
     public func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry] {
         Array(read(from: seq, limit: limit).prefix(recordBytes: maxBytes))

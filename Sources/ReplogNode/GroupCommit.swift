@@ -71,9 +71,12 @@ public final class GroupCommit: Service {
         self.state = Mutex(State(durableSeq: store.lastSeq))
     }
 
-    /// Why this node makes nothing durable any more, if an fsync failed.
+    /// Why this node makes nothing durable any more, if an fsync failed: one run by this
+    /// group commit, or one the store ran itself (closing a segment).
     public var failure: Failed? {
-        failed.load(ordering: .acquiring) ? state.withLock { $0.failure } : nil
+        if failed.load(ordering: .acquiring) { return state.withLock { $0.failure } }
+        guard let reason = store.failedSync else { return nil }
+        return fail(LogStoreError.io(reason))
     }
 
     /// Whether callers wait for fsync at all.

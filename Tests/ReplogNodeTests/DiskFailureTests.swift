@@ -160,6 +160,28 @@ struct DiskFailureTests {
         #expect(replica.commit.failure == nil)
     }
 
+    /// The file store fsyncs a segment itself when it closes it. If that fsync fails, the
+    /// append fails and the node shows the failure like any other.
+    @Test func aFailedFsyncWhileClosingASegmentIsReportedToo() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-disk-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let diskFails = Atomic(false)
+        let store = try FileLogStore(directory: folder, options: .init(segmentSize: 10) { descriptor in
+            guard diskFails.load(ordering: .relaxed) else { return FileLogStore.systemFsync(descriptor) }
+            errno = EIO
+            return -1
+        })
+        let master = Master(
+            settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
+            store: store, fsync: .never, logger: Self.quiet)
+        _ = try await master.append(AppendRequest(message: "a", w: 1))
+        #expect(master.health.storageFailure == nil)
+        diskFails.store(true, ordering: .relaxed)
+        await #expect(throws: Master.AppendError.self) { try await master.append(AppendRequest(message: "b", w: 1)) }
+        #expect(master.health.storageFailure?.contains("Input/output error") == true, "\(master.health)")
+        #expect(master.health.readOnly)
+    }
+
     @Test func theHTTPAnswersSayWhy() async throws {
         let store = FailingDiskStore()
         store.failing.store(true, ordering: .relaxed)
