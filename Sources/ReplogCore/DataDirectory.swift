@@ -12,7 +12,10 @@ import Darwin
 /// Opening refuses, with a clear reason, a folder that cannot be written, that belongs to
 /// a node of the other role, or that a newer replog wrote: never silent data loss.
 public struct DataDirectory: Sendable {
-    public static let formatVersion = 1
+    /// 2: a master's records may carry the client's idempotency key (`RecordFraming.idFlag`).
+    /// A replog that reads only format 1 would take such a record for damage and cut the log
+    /// there, so it must refuse the folder instead.
+    public static let formatVersion = 2
     static let metadataName = "replog.json"
 
     public struct Metadata: Codable, Sendable, Equatable {
@@ -53,6 +56,12 @@ public struct DataDirectory: Sendable {
                 throw Problem(description: "data dir \(path) belongs to a \(metadata.role), not a \(role); give each node its own folder")
             }
             self.metadata = metadata
+            if metadata.format < Self.formatVersion {
+                // Format 1 records are format 2 records without keys: mark the folder before
+                // anything new is written to it.
+                self.metadata.format = Self.formatVersion
+                try save()
+            }
         } else {
             let hasSegments = ((try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []).contains { $0.hasSuffix(".seg") }
             guard !hasSegments else {

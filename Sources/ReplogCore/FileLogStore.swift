@@ -25,10 +25,16 @@ public final class FileLogStore: LogStore {
     public struct Options: Sendable {
         /// Size after which a segment is closed and a new one started.
         public var segmentSize: Int
+        /// How many of the latest idempotency keys opening the store hands back (`recentIDs`).
+        public var recentIDLimit: Int
         /// The fsync system call; tests replace it to make the disk fail.
         public var syncFile: @Sendable (Int32) -> Int32
-        public init(segmentSize: Int = 64 << 20, syncFile: @escaping @Sendable (Int32) -> Int32 = systemFsync) {
+        public init(
+            segmentSize: Int = 64 << 20, recentIDLimit: Int = 100_000,
+            syncFile: @escaping @Sendable (Int32) -> Int32 = systemFsync
+        ) {
             self.segmentSize = segmentSize
+            self.recentIDLimit = recentIDLimit
             self.syncFile = syncFile
         }
     }
@@ -80,6 +86,7 @@ public final class FileLogStore: LogStore {
     public let directory: URL
     public let options: Options
     public let recovery: Recovery
+    public let recentIDs: [RememberedID]
     private let state: Mutex<State>
 
     /// Opens (creating if needed) the log in `directory` and recovers it.
@@ -92,8 +99,10 @@ public final class FileLogStore: LogStore {
             throw .io("cannot create \(directory.path): \(error.localizedDescription)")
         }
         var recovery = Recovery()
-        let segments = try Self.recover(directory, &recovery)
+        var recentIDs: [RememberedID] = []
+        let segments = try Self.recover(directory, &recovery, &recentIDs, keeping: options.recentIDLimit)
         self.recovery = recovery
+        self.recentIDs = recentIDs
         self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0))
     }
 
@@ -108,6 +117,10 @@ public final class FileLogStore: LogStore {
     public var failedSync: String? { state.withLock { $0.failedSync } }
 
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
+        try append(entries, ids: [])
+    }
+
+    public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) {
         guard !entries.isEmpty else { return }
         try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
@@ -118,7 +131,7 @@ public final class FileLogStore: LogStore {
                     throw .notContiguous(expected: state.lastSeq + 1 + index, got: entry.seq)
                 }
                 relativeOffsets.append(bytes.count)
-                RecordFraming.encode(entry, into: &bytes)
+                RecordFraming.encode(entry, id: index < ids.count ? ids[index] : nil, into: &bytes)
             }
             if state.segments.isEmpty || (state.segments[state.segments.count - 1].size > 0
                 && state.segments[state.segments.count - 1].size + bytes.count > options.segmentSize)
@@ -165,7 +178,7 @@ public final class FileLogStore: LogStore {
             guard let bytes = try? Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start) else { break }
             bytes.withUnsafeBytes { buffer in
                 var offset = 0
-                while case .record(let entry, let size) = RecordFraming.decode(buffer, at: offset) {
+                while case .record(let entry, let size, _) = RecordFraming.decode(buffer, at: offset) {
                     entries.append(entry)
                     offset += size
                 }
@@ -241,7 +254,11 @@ public final class FileLogStore: LogStore {
 
     // MARK: Recovery
 
-    private static func recover(_ directory: URL, _ recovery: inout Recovery) throws(LogStoreError) -> [Segment] {
+    /// Replays the segments; collects the idempotency keys of the last `keeping` entries that had one.
+    private static func recover(
+        _ directory: URL, _ recovery: inout Recovery, _ recentIDs: inout [RememberedID], keeping limit: Int
+    ) throws(LogStoreError) -> [Segment] {
+        defer { if recentIDs.count > limit { recentIDs.removeFirst(recentIDs.count - limit) } }
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
@@ -274,11 +291,16 @@ public final class FileLogStore: LogStore {
                 var offset = 0
                 scan: while offset < buffer.count {
                     switch RecordFraming.decode(buffer, at: offset) {
-                    case .record(let entry, let size) where entry.seq == nextSeq:
+                    case .record(let entry, let size, let id) where entry.seq == nextSeq:
+                        if let id {
+                            recentIDs.append(RememberedID(id: id, seq: entry.seq))
+                            // Trim in steps, not per entry: a million keys must not cost a million shifts.
+                            if recentIDs.count >= 2 * max(limit, 1) { recentIDs.removeFirst(recentIDs.count - limit) }
+                        }
                         segment.offsets.append(UInt32(offset))
                         offset += size
                         nextSeq += 1
-                    case .record(let entry, _):
+                    case .record(let entry, _, _):
                         recovery.problem = "\(name) holds seq \(entry.seq) where \(nextSeq) was expected"
                         break scan
                     case .truncated:

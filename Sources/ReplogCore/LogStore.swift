@@ -14,6 +14,15 @@ public protocol LogStore: Sendable {
     /// - Parameter entries: MUST start at `lastSeq + 1` and be contiguous.
     func append(_ entries: [LogEntry]) throws(LogStoreError)
 
+    /// Appends entries with the clients' idempotency keys (`ids[i]` belongs to
+    /// `entries[i]`; missing or `nil` means none). A store that survives a restart keeps
+    /// them and hands them back in `recentIDs`; one that does not may drop them.
+    func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError)
+
+    /// The idempotency keys of the latest entries that had one, oldest first, as found when
+    /// the store was opened (empty for a store that starts empty every time).
+    var recentIDs: [RememberedID] { get }
+
     /// Up to `limit` entries starting at `seq` (1-based), in order.
     func read(from seq: Int, limit: Int) -> [LogEntry]
 
@@ -32,10 +41,22 @@ public protocol LogStore: Sendable {
     var failedSync: String? { get }
 }
 
+/// A client's idempotency key and the seq its append got.
+public struct RememberedID: Sendable, Equatable {
+    public let id: String
+    public let seq: Int
+    public init(id: String, seq: Int) {
+        self.id = id
+        self.seq = seq
+    }
+}
+
 extension LogStore {
     public func sync() throws(LogStoreError) {}
     public var isDurable: Bool { false }
     public var failedSync: String? { nil }
+    public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries) }
+    public var recentIDs: [RememberedID] { [] }
 
     public func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry] {
         Array(read(from: seq, limit: limit).prefix(recordBytes: maxBytes))

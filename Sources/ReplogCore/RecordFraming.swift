@@ -7,24 +7,38 @@
 /// ```
 /// All integers little-endian. `length` counts the payload; the checksum covers the
 /// payload, so a torn write (a short tail) and a flipped bit are both detected.
+///
+/// On the master's disk a record may also keep the client's idempotency key (data dir
+/// format 2): then `length` has its top bit (`idFlag`) set and the payload is
+/// `seq (UInt64) + id length (UInt16) + id (UTF-8) + text`. A restarted master reads the
+/// keys back, so a client's retry after the restart still appends nothing.
+///
 /// The log segments are sequences of these records, and so is a replication batch: the
-/// master sends a secondary the same bytes it would write to its own disk.
+/// master sends a secondary the bytes it writes to its own disk, minus the keys.
 public enum RecordFraming {
     public static let headerSize = 8
     /// Larger lengths can only come from corruption.
     public static let maxPayloadSize = 256 << 20
+    /// Set in `length` when the payload carries an idempotency key.
+    static let idFlag: UInt32 = 1 << 31
 
-    /// How many bytes `entry` takes as a record.
-    public static func size(of entry: LogEntry) -> Int {
-        headerSize + 8 + entry.message.utf8.count
+    /// How many bytes `entry` (with `id`) takes as a record.
+    public static func size(of entry: LogEntry, id: String? = nil) -> Int {
+        headerSize + 8 + (id.map { 2 + $0.utf8.count } ?? 0) + entry.message.utf8.count
     }
 
-    /// Appends the framed `entry` to `bytes`.
-    public static func encode(_ entry: LogEntry, into bytes: inout [UInt8]) {
+    /// Appends the framed `entry` to `bytes`, keeping `id` with it when there is one
+    /// (at most `UInt16.max` bytes; `AppendRequest` allows 256).
+    public static func encode(_ entry: LogEntry, id: String? = nil, into bytes: inout [UInt8]) {
         let start = bytes.count
-        appendLittleEndian(UInt32(8 + entry.message.utf8.count), to: &bytes)
+        let payloadSize = UInt32(size(of: entry, id: id) - headerSize)
+        appendLittleEndian(id == nil ? payloadSize : payloadSize | idFlag, to: &bytes)
         appendLittleEndian(UInt32(0), to: &bytes)  // the checksum, filled in once the payload is there
         appendLittleEndian(UInt64(entry.seq), to: &bytes)
+        if let id {
+            appendLittleEndian(UInt16(id.utf8.count), to: &bytes)
+            bytes.append(contentsOf: id.utf8)
+        }
         bytes.append(contentsOf: entry.message.utf8)
         let checksum = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + headerSize)...])) }
         withUnsafeBytes(of: checksum.littleEndian) { bytes.replaceSubrange((start + 4)..<(start + 8), with: $0) }
@@ -45,7 +59,7 @@ public enum RecordFraming {
         var offset = 0
         while offset < bytes.count {
             switch decode(bytes, at: offset) {
-            case .record(let entry, let size):
+            case .record(let entry, let size, _):
                 entries.append(entry)
                 offset += size
             case .truncated:
@@ -63,8 +77,8 @@ public enum RecordFraming {
     }
 
     public enum Decoded: Equatable {
-        /// A complete, intact record and the number of bytes it took.
-        case record(LogEntry, size: Int)
+        /// A complete, intact record, the number of bytes it took, and its idempotency key.
+        case record(LogEntry, size: Int, id: String? = nil)
         /// The bytes end before the record does (a torn write at the tail).
         case truncated
         /// The record is damaged: wrong checksum or impossible length.
@@ -74,15 +88,25 @@ public enum RecordFraming {
     /// Decodes the record that starts at `offset` in `bytes`.
     public static func decode(_ bytes: UnsafeRawBufferPointer, at offset: Int) -> Decoded {
         guard bytes.count - offset >= headerSize else { return .truncated }
-        let length = Int(readLittleEndian(UInt32.self, bytes, offset))
+        let lengthField = readLittleEndian(UInt32.self, bytes, offset)
+        let hasID = lengthField & idFlag != 0
+        let length = Int(lengthField & ~idFlag)
         let checksum = readLittleEndian(UInt32.self, bytes, offset + 4)
-        guard length >= 8, length <= maxPayloadSize else { return .corrupt("impossible record length \(length)") }
+        guard length >= (hasID ? 10 : 8), length <= maxPayloadSize else { return .corrupt("impossible record length \(length)") }
         guard bytes.count - offset - headerSize >= length else { return .truncated }
         let payload = UnsafeRawBufferPointer(rebasing: bytes[(offset + headerSize)..<(offset + headerSize + length)])
         guard CRC32C.checksum(payload) == checksum else { return .corrupt("checksum mismatch") }
         let seq = Int(readLittleEndian(UInt64.self, payload, 0))
-        let message = String(decoding: payload[8...], as: UTF8.self)
-        return .record(LogEntry(seq: seq, message: message), size: headerSize + length)
+        var messageStart = 8
+        var id: String?
+        if hasID {
+            let idLength = Int(readLittleEndian(UInt16.self, payload, 8))
+            guard 10 + idLength <= length else { return .corrupt("idempotency key longer than its record") }
+            id = String(decoding: payload[10..<(10 + idLength)], as: UTF8.self)
+            messageStart = 10 + idLength
+        }
+        let message = String(decoding: payload[messageStart...], as: UTF8.self)
+        return .record(LogEntry(seq: seq, message: message), size: headerSize + length, id: id)
     }
 
     static func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {

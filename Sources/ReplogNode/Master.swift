@@ -102,7 +102,10 @@ public final class Master: Service {
         self.logID = logID
         self.logger = logger
         self.random = random
-        self.state = Mutex(State(settings: settings))
+        var state = State(settings: settings)
+        // A master restarted from its data dir remembers the keys of its latest appends.
+        for remembered in store.recentIDs { state.idempotency.remember(remembered.id, seq: remembered.seq) }
+        self.state = Mutex(state)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 
@@ -145,7 +148,8 @@ public final class Master: Service {
             guard quorum.isWritable else { throw .readOnly(quorum) }
             let seq = store.lastSeq + 1
             do {
-                try store.append([LogEntry(seq: seq, message: request.message)])
+                // The key goes to disk with the message, so that it outlives a restart.
+                try store.append([LogEntry(seq: seq, message: request.message)], ids: [request.id])
             } catch {
                 throw .storeFailed("\(error)")
             }

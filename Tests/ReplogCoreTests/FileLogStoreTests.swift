@@ -33,6 +33,25 @@ final class TemporaryFolder {
         #expect(bytes == expected)
     }
 
+    /// A master's record may keep the client's idempotency key: the length's top bit says
+    /// so, the key sits between seq and text, and the checksum covers it.
+    @Test func aRecordWithAnIdempotencyKey() {
+        var bytes: [UInt8] = []
+        RecordFraming.encode(LogEntry(seq: 258, message: "hi"), id: "k1", into: &bytes)
+        let payload: [UInt8] = [2, 1, 0, 0, 0, 0, 0, 0, 2, 0, UInt8(ascii: "k"), UInt8(ascii: "1"), UInt8(ascii: "h"), UInt8(ascii: "i")]
+        let checksum = CRC32C.checksum(payload)
+        let expected = [14, 0, 0, 0x80] + (0..<4).map { UInt8(truncatingIfNeeded: checksum >> (8 * $0)) } + payload
+        #expect(bytes == expected)
+        #expect(RecordFraming.size(of: LogEntry(seq: 258, message: "hi"), id: "k1") == bytes.count)
+        bytes.withUnsafeBytes { buffer in
+            #expect(RecordFraming.decode(buffer, at: 0) == .record(LogEntry(seq: 258, message: "hi"), size: bytes.count, id: "k1"))
+            #expect(RecordFraming.decodeAll(buffer) == .success([LogEntry(seq: 258, message: "hi")]))
+        }
+        var flipped = bytes
+        flipped[11] ^= 1  // inside the key
+        flipped.withUnsafeBytes { #expect(RecordFraming.decode($0, at: 0) == .corrupt("checksum mismatch")) }
+    }
+
     @Test func aBatchRoundTripsAndADamagedOneIsRefused() {
         let entries = (1...50).map { LogEntry(seq: $0, message: String(repeating: "m", count: $0)) }
         let batch = RecordFraming.encode(entries)
@@ -174,6 +193,23 @@ final class TemporaryFolder {
         #expect(reopened.read(from: 1, limit: .max) == entries(1...2))
     }
 
+    /// Keys written with entries come back when the store is opened again (the latest
+    /// `recentIDLimit` of them, oldest first); reads return the entries alone.
+    @Test func keepsIdempotencyKeysAcrossReopening() throws {
+        let folder = TemporaryFolder()
+        let options = FileLogStore.Options(segmentSize: 100, recentIDLimit: 3)
+        do {
+            let store = try FileLogStore(directory: folder.url, options: options)
+            for seq in 1...10 { try store.append(entries(seq...seq), ids: [seq % 2 == 0 ? "key-\(seq)" : nil]) }
+            #expect(store.recentIDs.isEmpty, "only what was found when opening")
+        }
+        let store = try FileLogStore(directory: folder.url, options: options)
+        #expect(store.recovery.segments > 1)
+        #expect(store.recentIDs == [6, 8, 10].map { RememberedID(id: "key-\($0)", seq: $0) })
+        #expect(store.read(from: 1, limit: .max) == entries(1...10))
+        #expect(try FileLogStore(directory: folder.url).recentIDs.map(\.seq) == [2, 4, 6, 8, 10])
+    }
+
     @Test func refusesGapsLikeTheMemoryStore() throws {
         let folder = TemporaryFolder()
         let store = try FileLogStore(directory: folder.url)
@@ -233,6 +269,18 @@ final class TemporaryFolder {
         let folder = TemporaryFolder()
         _ = try DataDirectory(path: folder.url.path, role: "master")
         #expect(throws: DataDirectory.Problem.self) { try DataDirectory(path: folder.url.path, role: "secondary") }
+    }
+
+    /// A folder of format 1 (no keys in records) is marked format 2 when opened, before
+    /// anything is written, so that an older replog refuses it instead of cutting its log.
+    @Test func marksAnOlderFormatBeforeWriting() throws {
+        let folder = TemporaryFolder()
+        try FileManager.default.createDirectory(at: folder.url, withIntermediateDirectories: true)
+        let file = folder.url.appendingPathComponent("replog.json")
+        try Data(#"{"format": 1, "role": "master", "log": "L"}"#.utf8).write(to: file)
+        let directory = try DataDirectory(path: folder.url.path, role: "master")
+        #expect(directory.metadata.format == 2 && directory.metadata.log == "L")
+        #expect(try JSONDecoder().decode(DataDirectory.Metadata.self, from: Data(contentsOf: file)).format == 2)
     }
 
     @Test func refusesANewerFormat() throws {

@@ -161,4 +161,25 @@ struct FaultToleranceTests {
         #expect(first.json["seq"] as? Int == 1 && retry.json["seq"] as? Int == 1)
         #expect(try await HTTP.messages(s1.url).count == 1)
     }
+
+    /// The client's answer is lost in a crash (kill -9 of the master); it retries against the
+    /// restarted master with the same `id`, and gets the original seq: nothing twice.
+    @Test func idempotentRetryAfterTheMasterWasKilled() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replog-it-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url], LocalCluster.fastHeartbeats + ["--data-dir", dir])
+        let first = try await HTTP.post(master.url + "/messages", ["message": "charge 42", "w": 2, "id": "order-42"])
+        #expect(first.json["seq"] as? Int == 1, "\(first.text)")
+        master.process.signal(SIGKILL)
+        _ = try await master.process.waitForExit()
+
+        let restarted = try await cluster.startMaster(secondaries: [s1.url], LocalCluster.fastHeartbeats + ["--data-dir", dir])
+        let retry = try await HTTP.post(restarted.url + "/messages", ["message": "charge 42", "w": 2, "id": "order-42"])
+        #expect(retry.status == 201 && retry.json["seq"] as? Int == 1, "\(retry.text)\n\(cluster.logs)")
+        let next = try await HTTP.post(restarted.url + "/messages", ["message": "charge 43", "w": 2, "id": "order-43"])
+        #expect(next.json["seq"] as? Int == 2, "\(next.text)")
+        #expect(try await HTTP.messages(s1.url).map(\.message) == ["charge 42", "charge 43"])
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import ReplogCore
 import Synchronization
 import Testing
@@ -124,6 +125,28 @@ struct FaultToleranceTests {
         let first = try await cluster.append("once", id: "k")
         #expect(try await cluster.append("once", id: "k") == first)
         #expect(cluster.master.store.lastSeq == 1)
+    }
+
+    /// A master restarted from its data dir still knows the keys of its latest appends:
+    /// the client that lost its answer in the crash retries and appends nothing.
+    @Test func idempotentRetryAfterAMasterRestart() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-ids-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        func master() throws -> Master {
+            Master(
+                settings: MasterSettings(secondaries: []), transport: InMemoryTransport(clock: ManualClock()),
+                store: try FileLogStore(directory: folder))
+        }
+        do {
+            let before = try master()
+            #expect(try await before.append(AppendRequest(message: "charge 42", id: "order-42")).seq == 1)
+            #expect(try await before.append(AppendRequest(message: "no key")).seq == 2)
+        }
+        let restarted = try master()
+        let retry = try await restarted.append(AppendRequest(message: "charge 42", id: "order-42"))
+        #expect(retry == Master.AppendResult(seq: 1, message: "charge 42", w: 1))
+        #expect(try await restarted.append(AppendRequest(message: "charge 43", id: "order-43")).seq == 3)
+        #expect(restarted.read(from: 1, limit: 10).map(\.message) == ["charge 42", "no key", "charge 43"])
     }
 }
 
