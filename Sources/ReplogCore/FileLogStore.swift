@@ -147,11 +147,11 @@ public final class FileLogStore: LogStore {
         }
     }
 
-    public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        read(from: seq, limit: limit, maxBytes: .max)
+    public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+        try read(from: seq, limit: limit, maxBytes: .max)
     }
 
-    public func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry] {
+    public func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry] {
         // Work out which bytes to read under the lock; read them outside it, so a large
         // read never holds up appends. Written bytes never change, so this is safe.
         let ranges = state.withLock { state -> [(descriptor: Int32, start: Int, end: Int, path: String)] in
@@ -175,7 +175,7 @@ public final class FileLogStore: LogStore {
         }
         var entries: [LogEntry] = []
         for range in ranges {
-            guard let bytes = try? Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start) else { break }
+            let bytes = try Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start, path: range.path)
             bytes.withUnsafeBytes { buffer in
                 var offset = 0
                 while case .record(let entry, let size, _) = RecordFraming.decode(buffer, at: offset) {
@@ -285,7 +285,7 @@ public final class FileLogStore: LogStore {
             let descriptor = open(path, O_RDWR | O_CLOEXEC)
             guard descriptor >= 0 else { throw .io("cannot open \(path): \(errnoText())") }
             let size = Int(lseek(descriptor, 0, SEEK_END))
-            let bytes = try readBytes(descriptor, from: 0, count: size)
+            let bytes = try readBytes(descriptor, from: 0, count: size, path: path)
             var segment = Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0)
             bytes.withUnsafeBytes { buffer in
                 var offset = 0
@@ -346,7 +346,7 @@ public final class FileLogStore: LogStore {
         }
     }
 
-    private static func readBytes(_ descriptor: Int32, from offset: Int, count: Int) throws(LogStoreError) -> [UInt8] {
+    private static func readBytes(_ descriptor: Int32, from offset: Int, count: Int, path: String) throws(LogStoreError) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
         var done = 0
         while done < count {
@@ -354,7 +354,9 @@ public final class FileLogStore: LogStore {
                 pread(descriptor, buffer.baseAddress! + done, count - done, off_t(offset + done))
             }
             if result < 0, errno == EINTR { continue }
-            guard result > 0 else { throw .io("read: \(errnoText())") }
+            guard result > 0 else {
+                throw .io("read \(path) at byte \(offset + done): " + (result == 0 ? "the file ends early" : errnoText()))
+            }
             done += result
         }
         return bytes

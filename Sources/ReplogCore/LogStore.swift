@@ -24,12 +24,13 @@ public protocol LogStore: Sendable {
     var recentIDs: [RememberedID] { get }
 
     /// Up to `limit` entries starting at `seq` (1-based), in order.
-    func read(from seq: Int, limit: Int) -> [LogEntry]
+    /// - Throws: when the entries cannot be read back (a disk error): never a short answer.
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry]
 
     /// Like `read(from:limit:)`, but stops before the entry that would take the result past
     /// `maxBytes` as records (`RecordFraming`, the size on disk and on the wire). The first
     /// entry is always included, however large, so that a reader always makes progress.
-    func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry]
+    func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry]
 
     /// Makes every entry appended before the call durable (a no-op for memory).
     func sync() throws(LogStoreError)
@@ -58,8 +59,8 @@ extension LogStore {
     public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries) }
     public var recentIDs: [RememberedID] { [] }
 
-    public func read(from seq: Int, limit: Int, maxBytes: Int) -> [LogEntry] {
-        Array(read(from: seq, limit: limit).prefix(recordBytes: maxBytes))
+    public func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry] {
+        Array(try read(from: seq, limit: limit).prefix(recordBytes: maxBytes))
     }
 }
 

@@ -86,10 +86,10 @@ public final class GroupCommit: Service {
     public var durableSeq: Int { waitsForDisk ? state.withLock { $0.durableSeq } : store.lastSeq }
 
     /// Up to `limit` entries from `seq` on, stopping at the durable prefix.
-    public func readDurable(from seq: Int, limit: Int) -> [LogEntry] {
+    public func readDurable(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
         let durable = durableSeq
         guard seq <= durable else { return [] }
-        return store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
+        return try store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
     }
 
     /// Returns once every entry up to `seq` is durable (at once unless the policy is `always`).

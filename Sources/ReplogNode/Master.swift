@@ -191,7 +191,7 @@ public final class Master: Service {
         }
         let message =
             admission.isRetry
-            ? store.read(from: admission.seq, limit: 1).first?.message ?? request.message
+            ? (try? store.read(from: admission.seq, limit: 1))?.first?.message ?? request.message
             : request.message
         return AppendResult(seq: admission.seq, message: message, w: w)
     }
@@ -234,8 +234,8 @@ public final class Master: Service {
 
     /// Up to `limit` messages from `seq` on, in total order: only durable ones, so that a
     /// reader never sees a message that a crash (or a failed fsync) could still take back.
-    public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        commit.readDurable(from: seq, limit: limit)
+    public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+        try commit.readDurable(from: seq, limit: limit)
     }
 
     public var health: Health {

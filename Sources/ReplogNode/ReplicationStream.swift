@@ -75,7 +75,15 @@ extension Master {
                         let next = sentThrough + 1
                         // Only what is durable on the master may leave it.
                         let available = min(settings.maxBatchSize, commit.durableSeq - next + 1)
-                        let batch = store.read(from: next, limit: available, maxBytes: settings.maxBatchBytes)
+                        let batch: [LogEntry]
+                        do {
+                            batch = try store.read(from: next, limit: available, maxBytes: settings.maxBatchBytes)
+                        } catch {
+                            // The master cannot read its own log: fail like a delivery does
+                            // (back off, retry, and say why in /health), never skip entries.
+                            failure = StreamFailure(error: error, seqs: next...next, deliveredBefore: delivered)
+                            break
+                        }
                         guard let first = batch.first, let last = batch.last else { break }
                         // Nobody waits for these yet: hold a small batch back briefly so it
                         // leaves together with the next appends (one request instead of many).
@@ -102,7 +110,7 @@ extension Master {
                         inFlight += 1
                         group.addTask { await self.send(batch, seqs: first.seq...last.seq, to: peer) }
                     }
-                    if inFlight < settings.maxInFlight, !waitingForData {
+                    if failure == nil, inFlight < settings.maxInFlight, !waitingForData {
                         waitingForData = true
                         let newData = signals[peer]!.newData
                         group.addTask {
@@ -110,7 +118,8 @@ extension Master {
                             return .newData
                         }
                     }
-                } else if inFlight == 0 {
+                }
+                if failure != nil, inFlight == 0 {
                     group.cancelAll()  // the new-data waiter
                     return failure
                 }

@@ -141,7 +141,7 @@ public final class SecondaryReplica: Sendable {
 
     /// The visible log: the contiguous prefix, as far as it is durable here (like the
     /// master, a secondary never lists what a crash or a failed fsync could take back).
-    public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        commit.readDurable(from: seq, limit: limit)
+    public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+        try commit.readDurable(from: seq, limit: limit)
     }
 }

@@ -68,9 +68,9 @@ import Testing
         let store = InMemoryLogStore()
         try store.append([LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "b")])
         #expect(store.lastSeq == 2)
-        #expect(store.read(from: 2, limit: 10) == [LogEntry(seq: 2, message: "b")])
-        #expect(store.read(from: 1, limit: .max).count == 2)
-        #expect(store.read(from: 3, limit: 1).isEmpty)
+        #expect(try store.read(from: 2, limit: 10) == [LogEntry(seq: 2, message: "b")])
+        #expect(try store.read(from: 1, limit: .max).count == 2)
+        #expect(try store.read(from: 3, limit: 1).isEmpty)
     }
 
     @Test func refusesAGapAndKeepsNothingOfTheBatch() {

@@ -114,12 +114,12 @@ final class TemporaryFolder {
                 if within.count < expected.count {  // the longest such prefix: one more would not fit
                     #expect(bytes + RecordFraming.size(of: expected[within.count]) > maxBytes)
                 }
-                #expect(file.read(from: from, limit: 25, maxBytes: maxBytes) == within, "file, from \(from), \(maxBytes) bytes")
-                #expect(memory.read(from: from, limit: 25, maxBytes: maxBytes) == within, "memory, from \(from), \(maxBytes) bytes")
+                #expect(try file.read(from: from, limit: 25, maxBytes: maxBytes) == within, "file, from \(from), \(maxBytes) bytes")
+                #expect(try memory.read(from: from, limit: 25, maxBytes: maxBytes) == within, "memory, from \(from), \(maxBytes) bytes")
             }
         }
-        #expect(memory.read(from: 41, limit: 25, maxBytes: 100).isEmpty)
-        #expect(file.read(from: 41, limit: 25, maxBytes: 100).isEmpty)
+        #expect(try memory.read(from: 41, limit: 25, maxBytes: 100).isEmpty)
+        #expect(try file.read(from: 41, limit: 25, maxBytes: 100).isEmpty)
     }
 
     @Test func appendsReadsAndSurvivesReopening() throws {
@@ -129,12 +129,12 @@ final class TemporaryFolder {
             try store.append(entries(1...3))
             try store.append(entries(4...10))
             try store.sync()
-            #expect(store.read(from: 3, limit: 2) == entries(3...4))
+            #expect(try store.read(from: 3, limit: 2) == entries(3...4))
         }
         let reopened = try FileLogStore(directory: folder.url)
         #expect(reopened.lastSeq == 10)
         #expect(reopened.recovery.problem == nil)
-        #expect(reopened.read(from: 1, limit: .max) == entries(1...10))
+        #expect(try reopened.read(from: 1, limit: .max) == entries(1...10))
         try reopened.append(entries(11...11))
         #expect(reopened.lastSeq == 11)
     }
@@ -148,10 +148,10 @@ final class TemporaryFolder {
         }
         let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 200))
         #expect(store.recovery.segments > 10)
-        #expect(store.read(from: 1, limit: .max) == entries(1...100))
-        #expect(store.read(from: 37, limit: 25) == entries(37...61))
-        #expect(store.read(from: 100, limit: 5) == entries(100...100))
-        #expect(store.read(from: 101, limit: 5).isEmpty)
+        #expect(try store.read(from: 1, limit: .max) == entries(1...100))
+        #expect(try store.read(from: 37, limit: 25) == entries(37...61))
+        #expect(try store.read(from: 100, limit: 5) == entries(100...100))
+        #expect(try store.read(from: 101, limit: 5).isEmpty)
     }
 
     /// After a failed fsync (here: the one of `sync`, or the one that closes a segment) the
@@ -190,7 +190,7 @@ final class TemporaryFolder {
         let reopened = try FileLogStore(directory: folder.url, options: options)
         try reopened.append(entries(2...2))
         try reopened.sync()
-        #expect(reopened.read(from: 1, limit: .max) == entries(1...2))
+        #expect(try reopened.read(from: 1, limit: .max) == entries(1...2))
     }
 
     /// Keys written with entries come back when the store is opened again (the latest
@@ -206,8 +206,25 @@ final class TemporaryFolder {
         let store = try FileLogStore(directory: folder.url, options: options)
         #expect(store.recovery.segments > 1)
         #expect(store.recentIDs == [6, 8, 10].map { RememberedID(id: "key-\($0)", seq: $0) })
-        #expect(store.read(from: 1, limit: .max) == entries(1...10))
+        #expect(try store.read(from: 1, limit: .max) == entries(1...10))
         #expect(try FileLogStore(directory: folder.url).recentIDs.map(\.seq) == [2, 4, 6, 8, 10])
+    }
+
+    /// A segment cut short behind the store's back is an error when read, never a short
+    /// answer that a caller could take for the whole log.
+    @Test func aSegmentShortenedUnderneathIsAReadError() throws {
+        let folder = TemporaryFolder()
+        let store = try FileLogStore(directory: folder.url)
+        try store.append(entries(1...5))
+        let handle = try FileHandle(forWritingTo: try newestSegment(in: folder.url))
+        try handle.truncate(atOffset: 40)  // inside entry 2 (each record here is 25 bytes)
+        try handle.close()
+        #expect(try store.read(from: 1, limit: 1).isEmpty == false, "the first record is still whole")
+        #expect {
+            try store.read(from: 1, limit: .max)
+        } throws: { error in
+            (error as? LogStoreError)?.description.contains("the file ends early") == true
+        }
     }
 
     @Test func refusesGapsLikeTheMemoryStore() throws {
@@ -252,7 +269,7 @@ final class TemporaryFolder {
         let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 150))
         #expect(store.recovery.problem?.contains("checksum mismatch") == true)
         #expect(!store.recovery.removedSegments.isEmpty)
-        #expect(store.read(from: 1, limit: .max) == entries(1...store.lastSeq))
+        #expect(try store.read(from: 1, limit: .max) == entries(1...store.lastSeq))
         #expect(store.lastSeq < 20)
     }
 }

@@ -17,6 +17,8 @@ final class FailingDiskStore: LogStore {
     let failing = Atomic(false)
     /// Makes `append` fail (a full disk) while set.
     let appendFails = Atomic(false)
+    /// Makes `read` fail (a bad sector) while set.
+    let readFails = Atomic(false)
 
     var syncCount: Int { syncs.withLock { $0 } }
     var lastSeq: Int { inner.lastSeq }
@@ -25,7 +27,10 @@ final class FailingDiskStore: LogStore {
         if appendFails.load(ordering: .relaxed) { throw .io("write 00000000000000000001.seg: No space left on device") }
         try inner.append(entries)
     }
-    func read(from seq: Int, limit: Int) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+        if readFails.load(ordering: .relaxed) { throw .io("read 00000000000000000001.seg at byte 0: Input/output error") }
+        return inner.read(from: seq, limit: limit)
+    }
     func sync() throws(LogStoreError) {
         syncs.withLock { $0 += 1 }
         if failing.load(ordering: .relaxed) { throw .io("fsync 00000000000000000001.seg: Input/output error") }
@@ -109,8 +114,8 @@ struct DiskFailureTests {
         await #expect(throws: Master.AppendError.self) { try await master.append(AppendRequest(message: "disk back", w: 1)) }
         #expect(store.lastSeq == 2, "the append after the failure wrote nothing")
         #expect(store.syncCount == 2, "one good fsync, one failed, none after")
-        #expect(master.read(from: 1, limit: 10).map(\.message) == ["kept"], "seq 2 was never durable")
-        #expect(replica.read(from: 1, limit: 10).map(\.message) == ["kept"])
+        #expect(try master.read(from: 1, limit: 10).map(\.message) == ["kept"], "seq 2 was never durable")
+        #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["kept"])
         #expect(master.commit.durableSeq == 1)
         let health = master.health
         #expect(health.readOnly)
@@ -126,7 +131,7 @@ struct DiskFailureTests {
         store.failing.store(false, ordering: .relaxed)
         await #expect(throws: GroupCommit.Failed.self) { try await replica.receive([LogEntry(seq: 3, message: "c")], of: "L") }
         #expect(store.lastSeq == 2, "seq 3 arrived after the failure and was not stored")
-        #expect(replica.read(from: 1, limit: 10).map(\.seq) == [1], "seq 2 was stored but never durable")
+        #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1], "seq 2 was stored but never durable")
         #expect(store.syncCount == 2)
         let state = replica.replicaState
         #expect(state.storageFailure?.contains("Input/output error") == true)
@@ -156,7 +161,7 @@ struct DiskFailureTests {
         store.appendFails.store(false, ordering: .relaxed)
         let state = try await replica.receive([LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "b")], of: "L")
         #expect(state.seq == 2)
-        #expect(replica.read(from: 1, limit: 10).map(\.message) == ["a", "b"])
+        #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a", "b"])
         #expect(replica.commit.failure == nil)
     }
 
@@ -180,6 +185,42 @@ struct DiskFailureTests {
         await #expect(throws: Master.AppendError.self) { try await master.append(AppendRequest(message: "b", w: 1)) }
         #expect(master.health.storageFailure?.contains("Input/output error") == true, "\(master.health)")
         #expect(master.health.readOnly)
+    }
+
+    /// A log the master cannot read back is never taken for a short one: the list answers
+    /// 500 with the reason, and replication backs off, says why, and delivers once the
+    /// read works again.
+    @Test func aFailedReadIsAnErrorNotAShortLog() async throws {
+        let store = FailingDiskStore()
+        let clock = ManualClock()
+        let transport = InMemoryTransport(clock: clock)
+        let replica = SecondaryReplica(clock: clock)
+        transport.connect(replica, as: "s1")
+        let master = Master(
+            settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: Self.quiet)
+        _ = try await master.append(AppendRequest(message: "a", w: 1))
+        store.readFails.store(true, ordering: .relaxed)
+        try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .get) { response in
+                #expect(response.status == .internalServerError)
+                #expect((Self.json(response.body)["error"] as? String)?.hasPrefix("the log store could not be read: read ") == true)
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await master.runReplicationStreams() }
+            defer { group.cancelAll() }
+            let append = Task { try await master.append(AppendRequest(message: "b", w: 2)) }
+            await clock.waitForSleepers(1)  // the stream failed to read and backs off
+            #expect(master.health.secondaries[0].problem?.contains("Input/output error") == true, "\(master.health)")
+            let before = try replica.read(from: 1, limit: 10)
+            #expect(before.isEmpty)
+            store.readFails.store(false, ordering: .relaxed)
+            clock.advance(by: .seconds(60))
+            let appended = try await append.value
+            #expect(appended.seq == 2)
+            let after = try replica.read(from: 1, limit: 10)
+            #expect(after.map(\.message) == ["a", "b"])
+        }
     }
 
     @Test func theHTTPAnswersSayWhy() async throws {

@@ -16,7 +16,7 @@ final class ObservedStore: LogStore {
     var lastSeq: Int { inner.lastSeq }
     var isDurable: Bool { true }
     func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
-    func read(from seq: Int, limit: Int) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { try inner.read(from: seq, limit: limit) }
     func sync() throws(LogStoreError) {
         syncs.withLock { $0 += 1 }
         try inner.sync()
@@ -36,7 +36,7 @@ final class GatedSyncStore: LogStore {
     var lastSeq: Int { inner.lastSeq }
     var isDurable: Bool { true }
     func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
-    func read(from seq: Int, limit: Int) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { try inner.read(from: seq, limit: limit) }
     func sync() throws(LogStoreError) {
         syncStartedContinuation.yield()
         gate.wait()
@@ -106,7 +106,7 @@ struct GroupCommitTests {
         }
         #expect(result.seq == 2)
         #expect(store.syncCount >= 1)
-        #expect(replica.read(from: 1, limit: 10).map(\.seq) == [1, 2], "both are durable now and replicated in order")
+        #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1, 2], "both are durable now and replicated in order")
     }
 
     /// A heartbeat answer counts towards `w` like an acknowledgement: while a delivery waits
@@ -118,11 +118,11 @@ struct GroupCommitTests {
         for await _ in store.syncStarted { break }
         #expect(store.lastSeq == 1, "stored…")
         #expect(replica.replicaState.seq == 0, "…but not durable yet")
-        #expect(replica.read(from: 1, limit: 10).isEmpty)
+        #expect(try replica.read(from: 1, limit: 10).isEmpty)
         store.openGate()
         #expect(try await delivered.seq == 1)
         #expect(replica.replicaState.seq == 1)
-        #expect(replica.read(from: 1, limit: 10).map(\.message) == ["a"])
+        #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a"])
     }
 
     private static func appendNext(_ store: ObservedStore, _ message: String) throws -> Int {

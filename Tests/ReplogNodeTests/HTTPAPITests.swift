@@ -245,14 +245,14 @@ import Testing
                 #expect(response.status == .badRequest)
                 #expect((json(response.body)["error"] as? String)?.contains("Replog-Log") == true)
             }
-            #expect(replica.read(from: 1, limit: 10).isEmpty)
+            #expect(try replica.read(from: 1, limit: 10).isEmpty)
 
             try await client.execute(uri: "/replicate", method: .post, headers: headers, body: ByteBuffer(bytes: records)) { response in
                 #expect(response.status == .ok)
                 #expect(json(response.body)["seq"] as? Int == 2)
                 #expect(json(response.body)["logID"] as? String == "L")
             }
-            #expect(replica.read(from: 1, limit: 10) == entries)
+            #expect(try replica.read(from: 1, limit: 10) == entries)
         }
     }
 }

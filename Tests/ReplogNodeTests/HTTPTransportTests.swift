@@ -42,7 +42,7 @@ import Testing
             }
             let probed = try await transport.probe(peer, timeout: timeout)
             #expect(probed.seq == 5 && probed.incarnation == replica.incarnation)
-            #expect(replica.read(from: 1, limit: 10).map(\.message) == ["m1", "m2", "m3", "m4", "m5"])
+            #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["m1", "m2", "m3", "m4", "m5"])
             #expect(transport.connections.opened.load(ordering: .relaxed) == 1)
         }
     }

@@ -35,7 +35,7 @@ struct ReplicationTests {
             #expect(cluster.clock.now == beforeM3, "m3 must not wait for the clock")
         }
         let expected = ["m1", "m2", "m3"].enumerated().map { LogEntry(seq: $0.offset + 1, message: $0.element) }
-        #expect(cluster.logs() == [expected, expected, expected])
+        #expect(try cluster.logs() == [expected, expected, expected])
     }
 
     /// w=1 is answered by the master alone; w=2 once one secondary holds it; w=3 (and
@@ -50,8 +50,8 @@ struct ReplicationTests {
 
             let w2 = try await cluster.append("w2", w: 2)  // s1 answers at once
             #expect(w2.seq == 2)
-            #expect(cluster.replica("s1").read(from: 1, limit: 10).count >= 1)
-            #expect(cluster.replica("s2").read(from: 1, limit: 10).isEmpty, "s2 is 2 s behind")
+            #expect(try cluster.replica("s1").read(from: 1, limit: 10).count >= 1)
+            #expect(try cluster.replica("s2").read(from: 1, limit: 10).isEmpty, "s2 is 2 s behind")
 
             let w3 = Task { try await cluster.append("w3", w: 3) }
             try await cluster.advance(by: .seconds(2)) { cluster.replica("s2").replicaState.seq == 3 }
@@ -59,7 +59,7 @@ struct ReplicationTests {
             cluster.transport.setDelay(.zero, to: "s2")
             #expect(try await cluster.append("all").w == 3, "omitted w means every node")
         }
-        #expect(Set(cluster.logs().map { $0.map(\.message) }) == [["w1", "w2", "w3", "all"]])
+        #expect(Set(try cluster.logs().map { $0.map(\.message) }) == [["w1", "w2", "w3", "all"]])
     }
 
     /// A w=3 append stuck behind an unreachable secondary blocks only its own client.
@@ -77,7 +77,7 @@ struct ReplicationTests {
             cluster.clock.advance(by: .seconds(1))
             #expect(try await stuck.value.seq == 1)
         }
-        #expect(Set(cluster.logs()).count == 1)
+        #expect(Set(try cluster.logs()).count == 1)
     }
 
     /// Replication is pipelined: a second append does not wait for the first one's batch to
@@ -161,7 +161,7 @@ struct ReplicationTests {
             }
         }
         #expect(seqs.sorted() == Array(1...100))
-        let logs = cluster.logs()
+        let logs = try cluster.logs()
         #expect(logs[0].count == 101)
         #expect(logs.allSatisfy { $0 == logs[0] })
     }

@@ -49,8 +49,8 @@ final class TestCluster: Sendable {
     }
 
     /// Every node's visible log, master first.
-    func logs() -> [[LogEntry]] {
-        [master.read(from: 1, limit: .max)] + names.map { replica($0).read(from: 1, limit: .max) }
+    func logs() throws -> [[LogEntry]] {
+        [try master.read(from: 1, limit: .max)] + (try names.map { try replica($0).read(from: 1, limit: .max) })
     }
 
     /// Runs `body` while the master's replication streams (and, if asked, heartbeats) run.

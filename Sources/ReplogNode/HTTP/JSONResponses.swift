@@ -184,11 +184,20 @@ extension Router {
     ///
     /// A short listing is encoded at once. A long one is streamed page by page, so listing a
     /// million-entry log never holds more than one page of it in memory.
-    func addMessagesRoute(read: @escaping @Sendable (_ from: Int, _ limit: Int) -> [LogEntry]) {
+    ///
+    /// A store that cannot read its log answers 500 with the reason; once the listing is
+    /// streaming, the connection is cut instead, so a client never takes a short list for
+    /// the whole log.
+    func addMessagesRoute(read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry]) {
         get("/messages") { request, _ in
             let from = try request.integerQuery("from", minimum: 1) ?? 1
             let limit = try request.integerQuery("limit", minimum: 0) ?? Int.max
-            let firstPage = read(from, min(limit, listingPageSize))
+            let firstPage: [LogEntry]
+            do {
+                firstPage = try read(from, min(limit, listingPageSize))
+            } catch {
+                throw APIError(.internalServerError, "the log store could not be read: \(error)")
+            }
             guard firstPage.count == listingPageSize, limit > listingPageSize else {
                 return JSON.response(.ok, MessagesPage(messages: firstPage))
             }
@@ -207,7 +216,7 @@ extension Router {
                         buffer.clear()
                         remaining -= page.count
                         let next = page.last!.seq + 1
-                        page = remaining > 0 ? read(next, min(remaining, listingPageSize)) : []
+                        page = remaining > 0 ? try read(next, min(remaining, listingPageSize)) : []
                     }
                     buffer.writeString("]}")
                     try await writer.write(buffer)

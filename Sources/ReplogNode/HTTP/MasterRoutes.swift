@@ -33,7 +33,7 @@ public func buildMasterRouter(
         }
     }
 
-    router.addMessagesRoute { from, limit in master.read(from: from, limit: limit) }
+    router.addMessagesRoute { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) }
 
     router.get("/health") { _, _ in
         JSON.response(.ok, MasterHealthJSON(master.health))

@@ -80,7 +80,7 @@ public func buildSecondaryRouter(
         return response
     }
 
-    router.addMessagesRoute { from, limit in replica.read(from: from, limit: limit) }
+    router.addMessagesRoute { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) }
 
     router.get("/health") { _, _ in
         JSON.response(.ok, SecondaryHealthJSON(replica))
