@@ -43,6 +43,17 @@ final class FailingDiskStore: LogStore {
 @Suite(.timeLimit(.minutes(1)))
 struct DiskFailureTests {
     private static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+    /// A master on `store` with one secondary, on the in-memory transport and a manual clock.
+    private static func master(on store: any LogStore) -> (Master, SecondaryReplica, ManualClock) {
+        let clock = ManualClock()
+        let transport = InMemoryTransport(clock: clock)
+        let replica = SecondaryReplica(clock: clock)
+        transport.connect(replica, as: "s1")
+        let master = Master(
+            settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: quiet)
+        return (master, replica, clock)
+    }
+
     /// The master serializes appends in production; here a lock does it.
     private static let appendLock = Mutex(())
 
@@ -90,12 +101,7 @@ struct DiskFailureTests {
 
     @Test func theMasterRefusesAppendsAndShowsNothingUndurable() async throws {
         let store = FailingDiskStore()
-        let clock = ManualClock()
-        let transport = InMemoryTransport(clock: clock)
-        let replica = SecondaryReplica(clock: clock)
-        transport.connect(replica, as: "s1")
-        let master = Master(
-            settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: Self.quiet)
+        let (master, replica, _) = Self.master(on: store)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await master.runReplicationStreams() }
             defer { group.cancelAll() }
@@ -192,12 +198,7 @@ struct DiskFailureTests {
     /// read works again.
     @Test func aFailedReadIsAnErrorNotAShortLog() async throws {
         let store = FailingDiskStore()
-        let clock = ManualClock()
-        let transport = InMemoryTransport(clock: clock)
-        let replica = SecondaryReplica(clock: clock)
-        transport.connect(replica, as: "s1")
-        let master = Master(
-            settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: Self.quiet)
+        let (master, replica, clock) = Self.master(on: store)
         _ = try await master.append(AppendRequest(message: "a", w: 1))
         store.readFails.store(true, ordering: .relaxed)
         try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
