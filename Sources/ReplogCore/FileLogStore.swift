@@ -88,6 +88,8 @@ public final class FileLogStore: LogStore {
     public let recovery: Recovery
     public let recentIDs: [RememberedID]
     private let state: Mutex<State>
+    /// Set once with `State.failedSync`: nodes ask on every append, without the lock.
+    private let hasFailedSync = Atomic(false)
 
     /// Opens (creating if needed) the log in `directory` and recovers it.
     public init(directory: URL, options: Options = Options()) throws(LogStoreError) {
@@ -114,7 +116,9 @@ public final class FileLogStore: LogStore {
 
     public var isDurable: Bool { true }
 
-    public var failedSync: String? { state.withLock { $0.failedSync } }
+    public var failedSync: String? {
+        hasFailedSync.load(ordering: .acquiring) ? state.withLock { $0.failedSync } : nil
+    }
 
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
         try append(entries, ids: [])
@@ -197,6 +201,7 @@ public final class FileLogStore: LogStore {
         guard options.syncFile(descriptor) == 0 else {
             let reason = "fsync \(path): \(Self.errnoText())"
             state.withLock { $0.failedSync = $0.failedSync ?? reason }
+            hasFailedSync.store(true, ordering: .releasing)
             throw .io(reason)
         }
     }
@@ -207,6 +212,7 @@ public final class FileLogStore: LogStore {
         if let current = state.segments.last, options.syncFile(current.descriptor) != 0 {
             let reason = "fsync \(current.path): \(Self.errnoText())"
             state.failedSync = reason
+            hasFailedSync.store(true, ordering: .releasing)
             throw .io(reason)
         }
         let path = directory.appendingPathComponent(Self.segmentName(firstSeq)).path
