@@ -96,7 +96,7 @@ public final class Master: Service {
         self.settings = settings
         self.transport = transport
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync, metricsFactory: metricsFactory)
+        self.commit = GroupCommit(store: store, policy: fsync, logger: logger, metricsFactory: metricsFactory)
         self.metrics = MasterMetrics(settings: settings, factory: metricsFactory)
         self.clock = clock
         self.logID = logID
