@@ -57,6 +57,8 @@ public final class GroupCommit: Service {
     /// Set once with `State.failure`, read without the lock on every append.
     private let failed = Atomic(false)
     private let fsyncDuration: Timer
+    /// 1 once an fsync failed (`replog_storage_failed`), for alerting.
+    private let storageFailed: Gauge
     private let logger: Logger
 
     public init(
@@ -67,6 +69,8 @@ public final class GroupCommit: Service {
         self.policy = policy
         self.logger = logger
         self.fsyncDuration = Timer(label: "replog_fsync_duration_seconds", factory: metricsFactory)
+        self.storageFailed = Gauge(label: "replog_storage_failed", factory: metricsFactory)
+        storageFailed.record(0)
         // What recovery found on disk is durable already.
         self.state = Mutex(State(durableSeq: store.lastSeq))
     }
@@ -158,6 +162,7 @@ public final class GroupCommit: Service {
         }
         failed.store(true, ordering: .releasing)
         if isFirst {
+            storageFailed.record(1)
             logger.critical("fsync failed: this node makes nothing durable any more; restart it", metadata: [
                 "replog.error": "\(error)", "replog.durableSeq": "\(durableSeq)",
             ])

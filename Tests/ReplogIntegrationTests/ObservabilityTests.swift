@@ -31,6 +31,21 @@ struct ObservabilityTests {
         #expect(sample(secondary, "replog_replica_stored_entries_total") == 3, "\(secondary)")
     }
 
+    /// `replog_storage_failed` turns 1 on the node whose disk failed an fsync, for alerting.
+    @Test func aFailedDiskShowsInTheMetrics() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("replog-it-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary(["--data-dir", dir, "--fail-fsync-after", "0"])
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        #expect(sample(try await HTTP.get(s1.url + "/metrics").text, "replog_storage_failed") == 0)
+        _ = try await HTTP.post(master.url + "/messages", ["message": "x", "w": 1])
+        try await eventually("s1's first fsync has failed") {
+            sample(try await HTTP.get(s1.url + "/metrics").text, "replog_storage_failed") == 1
+        }
+        #expect(sample(try await HTTP.get(master.url + "/metrics").text, "replog_storage_failed") == 0)
+    }
+
     @Test func jsonLogLinesParse() async throws {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary(["--log-format", "json"])
