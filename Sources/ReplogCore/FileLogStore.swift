@@ -30,7 +30,7 @@ public final class FileLogStore: LogStore {
         /// The fsync system call; tests replace it to make the disk fail.
         public var syncFile: @Sendable (Int32) -> Int32
         public init(
-            segmentSize: Int = 64 << 20, recentIDLimit: Int = 100_000,
+            segmentSize: Int = 64 << 20, recentIDLimit: Int = IdempotencyWindow.defaultCapacity,
             syncFile: @escaping @Sendable (Int32) -> Int32 = systemFsync
         ) {
             self.segmentSize = segmentSize

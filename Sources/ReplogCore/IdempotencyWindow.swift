@@ -9,7 +9,10 @@ public struct IdempotencyWindow: Sendable {
     private var order: [String] = []
     private var oldest = 0  // index into `order` of the oldest remembered id
 
-    public init(capacity: Int = 100_000) {
+    /// How many ids a master remembers, and how many a file store reads back at start.
+    public static let defaultCapacity = 100_000
+
+    public init(capacity: Int = defaultCapacity) {
         precondition(capacity > 0, "capacity must be positive, got \(capacity)")
         self.capacity = capacity
     }

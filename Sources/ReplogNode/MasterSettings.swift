@@ -39,7 +39,7 @@ public struct MasterSettings: Sendable {
         maxInFlight: Int = 4,
         replicationLinger: Duration = .zero,
         retryPolicy: RetryPolicy = RetryPolicy(),
-        idempotencyWindow: Int = 100_000
+        idempotencyWindow: Int = IdempotencyWindow.defaultCapacity
     ) {
         self.secondaries = secondaries
         self.heartbeatInterval = heartbeatInterval
