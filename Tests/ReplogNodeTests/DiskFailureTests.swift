@@ -204,7 +204,7 @@ struct DiskFailureTests {
         try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
             try await client.execute(uri: "/messages", method: .get) { response in
                 #expect(response.status == .internalServerError)
-                #expect((Self.json(response.body)["error"] as? String)?.hasPrefix("the log store could not be read: read ") == true)
+                #expect((json(response.body)["error"] as? String)?.hasPrefix("the log store could not be read: read ") == true)
             }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -233,12 +233,12 @@ struct DiskFailureTests {
         try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x", "w": 1}"#)) { response in
                 #expect(response.status == .internalServerError)
-                #expect(Self.json(response.body)["error"] as? String
+                #expect(json(response.body)["error"] as? String
                     == "the log store refused the append: " + master.commit.failure!.description)
             }
             try await client.execute(uri: "/health", method: .get) { response in
-                #expect(Self.json(response.body)["readOnly"] as? Bool == true)
-                #expect((Self.json(response.body)["storageFailure"] as? String)?.contains("Input/output error") == true)
+                #expect(json(response.body)["readOnly"] as? Bool == true)
+                #expect((json(response.body)["storageFailure"] as? String)?.contains("Input/output error") == true)
             }
         }
 
@@ -248,15 +248,11 @@ struct DiskFailureTests {
         try await Application(router: buildSecondaryRouter(replica: replica)).test(.router) { client in
             try await client.execute(uri: "/replicate", method: .post, body: ByteBuffer(string: batch)) { response in
                 #expect(response.status == .internalServerError)
-                #expect((Self.json(response.body)["error"] as? String)?.hasPrefix("the disk failed an fsync") == true)
+                #expect((json(response.body)["error"] as? String)?.hasPrefix("the disk failed an fsync") == true)
             }
             try await client.execute(uri: "/health", method: .get) { response in
-                #expect((Self.json(response.body)["storageFailure"] as? String)?.contains("Input/output error") == true)
+                #expect((json(response.body)["storageFailure"] as? String)?.contains("Input/output error") == true)
             }
         }
-    }
-
-    private static func json(_ buffer: ByteBuffer) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
     }
 }

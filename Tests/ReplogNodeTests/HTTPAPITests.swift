@@ -16,10 +16,6 @@ import Testing
         Application(router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes))
     }
 
-    private func json(_ buffer: ByteBuffer) -> [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
-    }
-
     @Test func appendAnswers201WithSeqMessageAndW() async throws {
         let cluster = TestCluster()
         try await masterApp(cluster.master).test(.router) { client in

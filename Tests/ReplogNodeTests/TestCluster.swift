@@ -1,4 +1,7 @@
+import Foundation
 import Logging
+import NIOCore
+import NIOFoundationCompat
 import ReplogCore
 import ReplogTestKit
 import Synchronization
@@ -94,4 +97,9 @@ final class SeededRandom: Sendable {
     private let generator: Mutex<SplitMix64>
     init(seed: UInt64) { generator = Mutex(SplitMix64(seed: seed)) }
     func next() -> Double { generator.withLock { $0.unit() } }
+}
+
+/// A JSON object answer of the router, or an empty one if the body is not one.
+func json(_ buffer: ByteBuffer) -> [String: Any] {
+    (try? JSONSerialization.jsonObject(with: Data(buffer: buffer))) as? [String: Any] ?? [:]
 }
