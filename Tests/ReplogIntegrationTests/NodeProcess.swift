@@ -22,6 +22,15 @@ final class NodeProcess: Sendable {
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let stdout = Pipe()
         let stderr = Pipe()
+        // Tests start processes from many threads at once, and a child started by another
+        // thread in the moment between creating these pipes and starting this process would
+        // inherit them, keeping them open after this process exits. Close-on-exec keeps them
+        // out of every other child (this one gets them as its stdout and stderr regardless).
+        for pipe in [stdout, stderr] {
+            for handle in [pipe.fileHandleForReading, pipe.fileHandleForWriting] {
+                _ = fcntl(handle.fileDescriptor, F_SETFD, FD_CLOEXEC)
+            }
+        }
         process.standardOutput = stdout
         process.standardError = stderr
         if let stdin {
@@ -54,7 +63,7 @@ final class NodeProcess: Sendable {
                 return complete
             }
             for line in complete {
-                output.append(line + "\n")
+                output.append(line + "\n", fromStdout: true)
                 continuation.yield(line)
             }
         }
@@ -75,18 +84,41 @@ final class NodeProcess: Sendable {
     /// Everything the process wrote so far (stdout and stderr), for failure messages.
     var log: String { output.text }
 
+    /// What the process wrote to stdout so far.
+    var stdout: String { output.stdout }
+
     /// Stdout lines, in order, as they arrive. One reader at a time.
     var stdoutLines: AsyncStream<String> { lines }
 
-    /// Waits for the `listening on http://host:port` line and returns the base URL.
-    func waitUntilListening() async throws -> String {
-        for await line in lines {
-            if let range = line.range(of: "listening on ") {
-                let address = String(line[range.upperBound...])
-                return address.hasPrefix("http") ? address : "tcp://" + address
+    /// Waits for the `listening on http://host:port` line and returns the base URL. Gives up
+    /// after `limit`, so that a node that hangs while starting fails the test with its log
+    /// instead of running into the suite's time limit with none.
+    func waitUntilListening(within limit: Duration = .seconds(30)) async throws -> String {
+        enum Outcome: Sendable { case listening(String), exited, timedOut }
+        let lines = self.lines
+        let outcome = await withTaskGroup(of: Outcome.self) { group in
+            group.addTask {
+                for await line in lines {
+                    if let range = line.range(of: "listening on ") {
+                        let address = String(line[range.upperBound...])
+                        return .listening(address.hasPrefix("http") ? address : "tcp://" + address)
+                    }
+                }
+                return Task.isCancelled ? .timedOut : .exited
             }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return .timedOut
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
         }
-        throw NodeProcessError.exitedBeforeListening(arguments: arguments, log: log)
+        switch outcome {
+        case .listening(let url): return url
+        case .exited: throw NodeProcessError.exitedBeforeListening(arguments: arguments, log: log)
+        case .timedOut: throw NodeProcessError.notListening(arguments: arguments, after: limit, log: log)
+        }
     }
 
     func signal(_ signal: Int32) {
@@ -118,21 +150,30 @@ final class NodeProcess: Sendable {
 enum NodeProcessError: Error, CustomStringConvertible {
     case exitedBeforeListening(arguments: [String], log: String)
     case didNotExit(arguments: [String], log: String)
+    case notListening(arguments: [String], after: Duration, log: String)
 
     var description: String {
         switch self {
         case .exitedBeforeListening(let arguments, let log): "replog \(arguments) exited before listening:\n\(log)"
         case .didNotExit(let arguments, let log): "replog \(arguments) did not exit:\n\(log)"
+        case .notListening(let arguments, let limit, let log): "replog \(arguments) was not listening after \(limit):\n\(log)"
         }
     }
 }
 
 /// Text collected from a child's pipes (stdout and stderr), shared with the pipe handlers.
 final class OutputBuffer: Sendable {
-    private let storage = Mutex("")
+    private let storage = Mutex((all: "", stdout: ""))
     private let openPipes = Atomic(2)
-    func append(_ text: String) { storage.withLock { $0 += text } }
-    var text: String { storage.withLock { $0 } }
+    func append(_ text: String, fromStdout: Bool = false) {
+        storage.withLock { storage in
+            storage.all += text
+            if fromStdout { storage.stdout += text }
+        }
+    }
+    /// Both pipes, interleaved as they arrived.
+    var text: String { storage.withLock { $0.all } }
+    var stdout: String { storage.withLock { $0.stdout } }
     /// A pipe reached end of file.
     func pipeClosed() { openPipes.subtract(1, ordering: .sequentiallyConsistent) }
     var allPipesClosed: Bool { openPipes.load(ordering: .sequentiallyConsistent) == 0 }
