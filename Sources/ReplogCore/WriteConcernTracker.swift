@@ -17,13 +17,12 @@ public struct WriteConcernTracker: Sendable {
     /// restarts with less (`onRestart`); a late or reordered answer never lowers it.
     private var acknowledged: [String: Int]
     private var waiting: [Int: [Waiter]] = [:]
+    /// Waiters in `waiting`, kept as a count so that asking costs nothing per append.
+    public private(set) var waitingCount = 0
 
     public init(secondaries: [String]) {
         self.acknowledged = Dictionary(uniqueKeysWithValues: secondaries.map { ($0, 0) })
     }
-
-    /// Number of appends still waiting for acknowledgements.
-    public var waitingCount: Int { waiting.values.reduce(0) { $0 + $1.count } }
 
     /// Highest seq `secondary` has acknowledged.
     public func acknowledgedSeq(of secondary: String) -> Int { acknowledged[secondary] ?? 0 }
@@ -38,6 +37,7 @@ public struct WriteConcernTracker: Sendable {
     public mutating func onAppend(_ id: WaiterID, seq: Int, required: Int) -> Bool {
         if holders(of: seq) >= required { return true }
         waiting[seq, default: []].append(Waiter(id: id, required: required))
+        waitingCount += 1
         return false
     }
 
@@ -62,6 +62,7 @@ public struct WriteConcernTracker: Sendable {
             }
             waiting[waitingSeq] = stillWaiting.isEmpty ? nil : stillWaiting
         }
+        waitingCount -= completed.count
         return completed
     }
 
@@ -78,7 +79,9 @@ public struct WriteConcernTracker: Sendable {
     /// Forgets a waiting append (its client timed out or went away).
     public mutating func onGiveUp(_ id: WaiterID, seq: Int) {
         guard var waiters = waiting[seq] else { return }
+        let before = waiters.count
         waiters.removeAll { $0.id == id }
+        waitingCount -= before - waiters.count
         waiting[seq] = waiters.isEmpty ? nil : waiters
     }
 }

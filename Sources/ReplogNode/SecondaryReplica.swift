@@ -82,7 +82,6 @@ public final class SecondaryReplica: Sendable {
         self.state = Mutex(State(holdBack: holdBack, logID: logID))
     }
 
-    /// What this secondary holds now.
     /// What this secondary holds now: its durable contiguous prefix. A heartbeat answer
     /// counts towards `w` like an acknowledgement, so it must not claim entries that are
     /// stored but still waiting for their fsync.

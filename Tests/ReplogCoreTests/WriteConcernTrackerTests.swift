@@ -71,6 +71,24 @@ import Testing
         do { let result = tracker.onAck(from: "s1", seq: 1); #expect(result.isEmpty) }
     }
 
+    /// The count of waiting appends (read by every replication stream) follows appends,
+    /// partial completions and give-ups, including several appends on one seq.
+    @Test func countsWhatStillWaits() {
+        var tracker = WriteConcernTracker(secondaries: ["s1", "s2"])
+        _ = tracker.onAppend(1, seq: 1, required: 2)
+        _ = tracker.onAppend(2, seq: 1, required: 3)  // an idempotent retry waits on the same seq
+        _ = tracker.onAppend(3, seq: 2, required: 3)
+        #expect(tracker.waitingCount == 3)
+        do { let result = tracker.onAck(from: "s1", seq: 2); #expect(result == [1]) }
+        #expect(tracker.waitingCount == 2)
+        tracker.onGiveUp(3, seq: 2)
+        tracker.onGiveUp(3, seq: 2)  // twice, or for a seq nobody waits on: no change
+        tracker.onGiveUp(9, seq: 1)
+        #expect(tracker.waitingCount == 1)
+        do { let result = tracker.onAck(from: "s2", seq: 2); #expect(result == [2]) }
+        #expect(tracker.waitingCount == 0)
+    }
+
     /// A huge catch-up acknowledgement visits only the waiting seqs.
     @Test func largeAckRangeCompletesOnlyWaiters() {
         var tracker = WriteConcernTracker(secondaries: ["s1", "s2"])

@@ -36,7 +36,7 @@ final class GatedSyncStore: LogStore {
     var lastSeq: Int { inner.lastSeq }
     var isDurable: Bool { true }
     func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
-    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { try inner.read(from: seq, limit: limit) }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { inner.read(from: seq, limit: limit) }
     func sync() throws(LogStoreError) {
         syncStartedContinuation.yield()
         gate.wait()
