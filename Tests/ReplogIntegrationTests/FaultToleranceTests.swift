@@ -27,7 +27,7 @@ struct FaultToleranceTests {
 
         let s2 = try await cluster.startSecondary(port: s2Port)
         #expect(s2.url == s2URL)
-        let msg3Reply = try await msg3.value
+        let msg3Reply = try await msg3.join()
         #expect(msg3Reply.status == 201 && msg3Reply.json["seq"] as? Int == 3, "\(msg3Reply.text)")
         try await eventually("S2 holds all four") { try await HTTP.messages(s2URL).count == 4 }
         #expect(try await HTTP.messages(s2URL).map(\.message) == ["Msg1", "Msg2", "Msg3", "Msg4"])

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogTestKit
 import Synchronization
 import Testing
 @testable import ReplogNode
@@ -217,7 +218,7 @@ struct DiskFailureTests {
             #expect(before.isEmpty)
             store.readFails.store(false, ordering: .relaxed)
             clock.advance(by: .seconds(60))
-            let appended = try await append.value
+            let appended = try await append.join()
             #expect(appended.seq == 2)
             let after = try replica.read(from: 1, limit: 10)
             #expect(after.map(\.message) == ["a", "b"])

@@ -1,5 +1,6 @@
 import Foundation
 import ReplogCore
+import ReplogTestKit
 import Synchronization
 import Testing
 @testable import ReplogNode
@@ -56,7 +57,7 @@ struct FaultToleranceTests {
             let barrier = Task { try await cluster.append("m7", w: 3) }
             // Time passes: s1's stream retries after its back-off, or a heartbeat notices the restart.
             try await cluster.advance(by: .seconds(1)) { cluster.replica("s1").replicaState.seq == 7 }
-            #expect(try await barrier.value.seq == 7)
+            #expect(try await barrier.join().seq == 7)
         }
         let expected = (1...7).map { LogEntry(seq: $0, message: "m\($0)") }
         #expect(try cluster.replica("s1").read(from: 1, limit: .max) == expected)
@@ -96,12 +97,12 @@ struct FaultToleranceTests {
             await cluster.clock.waitForSleepers(2)  // the timeout, and s2's back-off
             cluster.clock.advance(by: .milliseconds(300))
             await #expect(throws: Master.AppendError.timedOut(seq: 1, acknowledgements: 2, w: 3, timeout: .milliseconds(300))) {
-                try await waiting.value
+                try await waiting.join()
             }
             cluster.transport.setPartitioned(false, "s2")
             let next = Task { try await cluster.append("next", w: 3) }
             try await cluster.advance(by: .seconds(1)) { cluster.replica("s2").replicaState.seq == 2 }
-            #expect(try await next.value.seq == 2)
+            #expect(try await next.join().seq == 2)
         }
         #expect(try cluster.replica("s2").read(from: 1, limit: 10).map(\.message) == ["slow", "next"])
     }

@@ -1,4 +1,5 @@
 import ReplogCore
+import ReplogTestKit
 import Synchronization
 import Testing
 @testable import ReplogNode
@@ -18,7 +19,7 @@ struct ReplicationTests {
             cluster.clock.advance(by: .milliseconds(4_999))
             #expect(cluster.clock.sleeperCount == 1, "m1 must still be waiting for s1")
             cluster.clock.advance(by: .milliseconds(1))
-            #expect(try await m1.value.seq == 1)
+            #expect(try await m1.join().seq == 1)
 
             cluster.transport.setDelay(.zero, to: "s1")
             cluster.transport.setDelay(.seconds(6), to: "s2")
@@ -26,7 +27,7 @@ struct ReplicationTests {
             let m2 = Task { try await cluster.append("m2") }
             await cluster.clock.waitForSleepers(1)
             cluster.clock.advance(by: .seconds(6))
-            #expect(try await m2.value.seq == 2)
+            #expect(try await m2.join().seq == 2)
             #expect(cluster.clock.now - started == .seconds(6))
 
             cluster.transport.setDelay(.zero, to: "s2")
@@ -55,7 +56,7 @@ struct ReplicationTests {
 
             let w3 = Task { try await cluster.append("w3", w: 3) }
             try await cluster.advance(by: .seconds(2)) { cluster.replica("s2").replicaState.seq == 3 }
-            #expect(try await w3.value.seq == 3)
+            #expect(try await w3.join().seq == 3)
             cluster.transport.setDelay(.zero, to: "s2")
             #expect(try await cluster.append("all").w == 3, "omitted w means every node")
         }
@@ -75,7 +76,7 @@ struct ReplicationTests {
             cluster.transport.setPartitioned(false, "s2")
             await cluster.clock.waitForSleepers(1)  // s2's stream is backing off
             cluster.clock.advance(by: .seconds(1))
-            #expect(try await stuck.value.seq == 1)
+            #expect(try await stuck.join().seq == 1)
         }
         #expect(Set(try cluster.logs()).count == 1)
     }
@@ -91,8 +92,8 @@ struct ReplicationTests {
             let second = Task { try await cluster.append("b", w: 3) }
             await cluster.clock.waitForSleepers(2)  // both batches are on their way to s2
             cluster.clock.advance(by: .seconds(2))
-            #expect(try await first.value.seq == 1)
-            #expect(try await second.value.seq == 2)
+            #expect(try await first.join().seq == 1)
+            #expect(try await second.join().seq == 2)
             #expect(cluster.clock.now == .seconds(2), "answered after one delay, not two")
         }
     }
