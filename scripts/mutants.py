@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Breaks replog's guarantees one at a time and shows which tests notice.
+
+Each mutant below is a small, deliberate bug in the code that keeps one guarantee (the
+secondary stores duplicates, the master counts one acknowledgement too many, ...). For each
+one this script edits the source, builds, runs the whole test suite (the README's command),
+puts the file back, and reports the tests that failed. A mutant that no test catches means
+a guarantee without a test that would fail if it broke.
+
+    python3 scripts/mutants.py            # every mutant: about 2-4 minutes each
+    python3 scripts/mutants.py dup quorum # only these
+    python3 scripts/mutants.py --list     # what they are
+    python3 scripts/mutants.py --check    # only that each still applies to the code (CI runs this)
+
+It edits files in this checkout, so it refuses to touch a file with uncommitted changes,
+and always puts the original back, even when interrupted.
+"""
+
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Mutant:
+    name: str
+    guarantee: str
+    file: str
+    find: str
+    replace: str
+    bug: str
+
+
+MUTANTS = [
+    Mutant("dup", "exactly-once on secondaries", "Sources/ReplogCore/HoldBackBuffer.swift",
+           "guard entry.seq > contiguousSeq, heldBack[entry.seq] == nil else { continue }  // duplicate",
+           "if entry.seq <= contiguousSeq { deliverable.append(entry); continue }",
+           "a redelivered entry is stored again"),
+    Mutant("order", "total order, no gaps", "Sources/ReplogCore/HoldBackBuffer.swift",
+           "if entry.seq == contiguousSeq + 1 {",
+           "if entry.seq > contiguousSeq {",
+           "a secondary stores seq 4 before seq 3 arrived"),
+    Mutant("wcount", "write concern", "Sources/ReplogCore/WriteConcernTracker.swift",
+           "1 + acknowledged.values.count { $0 >= seq }",
+           "2 + acknowledged.values.count { $0 >= seq }",
+           "the master counts one holder too many"),
+    Mutant("quorum", "quorum: read-only without a majority", "Sources/ReplogCore/Quorum.swift",
+           "public var isWritable: Bool { available >= required }",
+           "public var isWritable: Bool { true }",
+           "the master stays writable without a majority"),
+    Mutant("idem", "idempotent retries", "Sources/ReplogNode/Master.swift",
+           "if let id = request.id, let seq = state.idempotency.seq(for: id) {",
+           "if false, let id = request.id, let seq = state.idempotency.seq(for: id) {",
+           "a retry with the same id appends again"),
+    Mutant("nofsync", "durable before acknowledged", "Sources/ReplogNode/GroupCommit.swift",
+           "private var waitsForDisk: Bool { policy == .always && store.isDurable }",
+           "private var waitsForDisk: Bool { false }",
+           "--fsync always answers and replicates without waiting for the fsync"),
+    Mutant("secack", "a secondary acknowledges only what is durable", "Sources/ReplogNode/SecondaryReplica.swift",
+           "let seq = min($0.holdBack.contiguousSeq, commit.durableSeq)",
+           "let seq = $0.holdBack.contiguousSeq",
+           "a heartbeat answer counts entries still waiting for their fsync"),
+    Mutant("norewind", "catch-up after a secondary restarts", "Sources/ReplogNode/ReplicationStream.swift",
+           "if rewinds != knownRewinds {",
+           "if false {",
+           "the stream keeps sending from where it was, not from what a restarted secondary holds"),
+    Mutant("noretry", "retries until delivered", "Sources/ReplogNode/ReplicationStream.swift",
+           "if attempt > 0, failure.deliveredBefore {",
+           "if true { return }\n            if attempt > 0, failure.deliveredBefore {",
+           "a stream gives up after its first failed request"),
+    Mutant("undurable-list", "readers see only durable messages", "Sources/ReplogNode/Master.swift",
+           "try commit.readDurable(from: seq, limit: limit)\n    }",
+           "try store.read(from: seq, limit: limit)\n    }",
+           "the master lists messages whose fsync has not finished (or failed)"),
+]
+
+
+def source_of(mutant: Mutant) -> str:
+    text = (ROOT / mutant.file).read_text()
+    count = text.count(mutant.find)
+    if count != 1:
+        raise SystemExit(f"{mutant.name}: the code it breaks is found {count} times in {mutant.file}, "
+                         "not once: update MUTANTS in scripts/mutants.py to match the code")
+    return text
+
+
+def failing_tests(output: str) -> list[str]:
+    names = re.findall(r"✘ Test (\w+)\(", output)
+    return sorted(set(names))
+
+
+def run(mutant: Mutant) -> tuple[str, list[str], float]:
+    path = ROOT / mutant.file
+    changed = subprocess.run(["git", "diff", "--quiet", "--", mutant.file], cwd=ROOT).returncode != 0
+    if changed:
+        raise SystemExit(f"{mutant.file} has uncommitted changes; commit or stash them first")
+    original = source_of(mutant)
+    started = time.monotonic()
+    try:
+        path.write_text(original.replace(mutant.find, mutant.replace))
+        build = subprocess.run(["swift", "build", "--build-tests"], cwd=ROOT, capture_output=True, text=True)
+        if build.returncode != 0:
+            return "does not build", [], time.monotonic() - started
+        # Swift Testing's time limits end a hung test; the outer limit is for a hung process.
+        tests = subprocess.run(["timeout", "-s", "KILL", "900", "swift", "test", "--skip-build", "--disable-xctest"],
+                               cwd=ROOT, capture_output=True, text=True, errors="replace")
+        caught = failing_tests(tests.stdout + tests.stderr)
+        verdict = "caught" if tests.returncode != 0 else "NOT CAUGHT"
+        return verdict, caught, time.monotonic() - started
+    finally:
+        path.write_text(original)
+
+
+def main(arguments: list[str]) -> int:
+    if "--list" in arguments:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:15} {mutant.guarantee}: {mutant.bug}  ({mutant.file})")
+        return 0
+    if "--check" in arguments:
+        for mutant in MUTANTS:
+            source_of(mutant)
+        print(f"all {len(MUTANTS)} mutants apply to the code")
+        return 0
+    chosen = [m for m in MUTANTS if not arguments or m.name in arguments]
+    unknown = set(arguments) - {m.name for m in MUTANTS}
+    if unknown:
+        raise SystemExit(f"no such mutant: {', '.join(sorted(unknown))} (see --list)")
+    escaped = 0
+    for mutant in chosen:
+        print(f"== {mutant.name}: {mutant.bug}", flush=True)
+        verdict, caught, seconds = run(mutant)
+        escaped += verdict == "NOT CAUGHT"
+        print(f"   {verdict} in {seconds:.0f} s by {len(caught)} tests: {', '.join(caught)}", flush=True)
+    # Leave the build matching the source again.
+    subprocess.run(["swift", "build", "--build-tests"], cwd=ROOT, capture_output=True)
+    print(f"{len(chosen) - escaped} of {len(chosen)} mutants caught")
+    return 1 if escaped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
