@@ -10,6 +10,8 @@ final class NodeProcess: Sendable {
     let arguments: [String]
     private let process: Process
     private let output = OutputBuffer()
+    /// The write end of a node's standard input, held open for as long as we live.
+    private let parentAlive: Pipe?
     private let lines: AsyncStream<String>
 
     /// Starts `replog ARGUMENTS` with `environment` added to ours; call
@@ -20,26 +22,27 @@ final class NodeProcess: Sendable {
         process.executableURL = Self.binary
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let stdout = Pipe()
-        let stderr = Pipe()
-        // Tests start processes from many threads at once, and a child started by another
-        // thread in the moment between creating these pipes and starting this process would
-        // inherit them, keeping them open after this process exits. Close-on-exec keeps them
-        // out of every other child (this one gets them as its stdout and stderr regardless).
-        for pipe in [stdout, stderr] {
-            for handle in [pipe.fileHandleForReading, pipe.fileHandleForWriting] {
-                _ = fcntl(handle.fileDescriptor, F_SETFD, FD_CLOEXEC)
-            }
-        }
+        let stdout = Self.pipe()
+        let stderr = Self.pipe()
         process.standardOutput = stdout
         process.standardError = stderr
         if let stdin {
-            let input = Pipe()
+            let input = Self.pipe()
             process.standardInput = input
             input.fileHandleForWriting.write(stdin)
             try input.fileHandleForWriting.close()
+            parentAlive = nil
+        } else if ["master", "secondary"].contains(arguments.first) {
+            // A node ends when this test process does, however it ends (a crash, a run killed
+            // for hanging): it reads end of file on a pipe whose write end only we hold. No
+            // orphan keeps running and holding its port after a failed run.
+            let pipe = Self.pipe()
+            process.standardInput = pipe
+            process.arguments = arguments + ["--stop-on-stdin-eof"]
+            parentAlive = pipe
         } else {
             process.standardInput = FileHandle.nullDevice
+            parentAlive = nil
         }
         let (lines, continuation) = AsyncStream.makeStream(of: String.self)
         self.lines = lines
@@ -80,6 +83,19 @@ final class NodeProcess: Sendable {
     }
 
     var pid: Int32 { process.processIdentifier }
+
+    /// A pipe kept out of every other child. Tests start processes from many threads at
+    /// once, and a child started by another thread while this pipe is open would inherit
+    /// it (Foundation closes only the descriptors it saw open when that child started) and
+    /// keep it open after our child exits. The child this pipe is meant for still gets its
+    /// end as stdin, stdout or stderr: those copies are not close-on-exec.
+    private static func pipe() -> Pipe {
+        let pipe = Pipe()
+        for handle in [pipe.fileHandleForReading, pipe.fileHandleForWriting] {
+            _ = fcntl(handle.fileDescriptor, F_SETFD, FD_CLOEXEC)
+        }
+        return pipe
+    }
 
     /// Everything the process wrote so far (stdout and stderr), for failure messages.
     var log: String { output.text }
