@@ -200,20 +200,22 @@ public final class FileLogStore: LogStore {
         guard descriptor >= 0 else { return }
         guard options.syncFile(descriptor) == 0 else {
             let reason = "fsync \(path): \(Self.errnoText())"
-            state.withLock { $0.failedSync = $0.failedSync ?? reason }
-            hasFailedSync.store(true, ordering: .releasing)
-            throw .io(reason)
+            throw state.withLock { recordFailedSync(reason, in: &$0) }
         }
+    }
+
+    /// An fsync just failed: the store refuses everything from now on. Returns the error to throw.
+    private func recordFailedSync(_ reason: String, in state: inout State) -> LogStoreError {
+        state.failedSync = state.failedSync ?? reason
+        hasFailedSync.store(true, ordering: .releasing)  // after the reason, for lock-free readers
+        return .io(reason)
     }
 
     // MARK: Segments
 
     private func rollOver(_ state: inout State, firstSeq: Int) throws(LogStoreError) {
         if let current = state.segments.last, options.syncFile(current.descriptor) != 0 {
-            let reason = "fsync \(current.path): \(Self.errnoText())"
-            state.failedSync = reason
-            hasFailedSync.store(true, ordering: .releasing)
-            throw .io(reason)
+            throw recordFailedSync("fsync \(current.path): \(Self.errnoText())", in: &state)
         }
         let path = directory.appendingPathComponent(Self.segmentName(firstSeq)).path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
