@@ -83,6 +83,7 @@ final class NodeProcess: Sendable {
     }
 
     var pid: Int32 { process.processIdentifier }
+    var isRunning: Bool { process.isRunning }
 
     /// A pipe kept out of every other child. Tests start processes from many threads at
     /// once, and a child started by another thread while this pipe is open would inherit
