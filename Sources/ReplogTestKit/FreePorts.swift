@@ -16,6 +16,23 @@ public func freePorts(_ count: Int) throws -> Int {
     throw POSIXError(.EADDRINUSE)
 }
 
+/// Whether something accepts connections on 127.0.0.1:`port` now. (Asking by binding
+/// would not do: a port whose connections are in TIME_WAIT cannot be bound for a minute
+/// after its node stopped.)
+public func isListening(port: Int) -> Bool {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = UInt16(port).bigEndian
+    return withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
+    }
+}
+
 /// Binds 127.0.0.1:`port` (0 = any) and lets go at once; the port bound, or nil.
 private func bindAndRelease(port: Int) -> Int? {
     let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)

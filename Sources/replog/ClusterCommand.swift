@@ -43,6 +43,9 @@ struct Cluster: AsyncParsableCommand {
         guard (0...16).contains(secondaries) else { throw ValidationError("--secondaries must be 0...16") }
     }
 
+    /// How long a node may take to say it listens.
+    static let startTimeout: Duration = .seconds(30)
+
     func run() async throws {
         var children: [ChildProcess] = []
         var secondaryURLs: [String] = []
@@ -62,9 +65,27 @@ struct Cluster: AsyncParsableCommand {
 
         for child in children { try child.start() }
         for child in children {
-            guard case .listening = await child.events.first(where: { _ in true }) else {
+            // Bounded: a node that neither listens nor exits must not leave the cluster
+            // waiting in silence.
+            // What went wrong, if the node did not start.
+            let problem = await withTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    guard case .listening = await child.events.first(where: { _ in true }) else {
+                        return "exited before listening (is port \(child.port) free?)"
+                    }
+                    return nil
+                }
+                group.addTask {
+                    try? await Task.sleep(for: Self.startTimeout)
+                    return "did not start listening within \(Self.startTimeout.components.seconds) s"
+                }
+                let first = await group.next()!
+                group.cancelAll()
+                return first
+            }
+            if let problem {
                 for other in children { other.terminate() }
-                throw fail("\(child.name) did not start (is port \(child.port) free?)")
+                throw fail("\(child.name) \(problem)")
             }
         }
 

@@ -12,10 +12,18 @@ struct ParentWatch: Service {
     func run() async throws {
         let stdin = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .takingOwnershipOfDescriptor(input: STDIN_FILENO).get()
-        try await withGracefulShutdownHandler {
-            try await stdin.closeFuture.get()
-        } onGracefulShutdown: {
-            stdin.close(promise: nil)  // the node stops for another reason: stop watching
+        // The node stops for another reason: stop watching. Both ways, because a service that
+        // fails (a port already taken) makes the group cancel the others rather than shut
+        // them down gracefully, and a future's get() does not end on cancellation: without
+        // the cancellation handler the node printed its error and then hung for ever.
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await stdin.closeFuture.get()
+            } onGracefulShutdown: {
+                stdin.close(promise: nil)
+            }
+        } onCancel: {
+            stdin.close(promise: nil)
         }
     }
 }

@@ -64,6 +64,20 @@ struct ClusterProcessTests {
         }
     }
 
+    /// A port already in use stops the cluster with the node and port named, and no node
+    /// that did start is left running.
+    @Test func aTakenPortStopsTheClusterWithTheReason() async throws {
+        let port = try freePorts(3)
+        let squatter = try NodeProcess(["secondary", "--port", "\(port + 1)"])
+        _ = try await squatter.waitUntilListening()
+        let cluster = try NodeProcess(["cluster", "--port", "\(port)", "--in-memory", "--log-level", "warning"])
+        #expect(try await cluster.waitForExit() != 0, "\(cluster.log)")
+        #expect(cluster.log.contains("s1 exited before listening (is port \(port + 1) free?)"), "\(cluster.log)")
+        for node in [port, port + 2] {
+            try await eventually(within: .seconds(15), "the node on port \(node) has stopped") { !isListening(port: node) }
+        }
+    }
+
     @Test func takesItsSettingsFromTheEnvironment() async throws {
         let port = try freePorts(4)
         let (cluster, nodes) = try await startCluster([], environment: [
