@@ -20,21 +20,21 @@ public func freePorts(_ count: Int) throws -> Int {
 /// would not do: a port whose connections are in TIME_WAIT cannot be bound for a minute
 /// after its node stopped.)
 public func isListening(port: Int) -> Bool {
-    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(socket) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    address.sin_port = UInt16(port).bigEndian
-    return withUnsafePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        }
-    }
+    withLoopbackSocket(port: port) { socket, address, length in connect(socket, address, length.pointee) == 0 }
 }
 
 /// Binds 127.0.0.1:`port` (0 = any) and lets go at once; the port bound, or nil.
 private func bindAndRelease(port: Int) -> Int? {
+    withLoopbackSocket(port: port) { socket, address, length in
+        guard bind(socket, address, length.pointee) == 0, getsockname(socket, address, length) == 0 else { return nil }
+        return address.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
+    }
+}
+
+/// Runs `body` with a new TCP socket (closed afterwards) and the address 127.0.0.1:`port`.
+private func withLoopbackSocket<T>(
+    port: Int, _ body: (Int32, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) -> T
+) -> T {
     let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(socket) }
     var address = sockaddr_in()
@@ -42,10 +42,7 @@ private func bindAndRelease(port: Int) -> Int? {
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
     address.sin_port = UInt16(port).bigEndian
     var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-            bind(socket, pointer, length) == 0 && getsockname(socket, pointer, &length) == 0
-        }
+    return withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { body(socket, $0, &length) }
     }
-    return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
 }
