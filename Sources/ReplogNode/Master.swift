@@ -91,8 +91,6 @@ public final class Master: Service {
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
-        precondition(Set(settings.secondaries).count == settings.secondaries.count,
-                     "secondaries must be distinct: \(settings.secondaries)")
         self.settings = settings
         self.transport = transport
         self.store = store
@@ -102,10 +100,9 @@ public final class Master: Service {
         self.logID = logID
         self.logger = logger
         self.random = random
-        var state = State(settings: settings)
         // A master restarted from its data dir remembers the keys of its latest appends.
-        for remembered in store.recentIDs { state.idempotency.remember(remembered.id, seq: remembered.seq) }
-        self.state = Mutex(state)
+        let instance = ReplicationInstance(settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs)
+        self.state = Mutex(State(instance: instance))
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 
@@ -139,61 +136,66 @@ public final class Master: Service {
         }
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
-        let admission = try state.withLock { state throws(AppendError) -> Admission in
-            if state.shuttingDown { throw .shuttingDown }
-            if let id = request.id, let seq = state.idempotency.seq(for: id) {
-                return state.admit(seq: seq, w: w, isRetry: true)
-            }
-            let quorum = state.quorum
-            guard quorum.isWritable else { throw .readOnly(quorum) }
-            let seq = store.lastSeq + 1
-            do {
-                // The key goes to disk with the message, so that it outlives a restart.
-                try store.append([LogEntry(seq: seq, message: request.message)], ids: [request.id])
+        let (admission, waiter) = try state.withLock { state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?) in
+            let admission: ReplicationInstance.Admission
+            do throws(ReplicationInstance.Refusal) {
+                admission = try state.instance.admit(id: request.id, nextSeq: store.lastSeq + 1)
             } catch {
-                throw .storeFailed("\(error)")
+                switch error {
+                case .readOnly(let quorum): throw .readOnly(quorum)
+                case .shuttingDown: throw .shuttingDown
+                }
             }
-            if let id = request.id { state.idempotency.remember(id, seq: seq) }
-            let admission = state.admit(seq: seq, w: w, isRetry: false)
-            if admission.waiter != nil { state.lastAppendWithWaiter = clock.now }
-            return admission
+            if case .append(let seq) = admission {
+                do {
+                    // The key goes to disk with the message, so that it outlives a restart.
+                    try store.append([LogEntry(seq: seq, message: request.message)], ids: [request.id])
+                } catch {
+                    throw .storeFailed("\(error)")
+                }
+            }
+            let waiter = state.instance.onAppend(admission, id: request.id, w: w, now: clock.now)
+            if let waiter { state.waiters.register(waiter) }
+            return (admission, waiter)
         }
+        let (seq, isRetry) =
+            switch admission {
+            case .append(let seq): (seq, false)
+            case .retry(let seq): (seq, true)
+            }
         // Write-ahead: durable on the master before any secondary or client hears of it.
         do {
-            try await commit.makeDurable(through: admission.seq)
+            try await commit.makeDurable(through: seq)
         } catch {
-            if let waiter = admission.waiter {
+            if let waiter {
                 state.withLock { state in
-                    state.tracker.onGiveUp(waiter, seq: admission.seq)
+                    state.instance.onGiveUp(waiter, seq: seq)
                     state.waiters.discard(waiter)
                 }
             }
             throw .storeFailed("\(error)")
         }
-        if !admission.isRetry {
-            metrics.lastSeq.record(admission.seq)
+        if !isRetry {
+            metrics.lastSeq.record(seq)
             // In configuration order, so that a simulation replays the same interleaving.
             for peer in settings.secondaries {
                 signals[peer]!.newData.signal()
-                if admission.waiter != nil { signals[peer]!.urgent.signal() }
+                if waiter != nil { signals[peer]!.urgent.signal() }
             }
         }
-        if let waiter = admission.waiter {
-            switch await waitForAcknowledgements(waiter, seq: admission.seq, timeout: request.timeout) {
+        if let waiter {
+            switch await waitForAcknowledgements(waiter, seq: seq, timeout: request.timeout) {
             case .satisfied:
                 break
             case .timedOut:
-                let holders = state.withLock { $0.tracker.holders(of: admission.seq) }
-                throw .timedOut(seq: admission.seq, acknowledgements: holders, w: w, timeout: request.timeout ?? .zero)
+                let holders = state.withLock { $0.instance.holders(of: seq) }
+                throw .timedOut(seq: seq, acknowledgements: holders, w: w, timeout: request.timeout ?? .zero)
             case .shutdown:
                 throw .shuttingDown
             }
         }
-        let message =
-            admission.isRetry
-            ? (try? store.read(from: admission.seq, limit: 1))?.first?.message ?? request.message
-            : request.message
-        return AppendResult(seq: admission.seq, message: message, w: w)
+        let message = isRetry ? (try? store.read(from: seq, limit: 1))?.first?.message ?? request.message : request.message
+        return AppendResult(seq: seq, message: message, w: w)
     }
 
     private func waitForAcknowledgements(
@@ -224,7 +226,7 @@ public final class Master: Service {
 
     private func finish(_ waiter: WaiterID, seq: Int, _ outcome: WaitOutcome) {
         let continuation = state.withLock { state in
-            state.tracker.onGiveUp(waiter, seq: seq)
+            state.instance.onGiveUp(waiter, seq: seq)
             return state.waiters.finish(waiter, outcome)
         }
         continuation?.resume(returning: outcome)
@@ -241,16 +243,18 @@ public final class Master: Service {
     public var health: Health {
         let lastSeq = store.lastSeq
         let storageFailure = commit.failure?.description
+        let (now, date) = (clock.now, clock.date)
         return state.withLock { state in
             Health(
                 lastSeq: lastSeq,
-                quorum: state.quorum,
+                quorum: state.instance.quorum,
                 secondaries: settings.secondaries.map { url in
-                    let peer = state.peers[url]!
+                    let peer = state.instance.peers[url]!
                     return SecondaryHealth(
                         url: url, status: peer.health.status, ackedSeq: peer.matched,
-                        lag: max(0, lastSeq - peer.matched), lastContact: peer.lastContact,
-                        problem: peer.problem ?? peer.replicationFailure.map { "replication requests fail: \($0)" })
+                        lag: max(0, lastSeq - peer.matched),
+                        lastContact: peer.lastContact.map { date.addingTimeInterval(($0 - now).seconds) },
+                        problem: peer.reportedProblem)
                 },
                 storageFailure: storageFailure)
         }
@@ -278,7 +282,7 @@ public final class Master: Service {
     /// Fails every waiting append with `shuttingDown` and refuses new ones.
     func shutDown() {
         let continuations = state.withLock { state in
-            state.shuttingDown = true
+            state.instance.onShutdown()
             return state.waiters.finishAll(.shutdown)
         }
         for continuation in continuations { continuation.resume(returning: .shutdown) }

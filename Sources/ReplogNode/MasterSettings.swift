@@ -56,4 +56,11 @@ public struct MasterSettings: Sendable {
 
     /// The master plus its secondaries.
     public var clusterSize: Int { 1 + secondaries.count }
+
+    /// The part of these settings that shapes the protocol (`ReplicationInstance`).
+    var protocolSettings: ReplicationInstance.Settings {
+        ReplicationInstance.Settings(
+            secondaries: secondaries, healthThresholds: healthThresholds, maxBatchSize: maxBatchSize,
+            maxInFlight: maxInFlight, replicationLinger: replicationLinger, idempotencyWindow: idempotencyWindow)
+    }
 }

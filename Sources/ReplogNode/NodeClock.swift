@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// The passage of time as a node sees it: real in production, driven by hand in tests.
@@ -8,6 +9,8 @@ import Synchronization
 public protocol NodeClock: Sendable {
     /// Time since an arbitrary, fixed origin.
     var now: Duration { get }
+    /// The wall-clock time at `now`, for people (`lastContact` in /health).
+    var date: Date { get }
     /// Suspends for `duration`; throws `CancellationError` when the task is cancelled.
     func sleep(for duration: Duration) async throws
 }
@@ -17,6 +20,7 @@ public struct SystemClock: NodeClock {
     private static let origin = ContinuousClock.now
     public init() {}
     public var now: Duration { ContinuousClock.now - Self.origin }
+    public var date: Date { Date() }
     public func sleep(for duration: Duration) async throws {
         try await ContinuousClock().sleep(for: duration)
     }
@@ -52,6 +56,9 @@ public final class ManualClock: NodeClock {
     public init() {}
 
     public var now: Duration { state.withLock { $0.now } }
+
+    /// 2026-01-01T00:00:00Z plus `now`, so that test output is the same on every run.
+    public var date: Date { Date(timeIntervalSince1970: 1_767_225_600 + now.seconds) }
 
     /// The earliest deadline of a sleeping task, if any sleeps.
     public var nextDeadline: Duration? { state.withLock { $0.sleepers.values.map(\.deadline).min() } }

@@ -1,154 +1,112 @@
 import Logging
 import ReplogCore
 
-/// The replication stream of one secondary.
+/// The replication stream of one secondary: the shell that carries out
+/// `ReplicationInstance.nextStreamStep`.
 ///
 /// It sends what the secondary misses, reading from the master's log (never from a queue
-/// of copies), in batches of up to `maxBatchSize` entries with up to `maxInFlight` requests
-/// in flight, so a slow link or a `--delay`ed secondary is kept busy rather than waited
-/// for. Requests may arrive out of order; the secondary's hold-back buffer restores the
-/// order, and every answer says which contiguous prefix it holds. When a request fails,
-/// the stream lets the others finish, rewinds to what the secondary acknowledged, backs
-/// off, and retries: forever, until delivered.
+/// of copies), in batches with up to `maxInFlight` requests in flight, so a slow link or a
+/// `--delay`ed secondary is kept busy rather than waited for. Requests may arrive out of
+/// order; the secondary's hold-back buffer restores the order, and every answer says which
+/// contiguous prefix it holds. What to send, when to linger and when to back off is the
+/// protocol's decision; this loop only reads, sends, waits, and reports back.
 extension Master {
     private enum StreamEvent: Sendable {
         case delivered(ReplicaState, entries: Int, started: ContinuousClock.Instant)
-        case failed(any Error, seqs: ClosedRange<Int>)
+        case failed(ReplicationInstance.Failure)
         case newData
         case lingerOver
     }
 
-    private struct StreamFailure {
-        let error: any Error
-        let seqs: ClosedRange<Int>
-        /// Whether some request succeeded before this failure (then back-off starts over).
-        let deliveredBefore: Bool
-    }
-
     func replicate(to peer: String) async {
-        var attempt = 0
-        while !Task.isCancelled {
-            guard let failure = await pipeline(to: peer), !Task.isCancelled else { return }
-            if attempt > 0, failure.deliveredBefore {
-                logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.attempts": "\(attempt + 1)"])
-            }
-            attempt = failure.deliveredBefore ? 1 : attempt + 1
-            metrics.peers[peer]!.retries.increment()
-            let status = state.withLock { state in
-                if case .foreignLog(let reason) = failure.error as? TransportError { state.peers[peer]!.problem = reason }
-                state.peers[peer]!.replicationFailure = "\(failure.error)"
-                return state.peers[peer]!.health.status
-            }
-            let backoff = settings.retryPolicy.backoff(attempt: attempt, status: status, jitter: random())
-            let metadata: Logger.Metadata = [
-                "replog.peer": "\(peer)", "replog.seq.from": "\(failure.seqs.lowerBound)", "replog.seq.to": "\(failure.seqs.upperBound)",
-                "replog.attempt": "\(attempt)", "replog.error": "\(failure.error)", "replog.backoff.ms": "\(backoff.milliseconds)",
-            ]
-            // The first failure of a run is news; the retries after it are detail.
-            if attempt == 1 { logger.info("replication failed, retrying", metadata: metadata) }
-            else { logger.debug("replication failed, retrying", metadata: metadata) }
-            await signals[peer]!.recovered.wait(upTo: backoff, on: clock)
-        }
-    }
-
-    /// Keeps up to `maxInFlight` batches in flight until one fails (returned) or the task
-    /// is cancelled (nil).
-    private func pipeline(to peer: String) async -> StreamFailure? {
+        let signals = self.signals[peer]!
         await withTaskGroup(of: StreamEvent.self) { group in
-            var (sentThrough, knownRewinds) = state.withLock { ($0.peers[peer]!.matched, $0.peers[peer]!.rewinds) }
-            var inFlight = 0
+            // At most one task of each kind waits on this stream's signals (`WakeSignal`
+            // takes one waiter at a time).
             var waitingForData = false
-            var delivered = false
-            var failure: StreamFailure?
-            var lingering = false  // a small batch is held back for a moment
-            var lingerOver = false  // …and the moment has passed: send it
+            var lingerTimerRunning = false
             while !Task.isCancelled {
-                // The secondary restarted (seen here or by a heartbeat): resend from what it holds.
-                let (matched, rewinds) = state.withLock { ($0.peers[peer]!.matched, $0.peers[peer]!.rewinds) }
-                if rewinds != knownRewinds {
-                    (sentThrough, knownRewinds) = (matched, rewinds)
-                } else {
-                    sentThrough = max(sentThrough, matched)
-                }
-                if failure == nil {
-                    while inFlight < settings.maxInFlight {
-                        let next = sentThrough + 1
-                        // Only what is durable on the master may leave it.
-                        let available = min(settings.maxBatchSize, commit.durableSeq - next + 1)
+                startWork: while true {
+                    let durableSeq = commit.durableSeq
+                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, durableSeq: durableSeq, now: clock.now) }
+                    switch step {
+                    case .send(let from, let limit):
                         let batch: [LogEntry]
                         do {
-                            batch = try store.read(from: next, limit: available, maxBytes: settings.maxBatchBytes)
+                            batch = try store.read(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
                         } catch {
-                            // The master cannot read its own log: fail like a delivery does
-                            // (back off, retry, and say why in /health), never skip entries.
-                            failure = StreamFailure(error: error, seqs: next...next, deliveredBefore: delivered)
-                            break
+                            let failure = ReplicationInstance.Failure(reason: "\(error)", seqs: from...from)
+                            state.withLock { $0.instance.onReadFailed(for: peer, failure) }
+                            continue startWork
                         }
-                        guard let first = batch.first, let last = batch.last else { break }
-                        // Nobody waits for these yet: hold a small batch back briefly so it
-                        // leaves together with the next appends (one request instead of many).
-                        if settings.replicationLinger > .zero, !lingerOver, batch.count == available,
-                           batch.count < settings.maxBatchSize,
-                           state.withLock({ state in
-                               // Only while the traffic is w=1: no waiter now and none lately.
-                               state.tracker.waitingCount == 0
-                                   && clock.now - state.lastAppendWithWaiter > settings.replicationLinger * 10
-                           })
-                        {
-                            if !lingering {
-                                lingering = true
-                                let (urgent, linger, clock) = (signals[peer]!.urgent, settings.replicationLinger, clock)
-                                group.addTask {
-                                    await urgent.wait(upTo: linger, on: clock)
-                                    return .lingerOver
-                                }
+                        guard let first = batch.first, let last = batch.last else {
+                            preconditionFailure("the log holds no entry at \(from), below its durable seq \(durableSeq)")
+                        }
+                        state.withLock { $0.instance.onSending(to: peer, seqs: first.seq...last.seq) }
+                        group.addTask { await self.send(batch, to: peer) }
+                    case .linger(let linger):
+                        // A timer left from before a back-off ends this linger instead.
+                        if !lingerTimerRunning {
+                            lingerTimerRunning = true
+                            group.addTask { [clock] in
+                                await signals.urgent.wait(upTo: linger, on: clock)
+                                return .lingerOver
                             }
-                            break
                         }
-                        lingerOver = false
-                        sentThrough = last.seq
-                        inFlight += 1
-                        group.addTask { await self.send(batch, seqs: first.seq...last.seq, to: peer) }
-                    }
-                    if failure == nil, inFlight < settings.maxInFlight, !waitingForData {
-                        waitingForData = true
-                        let newData = signals[peer]!.newData
-                        group.addTask {
-                            await newData.wait()
-                            return .newData
+                        break startWork
+                    case .backOff(let attempt, let status, let failure):
+                        await backOff(peer, attempt: attempt, status: status, after: failure)
+                        guard !Task.isCancelled else { break startWork }
+                        state.withLock { $0.instance.onBackOffOver(for: peer) }
+                    case .idle(let waitForData):
+                        if waitForData, !waitingForData {
+                            waitingForData = true
+                            group.addTask {
+                                await signals.newData.wait()
+                                return .newData
+                            }
                         }
+                        break startWork
                     }
                 }
-                if failure != nil, inFlight == 0 {
-                    group.cancelAll()  // the new-data waiter
-                    return failure
-                }
-                guard let event = await group.next() else { return failure }
+                guard !Task.isCancelled, let event = await group.next() else { break }
                 switch event {
                 case .newData:
                     waitingForData = false
                 case .lingerOver:
-                    (lingering, lingerOver) = (false, true)
+                    lingerTimerRunning = false
+                    state.withLock { $0.instance.onLingerOver(for: peer) }
                 case .delivered(let replica, let entries, let started):
-                    inFlight -= 1
-                    if !delivered { state.withLock { $0.peers[peer]!.replicationFailure = nil } }
-                    delivered = true
                     let peerMetrics = metrics.peers[peer]!
                     peerMetrics.replicationDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)
-                    onContact(peer, replica)
-                case .failed(let error, let seqs):
-                    inFlight -= 1
-                    if failure == nil { failure = StreamFailure(error: error, seqs: seqs, deliveredBefore: delivered) }
+                    let lastSeq = store.lastSeq
+                    handle { $0.onDelivered(to: peer, replica, lastSeq: lastSeq, now: clock.now) }
+                case .failed(let failure):
+                    state.withLock { $0.instance.onDeliveryFailed(to: peer, failure) }
                 }
             }
             group.cancelAll()
-            return nil
         }
     }
 
-    private func send(_ batch: [LogEntry], seqs: ClosedRange<Int>, to peer: String) async -> StreamEvent {
+    /// Waits out a failed round's back-off, or less if a heartbeat sees the secondary recover.
+    private func backOff(_ peer: String, attempt: Int, status: PeerStatus, after failure: ReplicationInstance.Failure) async {
+        metrics.peers[peer]!.retries.increment()
+        let backoff = settings.retryPolicy.backoff(attempt: attempt, status: status, jitter: random())
+        let metadata: Logger.Metadata = [
+            "replog.peer": "\(peer)", "replog.seq.from": "\(failure.seqs.lowerBound)", "replog.seq.to": "\(failure.seqs.upperBound)",
+            "replog.attempt": "\(attempt)", "replog.error": "\(failure.reason)", "replog.backoff.ms": "\(backoff.milliseconds)",
+        ]
+        // The first failure of a run is news; the retries after it are detail.
+        if attempt == 1 { logger.info("replication failed, retrying", metadata: metadata) }
+        else { logger.debug("replication failed, retrying", metadata: metadata) }
+        await signals[peer]!.recovered.wait(upTo: backoff, on: clock)
+    }
+
+    private func send(_ batch: [LogEntry], to peer: String) async -> StreamEvent {
         let started = ContinuousClock.now
+        let seqs = batch.first!.seq...batch.last!.seq
         do {
             let replica = try await transport.replicate(batch, of: logID, to: peer, timeout: settings.replicationTimeout)
             logger.debug("replicated", metadata: [
@@ -157,7 +115,8 @@ extension Master {
             ])
             return .delivered(replica, entries: batch.count, started: started)
         } catch {
-            return .failed(error, seqs: seqs)
+            let foreignLog = if case .foreignLog = error as? TransportError { true } else { false }
+            return .failed(ReplicationInstance.Failure(reason: "\(error)", seqs: seqs, foreignLog: foreignLog))
         }
     }
 }

@@ -1,0 +1,388 @@
+/// The master's side of the replication protocol, as a plain value.
+///
+/// This is swift-cluster-membership's *Instance*: it performs no I/O, reads no clock and
+/// holds no lock. The master (the *shell*) feeds it what happened (an append, a secondary's
+/// answer, a failed delivery, a missed heartbeat, a timer that ran out) and carries out
+/// what it answers: resume these waiting appends, send this range to that secondary, linger,
+/// back off, log this transition. Every rule of replication lives here, in one place:
+///
+/// - sequencing gates: quorum, shutdown and idempotent retries (`admit`, `onAppend`);
+/// - the write concern: which waiting appends an acknowledgement completes (`WriteConcernTracker`);
+/// - per secondary: what it holds (`matched`), which process answers (`incarnation`), its
+///   health (`PeerHealth`), and its replication stream: how far it was sent, how many
+///   requests are in flight, lingering, failures and back-off (`nextStreamStep`).
+///
+/// Elections and epochs (failover) will be added here too.
+public struct ReplicationInstance: Sendable {
+    public typealias WaiterID = WriteConcernTracker.WaiterID
+
+    /// What shapes the protocol; the master's settings map onto it.
+    public struct Settings: Sendable {
+        /// Names (base URLs) of the secondaries, in configuration order.
+        public var secondaries: [String]
+        /// Missed heartbeats before `suspected` and before `unhealthy`.
+        public var healthThresholds: PeerHealth.Thresholds
+        /// Most entries in one replication request.
+        public var maxBatchSize: Int
+        /// Requests one secondary may have in flight at once.
+        public var maxInFlight: Int
+        /// How long a small batch that nobody waits for may be held back (`.zero`: never).
+        public var replicationLinger: Duration
+        /// How many recent client ids are remembered for idempotent retries.
+        public var idempotencyWindow: Int
+
+        public init(
+            secondaries: [String], healthThresholds: PeerHealth.Thresholds = PeerHealth.Thresholds(),
+            maxBatchSize: Int = 1_000, maxInFlight: Int = 4, replicationLinger: Duration = .zero,
+            idempotencyWindow: Int = IdempotencyWindow.defaultCapacity
+        ) {
+            precondition(Set(secondaries).count == secondaries.count, "secondaries must be distinct: \(secondaries)")
+            precondition(maxBatchSize >= 1 && maxInFlight >= 1, "need a batch and a request: \(maxBatchSize), \(maxInFlight)")
+            self.secondaries = secondaries
+            self.healthThresholds = healthThresholds
+            self.maxBatchSize = maxBatchSize
+            self.maxInFlight = maxInFlight
+            self.replicationLinger = replicationLinger
+            self.idempotencyWindow = idempotencyWindow
+        }
+
+        /// The master plus its secondaries.
+        public var clusterSize: Int { 1 + secondaries.count }
+    }
+
+    /// Why an append is refused before anything is written.
+    public enum Refusal: Error, Equatable {
+        /// Not enough nodes are available: the master is read-only.
+        case readOnly(Quorum)
+        /// The master is shutting down.
+        case shuttingDown
+    }
+
+    /// Where an admitted append goes.
+    public enum Admission: Sendable, Equatable {
+        /// A new message: store it at `seq`, then report it with `onAppend`.
+        case append(seq: Int)
+        /// A retry of a known `id`: nothing to store; wait for the original's write concern.
+        case retry(seq: Int)
+    }
+
+    /// What the master knows about one secondary.
+    public struct Peer: Sendable {
+        public let url: String
+        public fileprivate(set) var health: PeerHealth
+        /// Highest seq the secondary holds, as far as the master knows; its stream resumes after it.
+        public fileprivate(set) var matched = 0
+        /// The process that answered last: a new one may hold less than the old one did.
+        public fileprivate(set) var incarnation: String?
+        /// When (on the shell's clock) the secondary last answered.
+        public fileprivate(set) var lastContact: Duration?
+        /// Why the secondary cannot follow this master (another log, a failed disk), if so.
+        /// A heartbeat that gets a normal answer clears it.
+        public fileprivate(set) var problem: String?
+        /// Why the last replication round failed, until a request succeeds again. Heartbeats
+        /// can succeed while replication fails (a 413, an injected error), so this is kept
+        /// apart from `problem`.
+        public fileprivate(set) var replicationFailure: String?
+        /// A catch-up in progress: from which seq, up to which, since when.
+        fileprivate var catchUp: (from: Int, target: Int, started: Duration)?
+        fileprivate var stream = Stream()
+
+        /// What the shell shows in `/health`: the problem, or else why replication fails.
+        public var reportedProblem: String? { problem ?? replicationFailure.map { "replication requests fail: \($0)" } }
+    }
+
+    /// The replication stream of one secondary.
+    ///
+    /// Legal phases: `sending` → `lingering` (a small batch nobody waits for is held back)
+    /// → `lingerOver` → `sending`; any → `backingOff` once a failed round has drained its
+    /// requests in flight → `sending` when the back-off ends (resending from `matched`).
+    fileprivate struct Stream: Sendable {
+        enum Phase: Sendable { case sending, lingering, lingerOver, backingOff }
+        var phase = Phase.sending
+        /// Highest seq handed to a request (a rewind moves it back to `matched`).
+        var sentThrough = 0
+        var inFlight = 0
+        /// The first failure of the current round: nothing new is sent until the round's
+        /// other requests have come back, then the stream backs off.
+        var failure: Failure?
+        /// Whether a request of the current round succeeded.
+        var deliveredThisRound = false
+        /// Failed rounds since the stream last delivered something.
+        var failedRounds = 0
+    }
+
+    /// A failed replication request.
+    public struct Failure: Sendable, Equatable {
+        /// What went wrong, for logs and `/health`.
+        public let reason: String
+        /// The seqs the failed request carried.
+        public let seqs: ClosedRange<Int>
+        /// Set when the secondary answered that it follows another master log.
+        public let foreignLog: Bool
+
+        public init(reason: String, seqs: ClosedRange<Int>, foreignLog: Bool = false) {
+            self.reason = reason
+            self.seqs = seqs
+            self.foreignLog = foreignLog
+        }
+    }
+
+    /// The next thing a stream should do.
+    public enum StreamStep: Sendable, Equatable {
+        /// Read up to `limit` entries from `from` on and send them; report with `onSending`.
+        case send(from: Int, limit: Int)
+        /// Hold a small batch back for up to this long, then report `onLingerOver`
+        /// (an append that a client waits for ends it early).
+        case linger(Duration)
+        /// A round failed: wait this many failed rounds' back-off, then report `onBackOffOver`.
+        case backOff(attempt: Int, status: PeerStatus, failure: Failure)
+        /// Nothing to start now; `waitForData`: an append (or a wake-up) may change that.
+        case idle(waitForData: Bool)
+    }
+
+    /// What the shell must do after an event, in order.
+    public enum Directive: Sendable, Equatable {
+        /// These waiting appends have met their write concern: answer them.
+        case resume([WaiterID])
+        /// A secondary's health changed (log it, update its gauge).
+        case statusChanged(peer: String, PeerHealth.Transition)
+        /// The master became read-only or writable again.
+        case quorumChanged(Quorum)
+        /// A secondary answered from a new process.
+        case secondaryRestarted(peer: String, seq: Int)
+        case catchUpStarted(peer: String, behind: Int)
+        case catchUpFinished(peer: String, entries: Int, took: Duration)
+        /// A secondary's stream delivered again after failed rounds.
+        case replicationRecovered(peer: String, failedRounds: Int)
+        /// The secondary came back (or restarted): end its back-off and let its stream look
+        /// for work at once.
+        case wakeStream(peer: String)
+    }
+
+    public let settings: Settings
+    /// The master log this instance replicates; a secondary holding another one is refused.
+    public let logID: String
+    public private(set) var peers: [String: Peer]
+    private var tracker: WriteConcernTracker
+    private var idempotency: IdempotencyWindow
+    private var nextWaiterID = 0
+    /// When an append last had to wait for acknowledgements: streams linger only while
+    /// the traffic is `w=1`.
+    private var lastAppendWithWaiter: Duration?
+    public private(set) var shuttingDown = false
+
+    /// - Parameters:
+    ///   - remembered: idempotency keys recovered from the log (oldest first).
+    public init(settings: Settings, logID: String, remembered: [RememberedID] = []) {
+        self.settings = settings
+        self.logID = logID
+        self.tracker = WriteConcernTracker(secondaries: settings.secondaries)
+        self.idempotency = IdempotencyWindow(capacity: settings.idempotencyWindow)
+        for key in remembered { idempotency.remember(key.id, seq: key.seq) }
+        self.peers = Dictionary(uniqueKeysWithValues: settings.secondaries.map {
+            ($0, Peer(url: $0, health: PeerHealth(thresholds: settings.healthThresholds)))
+        })
+    }
+
+    /// Whether the nodes that are not unhealthy form a majority.
+    public var quorum: Quorum { Quorum(secondaryStatuses: settings.secondaries.map { peers[$0]!.health.status }) }
+
+    /// Nodes (the master included) that hold the message at `seq`.
+    public func holders(of seq: Int) -> Int { tracker.holders(of: seq) }
+
+    // MARK: Appends
+
+    /// Decides whether an append may go ahead and where; writes nothing.
+    /// - Parameter nextSeq: the seq a new message would get (`lastSeq + 1` of the log).
+    public func admit(id: String?, nextSeq: Int) throws(Refusal) -> Admission {
+        if shuttingDown { throw .shuttingDown }
+        // A retry is answered even without quorum: it appends nothing.
+        if let id, let seq = idempotency.seq(for: id) { return .retry(seq: seq) }
+        let quorum = self.quorum
+        guard quorum.isWritable else { throw .readOnly(quorum) }
+        return .append(seq: nextSeq)
+    }
+
+    /// An admitted append is in the log (or is a retry): count it towards its write concern.
+    /// - Returns: the waiter to suspend on, or `nil` when `w` nodes hold it already.
+    public mutating func onAppend(_ admission: Admission, id: String?, w: Int, now: Duration) -> WaiterID? {
+        let seq: Int
+        switch admission {
+        case .append(let appended):
+            seq = appended
+            if let id { idempotency.remember(id, seq: seq) }
+        case .retry(let original):
+            seq = original
+        }
+        let waiter = nextWaiterID
+        nextWaiterID += 1
+        if tracker.onAppend(waiter, seq: seq, required: w) { return nil }
+        lastAppendWithWaiter = now
+        return waiter
+    }
+
+    /// A waiting append stops waiting (timed out, the client left, the disk failed).
+    public mutating func onGiveUp(_ waiter: WaiterID, seq: Int) {
+        tracker.onGiveUp(waiter, seq: seq)
+    }
+
+    /// The master stops: refuse every append from now on.
+    public mutating func onShutdown() { shuttingDown = true }
+
+    // MARK: Answers from secondaries
+
+    /// A secondary answered (a heartbeat or a replication request) with what it holds.
+    /// - Parameters:
+    ///   - lastSeq: the master's last seq (a secondary never holds more of this log).
+    ///   - now: the shell's clock.
+    public mutating func onContact(from url: String, _ replica: ReplicaState, lastSeq: Int, now: Duration) -> [Directive] {
+        if let held = replica.logID, held != logID {
+            // It answers, but it follows another log: it can neither count towards `w` nor
+            // receive ours. Treat it as missing and say why.
+            peers[url]!.problem = "holds master log \(held), not this master's \(logID): restart it with an empty log"
+            return onHeartbeatMissed(url)
+        }
+        if let failure = replica.storageFailure {
+            // It answers, but it can store nothing: it holds no more than it did, and counts
+            // towards neither `w` nor the quorum until it is restarted.
+            peers[url]!.problem = failure
+            return onHeartbeatMissed(url)
+        }
+        var directives: [Directive] = []
+        let wasWritable = quorum.isWritable
+        var peer = peers[url]!
+        let transition = peer.health.onContact()
+        peer.lastContact = now
+        peer.problem = nil
+        let restarted = peer.incarnation != nil && peer.incarnation != replica.incarnation
+        if peer.incarnation != replica.incarnation {
+            // A new process: what it holds now is the truth, even if it is less than before,
+            // and its stream resends from there.
+            peer.incarnation = replica.incarnation
+            peer.matched = min(replica.seq, lastSeq)
+            peer.stream.sentThrough = peer.matched
+        } else {
+            peer.matched = max(peer.matched, min(replica.seq, lastSeq))
+        }
+        // A secondary that comes back behind is caught up; say when that starts and ends.
+        if let running = peer.catchUp, peer.matched >= running.target {
+            directives.append(.catchUpFinished(peer: url, entries: running.target - running.from, took: now - running.started))
+            peer.catchUp = nil
+        } else if peer.catchUp == nil, restarted || transition != nil, peer.matched < lastSeq {
+            peer.catchUp = (peer.matched, lastSeq, now)
+            directives.append(.catchUpStarted(peer: url, behind: lastSeq - peer.matched))
+        }
+        peers[url] = peer
+        let completed =
+            restarted
+            ? tracker.onRestart(of: url, holding: peer.matched)
+            : tracker.onAck(from: url, seq: peer.matched)
+        if !completed.isEmpty { directives.insert(.resume(completed), at: 0) }
+        if let transition { directives.append(.statusChanged(peer: url, transition)) }
+        if quorum.isWritable != wasWritable { directives.append(.quorumChanged(quorum)) }
+        if restarted { directives.append(.secondaryRestarted(peer: url, seq: replica.seq)) }
+        if transition != nil || restarted { directives.append(.wakeStream(peer: url)) }
+        return directives
+    }
+
+    /// A heartbeat got no (usable) answer in time.
+    public mutating func onHeartbeatMissed(_ url: String) -> [Directive] {
+        var directives: [Directive] = []
+        let wasWritable = quorum.isWritable
+        if let transition = peers[url]!.health.onHeartbeatMissed() {
+            directives.append(.statusChanged(peer: url, transition))
+        }
+        if quorum.isWritable != wasWritable { directives.append(.quorumChanged(quorum)) }
+        return directives
+    }
+
+    // MARK: Replication streams
+
+    /// What the stream of `url` should do next. Call it until it answers `.idle` or
+    /// `.backOff`, and again after every event of that stream.
+    /// - Parameters:
+    ///   - durableSeq: the end of the master's durable prefix: nothing past it may leave.
+    public mutating func nextStreamStep(for url: String, durableSeq: Int, now: Duration) -> StreamStep {
+        var peer = peers[url]!
+        defer { peers[url] = peer }
+        if peer.stream.phase == .backingOff { return .idle(waitForData: false) }
+        if let failure = peer.stream.failure {
+            guard peer.stream.inFlight == 0 else { return .idle(waitForData: false) }
+            // The round is over: back off, longer with every round that delivered nothing.
+            peer.stream.failedRounds += 1
+            peer.stream.phase = .backingOff
+            peer.replicationFailure = failure.reason
+            if failure.foreignLog { peer.problem = failure.reason }
+            return .backOff(attempt: peer.stream.failedRounds, status: peer.health.status, failure: failure)
+        }
+        peer.stream.sentThrough = max(peer.stream.sentThrough, peer.matched)
+        guard peer.stream.inFlight < settings.maxInFlight else { return .idle(waitForData: false) }
+        let next = peer.stream.sentThrough + 1
+        let available = min(settings.maxBatchSize, durableSeq - next + 1)
+        guard available > 0 else { return .idle(waitForData: true) }
+        // Nobody waits for these yet: hold a small batch back briefly so that it leaves
+        // together with the next appends (one request instead of many). Only while the
+        // traffic is w=1: no waiter now and none lately.
+        let linger = settings.replicationLinger
+        if linger > .zero, peer.stream.phase != .lingerOver, available < settings.maxBatchSize,
+           tracker.waitingCount == 0, lastAppendWithWaiter.map({ now - $0 > linger * 10 }) ?? true
+        {
+            if peer.stream.phase == .lingering { return .idle(waitForData: true) }
+            peer.stream.phase = .lingering
+            return .linger(linger)
+        }
+        peer.stream.phase = .sending
+        return .send(from: next, limit: available)
+    }
+
+    /// The stream sends a request carrying `seqs` (what `.send` asked for, or less).
+    public mutating func onSending(to url: String, seqs: ClosedRange<Int>) {
+        peers[url]!.stream.inFlight += 1
+        // A rewind since `.send` moved the position back: keep that, resend from there.
+        if peers[url]!.stream.sentThrough == seqs.lowerBound - 1 { peers[url]!.stream.sentThrough = seqs.upperBound }
+    }
+
+    /// The master could not read what `.send` asked for: fail the round like a delivery
+    /// (back off, retry, say why in /health), never skip entries.
+    public mutating func onReadFailed(for url: String, _ failure: Failure) {
+        if peers[url]!.stream.failure == nil { peers[url]!.stream.failure = failure }
+    }
+
+    /// A request came back with the secondary's answer.
+    public mutating func onDelivered(to url: String, _ replica: ReplicaState, lastSeq: Int, now: Duration) -> [Directive] {
+        var recovered: [Directive] = []
+        peers[url]!.stream.inFlight -= 1
+        if !peers[url]!.stream.deliveredThisRound {
+            peers[url]!.stream.deliveredThisRound = true
+            peers[url]!.replicationFailure = nil
+            if peers[url]!.stream.failedRounds > 0 {
+                recovered.append(.replicationRecovered(peer: url, failedRounds: peers[url]!.stream.failedRounds))
+                peers[url]!.stream.failedRounds = 0
+            }
+        }
+        return onContact(from: url, replica, lastSeq: lastSeq, now: now) + recovered
+    }
+
+    /// A request failed (no answer, an error status, another log).
+    public mutating func onDeliveryFailed(to url: String, _ failure: Failure) {
+        peers[url]!.stream.inFlight -= 1
+        if peers[url]!.stream.failure == nil { peers[url]!.stream.failure = failure }
+    }
+
+    /// The linger that `.linger` started is over: send what is there.
+    public mutating func onLingerOver(for url: String) {
+        if peers[url]!.stream.phase == .lingering { peers[url]!.stream.phase = .lingerOver }
+    }
+
+    /// The back-off that `.backOff` started is over: a new round resends from what the
+    /// secondary holds.
+    public mutating func onBackOffOver(for url: String) {
+        var stream = peers[url]!.stream
+        guard stream.phase == .backingOff else { return }
+        stream.phase = .sending
+        stream.failure = nil
+        stream.deliveredThisRound = false
+        stream.sentThrough = peers[url]!.matched
+        peers[url]!.stream = stream
+    }
+}

@@ -1,0 +1,173 @@
+import ReplogCore
+import Testing
+
+/// The master's protocol, driven event by event: no clock, no sockets, no waiting.
+@Suite struct ReplicationInstanceTests {
+    private static func instance(
+        maxBatchSize: Int = 10, maxInFlight: Int = 2, linger: Duration = .zero,
+        thresholds: PeerHealth.Thresholds = .init(suspectAfterMisses: 1, unhealthyAfterMisses: 2)
+    ) -> ReplicationInstance {
+        ReplicationInstance(
+            settings: .init(
+                secondaries: ["s1", "s2"], healthThresholds: thresholds, maxBatchSize: maxBatchSize,
+                maxInFlight: maxInFlight, replicationLinger: linger),
+            logID: "log")
+    }
+
+    private func answer(_ seq: Int, from incarnation: String = "a", log: String? = "log") -> ReplicaState {
+        ReplicaState(seq: seq, incarnation: incarnation, logID: log)
+    }
+
+    /// Appends `count` messages with `w` and returns their waiters.
+    private func append(_ count: Int, w: Int, to instance: inout ReplicationInstance, lastSeq: Int = 0) -> [Int?] {
+        (1...count).map { offset in
+            let admission = try! instance.admit(id: nil, nextSeq: lastSeq + offset)
+            return instance.onAppend(admission, id: nil, w: w, now: .zero)
+        }
+    }
+
+    @Test func aW1AppendIsAnsweredAtOnceAndAW2AppendByTheFirstAcknowledgement() {
+        var instance = Self.instance()
+        let waiters = append(2, w: 1, to: &instance) + append(1, w: 2, to: &instance, lastSeq: 2)
+        #expect(waiters[0] == nil && waiters[1] == nil)
+        let waiter = try! #require(waiters[2])
+        #expect(instance.onContact(from: "s1", answer(2), lastSeq: 3, now: .zero).isEmpty)
+        #expect(instance.onContact(from: "s1", answer(3), lastSeq: 3, now: .zero) == [.resume([waiter])])
+        #expect(instance.holders(of: 3) == 2)
+    }
+
+    @Test func withoutQuorumAppendsAreRefusedButARetryIsStillAnswered() throws {
+        var instance = Self.instance()
+        let admission = try instance.admit(id: "k", nextSeq: 1)
+        #expect(admission == .append(seq: 1))
+        _ = instance.onAppend(admission, id: "k", w: 1, now: .zero)
+        for _ in 0..<2 {
+            _ = instance.onHeartbeatMissed("s1")
+            _ = instance.onHeartbeatMissed("s2")
+        }
+        #expect(!instance.quorum.isWritable)
+        #expect(throws: ReplicationInstance.Refusal.readOnly(instance.quorum)) { try instance.admit(id: nil, nextSeq: 2) }
+        #expect(try instance.admit(id: "k", nextSeq: 2) == .retry(seq: 1))
+        instance.onShutdown()
+        #expect(throws: ReplicationInstance.Refusal.shuttingDown) { try instance.admit(id: "k", nextSeq: 2) }
+    }
+
+    @Test func losingAndRegainingQuorumIsReportedOnce() {
+        var instance = Self.instance()
+        #expect(instance.onHeartbeatMissed("s1") == [.statusChanged(peer: "s1", .init(from: .healthy, to: .suspected))])
+        _ = instance.onHeartbeatMissed("s1")
+        _ = instance.onHeartbeatMissed("s2")
+        let lost = instance.onHeartbeatMissed("s2")
+        #expect(lost.contains(.quorumChanged(instance.quorum)) && !instance.quorum.isWritable)
+        let regained = instance.onContact(from: "s2", answer(0), lastSeq: 0, now: .zero)
+        #expect(regained.contains(.quorumChanged(instance.quorum)) && instance.quorum.isWritable)
+        #expect(regained.contains(.wakeStream(peer: "s2")))
+    }
+
+    @Test func aStreamPipelinesUpToItsLimitAndNeverPassesTheDurablePrefix() {
+        var instance = Self.instance(maxBatchSize: 2, maxInFlight: 2)
+        _ = instance.onContact(from: "s1", answer(0), lastSeq: 0, now: .zero)  // the first heartbeat
+        _ = append(5, w: 1, to: &instance)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 1, limit: 2))
+        instance.onSending(to: "s1", seqs: 1...2)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 3, limit: 1))
+        instance.onSending(to: "s1", seqs: 3...3)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .idle(waitForData: false), "two in flight")
+        _ = instance.onDelivered(to: "s1", answer(2), lastSeq: 5, now: .zero)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .send(from: 4, limit: 2))
+        instance.onSending(to: "s1", seqs: 4...5)
+        _ = instance.onDelivered(to: "s1", answer(5), lastSeq: 5, now: .zero)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .idle(waitForData: true))
+    }
+
+    @Test func aFailedRoundDrainsBacksOffLongerEachTimeAndResendsFromWhatTheSecondaryHolds() {
+        var instance = Self.instance(maxBatchSize: 1, maxInFlight: 2)
+        _ = append(3, w: 1, to: &instance)
+        for seq in 1...2 {
+            #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: seq, limit: 1))
+            instance.onSending(to: "s1", seqs: seq...seq)
+        }
+        let failure = ReplicationInstance.Failure(reason: "timed out", seqs: 1...1)
+        instance.onDeliveryFailed(to: "s1", failure)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .idle(waitForData: false), "seq 2 still in flight")
+        _ = instance.onDelivered(to: "s1", answer(0), lastSeq: 3, now: .zero)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .backOff(attempt: 1, status: .healthy, failure: failure))
+        #expect(instance.peers["s1"]!.reportedProblem == "replication requests fail: timed out")
+        instance.onBackOffOver(for: "s1")
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 1, limit: 1), "resent from matched")
+        instance.onSending(to: "s1", seqs: 1...1)
+        instance.onDeliveryFailed(to: "s1", failure)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .backOff(attempt: 2, status: .healthy, failure: failure))
+    }
+
+    @Test func theBackOffGrowsWhileNothingIsDeliveredAndRecoveryIsReported() {
+        var instance = Self.instance(maxBatchSize: 5, maxInFlight: 1)
+        _ = append(1, w: 1, to: &instance)
+        let failure = ReplicationInstance.Failure(reason: "refused", seqs: 1...1)
+        for attempt in 1...3 {
+            #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .send(from: 1, limit: 1))
+            instance.onSending(to: "s1", seqs: 1...1)
+            instance.onDeliveryFailed(to: "s1", failure)
+            #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .backOff(attempt: attempt, status: .healthy, failure: failure))
+            instance.onBackOffOver(for: "s1")
+        }
+        instance.onSending(to: "s1", seqs: 1...1)
+        let directives = instance.onDelivered(to: "s1", answer(1), lastSeq: 1, now: .zero)
+        #expect(directives.contains(.replicationRecovered(peer: "s1", failedRounds: 3)))
+        #expect(instance.peers["s1"]!.reportedProblem == nil)
+    }
+
+    @Test func aRestartedSecondaryIsResentWhatItLostAndCaughtUp() {
+        var instance = Self.instance(maxBatchSize: 10, maxInFlight: 1)
+        _ = append(4, w: 1, to: &instance)
+        instance.onSending(to: "s1", seqs: 1...4)
+        _ = instance.onDelivered(to: "s1", answer(4, from: "a"), lastSeq: 4, now: .zero)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 4, now: .zero) == .idle(waitForData: true))
+        // A new process that kept only seq 1.
+        let directives = instance.onContact(from: "s1", answer(1, from: "b"), lastSeq: 4, now: .seconds(1))
+        #expect(directives.contains(.secondaryRestarted(peer: "s1", seq: 1)))
+        #expect(directives.contains(.catchUpStarted(peer: "s1", behind: 3)))
+        #expect(directives.contains(.wakeStream(peer: "s1")))
+        #expect(instance.peers["s1"]!.matched == 1)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 4, now: .seconds(1)) == .send(from: 2, limit: 3))
+        instance.onSending(to: "s1", seqs: 2...4)
+        let caughtUp = instance.onDelivered(to: "s1", answer(4, from: "b"), lastSeq: 4, now: .seconds(3))
+        #expect(caughtUp.contains(.catchUpFinished(peer: "s1", entries: 3, took: .seconds(2))))
+    }
+
+    @Test func aSecondaryOfAnotherLogOrWithAFailedDiskCountsAsMissing() {
+        var instance = Self.instance()
+        let waiter = append(1, w: 2, to: &instance)[0]!
+        _ = instance.onContact(from: "s1", answer(1, log: "other"), lastSeq: 1, now: .zero)
+        #expect(instance.peers["s1"]!.health.status == .suspected)
+        #expect(instance.peers["s1"]!.problem?.contains("holds master log other") == true)
+        var failed = answer(1)
+        failed.storageFailure = "the disk failed an fsync"
+        _ = instance.onContact(from: "s2", failed, lastSeq: 1, now: .zero)
+        #expect(instance.peers["s2"]!.problem == "the disk failed an fsync")
+        #expect(instance.holders(of: 1) == 1, "neither counts towards w")
+        #expect(instance.onContact(from: "s1", answer(1), lastSeq: 1, now: .zero).first == .resume([waiter]))
+        #expect(instance.peers["s1"]!.problem == nil)
+    }
+
+    @Test func aSmallBatchLingersOnlyWhileNobodyWaits() {
+        var instance = Self.instance(maxBatchSize: 10, maxInFlight: 2, linger: .milliseconds(2))
+        _ = append(1, w: 1, to: &instance)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .linger(.milliseconds(2)))
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .idle(waitForData: true))
+        instance.onLingerOver(for: "s1")
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .send(from: 1, limit: 1))
+        instance.onSending(to: "s1", seqs: 1...1)
+        // A client now waits for w=2: its entry leaves at once.
+        _ = append(1, w: 2, to: &instance, lastSeq: 1)
+        #expect(instance.nextStreamStep(for: "s1", durableSeq: 2, now: .zero) == .send(from: 2, limit: 1))
+    }
+
+    @Test func aGivenUpWaiterIsNeverResumed() {
+        var instance = Self.instance()
+        let waiter = append(1, w: 3, to: &instance)[0]!
+        instance.onGiveUp(waiter, seq: 1)
+        #expect(instance.onContact(from: "s1", answer(1), lastSeq: 1, now: .zero).isEmpty)
+        #expect(instance.onContact(from: "s2", answer(1), lastSeq: 1, now: .zero).isEmpty)
+    }
+}
