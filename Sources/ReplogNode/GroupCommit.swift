@@ -1,7 +1,6 @@
 import CoreMetrics
 import Logging
 import Metrics
-import NIOPosix
 import ReplogCore
 import ServiceLifecycle
 import Synchronization
@@ -53,6 +52,9 @@ public final class GroupCommit: Service {
 
     public let store: any LogStore
     public let policy: FsyncPolicy
+    /// Where fsyncs run (off the cooperative threads).
+    private let io: BlockingIO
+    private let clock: any NodeClock
     private let state: Mutex<State>
     /// Set once with `State.failure`, read without the lock on every append.
     private let failed = Atomic(false)
@@ -62,11 +64,13 @@ public final class GroupCommit: Service {
     private let logger: Logger
 
     public init(
-        store: any LogStore, policy: FsyncPolicy, logger: Logger = Logger(label: "replog.storage"),
-        metricsFactory: any MetricsFactory = MetricsSystem.factory
+        store: any LogStore, policy: FsyncPolicy, io: BlockingIO = .threadPool, clock: any NodeClock = SystemClock(),
+        logger: Logger = Logger(label: "replog.storage"), metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
         self.store = store
         self.policy = policy
+        self.io = io
+        self.clock = clock
         self.logger = logger
         self.fsyncDuration = Timer(label: "replog_fsync_duration_seconds", factory: metricsFactory)
         self.storageFailed = Gauge(label: "replog_storage_failed", factory: metricsFactory)
@@ -122,10 +126,10 @@ public final class GroupCommit: Service {
     private func lead() async throws {
         // Everything written before this read is covered by the fsync below.
         let target = store.lastSeq
-        let started = ContinuousClock.now
-        defer { fsyncDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds) }
+        let started = clock.now
+        defer { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) }
         do {
-            try await NIOThreadPool.singleton.runIfActive { try self.store.sync() }
+            try await io.run { try self.store.sync() }
         } catch {
             // The disk's error is final (see above); anything else (the thread pool shut
             // down) fails only the callers waiting now.
@@ -177,9 +181,9 @@ public final class GroupCommit: Service {
             return
         }
         while !Task.isCancelled, !Task.isShuttingDownGracefully, failure == nil {
-            try? await Task.sleep(for: Self.interval)
+            try? await clock.sleep(for: Self.interval)
             do {
-                try await NIOThreadPool.singleton.runIfActive { try self.store.sync() }
+                try await io.run { try self.store.sync() }
             } catch let error as LogStoreError {
                 _ = fail(error)
             } catch {

@@ -85,6 +85,7 @@ public final class Master: Service {
         transport: any ReplicationTransport,
         store: any LogStore = InMemoryLogStore(),
         fsync: FsyncPolicy = .always,
+        io: BlockingIO = .threadPool,
         clock: any NodeClock = SystemClock(),
         logID: String = UUID().uuidString,
         logger: Logger = Logger(label: "replog.master"),
@@ -94,7 +95,7 @@ public final class Master: Service {
         self.settings = settings
         self.transport = transport
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync, logger: logger, metricsFactory: metricsFactory)
+        self.commit = GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
         self.metrics = MasterMetrics(settings: settings, factory: metricsFactory)
         self.clock = clock
         self.logID = logID

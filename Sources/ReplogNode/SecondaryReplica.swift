@@ -62,6 +62,7 @@ public final class SecondaryReplica: Sendable {
     public init(
         store: any LogStore = InMemoryLogStore(),
         fsync: FsyncPolicy = .always,
+        io: BlockingIO = .threadPool,
         logID: String? = nil,
         settings: SecondarySettings = SecondarySettings(),
         clock: any NodeClock = SystemClock(),
@@ -71,7 +72,7 @@ public final class SecondaryReplica: Sendable {
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync, metricsFactory: metricsFactory)
+        self.commit = GroupCommit(store: store, policy: fsync, io: io, clock: clock, metricsFactory: metricsFactory)
         self.metrics = SecondaryMetrics(factory: metricsFactory)
         self.settings = settings
         self.clock = clock

@@ -8,9 +8,11 @@ import Synchronization
 /// One seeded fault schedule run against the real `Master` and `SecondaryReplica`s.
 ///
 /// The schedule is drawn from the seed: client appends with random `w`, `timeout` and
-/// `id` (some of them retries), secondary crashes and restarts (empty, or from their
-/// "disk"), partitions, a master crash and restart, link delays, loss, duplication, lost
-/// answers and injected 500s after store. After the schedule every fault is healed and the
+/// `id` (some of them retries, also across a master restart), secondary crashes and restarts
+/// (empty, or from their disk), partitions, a master crash and restart, link delays, loss,
+/// duplication, lost answers and injected 500s after store. Every node writes to a
+/// `SimulatedDisk` whose fsyncs take simulated time, and every crash is a power loss: the
+/// node loses what it had not fsynced, or keeps a torn part of it. After the schedule every fault is healed and the
 /// cluster runs until it converges. The invariants are checked at every step and at the
 /// end; a violation names the seed, which replays the run exactly.
 final class Simulation: Sendable {
@@ -61,19 +63,20 @@ final class Simulation: Sendable {
     let clock = ManualClock()
     let executor = SimulationExecutor()
     let transport: FaultyTransport
-    let masterStore = InMemoryLogStore()  // the master's "disk": survives a master crash
+    let masterDisk = SimulatedDisk()
     let logID = "sim-log"
     let events: [(at: Duration, event: Event)]
     let faults: FaultyTransport.Faults
     let errorRate: Double
     let linger: Duration
+    let fsyncLatency: ClosedRange<Duration>
     let trace: Bool
 
     private struct State {
         var master: Master?
         var masterTask: Task<Void, Never>?
         var replicas: [String: SecondaryReplica] = [:]
-        var disks: [String: InMemoryLogStore] = [:]
+        var disks: [String: SimulatedDisk] = [:]
         var down: Set<String> = []
         var partitioned: Set<String> = []
         /// When each secondary was last down or cut off (now, while it still is).
@@ -90,6 +93,18 @@ final class Simulation: Sendable {
 
     private let state = Mutex(State())
 
+    /// How many unsynced entries a power loss leaves on disk: usually none, sometimes a few.
+    private func tornTail() -> Int { random.chance(0.6) ? 0 : random.int(1...3) }
+
+    /// fsyncs take simulated time (0.1–3 ms on a fast disk, 1–40 ms on a slow one), so that
+    /// appends, replication and power losses meet entries that are written but not yet durable.
+    private var fsyncIO: BlockingIO {
+        BlockingIO { [clock, random, fsyncLatency] work in
+            try await clock.sleep(for: random.duration(fsyncLatency))
+            try work()
+        }
+    }
+
     init(seed: UInt64, trace: Bool = false) {
         self.seed = seed
         self.trace = trace
@@ -102,6 +117,7 @@ final class Simulation: Sendable {
             duplicateRate: random.chance(0.5) ? random.unit() * 0.3 : 0)
         errorRate = random.chance(0.4) ? random.unit() * 0.4 : 0
         linger = random.chance(0.5) ? random.duration(.microseconds(100)...(.milliseconds(20))) : .zero
+        fsyncLatency = random.chance(0.5) ? .microseconds(100)...(.milliseconds(3)) : .milliseconds(1)...(.milliseconds(40))
         events = Self.schedule(random)
     }
 
@@ -109,11 +125,20 @@ final class Simulation: Sendable {
     private static func schedule(_ random: SimulationRandom) -> [(at: Duration, event: Event)] {
         var events: [(at: Duration, event: Event)] = []
         let window: ClosedRange<Duration> = .zero...(length * 0.9)
-        var masterDowntime: ClosedRange<Duration>?
-        if random.chance(0.25) {
-            let crash = random.duration(window)
+        // Appends come alone or in bursts (a few milliseconds apart), so that some find
+        // the ones before them still waiting for their fsync.
+        var appendTimes: [Duration] = []
+        for _ in 0..<random.int(10...40) {
+            let previous = appendTimes.last
+            appendTimes.append(previous != nil && random.chance(0.3) ? previous! + random.duration(.zero...(.milliseconds(10))) : random.duration(window))
+        }
+        if random.chance(0.4) {
+            // Half of the master's crashes strike just after an append: mid-fsync.
+            let crash =
+                random.chance(0.5)
+                ? appendTimes[random.int(0...(appendTimes.count - 1))] + random.duration(.zero...(.milliseconds(20)))
+                : random.duration(window)
             let back = crash + random.duration(.milliseconds(10)...(.seconds(2)))
-            masterDowntime = crash...back
             events += [(crash, .crashMaster), (back, .restartMaster)]
         }
         for peer in secondaries {
@@ -127,16 +152,13 @@ final class Simulation: Sendable {
             }
         }
         var ids: [(id: String, message: String, at: Duration)] = []
-        for index in 0..<random.int(10...40) {
-            let at = random.duration(window)
+        for (index, at) in appendTimes.enumerated() {
             let w = [1, 2, 3, nil][random.int(0...3)]
             let timeout = random.chance(0.5) ? random.duration(.milliseconds(20)...(.seconds(3))) : nil
-            // Retries reuse an earlier id (and its message) from the same master run: ids are
-            // remembered in memory, so across a master restart a retry is a new append (documented).
-            let sameRun = ids.filter { earlier in
-                earlier.at < at && !(masterDowntime.map { earlier.at < $0.upperBound && at >= $0.lowerBound } ?? false)
-            }
-            if random.chance(0.2), let original = sameRun.isEmpty ? nil : sameRun[random.int(0...(sameRun.count - 1))] {
+            // Retries reuse an earlier id (and its message), also across a master restart: the
+            // master keeps its keys on disk with their entries.
+            let earlier = ids.filter { $0.at < at }
+            if random.chance(0.2), let original = earlier.isEmpty ? nil : earlier[random.int(0...(earlier.count - 1))] {
                 events.append((at, .append(message: original.message, w: w, timeout: timeout, id: original.id)))
             } else {
                 let message = "m\(index)"
@@ -195,14 +217,14 @@ final class Simulation: Sendable {
     }
 
     private func startSecondary(_ peer: String, durable: Bool) {
-        let disk = state.withLock { state -> InMemoryLogStore in
+        let disk = state.withLock { state -> SimulatedDisk in
             if durable, let disk = state.disks[peer] { return disk }
-            let disk = InMemoryLogStore()
+            let disk = SimulatedDisk()
             state.disks[peer] = disk
             return disk
         }
         let replica = SecondaryReplica(
-            store: disk, logID: durable ? logID : nil, settings: SecondarySettings(errorRate: errorRate), clock: clock,
+            store: disk.open(), fsync: .always, io: fsyncIO, logID: durable ? logID : nil, settings: SecondarySettings(errorRate: errorRate), clock: clock,
             incarnation: "\(peer)-\(clock.now)-\(random.next())", metricsFactory: NOOPMetricsHandler.instance,
             random: { [random] in random.unit() })
         state.withLock {
@@ -218,7 +240,7 @@ final class Simulation: Sendable {
                 secondaries: Self.secondaries, heartbeatInterval: Self.heartbeatInterval, healthThresholds: Self.thresholds,
                 replicationTimeout: .seconds(1), maxBatchSize: 5, maxInFlight: 3, replicationLinger: linger,
                 retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(500), maxBackoffWhenUnhealthy: .seconds(1))),
-            transport: transport, store: masterStore, fsync: .always, clock: clock, logID: logID,
+            transport: transport, store: masterDisk.open(), fsync: .always, io: fsyncIO, clock: clock, logID: logID,
             logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
             random: { [random] in random.unit() })
         let task = Task(executorPreference: executor) {
@@ -239,7 +261,9 @@ final class Simulation: Sendable {
             append(message: message, w: w, timeout: timeout, id: id)
         case .crash(let peer):
             transport.connect(nil, as: peer)
+            state.withLock { $0.disks[peer] }?.powerLoss(keptUnsynced: tornTail())
             state.withLock {
+                $0.replicas[peer] = nil  // its disk is closed: nothing to list until it restarts
                 $0.down.insert(peer)
                 $0.lastFaulty[peer] = clock.now
             }
@@ -259,6 +283,11 @@ final class Simulation: Sendable {
             }
             task?.cancel()
             master?.shutDown()  // its waiting clients lose their connection
+            let unsynced = masterDisk.unsyncedCount
+            masterDisk.powerLoss(keptUnsynced: tornTail())
+            if unsynced > 0 { log("the master's power loss takes back up to \(unsynced) unsynced entries") }
+            // What the checker saw of the master's log may be gone: look at it again.
+            state.withLock { $0.masterChecked = min($0.masterChecked, masterDisk.entries.count) }
         case .restartMaster:
             startMaster()
         }
@@ -284,6 +313,8 @@ final class Simulation: Sendable {
                 outcome = .timedOut
             } catch .shuttingDown {
                 outcome = .unavailable
+            } catch .storeFailed {
+                outcome = .unavailable  // like a 504: it may or may not be in the log
             } catch {
                 outcome = .rejected("\(error)")
             }
@@ -309,7 +340,7 @@ final class Simulation: Sendable {
     }
 
     private func converged() -> Bool {
-        let last = masterStore.lastSeq
+        let last = masterDisk.entries.count
         let (replicas, unanswered) = state.withLock { state in
             (Array(state.replicas.values), state.records.contains { $0.outcome == nil })
         }
@@ -329,11 +360,12 @@ final class Simulation: Sendable {
     /// every seq (total order, no hole, never n+1 before n). Logs only grow, so each step
     /// checks what is new since the last one (all of it again after a restart).
     private func checkEveryStep() {
-        let masterCount = masterStore.lastSeq
+        let master = masterDisk.entries
+        let masterCount = master.count
         let replicas = state.withLock { $0.replicas }
         var held: [(message: String, node: String)] = []
         let masterChecked = state.withLock { $0.masterChecked }
-        for entry in masterStore.read(from: masterChecked + 1, limit: .max) { held.append((entry.message, "master")) }
+        for entry in master.dropFirst(masterChecked) { held.append((entry.message, "master")) }
         for (peer, replica) in replicas.sorted(by: { $0.key < $1.key }) {
             let identity = ObjectIdentifier(replica)
             let checked = state.withLock { state in state.checked[peer].flatMap { $0.replica == identity ? $0.count : nil } ?? 0 }
@@ -342,12 +374,18 @@ final class Simulation: Sendable {
             if fresh.map(\.seq) != Array((checked + 1)..<(checked + 1 + fresh.count)) {
                 violation("\(peer) lists a gap after seq \(checked): \(fresh.map(\.seq))")
             }
-            let expected = masterStore.read(from: checked + 1, limit: fresh.count)
+            let expected = Array(master.dropFirst(checked).prefix(fresh.count))
             if fresh.count > max(0, masterCount - checked) || fresh != expected {
                 violation("\(peer) diverges from the master after seq \(checked): \(fresh) vs \(expected)")
             }
             for entry in fresh { held.append((entry.message, peer)) }
             state.withLock { $0.checked[peer] = (identity, checked + fresh.count) }
+        }
+        // The durable-prefix rule: nothing leaves the master before its fsync, so no
+        // secondary ever has on disk (even unsynced) what a power loss could take from the master.
+        let masterDurable = masterDisk.durableCount
+        for (peer, disk) in state.withLock({ $0.disks }).sorted(by: { $0.key < $1.key }) where disk.entries.count > masterDurable {
+            violation("\(peer) wrote seq \(disk.entries.count), past the master's durable prefix (seq \(masterDurable))")
         }
         state.withLock { state in
             state.masterChecked = masterCount
@@ -382,7 +420,7 @@ final class Simulation: Sendable {
     /// Every acknowledged message is on every node exactly once at its seq, and every node
     /// holds the same sequence (the checker the chaos test uses too).
     private func checkAtTheEnd(converged: Bool) {
-        let master = masterStore.read(from: 1, limit: .max)
+        let master = masterDisk.entries
         let (replicas, records) = state.withLock { ($0.replicas, $0.records) }
         if !converged { violation("did not converge: master at \(master.count), replicas at \(replicas.mapValues(\.replicaState.seq))") }
         let history = records.map { record -> HistoryChecker.Record in

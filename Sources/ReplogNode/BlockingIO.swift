@@ -1,0 +1,23 @@
+import NIOPosix
+
+/// Where a node runs the file I/O that may block (fsync): never on Swift Concurrency's
+/// cooperative threads, which every task of the node shares.
+///
+/// Production uses SwiftNIO's thread pool; the simulation passes its own, which runs the
+/// work on its single-threaded executor after a simulated disk latency, so that a seed
+/// replays exactly.
+public struct BlockingIO: Sendable {
+    private let body: @Sendable (@escaping @Sendable () throws -> Void) async throws -> Void
+
+    public init(_ body: @escaping @Sendable (@escaping @Sendable () throws -> Void) async throws -> Void) {
+        self.body = body
+    }
+
+    /// Runs `work` and returns its result; errors of `work` are rethrown as they are.
+    public func run(_ work: @escaping @Sendable () throws -> Void) async throws {
+        try await body(work)
+    }
+
+    /// SwiftNIO's shared thread pool (throws once the pool has shut down).
+    public static let threadPool = BlockingIO { work in try await NIOThreadPool.singleton.runIfActive(work) }
+}

@@ -1,0 +1,97 @@
+import ReplogCore
+import Synchronization
+
+/// A node's disk in the simulation: it keeps what was fsynced, and a power loss takes away
+/// what was not (all of it, or a torn tail: the part of it that happened to reach the platter).
+///
+/// A node opens it (`open()`) each time it starts. A power loss closes every handle for
+/// good, so a crashed node's leftover tasks can neither write nor fsync what the next run
+/// of the node owns.
+final class SimulatedDisk: Sendable {
+    private struct State {
+        var entries: [LogEntry] = []
+        var ids: [String?] = []
+        /// How many entries an fsync has covered.
+        var durable = 0
+        /// Bumped by every power loss; a handle of an older generation is dead.
+        var generation = 0
+    }
+
+    private let state = Mutex(State())
+
+    /// Everything on the disk now, synced or not (what the checker compares).
+    var entries: [LogEntry] { state.withLock { $0.entries } }
+
+    /// How many entries an fsync has covered: a power loss now keeps at least these.
+    var durableCount: Int { state.withLock { $0.durable } }
+
+    /// Entries that a power loss now could take away.
+    var unsyncedCount: Int { state.withLock { $0.entries.count - $0.durable } }
+
+    /// Starts a run of the node on this disk.
+    func open() -> Handle { Handle(disk: self, generation: state.withLock { $0.generation }) }
+
+    /// The power goes: of what was not fsynced, only the first `keptUnsynced` entries are
+    /// found on disk afterwards; what is found is durable from then on.
+    func powerLoss(keptUnsynced: Int) {
+        state.withLock { state in
+            let kept = state.durable + min(keptUnsynced, state.entries.count - state.durable)
+            state.entries.removeLast(state.entries.count - kept)
+            state.ids.removeLast(state.ids.count - kept)
+            state.durable = kept
+            state.generation += 1
+        }
+    }
+
+    /// One run of a node on the disk: the node's `LogStore`.
+    final class Handle: LogStore {
+        let disk: SimulatedDisk
+        let generation: Int
+        let recentIDs: [RememberedID]
+
+        init(disk: SimulatedDisk, generation: Int) {
+            self.disk = disk
+            self.generation = generation
+            self.recentIDs = disk.state.withLock { state in
+                state.ids.enumerated().compactMap { index, id in id.map { RememberedID(id: $0, seq: index + 1) } }
+            }
+        }
+
+        var isDurable: Bool { true }
+
+        private func withLiveDisk<T>(_ body: (inout State) throws(LogStoreError) -> T) throws(LogStoreError) -> T {
+            try disk.state.withLock { (state: inout State) throws(LogStoreError) -> T in
+                guard state.generation == generation else { throw .io("the node lost power") }
+                return try body(&state)
+            }
+        }
+
+        var lastSeq: Int { (try? withLiveDisk { $0.entries.count }) ?? 0 }
+
+        func append(_ entries: [LogEntry]) throws(LogStoreError) { try append(entries, ids: []) }
+
+        func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) {
+            try withLiveDisk { (state: inout State) throws(LogStoreError) in
+                for (offset, entry) in entries.enumerated() {
+                    guard entry.seq == state.entries.count + 1 else {
+                        throw .notContiguous(expected: state.entries.count + 1, got: entry.seq)
+                    }
+                    state.entries.append(entry)
+                    state.ids.append(offset < ids.count ? ids[offset] : nil)
+                }
+            }
+        }
+
+        func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+            try withLiveDisk { state in
+                let start = max(seq, 1)
+                guard limit > 0, start <= state.entries.count else { return [] }
+                return Array(state.entries[(start - 1)..<(start - 1 + min(limit, state.entries.count - start + 1))])
+            }
+        }
+
+        func sync() throws(LogStoreError) {
+            try withLiveDisk { $0.durable = $0.entries.count }
+        }
+    }
+}
