@@ -32,9 +32,7 @@ public enum HistoryChecker {
     /// The violations found (empty when the history is correct).
     /// - Parameters:
     ///   - logs: each node's final log by name; the first is taken as the reference.
-    ///   - allowedDuplicates: messages that may legitimately appear twice (an idempotent
-    ///     retry after the master forgot its ids, which the docs allow).
-    public static func check(_ records: [Record], logs: [(node: String, log: [LogEntry])], allowedDuplicates: Set<String> = []) -> [String] {
+    public static func check(_ records: [Record], logs: [(node: String, log: [LogEntry])]) -> [String] {
         var violations: [String] = []
         guard let reference = logs.first else { return ["no node logs to check"] }
         for (node, log) in logs {
@@ -46,7 +44,7 @@ public enum HistoryChecker {
         }
         var count: [String: Int] = [:]
         for entry in reference.log { count[entry.message, default: 0] += 1 }
-        for (message, times) in count where times > 1 && !allowedDuplicates.contains(message) {
+        for (message, times) in count where times > 1 {
             violations.append("\(message) is in the log \(times) times")
         }
         for record in records {

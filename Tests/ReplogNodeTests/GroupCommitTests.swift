@@ -37,11 +37,30 @@ final class GatedSyncStore: LogStore {
     var isDurable: Bool { true }
     func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
     func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    private let syncs = Mutex(0)
+    var syncCount: Int { syncs.withLock { $0 } }
     func sync() throws(LogStoreError) {
+        syncs.withLock { $0 += 1 }
         syncStartedContinuation.yield()
         gate.wait()
     }
     func openGate() { gate.signal() }
+}
+
+/// A store in memory that tells, batch by batch, which seqs it was given.
+final class AppendObservedStore: LogStore {
+    private let inner = InMemoryLogStore()
+    let appended: AsyncStream<[Int]>
+    private let appendedContinuation: AsyncStream<[Int]>.Continuation
+
+    init() { (appended, appendedContinuation) = AsyncStream.makeStream() }
+
+    var lastSeq: Int { inner.lastSeq }
+    func append(_ entries: [LogEntry]) throws(LogStoreError) {
+        try inner.append(entries)
+        if !entries.isEmpty { appendedContinuation.yield(entries.map(\.seq)) }
+    }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { inner.read(from: seq, limit: limit) }
 }
 
 @Suite(.timeLimit(.minutes(1)))
@@ -82,27 +101,38 @@ struct GroupCommitTests {
     }
 
     /// The master replicates only what is durable: a secondary never holds a message the
-    /// master could lose in a crash.
+    /// master could lose in a crash. The stream starts while seq 2 waits for its fsync, so
+    /// its first batch must stop at seq 1.
     @Test func masterReplicatesOnlyDurableEntries() async throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-gc-\(UUID().uuidString)")
-        defer { try? FileManager.default.removeItem(at: folder) }
-        let store = try ObservedStore(directory: folder)
+        let store = GatedSyncStore()
+        try store.append([LogEntry(seq: 1, message: "durable before the master starts")])
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
-        let replica = SecondaryReplica(clock: clock)
+        let secondaryStore = AppendObservedStore()
+        let replica = SecondaryReplica(store: secondaryStore, clock: clock)
         transport.connect(replica, as: "s1")
         let master = Master(settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock)
-        // Written but not yet flushed: the stream must not send it.
-        try store.append([LogEntry(seq: 1, message: "not durable yet")])
-        #expect(master.commit.durableSeq == 0)
+        #expect(master.commit.durableSeq == 1)
         let result = try await withThrowingTaskGroup(of: Master.AppendResult?.self) { group in
+            group.addTask { try await master.append(AppendRequest(message: "durable", w: 1)) }
+            // Written but not yet flushed: the stream must not send it.
+            for await _ in store.syncStarted { break }
+            #expect(store.lastSeq == 2 && master.commit.durableSeq == 1)
             group.addTask {
                 await master.runReplicationStreams()
                 return nil
             }
-            let result = try await master.append(AppendRequest(message: "durable", w: 2))
-            group.cancelAll()
-            return result
+            var batches = secondaryStore.appended.makeAsyncIterator()
+            let first = await batches.next()
+            #expect(first == [1], "the first batch stops at the durable prefix")
+            store.openGate()
+            if first == [1] { #expect(await batches.next() == [2], "seq 2 follows once its fsync is done") }
+            var result: Master.AppendResult?
+            while let next = try await group.next() {
+                if let next { result = next }
+                group.cancelAll()
+            }
+            return try #require(result)
         }
         #expect(result.seq == 2)
         #expect(store.syncCount >= 1)

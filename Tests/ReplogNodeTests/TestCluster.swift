@@ -77,11 +77,22 @@ final class TestCluster: Sendable {
         }
     }
 
+    /// The condition of `advance(by:until:)` did not hold within its real-time limit.
+    struct ConditionNeverHeld: Error, CustomStringConvertible {
+        let limit: Duration
+        let simulated: Duration
+        var description: String { "the condition did not hold after \(limit) of real time (\(simulated) on the manual clock)" }
+    }
+
     /// Moves the manual clock on in `step`s, whenever something sleeps on it, until
     /// `condition` holds. Between checks it yields real time briefly so other tasks run;
     /// what the test asserts never depends on how long that takes.
-    func advance(by step: Duration, until condition: @Sendable () -> Bool) async throws {
+    /// - Throws: `ConditionNeverHeld` after `limit` of real time, so that a condition that
+    ///   never comes true fails the test with a reason instead of running into its time limit.
+    func advance(by step: Duration, until condition: @Sendable () -> Bool, limit: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + limit
         while !condition() {
+            guard ContinuousClock.now < deadline else { throw ConditionNeverHeld(limit: limit, simulated: clock.now) }
             if clock.sleeperCount > 0 { clock.advance(by: step) }
             try await Task.sleep(for: .milliseconds(1))
         }
