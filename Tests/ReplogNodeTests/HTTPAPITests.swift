@@ -221,6 +221,21 @@ import Testing
         }
     }
 
+    /// The heartbeat reads the internal answer type from `GET /replicate`, not `/health`
+    /// (which is for people and may change).
+    @Test func heartbeatEndpointAnswersTheInternalReplicaState() async throws {
+        let replica = SecondaryReplica(incarnation: "run-1")
+        _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
+        let app = Application(router: buildSecondaryRouter(replica: replica))
+        try await app.test(.router) { client in
+            try await client.execute(uri: "/replicate", method: .get) { response in
+                #expect(response.status == .ok)
+                let state = try JSONDecoder().decode(ReplicaState.self, from: Data(buffer: response.body))
+                #expect(state == ReplicaState(seq: 1, incarnation: "run-1", logID: "L"))
+            }
+        }
+    }
+
     /// What the master sends: the log's binary records. A damaged batch stores nothing.
     @Test func replicationEndpointTakesBinaryRecordsAndRefusesDamagedOnes() async throws {
         let replica = SecondaryReplica()

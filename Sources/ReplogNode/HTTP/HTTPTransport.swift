@@ -15,13 +15,13 @@ public struct HTTPTransport: ReplicationTransport {
     public func replicate(
         _ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
-        let headers: HTTPHeaders = ["Content-Type": ReplicationBatch.contentType, ReplicationBatch.logHeader: logID]
+        let headers: HTTPHeaders = ["Content-Type": InternalWire.recordsContentType, InternalWire.logHeader: logID]
         let body = ByteBuffer(bytes: RecordFraming.encode(entries))
-        return try await send(.POST, "/replicate", to: peer, headers: headers, body: body, timeout: timeout)
+        return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
-        try await send(.GET, "/health", to: peer, timeout: timeout)
+        try await send(.GET, InternalWire.replicatePath, to: peer, timeout: timeout)
     }
 
     private func send(

@@ -10,8 +10,8 @@ import ReplogCore
 ///   `Replog-Log` header, and the entries as the log's own binary records (`RecordFraming`);
 /// - from a person with curl: JSON, `{"log": "id", "entries": [{"seq": 1, "message": "text"}]}`.
 struct ReplicationBatch: Decodable {
-    static let contentType = "application/x-replog-records"
-    static let logHeader = "Replog-Log"
+    static let contentType = InternalWire.recordsContentType
+    static let logHeader = InternalWire.logHeader
 
     /// The master log these entries belong to.
     let log: String
@@ -57,7 +57,7 @@ public func buildSecondaryRouter(
     let allowedMethods = AllowedMethods()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
 
-    router.post("/replicate") { request, _ -> Response in
+    router.post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
         var request = request
         let body = try await request.collectBody(upTo: maxBodyBytes)
         let delivery = try ReplicationBatch.read(from: request, body: body)
@@ -72,6 +72,11 @@ public func buildSecondaryRouter(
         } catch let failed as GroupCommit.Failed {
             throw APIError(.internalServerError, failed.description)
         }
+    }
+
+    // The master's heartbeat: what this secondary holds, in the internal answer type.
+    router.get(RouterPath(InternalWire.replicatePath)) { _, _ in
+        JSON.response(.ok, replica.replicaState)
     }
 
     router.post("/messages") { _, _ -> Response in
@@ -90,8 +95,8 @@ public func buildSecondaryRouter(
     return router
 }
 
-/// `GET /health` on a secondary; the master's heartbeat reads `seq`, `incarnation`, `logID`
-/// and `storageFailure`.
+/// `GET /health` on a secondary, for people and scripts (the master's heartbeat reads
+/// `GET /replicate` instead).
 struct SecondaryHealthJSON: Encodable {
     let role = "secondary"
     let seq: Int

@@ -1,3 +1,18 @@
+/// replog's internal HTTP endpoint between a master and its secondaries, in one place.
+///
+/// - `POST /replicate` delivers a batch: the log's own binary records (`RecordFraming`,
+///   checksums included) with content type `recordsContentType` and the master log's id
+///   in the `logHeader` header. A person may send JSON instead (see `SecondaryRoutes`).
+/// - `GET /replicate` is the heartbeat: it asks what the secondary holds and delivers nothing.
+///
+/// Both answer `200` with a `ReplicaState` as JSON, or `409` when the secondary follows
+/// another master log. `/health` is for people and may change; this is for the master.
+public enum InternalWire {
+    public static let replicatePath = "/replicate"
+    public static let recordsContentType = "application/x-replog-records"
+    public static let logHeader = "Replog-Log"
+}
+
 /// A secondary's answer to the master: "I hold every message up to `seq`".
 ///
 /// `incarnation` changes every time the secondary process starts, so the master can
