@@ -51,7 +51,7 @@ public struct AppendRequest: Sendable, Equatable {
 }
 
 extension AppendRequest: Decodable {
-    private enum CodingKeys: String, CodingKey { case message, w, id, timeout }
+    enum CodingKeys: String, CodingKey { case message, w, id, timeout }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)

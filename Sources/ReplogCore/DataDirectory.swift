@@ -72,6 +72,16 @@ public struct DataDirectory: Sendable {
         }
     }
 
+    /// The master log a master's folder holds, named and recorded on first use: a master
+    /// keeps one log id for the life of its data dir, so that its secondaries recognise it
+    /// after a restart. (A master without a data dir starts a new log every time.)
+    public mutating func masterLog() throws(Problem) -> String {
+        if let log = metadata.log { return log }
+        let log = UUID().uuidString
+        try setLog(log)
+        return log
+    }
+
     /// Records which master log this folder holds (atomically: write, fsync, rename).
     public mutating func setLog(_ log: String) throws(Problem) {
         guard metadata.log != log else { return }

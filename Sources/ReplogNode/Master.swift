@@ -18,12 +18,8 @@ import Synchronization
 /// - A heartbeat loop probes each secondary, moves it between healthy / suspected / unhealthy,
 ///   and keeps the quorum (and so the read-only flag) up to date.
 public final class Master: Service {
-    /// The answer to a successful append.
-    public struct AppendResult: Codable, Sendable, Equatable {
-        public let seq: Int
-        public let message: String
-        public let w: Int
-    }
+    /// The answer to a successful append (`ReplogCore.AppendResult`, the `201` body).
+    public typealias AppendResult = ReplogCore.AppendResult
 
     /// Why an append was not answered with 201.
     public enum AppendError: Error, Equatable {

@@ -145,3 +145,17 @@ public final class SecondaryReplica: Sendable {
         try commit.readDurable(from: seq, limit: limit)
     }
 }
+
+extension SecondaryReplica {
+    /// A secondary on its data dir, or in memory without one: it follows the master log the
+    /// folder holds, and records a new one there before it acknowledges anything of it, so
+    /// that the choice survives a restart.
+    public convenience init(
+        store: any LogStore, fsync: FsyncPolicy, directory: DataDirectory?, settings: SecondarySettings = SecondarySettings()
+    ) {
+        let followed = Mutex(directory)
+        self.init(
+            store: store, fsync: fsync, logID: directory?.metadata.log, settings: settings,
+            onFollow: { log in try followed.withLock { try $0?.setLog(log) } })
+    }
+}

@@ -4,8 +4,9 @@ import Hummingbird
 import NIOCore
 import ReplogBench
 
-struct Bench: AsyncParsableCommand {
+struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "bench",
         abstract: "Load a running master with closed-loop appends and report throughput and latency.",
         discussion: """
             Each client keeps one append in flight on its own keep-alive connection. The bench runs on the
@@ -94,7 +95,7 @@ struct Bench: AsyncParsableCommand {
     }
 }
 
-extension Bench {
+extension BenchCommand {
     static func hostAndPort(_ text: String, option: String) throws -> (String, Int) {
         let parts = text.split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("\(option) takes HOST:PORT") }
@@ -104,7 +105,7 @@ extension Bench {
 
 /// A trivial Hummingbird endpoint: the HTTP floor that replog's own numbers are compared
 /// with in `Benchmarks/run.sh`. `POST /messages` reads the body and answers 201 at once.
-struct FloorServer: AsyncParsableCommand {
+struct FloorServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "floor-server", abstract: "Benchmark helper: the cheapest possible HTTP append endpoint.",
         shouldDisplay: false)

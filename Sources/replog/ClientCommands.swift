@@ -4,6 +4,8 @@ import Foundation
 import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
+import NIOPosix
+import ReplogCore
 
 /// Where the client commands find the cluster.
 struct ClientOptions: ParsableArguments {
@@ -11,35 +13,67 @@ struct ClientOptions: ParsableArguments {
     var master: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
 }
 
-/// A tiny JSON-over-HTTP client for the CLI commands.
+/// A tiny JSON-over-HTTP client for the CLI commands; bodies are the API's own types
+/// (`ReplogCore/PublicWire.swift`).
 enum API {
     struct Reply {
         let status: UInt
         let body: Data
-        var json: Any? { try? JSONSerialization.jsonObject(with: body) }
         var text: String { String(decoding: body, as: UTF8.self) }
+
+        /// The body as `T`, or `nil` when it is not one (an error answer, another program).
+        func decode<T: Decodable>(_ type: T.Type) -> T? { try? JSONDecoder().decode(type, from: body) }
     }
 
     static func get(_ url: String) async throws -> Reply {
         try await send(HTTPClientRequest(url: url))
     }
 
-    static func post(_ url: String, json: [String: Any]) async throws -> Reply {
+    static func post(_ url: String, _ body: some Encodable) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
-        request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: json)))
+        request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
         return try await send(request)
     }
 
+    /// One attempt to connect, for 5 s at most: `HTTPClient.shared` would retry a refused
+    /// connection until the request's deadline, and a command against a dead port hung.
+    private static let configuration: HTTPClient.Configuration = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        return configuration
+    }()
+
     private static func send(_ request: HTTPClientRequest) async throws -> Reply {
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .hours(1))
-            let body = try await response.body.collect(upTo: 1 << 30)
-            return Reply(status: response.status.code, body: Data(buffer: body))
+            return try await HTTPClient.withHTTPClient(configuration: configuration) { client in
+                // An append may wait long for its write concern: no deadline of our own.
+                let response = try await client.execute(request, timeout: .hours(1))
+                let body = try await response.body.collect(upTo: 1 << 30)
+                return Reply(status: response.status.code, body: Data(buffer: body))
+            }
         } catch {
-            throw fail("cannot reach \(request.url): \(error)")
+            throw fail("cannot reach \(request.url): \(plainReason(error))")
         }
+    }
+
+    /// One plain phrase for why a request failed, instead of the transport's own words.
+    static func plainReason(_ error: any Error) -> String {
+        let text = "\(error)"
+        if (error as? IOError)?.errnoCode == ECONNREFUSED || text.contains("Connection refused") {
+            return "connection refused (is a replog node running there?)"
+        }
+        if let clientError = error as? HTTPClientError {
+            switch clientError {
+            case .connectTimeout: return "no connection within the timeout (is the host reachable?)"
+            case .deadlineExceeded, .readTimeout: return "no answer in time"
+            case .remoteConnectionClosed: return "the node closed the connection before it answered"
+            default: break
+            }
+        }
+        return text
     }
 
     static func pretty(_ data: Data) -> String {
@@ -50,8 +84,9 @@ enum API {
     }
 }
 
-struct Append: AsyncParsableCommand {
+struct AppendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "append",
         abstract: "Append a message and print the master's answer (exit 1 unless it is 201).")
 
     @Argument(help: "The message text.")
@@ -69,18 +104,15 @@ struct Append: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        var body: [String: Any] = ["message": message]
-        if let w { body["w"] = w }
-        if let id { body["id"] = id }
-        if let timeout { body["timeout"] = timeout }
-        let reply = try await API.post(client.master + "/messages", json: body)
+        let body = AppendRequest(message: message, w: w, id: id, timeout: timeout.map { .milliseconds($0) })
+        let reply = try await API.post(client.master + "/messages", body)
         print(reply.text)
         if reply.status != 201 { throw ExitCode(1) }
     }
 }
 
-struct List: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List a node's messages in total order.")
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List a node's messages in total order.")
 
     @Option(help: "Base URL of the node to read (master or secondary).")
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
@@ -95,15 +127,13 @@ struct List: AsyncParsableCommand {
             throw ExitCode(1)
         }
         if json { return print(reply.text) }
-        let messages = (reply.json as? [String: Any])?["messages"] as? [[String: Any]] ?? []
-        for entry in messages {
-            print("\(entry["seq"] ?? "?")\t\(entry["message"] ?? "")")
-        }
+        guard let page = reply.decode(MessagesPage.self) else { throw fail("\(node)/messages did not answer like a replog node") }
+        for entry in page.messages { print("\(entry.seq)\t\(entry.message)") }
     }
 }
 
-struct Health: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show a node's health (pretty-printed JSON).")
+struct HealthCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "health", abstract: "Show a node's health (pretty-printed JSON).")
 
     @Option(help: "Base URL of the node (default: the master).")
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"

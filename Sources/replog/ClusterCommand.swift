@@ -3,8 +3,9 @@ import Foundation
 import ReplogNode
 import UnixSignals
 
-struct Cluster: AsyncParsableCommand {
+struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "cluster",
         abstract: "Start a master and secondaries on this machine as separate processes; Ctrl-C stops them all.",
         discussion: """
             The master listens on --port and the secondaries on the ports after it (5000, 5001, 5002 by default).

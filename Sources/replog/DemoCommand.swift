@@ -2,8 +2,9 @@ import ArgumentParser
 import Foundation
 import ReplogCore
 
-struct Demo: AsyncParsableCommand {
+struct DemoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "demo",
         abstract: "Walk a running cluster through the iterations and explain what happens.",
         discussion: "Start `replog cluster --delay 2s` in another terminal first; the delay makes the effects visible.")
 
@@ -11,16 +12,16 @@ struct Demo: AsyncParsableCommand {
 
     func run() async throws {
         let master = client.master
-        guard let health = try await API.get(master + "/health").json as? [String: Any],
-              let secondaries = health["secondaries"] as? [[String: Any]]
-        else { throw fail("\(master)/health did not answer like a replog master") }
-        let urls = secondaries.compactMap { $0["url"] as? String }
+        guard let health = try await API.get(master + "/health").decode(MasterHealthReport.self) else {
+            throw fail("\(master)/health did not answer like a replog master")
+        }
+        let urls = health.secondaries.map(\.url)
         let nodes = [master] + urls
         let clusterSize = nodes.count
 
         say("replog demo against \(master): the master and \(urls.count) secondaries")
         for url in urls {
-            let delay = (try await API.get(url + "/health").json as? [String: Any])?["delayMs"] as? Int ?? 0
+            let delay = try await API.get(url + "/health").decode(SecondaryHealthReport.self)?.delayMs ?? 0
             say("  secondary \(url): replication delay \(delay) ms")
         }
 
@@ -31,13 +32,21 @@ struct Demo: AsyncParsableCommand {
         say("\n2. Write concern (iteration 2): \"w\": 1 is answered as soon as the master holds it.")
         let (fast, fastMs) = try await timedAppend("demo: w=1 append", w: 1)
         say("   seq \(fast) answered after \(fastMs) ms. Right now the nodes hold:")
+        var lagging = 0
         for node in nodes {
             let held = try await count(node)
-            say("     \(node): \(held) message\(held == 1 ? "" : "s")")
+            if held < fast { lagging += 1 }
+            say("     \(node): \(held) message\(held == 1 ? "" : "s")\(held < fast ? " (not seq \(fast) yet)" : "")")
         }
-        say("   A delayed secondary does not have it yet: the replicas are inconsistent for a while...")
-        let convergedMs = try await waitForConvergence(nodes, seq: fast)
-        say("   ...and every node holds it \(convergedMs) ms later: eventually consistent.")
+        // Say what was measured: without --delay the secondaries are usually done already.
+        if lagging > 0 {
+            say("   \(lagging) of \(nodes.count) nodes do not have it yet: the replicas are inconsistent for a while...")
+            let convergedMs = try await waitForConvergence(nodes, seq: fast)
+            say("   ...and every node holds it \(convergedMs) ms later: eventually consistent.")
+        } else {
+            say("   Every node holds it already: replication was faster than this look. Start the cluster with")
+            say("   --delay 2s to watch the replicas disagree for a while, then agree (eventual consistency).")
+        }
 
         for w in 2...clusterSize {
             let (seq, ms) = try await timedAppend("demo: w=\(w) append", w: w)
@@ -46,12 +55,13 @@ struct Demo: AsyncParsableCommand {
 
         say("\n3. Deduplication: retrying an append with the same \"id\" appends nothing.")
         let id = "demo-\(UUID().uuidString.prefix(8))"
-        let first = try await API.post(master + "/messages", json: ["message": "demo: idempotent", "w": 1, "id": id])
-        let retry = try await API.post(master + "/messages", json: ["message": "demo: idempotent", "w": 1, "id": id])
+        let body = AppendRequest(message: "demo: idempotent", w: 1, id: id)
+        let first = try await API.post(master + "/messages", body)
+        let retry = try await API.post(master + "/messages", body)
         say("   first: \(first.text)\n   retry: \(retry.text)  (same seq)")
 
         say("\n4. Total order: every node lists the same messages in the same order.")
-        let last = (try await API.get(master + "/health").json as? [String: Any])?["seq"] as? Int ?? 0
+        let last = try await API.get(master + "/health").decode(MasterHealthReport.self)?.seq ?? 0
         _ = try await waitForConvergence(nodes, seq: last)
         var lists: [String] = []
         for node in nodes { lists.append(try await API.get(node + "/messages").text) }
@@ -62,19 +72,17 @@ struct Demo: AsyncParsableCommand {
     private func say(_ line: String) { announce(line) }
 
     private func timedAppend(_ message: String, w: Int?) async throws -> (seq: Int, ms: Int) {
-        var body: [String: Any] = ["message": message]
-        if let w { body["w"] = w }
         let started = ContinuousClock.now
-        let reply = try await API.post(client.master + "/messages", json: body)
+        let reply = try await API.post(client.master + "/messages", AppendRequest(message: message, w: w))
         let elapsed = ContinuousClock.now - started
-        guard reply.status == 201, let seq = (reply.json as? [String: Any])?["seq"] as? Int else {
+        guard reply.status == 201, let seq = reply.decode(AppendResult.self)?.seq else {
             throw fail("append failed: \(reply.status) \(reply.text)")
         }
         return (seq, Int(elapsed.milliseconds))
     }
 
     private func count(_ node: String) async throws -> Int {
-        ((try await API.get(node + "/messages").json as? [String: Any])?["messages"] as? [Any])?.count ?? 0
+        try await API.get(node + "/messages").decode(MessagesPage.self)?.messages.count ?? 0
     }
 
     /// Polls every node until all hold `seq`; returns the milliseconds it took (gives up after 60 s).

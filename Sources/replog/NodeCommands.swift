@@ -80,8 +80,9 @@ struct ParentOptions: ParsableArguments {
     var watch: ParentWatch? { stopOnStdinEOF ? ParentWatch() : nil }
 }
 
-struct Master: AsyncParsableCommand {
+struct MasterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "master",
         abstract: "Run the master: it orders appends and replicates them to the secondaries.",
         discussion: "Prints `listening on http://HOST:PORT` once it accepts requests.")
 
@@ -138,11 +139,9 @@ struct Master: AsyncParsableCommand {
             healthThresholds: .init(suspectAfterMisses: suspectAfter, unhealthyAfterMisses: unhealthyAfter),
             replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration)
         var (store, directory) = try storage.open(role: "master", logger: logger)
-        // A master keeps one log id for the life of its data dir, so secondaries recognise
-        // it after a restart; a master without a data dir starts a new log every time.
-        let logID = directory?.metadata.log ?? UUID().uuidString
-        do { try directory?.setLog(logID) } catch { throw fail(error.description) }
-        let master = ReplogNode.Master(
+        let logID: String
+        do { logID = try directory?.masterLog() ?? UUID().uuidString } catch { throw fail(error.description) }
+        let master = Master(
             settings: settings, transport: HTTPTransport(), store: store, fsync: storage.fsync, logID: logID, logger: logger)
         let host = host
         let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
@@ -152,8 +151,9 @@ struct Master: AsyncParsableCommand {
     }
 }
 
-struct Secondary: AsyncParsableCommand {
+struct SecondaryCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
+        commandName: "secondary",
         abstract: "Run a secondary: it stores what the master replicates and lists it in order.",
         discussion: "Prints `listening on http://HOST:PORT` once it accepts requests.")
 
@@ -181,11 +181,9 @@ struct Secondary: AsyncParsableCommand {
         let logger = logging.bootstrap(label: "replog.secondary")
         let metrics = logging.bootstrapMetrics()
         let (store, directory) = try storage.open(role: "secondary", logger: logger)
-        let followed = Mutex(directory)
         let replica = SecondaryReplica(
-            store: store, fsync: storage.fsync, logID: directory?.metadata.log,
-            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate),
-            onFollow: { log in try followed.withLock { try $0?.setLog(log) } })
+            store: store, fsync: storage.fsync, directory: directory,
+            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate))
         logger.info("secondary started", metadata: [
             "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
         ])

@@ -11,8 +11,8 @@ struct Replog: AsyncParsableCommand {
             Every flag of master and secondary can also be set through the environment variable named in its help.
             """,
         subcommands: [
-            Cluster.self, Master.self, Secondary.self,
-            Append.self, List.self, Health.self, Demo.self, Bench.self,
-            EchoServerCommand.self, EchoClientCommand.self, FloorServer.self,
+            ClusterCommand.self, MasterCommand.self, SecondaryCommand.self,
+            AppendCommand.self, ListCommand.self, HealthCommand.self, DemoCommand.self, BenchCommand.self,
+            EchoServerCommand.self, EchoClientCommand.self, FloorServerCommand.self,
         ])
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ReplogTestKit
 import Testing
 
 /// Iterations 1–2 against real `replog` processes on loopback.
@@ -121,5 +122,17 @@ struct ReplicatedLogTests {
         let list = try NodeProcess(["list", "--node", s1.url])
         #expect(try await list.waitForExit() == 0)
         #expect(list.log.contains("1\tfrom the CLI"), "\(list.log)")
+    }
+
+    /// A client command against a port where nothing listens says so in one plain sentence,
+    /// naming the URL (not the transport's "connection reset (error set)").
+    @Test func aClientCommandNamesTheURLAndTheCauseWhenNothingListens() async throws {
+        let port = try freePort()
+        let health = try NodeProcess(["health", "--node", "http://127.0.0.1:\(port)"])
+        #expect(try await health.waitForExit() == 1)
+        #expect(
+            health.log.contains("cannot reach http://127.0.0.1:\(port)/health: connection refused (is a replog node running there?)"),
+            "\(health.log)")
+        #expect(!health.log.contains("error set"), "\(health.log)")
     }
 }

@@ -161,11 +161,6 @@ extension Request {
     }
 }
 
-/// `GET /messages` on any node.
-struct MessagesPage: Encodable {
-    let messages: [LogEntry]
-}
-
 /// How many entries one read takes out of the store while streaming a long listing.
 let listingPageSize = 1_000
 

@@ -36,7 +36,7 @@ public func buildMasterRouter(
     router.addMessagesRoute { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) }
 
     router.get("/health") { _, _ in
-        JSON.response(.ok, MasterHealthJSON(master.health))
+        JSON.response(.ok, MasterHealthReport(master.health))
     }
     router.get("/") { _, _ in
         StatusPage.response(clusterSize: master.settings.clusterSize)
@@ -85,33 +85,15 @@ extension APIError {
     }
 }
 
-/// `GET /health` on the master.
-struct MasterHealthJSON: Encodable {
-    struct Secondary: Encodable {
-        let url: String
-        let status: PeerStatus
-        let ackedSeq: Int
-        let lag: Int
-        let lastContact: String?
-        let problem: String?
-    }
-
-    let role = "master"
-    let seq: Int
-    let readOnly: Bool
-    let quorum: Quorum
-    let secondaries: [Secondary]
-    let storageFailure: String?
-
+extension MasterHealthReport {
     init(_ health: Master.Health) {
-        seq = health.lastSeq
-        readOnly = health.readOnly
-        storageFailure = health.storageFailure
-        quorum = health.quorum
-        secondaries = health.secondaries.map {
-            Secondary(
-                url: $0.url, status: $0.status, ackedSeq: $0.ackedSeq, lag: $0.lag,
-                lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem)
-        }
+        self.init(
+            seq: health.lastSeq, readOnly: health.readOnly, quorum: health.quorum,
+            secondaries: health.secondaries.map {
+                Secondary(
+                    url: $0.url, status: $0.status, ackedSeq: $0.ackedSeq, lag: $0.lag,
+                    lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem)
+            },
+            storageFailure: health.storageFailure)
     }
 }

@@ -88,33 +88,20 @@ public func buildSecondaryRouter(
     router.addMessagesRoute { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) }
 
     router.get("/health") { _, _ in
-        JSON.response(.ok, SecondaryHealthJSON(replica))
+        JSON.response(.ok, SecondaryHealthReport(replica))
     }
     router.addMetricsRoute(metrics)
     allowedMethods.record(router)
     return router
 }
 
-/// `GET /health` on a secondary, for people and scripts (the master's heartbeat reads
-/// `GET /replicate` instead).
-struct SecondaryHealthJSON: Encodable {
-    let role = "secondary"
-    let seq: Int
-    let incarnation: String
-    let logID: String?
-    let delayMs: Int64
-    let errorRate: Double
-    let heldBack: Int
-    let storageFailure: String?
-
+extension SecondaryHealthReport {
+    /// `GET /health` on a secondary, for people and scripts (the master's heartbeat reads
+    /// `GET /replicate` instead).
     init(_ replica: SecondaryReplica) {
         let state = replica.replicaState
-        seq = state.seq
-        incarnation = state.incarnation
-        logID = state.logID
-        storageFailure = state.storageFailure
-        delayMs = replica.settings.delay.milliseconds
-        errorRate = replica.settings.errorRate
-        heldBack = replica.heldBackCount
+        self.init(
+            seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: replica.settings.delay.milliseconds,
+            errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure)
     }
 }

@@ -1,0 +1,104 @@
+/// The JSON bodies of replog's public HTTP API (docs/openapi.yaml), in one place: the nodes
+/// encode them and the `replog` client commands decode them, so a renamed field breaks the
+/// build instead of silently reading as missing.
+
+/// `201` to `POST /messages`: where the message landed.
+public struct AppendResult: Codable, Sendable, Equatable {
+    public let seq: Int
+    public let message: String
+    public let w: Int
+
+    public init(seq: Int, message: String, w: Int) {
+        self.seq = seq
+        self.message = message
+        self.w = w
+    }
+}
+
+/// `GET /messages` on any node.
+public struct MessagesPage: Codable, Sendable, Equatable {
+    public let messages: [LogEntry]
+
+    public init(messages: [LogEntry]) { self.messages = messages }
+}
+
+/// Every error answer: `{"error": "human readable reason", …}`.
+public struct ErrorBody: Codable, Sendable, Equatable {
+    public let error: String
+}
+
+/// `GET /health` on the master.
+public struct MasterHealthReport: Codable, Sendable, Equatable {
+    public struct Secondary: Codable, Sendable, Equatable {
+        public let url: String
+        public let status: PeerStatus
+        /// Highest seq the secondary holds, as far as the master knows.
+        public let ackedSeq: Int
+        public let lag: Int
+        /// ISO 8601 with milliseconds, `nil` before the first answer.
+        public let lastContact: String?
+        /// Why it cannot follow this master (or why replication fails), if so.
+        public let problem: String?
+
+        public init(url: String, status: PeerStatus, ackedSeq: Int, lag: Int, lastContact: String?, problem: String?) {
+            self.url = url
+            self.status = status
+            self.ackedSeq = ackedSeq
+            self.lag = lag
+            self.lastContact = lastContact
+            self.problem = problem
+        }
+    }
+
+    public var role = "master"
+    public let seq: Int
+    public let readOnly: Bool
+    public let quorum: Quorum
+    public let secondaries: [Secondary]
+    public let storageFailure: String?
+
+    public init(seq: Int, readOnly: Bool, quorum: Quorum, secondaries: [Secondary], storageFailure: String?) {
+        self.seq = seq
+        self.readOnly = readOnly
+        self.quorum = quorum
+        self.secondaries = secondaries
+        self.storageFailure = storageFailure
+    }
+}
+
+/// `GET /health` on a secondary.
+public struct SecondaryHealthReport: Codable, Sendable, Equatable {
+    public var role = "secondary"
+    /// Highest contiguous seq it holds (durably) and lists.
+    public let seq: Int
+    public let incarnation: String
+    public let logID: String?
+    public let delayMs: Int64
+    public let errorRate: Double
+    /// Entries received out of order, waiting for a gap to fill.
+    public let heldBack: Int
+    public let storageFailure: String?
+
+    public init(
+        seq: Int, incarnation: String, logID: String?, delayMs: Int64, errorRate: Double, heldBack: Int, storageFailure: String?
+    ) {
+        self.seq = seq
+        self.incarnation = incarnation
+        self.logID = logID
+        self.delayMs = delayMs
+        self.errorRate = errorRate
+        self.heldBack = heldBack
+        self.storageFailure = storageFailure
+    }
+}
+
+extension AppendRequest: Encodable {
+    /// The body a client sends: `timeout` in whole milliseconds, absent fields left out.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(message, forKey: .message)
+        try container.encodeIfPresent(w, forKey: .w)
+        try container.encodeIfPresent(id, forKey: .id)
+        try container.encodeIfPresent(timeout?.milliseconds, forKey: .timeout)
+    }
+}
