@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swiftlang/swift-subprocess.git", from: "1.0.2"),
+        .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
     ],
     targets: [
         // Pure replication logic: ordering, deduplication, write-concern bookkeeping,
@@ -76,6 +78,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Child processes (replog cluster's nodes, the tests' processes) on swift-subprocess.
+        .target(
+            name: "ReplogProcess",
+            dependencies: [
+                .product(name: "Subprocess", package: "swift-subprocess"),
+                .product(name: "SystemPackage", package: "swift-system", condition: .when(platforms: [.linux])),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Helpers shared by the test targets (not a product): the history checker.
         .target(
             name: "ReplogTestKit",
@@ -90,6 +101,7 @@ let package = Package(
                 "ReplogNode",
                 "ReplogEcho",
                 "ReplogBench",
+                "ReplogProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -165,6 +177,7 @@ let package = Package(
             dependencies: [
                 "ReplogCore",
                 "ReplogTestKit",
+                "ReplogProcess",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),

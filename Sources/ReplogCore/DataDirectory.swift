@@ -31,6 +31,8 @@ public struct DataDirectory: Sendable {
 
     public let url: URL
     public private(set) var metadata: Metadata
+    /// Held for as long as any copy of this value lives: no other process opens the folder.
+    private let lock: FolderLock
 
     /// Opens or initialises `path` for `role` ("master" or "secondary").
     public init(path: String, role: String) throws(Problem) {
@@ -43,6 +45,9 @@ public struct DataDirectory: Sendable {
         guard FileManager.default.isWritableFile(atPath: url.path) else {
             throw Problem(description: "data dir \(path) is not writable")
         }
+        // Before anything is read: two nodes on one folder would each recover and append to
+        // the same segments (a restart command pasted while the node still runs).
+        self.lock = try FolderLock(url, path: path)
         self.url = url
         let metadataURL = url.appendingPathComponent(Self.metadataName)
         if let data = try? Data(contentsOf: metadataURL) {
@@ -106,4 +111,43 @@ public struct DataDirectory: Sendable {
         }
         FileLogStore.syncDirectory(url)
     }
+}
+
+/// An exclusive lock on a data dir (`replog.lock`), as etcd and Kafka take one: a second
+/// process that opens the folder is refused and told which process holds it.
+///
+/// A POSIX record lock (`fcntl`), so that the kernel names the holder and drops the lock
+/// when the process ends, however it ends. It belongs to the process: opening the folder
+/// again in the same process (tests do) succeeds, and closing any copy releases it.
+final class FolderLock: Sendable {
+    private let descriptor: Int32
+
+    init(_ folder: URL, path: String) throws(DataDirectory.Problem) {
+        let file = folder.appendingPathComponent("replog.lock").path
+        let descriptor = open(file, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw DataDirectory.Problem(description: "cannot open \(file): \(FileLogStore.errnoText())")
+        }
+        var wanted = Self.wholeFileWriteLock()
+        guard fcntl(descriptor, F_SETLK, &wanted) == 0 else {
+            var holder = Self.wholeFileWriteLock()
+            let known = fcntl(descriptor, F_GETLK, &holder) == 0 && holder.l_type != Int16(F_UNLCK)
+            close(descriptor)
+            throw DataDirectory.Problem(
+                description: "data dir \(path) is in use by \(known ? "process \(holder.l_pid)" : "another process") "
+                    + "(a replog node still running?): stop it first, or give this node a folder of its own")
+        }
+        self.descriptor = descriptor
+    }
+
+    private static func wholeFileWriteLock() -> flock {
+        var lock = flock()
+        lock.l_type = Int16(F_WRLCK)
+        lock.l_whence = Int16(SEEK_SET)
+        lock.l_start = 0
+        lock.l_len = 0  // to the end of the file, however long
+        return lock
+    }
+
+    deinit { close(descriptor) }
 }

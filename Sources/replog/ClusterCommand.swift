@@ -48,55 +48,45 @@ struct ClusterCommand: AsyncParsableCommand {
     static let startTimeout: Duration = .seconds(30)
 
     func run() async throws {
-        var children: [ChildProcess] = []
+        // The binary that is running now, so that the nodes and the restart commands in the
+        // banner are this very build.
+        guard let executable = Bundle.main.executableURL?.resolvingSymlinksInPath().path else {
+            throw fail("cannot tell where the replog executable is")
+        }
+        var plans: [(name: String, port: Int, arguments: [String])] = []
         var secondaryURLs: [String] = []
         for index in 1...max(secondaries, 1) where secondaries > 0 {
             var arguments = ["secondary", "--host", host, "--port", "\(port + index)", "--log-level", logLevel,
                              "--error-rate", "\(errorRate)"]
             if index == secondaries { arguments += ["--delay", delay.description] }
             arguments += storageArguments(node: "s\(index)")
-            children.append(ChildProcess(name: "s\(index)", port: port + index, arguments: arguments))
+            plans.append(("s\(index)", port + index, arguments))
             secondaryURLs.append("http://\(host):\(port + index)")
         }
-        let master = ChildProcess(
-            name: "master", port: port,
-            arguments: ["master", "--host", host, "--port", "\(port)", "--log-level", logLevel]
-                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master"))
-        children.insert(master, at: 0)
+        plans.insert(
+            ("master", port, ["master", "--host", host, "--port", "\(port)", "--log-level", logLevel]
+                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master")),
+            at: 0)
 
-        for child in children { try child.start() }
-        for child in children {
+        var nodes: [ClusterNode] = []
+        for plan in plans {
+            nodes.append(try await ClusterNode(name: plan.name, port: plan.port, arguments: plan.arguments, executable: executable))
+        }
+        for node in nodes {
             // Bounded: a node that neither listens nor exits must not leave the cluster
             // waiting in silence.
-            // What went wrong, if the node did not start.
-            let problem = await withTaskGroup(of: String?.self) { group in
-                group.addTask {
-                    guard case .listening = await child.events.first(where: { _ in true }) else {
-                        return "exited before listening (is port \(child.port) free?)"
-                    }
-                    return nil
-                }
-                group.addTask {
-                    try? await Task.sleep(for: Self.startTimeout)
-                    return "did not start listening within \(Self.startTimeout.components.seconds) s"
-                }
-                let first = await group.next()!
-                group.cancelAll()
-                return first
-            }
-            if let problem {
-                for other in children { other.terminate() }
-                throw fail("\(child.name) \(problem)")
+            if let problem = await node.waitUntilListening(within: Self.startTimeout) {
+                for other in nodes { other.process.signal(SIGTERM) }
+                for other in nodes { _ = await other.process.waitForExit() }
+                throw fail("\(node.name) \(problem)")
             }
         }
 
-        // The binary that is running now, so the restart command works as pasted.
-        let running = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let here = FileManager.default.currentDirectoryPath + "/"
-        let executable = running.hasPrefix(here) ? "./" + running.dropFirst(here.count) : running
+        let shown = executable.hasPrefix(here) ? "./" + executable.dropFirst(here.count) : executable
         var banner = ["", "replog cluster is up. Ctrl-C stops every node.", ""]
-        for child in children {
-            banner.append("  \(child.name.padding(toLength: 7, withPad: " ", startingAt: 0)) \(url(of: child))  pid \(child.pid)")
+        for node in nodes {
+            banner.append("  \(node.name.padding(toLength: 7, withPad: " ", startingAt: 0)) http://\(host):\(node.port)  pid \(node.pid)")
         }
         banner += [
             "",
@@ -108,28 +98,31 @@ struct ClusterCommand: AsyncParsableCommand {
             "  curl -X POST http://localhost:\(port)/messages -H 'Content-Type: application/json' -d '{\"message\": \"hello\", \"w\": 2}'",
             "  curl http://localhost:\(port)/messages",
             "  curl http://localhost:\(port)/health",
-            "Kill a secondary (kill -9 PID) and restart it by hand to watch catch-up, e.g.:",
-            "  \(executable) \(children.last!.arguments.joined(separator: " "))",
+            "Kill a node (kill -9 PID) and restart it by hand to watch catch-up, with its own command:",
+        ]
+        for node in nodes {
+            banner.append("  \(node.name.padding(toLength: 7, withPad: " ", startingAt: 0)) \(shown) \(node.arguments.joined(separator: " "))")
+        }
+        banner += [
+            "A node restarted by hand runs in your terminal, not under this cluster: Ctrl-C here does",
+            "not stop it (stop it in its own terminal before the next `replog cluster`).",
             "",
         ]
         announce(banner.joined(separator: "\n"))
 
-        // Report nodes that die while the cluster runs (a student may kill them on purpose).
-        for child in children {
-            Task {
-                for await event in child.events {
-                    if case .exited(let status) = event {
-                        announce("\(child.name) (pid \(child.pid)) exited with status \(status)")
-                    }
+        // Report nodes that die while the cluster runs (a student may kill them on purpose),
+        // until Ctrl-C; then stop every node and wait for each.
+        await withTaskGroup(of: Void.self) { group in
+            for node in nodes {
+                group.addTask {
+                    let status = await node.process.waitForExit()
+                    announce("\(node.name) (pid \(node.pid)) exited with status \(status)")
                 }
             }
-        }
-
-        for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
-        announce("stopping every node…")
-        for child in children.reversed() { child.terminate() }
-        for child in children where child.isRunning {
-            while child.isRunning { try? await Task.sleep(for: .milliseconds(50)) }
+            for await _ in await UnixSignalsSequence(trapping: .sigint, .sigterm) { break }
+            announce("stopping every node…")
+            for node in nodes.reversed() { node.process.signal(SIGTERM) }
+            await group.waitForAll()
         }
     }
 
@@ -141,7 +134,4 @@ struct ClusterCommand: AsyncParsableCommand {
         inMemory ? [] : ["--data-dir", absoluteDataDir + "/" + node, "--fsync", fsync.rawValue]
     }
 
-    private func url(of child: ChildProcess) -> String {
-        "http://\(host):\(child.port)"
-    }
 }

@@ -147,6 +147,8 @@ struct MasterCommand: AsyncParsableCommand {
         let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
         }
+        // The data dir's lock is held until the node has stopped.
+        defer { withExtendedLifetime(directory) {} }
         try await NodeApplications.run([master.commit, app, master], stopWhenDone: parent.watch, logger: logger)
     }
 }
@@ -191,6 +193,8 @@ struct SecondaryCommand: AsyncParsableCommand {
         let app = NodeApplications.secondary(replica, host: host, port: port, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
         }
+        // The data dir's lock is held until the node has stopped.
+        defer { withExtendedLifetime(directory) {} }
         try await NodeApplications.run([replica.commit, app], stopWhenDone: parent.watch, logger: logger)
     }
 }

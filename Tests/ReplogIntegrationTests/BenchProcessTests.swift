@@ -8,7 +8,7 @@ import Testing
 struct BenchProcessTests {
     /// Runs `replog bench ARGUMENTS --json` to the end and returns its result object.
     private func bench(_ arguments: [String]) async throws -> [String: Any] {
-        let process = try NodeProcess(["bench", "--json"] + arguments)
+        let process = try await NodeProcess(["bench", "--json"] + arguments)
         // Waits for the exit, not for the end of stdout: a process another test started at
         // the same moment may hold a copy of the pipe for as long as it runs.
         #expect(try await process.waitForExit() == 0, "\(process.log)")
@@ -58,7 +58,7 @@ struct BenchProcessTests {
 
     @Test func saysSoWhenNothingListens() async throws {
         let port = try freePort()
-        let process = try NodeProcess(["bench", "--master", "http://127.0.0.1:\(port)", "--clients", "2", "--duration", "1s"])
+        let process = try await NodeProcess(["bench", "--master", "http://127.0.0.1:\(port)", "--clients", "2", "--duration", "1s"])
         #expect(try await process.waitForExit() != 0)
         #expect(process.log.contains("cannot connect to 127.0.0.1:\(port)"), "\(process.log)")
     }

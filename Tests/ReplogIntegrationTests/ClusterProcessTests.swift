@@ -15,7 +15,7 @@ struct ClusterProcessTests {
 
     /// Starts `replog cluster ARGUMENTS` and reads its banner up to the first hint.
     private func startCluster(_ arguments: [String], environment: [String: String] = [:]) async throws -> (NodeProcess, [Node]) {
-        let cluster = try NodeProcess(["cluster"] + arguments, environment: environment)
+        let cluster = try await NodeProcess(["cluster"] + arguments, environment: environment)
         var nodes: [Node] = []
         var up = false
         for await line in cluster.stdoutLines {
@@ -68,9 +68,9 @@ struct ClusterProcessTests {
     /// that did start is left running.
     @Test func aTakenPortStopsTheClusterWithTheReason() async throws {
         let port = try freePorts(3)
-        let squatter = try NodeProcess(["secondary", "--port", "\(port + 1)"])
+        let squatter = try await NodeProcess(["secondary", "--port", "\(port + 1)"])
         _ = try await squatter.waitUntilListening()
-        let cluster = try NodeProcess(["cluster", "--port", "\(port)", "--in-memory", "--log-level", "warning"])
+        let cluster = try await NodeProcess(["cluster", "--port", "\(port)", "--in-memory", "--log-level", "warning"])
         #expect(try await cluster.waitForExit() != 0, "\(cluster.log)")
         #expect(cluster.log.contains("s1 exited before listening (is port \(port + 1) free?)"), "\(cluster.log)")
         for node in [port, port + 2] {

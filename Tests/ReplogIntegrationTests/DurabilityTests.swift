@@ -155,8 +155,27 @@ struct DurabilityTests {
         let s1 = try await cluster.startSecondary(["--data-dir", dir])
         s1.process.signal(SIGTERM)
         _ = try await s1.process.waitForExit()
-        let master = try NodeProcess(["master", "--port", "0", "--data-dir", dir])
+        let master = try await NodeProcess(["master", "--port", "0", "--data-dir", dir])
         #expect(try await master.waitForExit() != 0)
         #expect(master.log.contains("belongs to a secondary"), "\(master.log)")
+    }
+
+    /// A second node on a folder in use (a restart command pasted while the node still
+    /// runs) is refused before it reads anything, and is told which process holds it.
+    @Test func aDataDirInUseIsRefusedBeforeRecoveryAndNamesItsHolder() async throws {
+        let dir = folder()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary(["--data-dir", dir, "--log-level", "info"])
+        let second = try await NodeProcess(["secondary", "--port", "0", "--data-dir", dir, "--log-level", "info"])
+        #expect(try await second.waitForExit() == 1)
+        #expect(second.log.contains("data dir \(dir) is in use by process \(s1.process.pid)"), "\(second.log)")
+        #expect(!second.log.contains("log recovered"), "it must not open the log: \(second.log)")
+        // The first node still owns its folder, and after it stops the folder is free again.
+        #expect(try await HTTP.get(s1.url + "/health").status == 200)
+        s1.process.signal(SIGTERM)
+        #expect(try await s1.process.waitForExit() == 0)
+        let third = try await cluster.startSecondary(["--data-dir", dir])
+        #expect(try await HTTP.get(third.url + "/health").status == 200)
     }
 }

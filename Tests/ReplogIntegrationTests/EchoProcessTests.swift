@@ -20,7 +20,7 @@ struct EchoProcessTests {
     @Test func oneShotClientPrintsTheEchoAndExitsZero() async throws {
         let cluster = LocalCluster()
         let (host, port) = try await startServer(cluster)
-        let client = try NodeProcess(["echo-client", host, port, "hello", "world"])
+        let client = try await NodeProcess(["echo-client", host, port, "hello", "world"])
         #expect(try await client.waitForExit() == 0)
         let line = client.log.trimmingCharacters(in: .newlines)
         #expect(startsWithTimestamp(line), "\(line)")
@@ -30,7 +30,7 @@ struct EchoProcessTests {
     @Test func interactiveClientEchoesEveryPipedLineUntilQuit() async throws {
         let cluster = LocalCluster()
         let (host, port) = try await startServer(cluster)
-        let client = try NodeProcess(["echo-client", host, port], stdin: Data("one\ntwo\nquit\nnever sent\n".utf8))
+        let client = try await NodeProcess(["echo-client", host, port], stdin: Data("one\ntwo\nquit\nnever sent\n".utf8))
         #expect(try await client.waitForExit() == 0)
         let lines = client.log.split(separator: "\n").map(String.init)
         #expect(lines.count == 2, "\(client.log)")
@@ -39,7 +39,7 @@ struct EchoProcessTests {
 
     @Test func unreachableServerGivesOneLineAndNonZeroExit() async throws {
         let port = try freePort()
-        let client = try NodeProcess(["echo-client", "127.0.0.1", "\(port)", "hi"])
+        let client = try await NodeProcess(["echo-client", "127.0.0.1", "\(port)", "hi"])
         #expect(try await client.waitForExit() != 0)
         let output = client.log.trimmingCharacters(in: .newlines)
         #expect(!output.contains("\n"), "one line, no stack trace: \(output)")

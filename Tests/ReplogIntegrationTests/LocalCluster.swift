@@ -17,7 +17,7 @@ final class LocalCluster: Sendable {
     /// Starts `replog ARGUMENTS` and waits until it listens; returns it and its base URL.
     @discardableResult
     func start(_ arguments: [String]) async throws -> (process: NodeProcess, url: String) {
-        let process = try NodeProcess(arguments)
+        let process = try await NodeProcess(arguments)
         processes.withLock { $0.append(process) }
         return (process, try await process.waitUntilListening())
     }

@@ -93,7 +93,7 @@ struct ReplicatedLogTests {
             (["secondary", "--port", "0", "--fail-fsync-after", "3"], "--fail-fsync-after needs --data-dir"),
         ]
         for (arguments, reason) in cases {
-            let process = try NodeProcess(arguments)
+            let process = try await NodeProcess(arguments)
             #expect(try await process.waitForExit() == 64, "\(arguments)")  // EX_USAGE
             #expect(process.log.contains(reason), "\(arguments): \(process.log)")
         }
@@ -116,10 +116,10 @@ struct ReplicatedLogTests {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary()
         let master = try await cluster.startMaster(secondaries: [s1.url])
-        let append = try NodeProcess(["append", "from the CLI", "--w", "2", "--master", master.url])
+        let append = try await NodeProcess(["append", "from the CLI", "--w", "2", "--master", master.url])
         #expect(try await append.waitForExit() == 0)
         #expect(append.log.contains(#""seq":1"#), "\(append.log)")
-        let list = try NodeProcess(["list", "--node", s1.url])
+        let list = try await NodeProcess(["list", "--node", s1.url])
         #expect(try await list.waitForExit() == 0)
         #expect(list.log.contains("1\tfrom the CLI"), "\(list.log)")
     }
@@ -128,7 +128,7 @@ struct ReplicatedLogTests {
     /// naming the URL (not the transport's "connection reset (error set)").
     @Test func aClientCommandNamesTheURLAndTheCauseWhenNothingListens() async throws {
         let port = try freePort()
-        let health = try NodeProcess(["health", "--node", "http://127.0.0.1:\(port)"])
+        let health = try await NodeProcess(["health", "--node", "http://127.0.0.1:\(port)"])
         #expect(try await health.waitForExit() == 1)
         #expect(
             health.log.contains("cannot reach http://127.0.0.1:\(port)/health: connection refused (is a replog node running there?)"),

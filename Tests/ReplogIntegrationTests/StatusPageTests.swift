@@ -1,4 +1,5 @@
 import Foundation
+import ReplogProcess
 import Testing
 
 /// The status page in a real browser: headless Chromium renders `GET /` of a running
@@ -46,16 +47,12 @@ struct StatusPageTests {
     }
 
     private func runBrowser(_ browser: String, _ arguments: [String]) async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: browser)
-        process.arguments = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                             "--virtual-time-budget=5000", "--user-data-dir=\(FileManager.default.temporaryDirectory.path)/replog-chromium-\(UUID().uuidString)"] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = try await Task.detached { try output.fileHandleForReading.readToEnd() ?? Data() }.value
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        let process = try await ChildProcess(
+            executable: browser,
+            arguments: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000",
+                        "--user-data-dir=\(FileManager.default.temporaryDirectory.path)/replog-chromium-\(UUID().uuidString)"]
+                + arguments)
+        _ = await process.waitForExit()
+        return process.stdout
     }
 }
