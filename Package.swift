@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "replog", targets: ["replog"]),
         .library(name: "ReplogCore", targets: ["ReplogCore"]),
+        .library(name: "ReplogStorage", targets: ["ReplogStorage"]),
         .library(name: "ReplogNode", targets: ["ReplogNode"]),
         .library(name: "ReplogEcho", targets: ["ReplogEcho"]),
         .library(name: "ReplogBench", targets: ["ReplogBench"]),
@@ -35,12 +36,27 @@ let package = Package(
             name: "ReplogCore",
             swiftSettings: swiftSettings
         ),
+        // The log on disk or in memory, and the only way into it: the record format, segments
+        // and recovery, the data dir, group commit (fsync off the cooperative threads).
+        .target(
+            name: "ReplogStorage",
+            dependencies: [
+                "ReplogCore",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The master and secondary services (Hummingbird), the replication streams and
         // the transports they run over (HTTP on SwiftNIO, or in memory for tests).
         .target(
             name: "ReplogNode",
             dependencies: [
                 "ReplogCore",
+                "ReplogStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -98,6 +114,7 @@ let package = Package(
             name: "replog",
             dependencies: [
                 "ReplogCore",
+                "ReplogStorage",
                 "ReplogNode",
                 "ReplogEcho",
                 "ReplogBench",
@@ -123,9 +140,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ReplogStorageTests",
+            dependencies: ["ReplogCore", "ReplogStorage"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ReplogNodeTests",
             dependencies: [
                 "ReplogCore",
+                "ReplogStorage",
                 "ReplogNode",
                 "ReplogTestKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -164,6 +187,7 @@ let package = Package(
             name: "ReplogSimulationTests",
             dependencies: [
                 "ReplogCore",
+                "ReplogStorage",
                 "ReplogNode",
                 "ReplogTestKit",
                 .product(name: "Logging", package: "swift-log"),

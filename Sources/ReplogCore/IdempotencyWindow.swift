@@ -35,3 +35,13 @@ public struct IdempotencyWindow: Sendable {
         }
     }
 }
+
+/// A client's idempotency key and the seq its append got.
+public struct RememberedID: Sendable, Equatable {
+    public let id: String
+    public let seq: Int
+    public init(id: String, seq: Int) {
+        self.id = id
+        self.seq = seq
+    }
+}

@@ -3,6 +3,7 @@ import CoreMetrics
 import Logging
 import Metrics
 import ReplogCore
+import ReplogStorage
 import ServiceLifecycle
 import Synchronization
 

@@ -2,6 +2,7 @@ import CoreMetrics
 import Foundation
 import Metrics
 import ReplogCore
+import ReplogStorage
 import Synchronization
 
 /// What `--delay` and `--error-rate` do to a secondary, and its hold-back limit.

@@ -1,3 +1,4 @@
+import ReplogCore
 import Synchronization
 
 /// Wakes one waiting task; a signal sent while nobody waits is kept for the next wait.

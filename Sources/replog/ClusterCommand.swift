@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ReplogNode
+import ReplogStorage
 import UnixSignals
 
 struct ClusterCommand: AsyncParsableCommand {

@@ -3,6 +3,7 @@ import Foundation
 import Synchronization
 import Logging
 import ReplogCore
+import ReplogStorage
 import ReplogNode
 
 /// Where a node keeps its log.

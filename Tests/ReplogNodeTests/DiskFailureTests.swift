@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogStorage
 import ReplogTestKit
 import Synchronization
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import ReplogCore
+import ReplogStorage
 import ReplogTestKit
 import Synchronization
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import ReplogCore
+import ReplogStorage
 import Synchronization
 import Testing
 @testable import ReplogNode

@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogStorage
 import Testing
 @testable import ReplogNode
 

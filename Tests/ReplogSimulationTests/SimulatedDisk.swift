@@ -1,4 +1,5 @@
 import ReplogCore
+import ReplogStorage
 import Synchronization
 
 /// A node's disk in the simulation: it keeps what was fsynced, and a power loss takes away

@@ -1,6 +1,7 @@
 import CoreMetrics
 import Logging
 import ReplogCore
+import ReplogStorage
 import ReplogTestKit
 import Synchronization
 @testable import ReplogNode

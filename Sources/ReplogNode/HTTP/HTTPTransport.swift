@@ -3,6 +3,7 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import ReplogCore
+import ReplogStorage
 
 /// Replication over HTTP/1.1 on keep-alive connections (`PeerConnections`). A batch
 /// travels as the log's own binary records (`RecordFraming`), checksums included, so the

@@ -3,6 +3,7 @@ import Hummingbird
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogStorage
 import Synchronization
 
 /// Encoding shared by every endpoint: compact JSON, keys sorted so output is stable.

@@ -3,6 +3,7 @@ import Hummingbird
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogStorage
 
 /// The master's public API: append, list, health.
 public func buildMasterRouter(

@@ -3,6 +3,7 @@ import Hummingbird
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogStorage
 
 /// What `POST /replicate` (replog's internal endpoint) takes, in one of two forms:
 ///

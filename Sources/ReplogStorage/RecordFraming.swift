@@ -1,3 +1,5 @@
+import ReplogCore
+
 /// The shape of one log entry on disk and on the wire.
 ///
 /// ```

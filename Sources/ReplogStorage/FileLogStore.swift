@@ -1,4 +1,5 @@
 import Foundation
+import ReplogCore
 import Synchronization
 
 #if canImport(Glibc)

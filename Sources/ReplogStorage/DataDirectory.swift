@@ -1,4 +1,5 @@
 import Foundation
+import ReplogCore
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import ReplogCore
+import ReplogStorage
 import Testing
 
 /// A fresh folder under the system temp dir, removed when the test ends.

@@ -1,4 +1,5 @@
 import Synchronization
+import ReplogCore
 
 /// Where a node keeps its log.
 ///
@@ -40,16 +41,6 @@ public protocol LogStore: Sendable {
 
     /// The fsync that failed, if one did: the store then refuses every write and sync.
     var failedSync: String? { get }
-}
-
-/// A client's idempotency key and the seq its append got.
-public struct RememberedID: Sendable, Equatable {
-    public let id: String
-    public let seq: Int
-    public init(id: String, seq: Int) {
-        self.id = id
-        self.seq = seq
-    }
 }
 
 extension LogStore {

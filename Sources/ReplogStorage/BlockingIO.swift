@@ -1,4 +1,5 @@
 import NIOPosix
+import ReplogCore
 
 /// Where a node runs the file I/O that may block (fsync): never on Swift Concurrency's
 /// cooperative threads, which every task of the node shares.
