@@ -76,6 +76,11 @@ public final class FileLogStore: LogStore {
         var lastSeq: Int
         /// The first fsync that failed; nothing is written or synced after it.
         var failedSync: String?
+        /// Segments closed since the last `sync`, by first seq, and whether a new segment's
+        /// name still has to reach the disk: the next `sync` flushes them, off the appender's
+        /// lock (a rollover used to fsync inside the master's lock).
+        var closedUnsynced: [Int] = []
+        var directoryUnsynced = false
 
         func refuseAfterFailedSync() throws(LogStoreError) {
             if let failedSync {
@@ -194,14 +199,31 @@ public final class FileLogStore: LogStore {
 
     /// Makes every entry appended before this call durable.
     public func sync() throws(LogStoreError) {
-        let (descriptor, path) = try state.withLock { (state: inout State) throws(LogStoreError) in
+        // What to flush, in order: segments closed since the last sync, the folder (their
+        // successors' names), then the segment being written. A later segment's entries are
+        // durable only once every earlier one is; recovery removes segments after a gap.
+        // (Only names and descriptors leave the lock: a copy of the current segment's index
+        // would make the next append copy all of it.)
+        typealias File = (firstSeq: Int, descriptor: Int32, path: String)
+        let (closed, directoryUnsynced, current) = try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
-            return (state.segments.last?.descriptor ?? -1, state.segments.last?.path ?? "")
+            let closed: [File] = state.segments.filter { state.closedUnsynced.contains($0.firstSeq) }.map {
+                ($0.firstSeq, $0.descriptor, $0.path)
+            }
+            return (closed, state.directoryUnsynced, state.segments.last.map { File($0.firstSeq, $0.descriptor, $0.path) })
         }
-        guard descriptor >= 0 else { return }
-        guard options.syncFile(descriptor) == 0 else {
-            let reason = "fsync \(path): \(Self.errnoText())"
-            throw state.withLock { recordFailedSync(reason, in: &$0) }
+        for segment in closed + (current.map { [$0] } ?? []) {
+            guard options.syncFile(segment.descriptor) == 0 else {
+                let reason = "fsync \(segment.path): \(Self.errnoText())"
+                throw state.withLock { recordFailedSync(reason, in: &$0) }
+            }
+            if segment.firstSeq == closed.last?.firstSeq, directoryUnsynced { Self.syncDirectory(directory) }
+        }
+        guard !closed.isEmpty || directoryUnsynced else { return }
+        if closed.isEmpty { Self.syncDirectory(directory) }
+        state.withLock { state in
+            state.closedUnsynced.removeAll { seq in closed.contains { $0.firstSeq == seq } }
+            if directoryUnsynced { state.directoryUnsynced = false }
         }
     }
 
@@ -214,15 +236,15 @@ public final class FileLogStore: LogStore {
 
     // MARK: Segments
 
+    /// Closes the current segment and starts the next. Nothing is fsynced here (this runs
+    /// under the appender's lock): the next `sync` flushes the closed segment and the new
+    /// name, before anything of the new segment counts as durable.
     private func rollOver(_ state: inout State, firstSeq: Int) throws(LogStoreError) {
-        if let current = state.segments.last, options.syncFile(current.descriptor) != 0 {
-            throw recordFailedSync("fsync \(current.path): \(Self.errnoText())", in: &state)
-        }
+        if let current = state.segments.last { state.closedUnsynced.append(current.firstSeq) }
         let path = directory.appendingPathComponent(Self.segmentName(firstSeq)).path
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw .io("cannot create \(path): \(Self.errnoText())") }
-        // The new file's name must survive a crash too.
-        Self.syncDirectory(directory)
+        state.directoryUnsynced = true
         state.segments.append(Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0))
     }
 

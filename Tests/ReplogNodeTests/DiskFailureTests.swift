@@ -173,8 +173,8 @@ struct DiskFailureTests {
         #expect(replica.commit.failure == nil)
     }
 
-    /// The file store fsyncs a segment itself when it closes it. If that fsync fails, the
-    /// append fails and the node shows the failure like any other.
+    /// A segment that an append closed is fsynced by the next group commit, off the master's
+    /// lock. If that fsync fails, the append fails and the node shows the failure like any other.
     @Test func aFailedFsyncWhileClosingASegmentIsReportedToo() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-disk-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -186,7 +186,7 @@ struct DiskFailureTests {
         })
         let master = Master(
             settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
-            store: store, fsync: .never, logger: Self.quiet)
+            store: store, fsync: .always, logger: Self.quiet)
         _ = try await master.append(AppendRequest(message: "a", w: 1))
         #expect(master.health.storageFailure == nil)
         diskFails.store(true, ordering: .relaxed)

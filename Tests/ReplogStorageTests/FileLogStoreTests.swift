@@ -155,9 +155,31 @@ final class TemporaryFolder {
         #expect(try store.read(from: 101, limit: 5).isEmpty)
     }
 
-    /// After a failed fsync (here: the one of `sync`, or the one that closes a segment) the
-    /// store writes and syncs nothing more, even once the disk answers again: the kernel may
-    /// have dropped the pages it could not write. Reopening recovers what is on disk.
+    /// Closing a segment fsyncs nothing under the appender's lock: the next `sync` flushes
+    /// every segment closed since, then the one being written, and a crash before it cannot
+    /// leave later entries behind a gap (recovery removes segments after one).
+    @Test func aRolloverFsyncsNothingUntilTheNextSync() throws {
+        let folder = TemporaryFolder()
+        let fsyncs = Atomic(0)
+        let options = FileLogStore.Options(segmentSize: 10) { descriptor in
+            fsyncs.add(1, ordering: .relaxed)
+            return FileLogStore.systemFsync(descriptor)
+        }
+        let store = try FileLogStore(directory: folder.url, options: options)
+        try store.append(entries(1...3))  // a batch stays in one segment
+        for seq in 4...5 { try store.append(entries(seq...seq)) }  // each closes the full segment before it
+        #expect(fsyncs.load(ordering: .relaxed) == 0, "appends and rollovers fsync nothing")
+        try store.sync()
+        #expect(fsyncs.load(ordering: .relaxed) == 3, "2 closed segments and the current one")
+        try store.sync()
+        #expect(fsyncs.load(ordering: .relaxed) == 4, "then only the current one")
+        #expect(try FileLogStore(directory: folder.url, options: options).read(from: 1, limit: .max) == entries(1...5))
+    }
+
+    /// After a failed fsync (here: of the segment being written, or of one that an append
+    /// closed since the last sync) the store writes and syncs nothing more, even once the
+    /// disk answers again: the kernel may have dropped the pages it could not write.
+    /// Reopening recovers what is on disk.
     @Test(arguments: ["sync", "rollover"])
     func aFailedFsyncRefusesEverythingAfter(failingCall: String) throws {
         let folder = TemporaryFolder()
@@ -173,25 +195,33 @@ final class TemporaryFolder {
         try store.append(entries(1...1))
         try store.sync()
         diskFails.store(true, ordering: .relaxed)
-        if failingCall == "sync" {
-            #expect(throws: LogStoreError.self) { () throws in try store.sync() }
-        } else {
-            #expect(throws: LogStoreError.self) { () throws in try store.append(entries(2...2)) }  // closes segment 1
+        var written = 1
+        if failingCall == "rollover" {
+            try store.append(entries(2...2))  // closes segment 1 without an fsync (under the appender's lock)
+            written = 2
+        }
+        do {
+            try store.sync()
+            Issue.record("the sync should have failed")
+        } catch {
+            // The closed segment is flushed first, and its failure is the one reported.
+            #expect(error.description.contains("00000000000000000001.seg"), "\(error)")
         }
         diskFails.store(false, ordering: .relaxed)
-        #expect(throws: LogStoreError.self) { () throws in try store.append(entries(2...2)) }
+        let next = written + 1
+        #expect(throws: LogStoreError.self) { () throws in try store.append(entries(next...next)) }
         #expect(throws: LogStoreError.self) { () throws in try store.sync() }
         do {
-            try store.append(entries(2...2))
+            try store.append(entries(next...next))
         } catch {
             #expect(error.description.hasPrefix("an earlier fsync failed (fsync "), "\(error)")
             #expect(error.description.contains("Input/output error"), "\(error)")
         }
-        #expect(store.lastSeq == 1)
+        #expect(store.lastSeq == written)
         let reopened = try FileLogStore(directory: folder.url, options: options)
-        try reopened.append(entries(2...2))
+        try reopened.append(entries(next...next))
         try reopened.sync()
-        #expect(try reopened.read(from: 1, limit: .max) == entries(1...2))
+        #expect(try reopened.read(from: 1, limit: .max) == entries(1...next))
     }
 
     /// Keys written with entries come back when the store is opened again (the latest
