@@ -34,6 +34,9 @@ public final class Master: Service {
         case shuttingDown
         /// The log store refused the append.
         case storeFailed(String)
+        /// `id` was first used for another message (at `seq`): a retry must repeat its
+        /// message exactly, so this is a client's mistake, not a retry.
+        case idConflict(id: String, seq: Int)
     }
 
     /// What the master knows about one secondary.
@@ -143,6 +146,11 @@ public final class Master: Service {
                 case .readOnly(let quorum): throw .readOnly(quorum)
                 case .shuttingDown: throw .shuttingDown
                 }
+            }
+            if case .retry(let seq) = admission, let id = request.id,
+               let original = try? store.read(from: seq, limit: 1).first, original.message != request.message
+            {
+                throw .idConflict(id: id, seq: seq)
             }
             if case .append(let seq) = admission {
                 do {
@@ -304,6 +312,7 @@ extension Master.AppendError {
         case .timedOut: .timeout
         case .shuttingDown: .shuttingDown
         case .storeFailed: .storeFailed
+        case .idConflict: .badRequest
         }
     }
 }

@@ -35,6 +35,30 @@ import Testing
         }
     }
 
+    /// A key reused for a different message is a client's mistake, not a retry: 409 naming
+    /// the key, and nothing appended. The identical retry still answers the original seq.
+    @Test func aRetriedIDWithDifferentContentIs409AndAppendsNothing() async throws {
+        let cluster = TestCluster(secondaries: 0)
+        try await masterApp(cluster.master).test(.router) { client in
+            let first = #"{"message": "pay 10", "id": "order-1"}"#
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: first)) { response in
+                #expect(response.status == .created)
+            }
+            let changed = #"{"message": "pay 20", "id": "order-1"}"#
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: changed)) { response in
+                #expect(response.status == .conflict)
+                let body = json(response.body)
+                #expect((body["error"] as? String)?.contains(#"id "order-1" was already used for a different message (seq 1)"#) == true, "\(body)")
+                #expect(body["id"] as? String == "order-1" && body["seq"] as? Int == 1)
+            }
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: first)) { response in
+                #expect(response.status == .created)
+                #expect(json(response.body)["seq"] as? Int == 1)
+            }
+        }
+        #expect(try cluster.master.read(from: 1, limit: 10).map(\.message) == ["pay 10"])
+    }
+
     /// The 201 answer is written without JSONEncoder: whatever the message holds, it must
     /// read back as the same message, in the same bytes as JSONEncoder would write.
     @Test func appendAnswerCarriesAnyMessageExactly() async throws {

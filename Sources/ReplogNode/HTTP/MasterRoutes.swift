@@ -82,6 +82,12 @@ extension APIError {
             self.init(.serviceUnavailable, "master is shutting down; retry against the restarted master")
         case .storeFailed(let reason):
             self.init(.internalServerError, "the log store refused the append: \(reason)")
+        case .idConflict(let id, let seq):
+            self.init(
+                .conflict,
+                "id \"\(id)\" was already used for a different message (seq \(seq)): a retry must repeat its message exactly; "
+                    + "use a new id for a new message",
+                details: ["id": .string(id), "seq": .int(seq)])
         }
     }
 }
