@@ -21,8 +21,10 @@ extension Master {
                     }
                 }
             }
-            let lastSeq = store.lastSeq
-            for secondary in health.secondaries { metrics.peers[secondary.url]!.lag.record(max(0, lastSeq - secondary.ackedSeq)) }
+            // One notion of read-only everywhere: /health's (no quorum, or a failed disk).
+            let health = self.health
+            for secondary in health.secondaries { metrics.peers[secondary.url]!.lag.record(secondary.lag) }
+            metrics.readOnly.record(health.readOnly ? 1 : 0)
             let untilNextRound = roundStarted + settings.heartbeatInterval - clock.now
             do { try await clock.sleep(for: max(untilNextRound, .zero)) } catch { return }
         }
@@ -65,7 +67,7 @@ extension Master {
                 "replog.peer": "\(peer)", "replog.status.from": "\(transition.from)", "replog.status.to": "\(transition.to)",
             ])
         case .quorumChanged(let quorum):
-            metrics.readOnly.record(quorum.isWritable ? 0 : 1)
+            metrics.readOnly.record(health.readOnly ? 1 : 0)
             let metadata: Logger.Metadata = [
                 "replog.quorum.available": "\(quorum.available)", "replog.quorum.required": "\(quorum.required)",
             ]

@@ -55,6 +55,7 @@ public final class Master: Service {
 
     /// A snapshot for `GET /health`.
     public struct Health: Sendable, Equatable {
+        /// The last seq the master lists: the end of its durable prefix.
         public let lastSeq: Int
         public let quorum: Quorum
         public let secondaries: [SecondaryHealth]
@@ -247,7 +248,9 @@ public final class Master: Service {
     }
 
     public var health: Health {
-        let lastSeq = store.lastSeq
+        // The master's seq is what it lists: its durable prefix. An entry whose fsync is
+        // still running (or failed) is not counted, nor as a secondary's lag.
+        let lastSeq = commit.durableSeq
         let storageFailure = commit.failure?.description
         let (now, date) = (clock.now, clock.date)
         return state.withLock { state in

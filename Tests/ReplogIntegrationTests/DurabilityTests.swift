@@ -119,6 +119,14 @@ struct DurabilityTests {
         #expect(masterHealth["readOnly"] as? Bool == true)
         #expect((masterHealth["storageFailure"] as? String)?.contains("Input/output error") == true)
         #expect(try await HTTP.messages(master.url).count == 10, "the master lists only what was durable")
+        // One notion of the master's seq and of read-only everywhere: m11 was written but never
+        // made durable, so it is neither the master's seq nor anyone's lag, and /metrics agrees.
+        #expect(masterHealth["seq"] as? Int == 10, "\(masterHealth)")
+        let s2View = (masterHealth["secondaries"] as? [[String: any Sendable]])?.last
+        #expect(s2View?["lag"] as? Int == 0, "s2 holds all 10: \(masterHealth)")
+        try await eventually("/metrics says read-only like /health") {
+            try await HTTP.get(master.url + "/metrics").text.contains("replog_read_only 1")
+        }
 
         for node in [master.process, s1.process] { node.signal(SIGKILL) }
         for node in [master.process, s1.process] { _ = try await node.waitForExit() }
