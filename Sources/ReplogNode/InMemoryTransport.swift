@@ -1,4 +1,5 @@
 import ReplogCore
+import ReplogStorage
 import Synchronization
 
 /// Connects a master to `SecondaryReplica`s in the same process, with faults a test
@@ -52,11 +53,11 @@ public final class InMemoryTransport: ReplicationTransport {
     public var deliveryCount: Int { deliveries.withLock { $0 } }
 
     public func replicate(
-        _ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration
+        _ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
         let replica = try await reach(peer)
         deliveries.withLock { $0 += 1 }
-        return try await replica.receive(entries, of: logID)
+        return try await replica.receive(try batch.entries(), of: logID)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {

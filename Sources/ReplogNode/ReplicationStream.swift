@@ -1,5 +1,6 @@
 import Logging
 import ReplogCore
+import ReplogStorage
 
 /// The replication stream of one secondary: the shell that carries out
 /// `ReplicationInstance.nextStreamStep`.
@@ -31,18 +32,19 @@ extension Master {
                     let step = state.withLock { $0.instance.nextStreamStep(for: peer, durableSeq: durableSeq, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):
-                        let batch: [LogEntry]
+                        // The records as they are on disk: nothing is decoded or encoded again.
+                        let batch: RecordBatch?
                         do {
-                            batch = try store.read(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
+                            batch = try store.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
                         } catch {
                             let failure = ReplicationInstance.Failure(reason: "\(error)", seqs: from...from)
                             state.withLock { $0.instance.onReadFailed(for: peer, failure) }
                             continue startWork
                         }
-                        guard let first = batch.first, let last = batch.last else {
+                        guard let batch else {
                             preconditionFailure("the log holds no entry at \(from), below its durable seq \(durableSeq)")
                         }
-                        state.withLock { $0.instance.onSending(to: peer, seqs: first.seq...last.seq) }
+                        state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }
                     case .linger(let linger):
                         // A timer left from before a back-off ends this linger instead.
@@ -104,9 +106,9 @@ extension Master {
         await signals[peer]!.recovered.wait(upTo: backoff, on: clock)
     }
 
-    private func send(_ batch: [LogEntry], to peer: String) async -> StreamEvent {
+    private func send(_ batch: RecordBatch, to peer: String) async -> StreamEvent {
         let started = ContinuousClock.now
-        let seqs = batch.first!.seq...batch.last!.seq
+        let seqs = batch.seqs
         do {
             let replica = try await transport.replicate(batch, of: logID, to: peer, timeout: settings.replicationTimeout)
             logger.debug("replicated", metadata: [

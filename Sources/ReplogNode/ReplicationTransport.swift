@@ -1,14 +1,23 @@
 import ReplogCore
+import ReplogStorage
 
 /// How the master talks to its secondaries. Two implementations: `HTTPTransport`
 /// for real nodes and `InMemoryTransport` for tests that inject delays and failures.
 public protocol ReplicationTransport: Sendable {
-    /// Delivers a batch of consecutive entries to `peer` and returns what it holds afterwards.
-    /// Delivery is idempotent: resending entries the peer already holds is harmless.
-    func replicate(_ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState
+    /// Delivers a batch of consecutive entries (the log's own records) to `peer` and returns
+    /// what it holds afterwards. Delivery is idempotent: resending entries the peer already
+    /// holds is harmless.
+    func replicate(_ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState
 
     /// A heartbeat: asks `peer` what it holds, without sending anything.
     func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState
+}
+
+extension ReplicationTransport {
+    /// Delivers `entries` (consecutive, not empty), encoded as records.
+    public func replicate(_ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState {
+        try await replicate(RecordBatch(entries), of: logID, to: peer, timeout: timeout)
+    }
 }
 
 /// Failures a transport reports.

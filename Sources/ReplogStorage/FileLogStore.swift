@@ -162,11 +162,26 @@ public final class FileLogStore: LogStore {
     }
 
     public func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry] {
+        guard let batch = try readRecords(from: seq, limit: limit, maxBytes: maxBytes) else { return [] }
+        var entries: [LogEntry] = []
+        entries.reserveCapacity(batch.count)
+        batch.bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while case .record(let entry, let size, _) = RecordFraming.decode(buffer, at: offset) {
+                entries.append(entry)
+                offset += size
+            }
+        }
+        return entries
+    }
+
+    /// The records as they are on disk (keys included), for replication.
+    public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
         // Work out which bytes to read under the lock; read them outside it, so a large
         // read never holds up appends. Written bytes never change, so this is safe.
-        let ranges = state.withLock { state -> [(descriptor: Int32, start: Int, end: Int, path: String)] in
+        let (ranges, seqs) = state.withLock { state -> ([(descriptor: Int32, start: Int, end: Int, path: String)], ClosedRange<Int>?) in
             let start = max(seq, 1)
-            guard limit > 0, start <= state.lastSeq else { return [] }
+            guard limit > 0, start <= state.lastSeq else { return ([], nil) }
             var last = start + min(limit, state.lastSeq - start + 1) - 1
             if maxBytes < .max { last = Self.lastSeq(from: start, through: last, within: maxBytes, in: state.segments) }
             var ranges: [(Int32, Int, Int, String)] = []
@@ -181,20 +196,16 @@ public final class FileLogStore: LogStore {
                 next = upTo + 1
                 index += 1
             }
-            return ranges
+            return (ranges, start...last)
         }
-        var entries: [LogEntry] = []
+        guard let seqs else { return nil }
+        var bytes: [UInt8] = []
         for range in ranges {
-            let bytes = try Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start, path: range.path)
-            bytes.withUnsafeBytes { buffer in
-                var offset = 0
-                while case .record(let entry, let size, _) = RecordFraming.decode(buffer, at: offset) {
-                    entries.append(entry)
-                    offset += size
-                }
-            }
+            let read = try Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start, path: range.path)
+            if ranges.count == 1 { return RecordBatch(bytes: read, seqs: seqs) }
+            bytes += read
         }
-        return entries
+        return RecordBatch(bytes: bytes, seqs: seqs)
     }
 
     /// Makes every entry appended before this call durable.

@@ -33,6 +33,10 @@ public protocol LogStore: Sendable {
     /// entry is always included, however large, so that a reader always makes progress.
     func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry]
 
+    /// Like `read(from:limit:maxBytes:)`, but as the records themselves, ready to send to a
+    /// secondary; `nil` when there is nothing at `seq`.
+    func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch?
+
     /// Makes every entry appended before the call durable (a no-op for memory).
     func sync() throws(LogStoreError)
 
@@ -49,6 +53,11 @@ extension LogStore {
     public var failedSync: String? { nil }
     public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries) }
     public var recentIDs: [RememberedID] { [] }
+
+    public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
+        let entries = try read(from: seq, limit: limit, maxBytes: maxBytes)
+        return entries.isEmpty ? nil : RecordBatch(entries)
+    }
 
     public func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry] {
         Array(try read(from: seq, limit: limit).prefix(recordBytes: maxBytes))

@@ -146,3 +146,31 @@ public enum CRC32C {
         }
     }
 }
+
+/// Consecutive entries as the log's own records (`RecordFraming`): what a master sends a
+/// secondary, read from its log as it is on disk, keys included, with nothing decoded or
+/// encoded again on the way.
+public struct RecordBatch: Sendable, Equatable {
+    /// The records, one after the other.
+    public let bytes: [UInt8]
+    /// The seqs they carry.
+    public let seqs: ClosedRange<Int>
+
+    public init(bytes: [UInt8], seqs: ClosedRange<Int>) {
+        self.bytes = bytes
+        self.seqs = seqs
+    }
+
+    /// Encodes `entries` (which MUST be consecutive and not empty).
+    public init(_ entries: [LogEntry]) {
+        precondition(!entries.isEmpty, "a batch holds at least one entry")
+        self.init(bytes: RecordFraming.encode(entries), seqs: entries.first!.seq...entries.last!.seq)
+    }
+
+    public var count: Int { seqs.count }
+
+    /// The entries, for a receiver in the same process (the in-memory transports).
+    public func entries() throws(RecordFraming.BatchError) -> [LogEntry] {
+        try bytes.withUnsafeBytes { RecordFraming.decodeAll($0) }.get()
+    }
+}

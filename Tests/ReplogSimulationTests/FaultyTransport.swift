@@ -1,4 +1,5 @@
 import ReplogCore
+import ReplogStorage
 import Synchronization
 @testable import ReplogNode
 
@@ -37,7 +38,8 @@ final class FaultyTransport: ReplicationTransport {
         links.withLock { link in link[peer].flatMap { $0.partitioned ? nil : $0.replica } }
     }
 
-    func replicate(_ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState {
+    func replicate(_ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState {
+        let entries = try batch.entries()
         let faults = self.faults.withLock { $0 }
         try await clock.sleep(for: random.duration(.zero...faults.maxDelay))
         guard let replica = reachable(peer), !random.chance(faults.lossRate) else { throw TransportError.unreachable(peer) }

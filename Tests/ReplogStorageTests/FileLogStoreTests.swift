@@ -226,6 +226,23 @@ final class TemporaryFolder {
 
     /// Keys written with entries come back when the store is opened again (the latest
     /// `recentIDLimit` of them, oldest first); reads return the entries alone.
+    /// A replication batch is the bytes on disk, across segments and with the keys, and it
+    /// decodes to exactly the entries a list returns.
+    @Test func recordsForReplicationAreTheBytesOnDisk() throws {
+        let folder = TemporaryFolder()
+        let store = try FileLogStore(directory: folder.url, options: FileLogStore.Options(segmentSize: 100))
+        for seq in 1...10 { try store.append(entries(seq...seq), ids: [seq % 2 == 0 ? "key-\(seq)" : nil]) }
+        let batch = try #require(try store.readRecords(from: 3, limit: 6, maxBytes: .max))
+        #expect(batch.seqs == 3...8)
+        #expect(try batch.entries() == entries(3...8))
+        var expected: [UInt8] = []
+        for seq in 3...8 { RecordFraming.encode(entries(seq...seq)[0], id: seq % 2 == 0 ? "key-\(seq)" : nil, into: &expected) }
+        #expect(batch.bytes == expected, "keys travel with their records")
+        #expect(try store.readRecords(from: 11, limit: 5, maxBytes: .max) == nil)
+        let small = try #require(try store.readRecords(from: 1, limit: 10, maxBytes: 1))
+        #expect(small.seqs == 1...1, "one record at least, however small the limit")
+    }
+
     @Test func keepsIdempotencyKeysAcrossReopening() throws {
         let folder = TemporaryFolder()
         let options = FileLogStore.Options(segmentSize: 100, recentIDLimit: 3)

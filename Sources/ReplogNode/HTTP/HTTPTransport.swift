@@ -14,10 +14,10 @@ public struct HTTPTransport: ReplicationTransport {
     public init() {}
 
     public func replicate(
-        _ entries: [LogEntry], of logID: String, to peer: String, timeout: Duration
+        _ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
         let headers: HTTPHeaders = ["Content-Type": InternalWire.recordsContentType, InternalWire.logHeader: logID]
-        let body = ByteBuffer(bytes: RecordFraming.encode(entries))
+        let body = ByteBuffer(bytes: batch.bytes)
         return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
     }
 
