@@ -182,4 +182,41 @@ struct FaultToleranceProcessTests {
         #expect(next.json["seq"] as? Int == 2, "\(next.text)")
         #expect(try await HTTP.messages(s1.url).map(\.message) == ["charge 42", "charge 43"])
     }
+
+    /// An in-memory master that restarts starts a new, empty log; its secondaries still hold
+    /// the old one and refuse it. The master is read-only, and its 503 and /health say why and
+    /// what to do; secondaries restarted empty make it writable again.
+    @Test func anInMemoryMasterRestartSaysWhyItIsReadOnlyAndWhatToDo() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let first = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        #expect(try await HTTP.post(first.url + "/messages", ["message": "before", "w": 3]).status == 201)
+        first.process.signal(SIGKILL)
+        _ = try await first.process.waitForExit()
+
+        let second = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        var refused: HTTP.Reply?
+        try await eventually("the new master is read-only") {
+            let reply = try await HTTP.post(second.url + "/messages", ["message": "after", "w": 1])
+            refused = reply
+            return reply.status == 503
+        }
+        let detail = try #require(refused?.json["detail"] as? String, "\(String(describing: refused?.text))")
+        #expect(detail.contains("\(s1.url): holds master log"), "\(detail)")
+        #expect(detail.contains("restart it with an empty log"), "\(detail)")
+        let health = try await HTTP.get(second.url + "/health").json
+        let problems = (health["secondaries"] as? [[String: any Sendable]])?.compactMap { $0["problem"] as? String } ?? []
+        #expect(problems.count == 2 && problems.allSatisfy { $0.contains("restart it with an empty log") }, "\(health)")
+
+        // Doing what it says: the secondaries restarted empty follow the new log.
+        for secondary in [s1, s2] {
+            secondary.process.signal(SIGKILL)
+            _ = try await secondary.process.waitForExit()
+            _ = try await cluster.startSecondary(port: Int(secondary.url.split(separator: ":").last!)!)
+        }
+        try await eventually("writable again") {
+            try await HTTP.post(second.url + "/messages", ["message": "after", "w": 3, "id": "after"]).status == 201
+        }
+    }
 }

@@ -30,7 +30,13 @@ public func buildMasterRouter(
         do {
             return try await master.append(append).response
         } catch let error as Master.AppendError {
-            throw APIError(error, clusterSize: master.settings.clusterSize)
+            // Read-only: say why each missing secondary is missing, when the master knows
+            // (another log after an in-memory master restarted, a failed disk).
+            var problems: [String] = []
+            if case .readOnly = error {
+                problems = master.health.secondaries.compactMap { secondary in secondary.problem.map { "\(secondary.url): \($0)" } }
+            }
+            throw APIError(error, clusterSize: master.settings.clusterSize, problems: problems)
         }
     }
 
@@ -59,7 +65,7 @@ func acceptsAsJSON(_ contentType: String?) -> Bool {
 }
 
 extension APIError {
-    init(_ error: Master.AppendError, clusterSize: Int) {
+    init(_ error: Master.AppendError, clusterSize: Int, problems: [String] = []) {
         switch error {
         case .invalidWriteConcern(let w, let clusterSize):
             self.init(.badRequest, "\"w\" must be between 1 and \(clusterSize) (the number of nodes), got \(w)")
@@ -70,7 +76,9 @@ extension APIError {
                     "quorum": .object(["required": .int(quorum.required), "available": .int(quorum.available)]),
                     "detail": .string(
                         "\(quorum.available) of \(clusterSize) nodes are available and \(quorum.required) are needed; "
-                            + "appends resume by themselves when enough secondaries answer heartbeats again"),
+                            + (problems.isEmpty
+                                ? "appends resume by themselves when enough secondaries answer heartbeats again"
+                                : "secondaries that answer but cannot follow this master: " + problems.joined(separator: "; "))),
                 ])
         case .timedOut(let seq, let acknowledgements, let w, let timeout):
             self.init(
