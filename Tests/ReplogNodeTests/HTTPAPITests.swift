@@ -35,6 +35,42 @@ import Testing
         }
     }
 
+    /// A page of another site cannot write through a visitor's browser: a cross-origin or
+    /// cross-site POST (even with curl's form content type, which needs no preflight) is 403
+    /// and appends nothing, and CORS preflights are refused. curl (no Origin) and the node's
+    /// own origin keep working.
+    @Test func crossSiteWritesAre403AndChangeNothing() async throws {
+        let cluster = TestCluster(secondaries: 0)
+        try await masterApp(cluster.master).test(.live) { client in
+            let body = ByteBuffer(string: #"{"message": "written by another site"}"#)
+            let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
+            var foreign = form
+            foreign[.origin] = "http://evil.example"
+            try await client.execute(uri: "/messages", method: .post, headers: foreign, body: body) { response in
+                #expect(response.status == .forbidden)
+                #expect((json(response.body)["error"] as? String)?.contains("another origin (http://evil.example)") == true)
+            }
+            var crossSite = form
+            crossSite[HTTPFields.Element.Name("Sec-Fetch-Site")!] = "cross-site"
+            try await client.execute(uri: "/messages", method: .post, headers: crossSite, body: body) { response in
+                #expect(response.status == .forbidden)
+            }
+            try await client.execute(uri: "/messages", method: .options, headers: [.origin: "http://evil.example"]) { response in
+                #expect(response.status == .forbidden)
+                #expect(response.headers[.accessControlAllowOrigin] == nil)
+            }
+            var own = form
+            own[.origin] = "http://localhost"  // the test client's Host (a browser's carries the port too)
+            try await client.execute(uri: "/messages", method: .post, headers: own, body: ByteBuffer(string: #"{"message": "own page"}"#)) { response in
+                #expect(response.status == .created, "\(String(buffer: response.body))")
+            }
+            try await client.execute(uri: "/messages", method: .post, headers: form, body: ByteBuffer(string: #"{"message": "curl"}"#)) { response in
+                #expect(response.status == .created)
+            }
+        }
+        #expect(try cluster.master.read(from: 1, limit: 10).map(\.message) == ["own page", "curl"])
+    }
+
     /// A key reused for a different message is a client's mistake, not a retry: 409 naming
     /// the key, and nothing appended. The identical retry still answers the original seq.
     @Test func aRetriedIDWithDifferentContentIs409AndAppendsNothing() async throws {

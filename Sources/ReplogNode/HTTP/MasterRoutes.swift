@@ -12,6 +12,7 @@ public func buildMasterRouter(
     let router = Router()
     let allowedMethods = AllowedMethods()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
+    router.add(middleware: CrossSiteGuard())
 
     router.post("/messages") { request, _ -> Response in
         guard acceptsAsJSON(request.headers[.contentType]) else {

@@ -57,6 +57,7 @@ public func buildSecondaryRouter(
     let router = Router()
     let allowedMethods = AllowedMethods()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
+    router.add(middleware: CrossSiteGuard())
 
     router.post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
         var request = request
