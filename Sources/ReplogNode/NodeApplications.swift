@@ -22,12 +22,12 @@ public enum NodeApplications {
 
     /// A secondary's HTTP server.
     public static func secondary(
-        _ replica: SecondaryReplica, host: String, port: Int, logger: Logger,
+        _ replica: SecondaryReplica, host: String, port: Int, secret: ClusterSecret? = nil, logger: Logger,
         metrics: (@Sendable () -> String)? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: buildSecondaryRouter(replica: replica, metrics: metrics),
+            router: buildSecondaryRouter(replica: replica, metrics: metrics, secret: secret),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-secondary"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)

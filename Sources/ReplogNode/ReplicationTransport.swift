@@ -30,6 +30,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
     case timedOut
     /// The peer holds a different master log and refused this one.
     case foreignLog(String)
+    /// The peer refused this node's proof of the cluster secret (401).
+    case unauthorized
 
     public var description: String {
         switch self {
@@ -37,6 +39,9 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
         case .badStatus(let code): "peer answered HTTP \(code)"
         case .timedOut: "peer did not answer in time"
         case .foreignLog(let reason): reason
+        case .unauthorized:
+            "the secondary refused this master's proof of the cluster secret (401): give every node the same "
+                + "--cluster-secret or --cluster-secret-file"
         }
     }
 }

@@ -54,19 +54,20 @@ struct ClusterCommand: AsyncParsableCommand {
         guard let executable = Bundle.main.executableURL?.resolvingSymlinksInPath().path else {
             throw fail("cannot tell where the replog executable is")
         }
+        let secretArguments = ["--cluster-secret-file", try clusterSecretFile()]
         var plans: [(name: String, port: Int, arguments: [String])] = []
         var secondaryURLs: [String] = []
         for index in 1...max(secondaries, 1) where secondaries > 0 {
             var arguments = ["secondary", "--host", host, "--port", "\(port + index)", "--log-level", logLevel,
                              "--error-rate", "\(errorRate)"]
             if index == secondaries { arguments += ["--delay", delay.description] }
-            arguments += storageArguments(node: "s\(index)")
+            arguments += storageArguments(node: "s\(index)") + secretArguments
             plans.append(("s\(index)", port + index, arguments))
             secondaryURLs.append("http://\(host):\(port + index)")
         }
         plans.insert(
             ("master", port, ["master", "--host", host, "--port", "\(port)", "--log-level", logLevel]
-                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master")),
+                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master") + secretArguments),
             at: 0)
 
         var nodes: [ClusterNode] = []
@@ -129,6 +130,23 @@ struct ClusterCommand: AsyncParsableCommand {
 
     private var absoluteDataDir: String {
         URL(fileURLWithPath: dataDir, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+    }
+
+    /// The cluster's secret, in a file only its owner can read: made once and kept beside the
+    /// logs (or in the temporary folder for an in-memory cluster), so that nodes restarted by
+    /// hand with their banner command prove the same secret. Its path, never the secret
+    /// itself, goes on the nodes' command lines, which `ps` shows.
+    private func clusterSecretFile() throws -> String {
+        let folder = inMemory ? FileManager.default.temporaryDirectory.path.replacingOccurrences(of: "/$", with: "", options: .regularExpression) : absoluteDataDir
+        let path = folder + (inMemory ? "/replog-cluster-\(port).secret" : "/cluster-secret")
+        if let existing = try? String(contentsOfFile: path, encoding: .utf8), ClusterSecret(existing.trimmingCharacters(in: .whitespacesAndNewlines)) != nil {
+            return path
+        }
+        try? FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        guard FileManager.default.createFile(
+            atPath: path, contents: Data((ClusterSecret.random() + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        else { throw fail("cannot write the cluster secret to \(path)") }
+        return path
     }
 
     private func storageArguments(node: String) -> [String] {

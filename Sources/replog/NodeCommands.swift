@@ -73,6 +73,32 @@ struct StorageOptions: ParsableArguments {
 
 extension FsyncPolicy: ExpressibleByArgument {}
 
+/// The secret that node-to-node requests prove (HMAC), from a flag, the environment or a file.
+struct SecretOptions: ParsableArguments {
+    @Option(name: .customLong("cluster-secret"), help: "Secret shared by every node; node-to-node requests without proof of it get 401. Visible in `ps`: prefer the file or REPLOG_CLUSTER_SECRET. Env: REPLOG_CLUSTER_SECRET.")
+    var secretFlag: String?
+
+    @Option(name: .customLong("cluster-secret-file"), help: "Read the cluster secret from this file (Docker and Kubernetes secrets). Env: REPLOG_CLUSTER_SECRET_FILE.")
+    var secretFile: String?
+
+    /// The secret, or nil when none is set.
+    func secret() throws -> ClusterSecret? {
+        let text: String?
+        if let file = secretFile ?? Environment.string("REPLOG_CLUSTER_SECRET_FILE") {
+            guard let contents = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw fail("cannot read the cluster secret file \(file)")
+            }
+            text = contents.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            text = secretFlag ?? Environment.string("REPLOG_CLUSTER_SECRET")
+        }
+        guard let text else { return nil }
+        // Never echo the secret: not in errors, logs, /health or /metrics.
+        guard let secret = ClusterSecret(text) else { throw fail("the cluster secret must be at least 16 bytes long") }
+        return secret
+    }
+}
+
 /// Set by `replog cluster` on the nodes it starts.
 struct ParentOptions: ParsableArguments {
     @Flag(help: .hidden)
@@ -115,6 +141,7 @@ struct MasterCommand: AsyncParsableCommand {
     var maxBody: Int = Environment.int("REPLOG_MAX_BODY") ?? 1 << 20
 
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var secret: SecretOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var parent: ParentOptions
 
@@ -143,7 +170,7 @@ struct MasterCommand: AsyncParsableCommand {
         let logID: String
         do { logID = try directory?.masterLog() ?? UUID().uuidString } catch { throw fail(error.description) }
         let master = Master(
-            settings: settings, transport: HTTPTransport(), store: store, fsync: storage.fsync, logID: logID, logger: logger)
+            settings: settings, transport: HTTPTransport(secret: try secret.secret()), store: store, fsync: storage.fsync, logID: logID, logger: logger)
         let host = host
         let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
@@ -173,6 +200,7 @@ struct SecondaryCommand: AsyncParsableCommand {
     var errorRate: Double = Environment.double("REPLOG_ERROR_RATE") ?? 0
 
     @OptionGroup var storage: StorageOptions
+    @OptionGroup var secret: SecretOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var parent: ParentOptions
 
@@ -191,7 +219,9 @@ struct SecondaryCommand: AsyncParsableCommand {
             "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
         ])
         let host = host
-        let app = NodeApplications.secondary(replica, host: host, port: port, logger: logger, metrics: metrics) { port in
+        let app = NodeApplications.secondary(
+            replica, host: host, port: port, secret: try secret.secret(), logger: logger, metrics: metrics
+        ) { port in
             announce("listening on http://\(host):\(port)")
         }
         // The data dir's lock is held until the node has stopped.

@@ -46,6 +46,21 @@ struct ClusterProcessTests {
             #expect(try await HTTP.messages(node.url) == [.init(seq: 1, message: "from the README")], "\(node.name)")
         }
 
+        // Its nodes share a secret that it made by itself: the forged delivery of issue 18
+        // is refused, and the secret is on no command line that `ps` shows.
+        let entry: [String: any Sendable] = ["seq": 2, "message": "FORGED"]
+        let forged = try await HTTP.post(nodes[1].url + "/replicate", ["log": "L", "entries": [entry]])
+        #expect(forged.status == 401, "\(forged.text)")
+        let temporary = FileManager.default.temporaryDirectory.path.replacingOccurrences(of: "/$", with: "", options: .regularExpression)
+        let secretFile = temporary + "/replog-cluster-\(port).secret"
+        let secret = try String(contentsOfFile: secretFile, encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(secret.count == 64)
+        for node in nodes {
+            let commandLine = (try? String(contentsOfFile: "/proc/\(node.pid)/cmdline", encoding: .utf8)) ?? ""
+            #expect(commandLine.contains("--cluster-secret-file") && !commandLine.contains(secret), "\(node.name)")
+        }
+
         cluster.signal(SIGTERM)
         #expect(try await cluster.waitForExit() == 0, "\(cluster.log)")
         for node in nodes { #expect(!isAlive(node.pid), "\(node.name) (pid \(node.pid)) outlived the cluster") }

@@ -282,6 +282,45 @@ import Testing
         }
     }
 
+    /// With a cluster secret, the forged delivery of issue 18 (JSON entries with the log id
+    /// read from /health) is refused with 401 and stores nothing; so is a heartbeat without
+    /// proof, or with proof of another secret. A signed delivery is stored. The secret is
+    /// never echoed.
+    @Test func internalRequestsWithoutProofOfTheSecretAre401AndChangeNothing() async throws {
+        let text = "correct horse battery staple"
+        let secret = try #require(ClusterSecret(text))
+        let replica = SecondaryReplica()
+        let app = Application(router: buildSecondaryRouter(replica: replica, secret: secret))
+        let signature = HTTPFields.Element.Name(ClusterSecret.header)!
+        try await app.test(.router) { client in
+            let forged = #"{"log": "L", "entries": [{"seq": 1, "message": "FORGED"}]}"#
+            try await client.execute(uri: "/replicate", method: .post, body: ByteBuffer(string: forged)) { response in
+                #expect(response.status == .unauthorized)
+                #expect(!String(buffer: response.body).contains(text))
+            }
+            try await client.execute(uri: "/replicate", method: .get) { response in
+                #expect(response.status == .unauthorized)
+            }
+            let records = RecordFraming.encode([LogEntry(seq: 1, message: "real")])
+            var headers: HTTPFields = [.contentType: InternalWire.recordsContentType, HTTPFields.Element.Name(InternalWire.logHeader)!: "L"]
+            headers[signature] = ClusterSecret("another secret, just as long")!.sign(method: "POST", path: "/replicate", log: "L", body: records)
+            try await client.execute(uri: "/replicate", method: .post, headers: headers, body: ByteBuffer(bytes: records)) { response in
+                #expect(response.status == .unauthorized)
+            }
+            #expect(replica.replicaState.seq == 0, "nothing was stored")
+            headers[signature] = secret.sign(method: "POST", path: "/replicate", log: "L", body: records)
+            try await client.execute(uri: "/replicate", method: .post, headers: headers, body: ByteBuffer(bytes: records)) { response in
+                #expect(response.status == .ok)
+            }
+            let probe: HTTPFields = [signature: secret.sign(method: "GET", path: "/replicate", log: nil, body: [UInt8]())]
+            try await client.execute(uri: "/replicate", method: .get, headers: probe) { response in
+                #expect(response.status == .ok)
+                #expect(json(response.body)["seq"] as? Int == 1)
+            }
+        }
+        #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["real"])
+    }
+
     /// The heartbeat reads the internal answer type from `GET /replicate`, not `/health`
     /// (which is for people and may change).
     @Test func heartbeatEndpointAnswersTheInternalReplicaState() async throws {

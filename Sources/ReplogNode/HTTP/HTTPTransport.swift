@@ -10,19 +10,30 @@ import ReplogStorage
 /// master encodes no JSON and the secondary parses none; the answer is JSON.
 public struct HTTPTransport: ReplicationTransport {
     let connections = PeerConnections()
+    /// Signs every request when the cluster has a secret.
+    let secret: ClusterSecret?
 
-    public init() {}
+    public init(secret: ClusterSecret? = nil) {
+        self.secret = secret
+    }
 
     public func replicate(
         _ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
-        let headers: HTTPHeaders = ["Content-Type": InternalWire.recordsContentType, InternalWire.logHeader: logID]
+        var headers: HTTPHeaders = ["Content-Type": InternalWire.recordsContentType, InternalWire.logHeader: logID]
+        if let secret {
+            headers.add(name: ClusterSecret.header, value: secret.sign(method: "POST", path: InternalWire.replicatePath, log: logID, body: batch.bytes))
+        }
         let body = ByteBuffer(bytes: batch.bytes)
         return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
-        try await send(.GET, InternalWire.replicatePath, to: peer, timeout: timeout)
+        var headers: HTTPHeaders = [:]
+        if let secret {
+            headers.add(name: ClusterSecret.header, value: secret.sign(method: "GET", path: InternalWire.replicatePath, log: nil, body: [UInt8]()))
+        }
+        return try await send(.GET, InternalWire.replicatePath, to: peer, headers: headers, timeout: timeout)
     }
 
     private func send(
@@ -42,6 +53,8 @@ public struct HTTPTransport: ReplicationTransport {
         switch answer.status.code {
         case 200:
             return try JSON.decoder.decode(ReplicaState.self, from: answer.body)
+        case 401:
+            throw TransportError.unauthorized
         case 409:
             let reason = (try? JSON.decoder.decode([String: String].self, from: answer.body))?["error"]
             throw TransportError.foreignLog(reason ?? "secondary follows another master log")

@@ -51,8 +51,11 @@ public let maxReplicationBodyBytes = 64 << 20
 public let maxAppendBodyBytes = 32 << 20
 
 /// A secondary's API: list, health, and the internal replication endpoint.
+/// - Parameter secret: when set, `/replicate` answers only requests signed with it (401
+///   otherwise, and nothing changes); a node without one trusts its network.
 public func buildSecondaryRouter(
-    replica: SecondaryReplica, maxBodyBytes: Int = maxReplicationBodyBytes, metrics: (@Sendable () -> String)? = nil
+    replica: SecondaryReplica, maxBodyBytes: Int = maxReplicationBodyBytes, metrics: (@Sendable () -> String)? = nil,
+    secret: ClusterSecret? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router()
     let allowedMethods = AllowedMethods()
@@ -62,6 +65,7 @@ public func buildSecondaryRouter(
     router.post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
         var request = request
         let body = try await request.collectBody(upTo: maxBodyBytes)
+        try checkSignature(secret, of: request, log: request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!], body: body)
         let delivery = try ReplicationBatch.read(from: request, body: body)
         do {
             return JSON.response(.ok, try await replica.receive(delivery.entries, of: delivery.log))
@@ -77,8 +81,9 @@ public func buildSecondaryRouter(
     }
 
     // The master's heartbeat: what this secondary holds, in the internal answer type.
-    router.get(RouterPath(InternalWire.replicatePath)) { _, _ in
-        JSON.response(.ok, replica.replicaState)
+    router.get(RouterPath(InternalWire.replicatePath)) { request, _ in
+        try checkSignature(secret, of: request, log: nil, body: ByteBuffer())
+        return JSON.response(.ok, replica.replicaState)
     }
 
     router.post("/messages") { _, _ -> Response in
@@ -105,5 +110,17 @@ extension SecondaryHealthReport {
         self.init(
             seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: replica.settings.delay.milliseconds,
             errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure)
+    }
+}
+
+/// Refuses (401) an internal request without a valid signature, when the node has a secret.
+private func checkSignature(_ secret: ClusterSecret?, of request: Request, log: String?, body: ByteBuffer) throws(APIError) {
+    guard let secret else { return }
+    let signature = request.headers[HTTPFields.Element.Name(ClusterSecret.header)!]
+    guard secret.verify(signature, method: request.method.rawValue, path: InternalWire.replicatePath, log: log, body: body.readableBytesView) else {
+        throw APIError(
+            .unauthorized,
+            "node-to-node requests need proof of the cluster secret: this one has no valid \(ClusterSecret.header) "
+                + "(give the master the same --cluster-secret or --cluster-secret-file as this node)")
     }
 }
