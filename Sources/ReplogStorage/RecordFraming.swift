@@ -16,7 +16,7 @@ import ReplogCore
 /// keys back, so a client's retry after the restart still appends nothing.
 ///
 /// The log segments are sequences of these records, and so is a replication batch: the
-/// master sends a secondary the bytes it writes to its own disk, minus the keys.
+/// master sends a secondary the bytes it wrote to its own disk, keys included.
 public enum RecordFraming {
     public static let headerSize = 8
     /// Larger lengths can only come from corruption.
