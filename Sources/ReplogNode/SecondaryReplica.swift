@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import Logging
 import Metrics
 import ReplogCore
 import ReplogStorage
@@ -69,11 +70,12 @@ public final class SecondaryReplica: Sendable {
         clock: any NodeClock = SystemClock(),
         incarnation: String = UUID().uuidString,
         onFollow: @escaping @Sendable (String) throws -> Void = { _ in },
+        logger: Logger = Logger(label: "replog.storage"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) {
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync, io: io, clock: clock, metricsFactory: metricsFactory)
+        self.commit = GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
         self.metrics = SecondaryMetrics(factory: metricsFactory)
         self.settings = settings
         self.clock = clock
@@ -152,11 +154,12 @@ extension SecondaryReplica {
     /// folder holds, and records a new one there before it acknowledges anything of it, so
     /// that the choice survives a restart.
     public convenience init(
-        store: any LogStore, fsync: FsyncPolicy, directory: DataDirectory?, settings: SecondarySettings = SecondarySettings()
+        store: any LogStore, fsync: FsyncPolicy, directory: DataDirectory?, settings: SecondarySettings = SecondarySettings(),
+        logger: Logger = Logger(label: "replog.storage")
     ) {
         let followed = Mutex(directory)
         self.init(
             store: store, fsync: fsync, logID: directory?.metadata.log, settings: settings,
-            onFollow: { log in try followed.withLock { try $0?.setLog(log) } })
+            onFollow: { log in try followed.withLock { try $0?.setLog(log) } }, logger: logger)
     }
 }

@@ -214,7 +214,7 @@ struct SecondaryCommand: AsyncParsableCommand {
         let (store, directory) = try storage.open(role: "secondary", logger: logger)
         let replica = SecondaryReplica(
             store: store, fsync: storage.fsync, directory: directory,
-            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate))
+            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate), logger: logger)
         logger.info("secondary started", metadata: [
             "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
         ])

@@ -26,6 +26,16 @@ struct ChaosTests {
             (self.name, self.port, self.arguments, self.cluster) = (name, port, arguments, cluster)
         }
 
+        /// Starts `arguments` with `--port 0` the first time (a port named in advance can be
+        /// taken by another test in between), and the port it got on every restart.
+        static func launch(_ name: String, _ arguments: [String], cluster: LocalCluster) async throws -> Node {
+            let (process, url) = try await cluster.start([arguments[0], "--port", "0"] + arguments.dropFirst())
+            let port = try #require(Int(url.split(separator: ":").last ?? ""), "\(url)")
+            let node = Node(name: name, port: port, arguments: [arguments[0], "--port", "\(port)"] + arguments.dropFirst(), cluster: cluster)
+            node.current.withLock { $0 = process }
+            return node
+        }
+
         var url: String { "http://127.0.0.1:\(port)" }
         var process: NodeProcess? { current.withLock { $0 } }
 
@@ -54,22 +64,17 @@ struct ChaosTests {
         var nodes: [Node] = []
         var links: [FaultProxy] = []
         for name in ["s1", "s2"] {
-            let port = try freePort()
-            let node = Node(name: name, port: port, arguments: ["secondary", "--port", "\(port)", "--data-dir", "\(root)/\(name)", "--log-level", "info"], cluster: cluster)
-            try await node.start()
+            let node = try await Node.launch(name, ["secondary", "--data-dir", "\(root)/\(name)", "--log-level", "info"], cluster: cluster)
             nodes.append(node)
-            links.append(try await FaultProxy(forwardingTo: port))
+            links.append(try await FaultProxy(forwardingTo: node.port))
         }
         let (secondaries, proxies) = (nodes, links)
-        let masterPort = try freePort()
-        let master = Node(
-            name: "master", port: masterPort,
-            arguments: ["master", "--port", "\(masterPort)", "--data-dir", "\(root)/master", "--log-level", "info",
-                        "--heartbeat-interval", "200ms", "--suspect-after", "2", "--unhealthy-after", "4",
-                        "--replication-timeout", "2s"]
+        let master = try await Node.launch(
+            "master",
+            ["master", "--data-dir", "\(root)/master", "--log-level", "info",
+             "--heartbeat-interval", "200ms", "--suspect-after", "2", "--unhealthy-after", "4", "--replication-timeout", "2s"]
                 + proxies.flatMap { ["--secondary", "http://127.0.0.1:\($0.port)"] },
             cluster: cluster)
-        try await master.start()
         defer { proxies.forEach { $0.stop() } }
 
         let history = Locked<[HistoryChecker.Record]>([])

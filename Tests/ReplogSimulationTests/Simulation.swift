@@ -226,7 +226,8 @@ final class Simulation: Sendable {
         }
         let replica = SecondaryReplica(
             store: disk.open(), fsync: .always, io: fsyncIO, logID: durable ? logID : nil, settings: SecondarySettings(errorRate: errorRate), clock: clock,
-            incarnation: "\(peer)-\(clock.now)-\(random.next())", metricsFactory: NOOPMetricsHandler.instance,
+            incarnation: "\(peer)-\(clock.now)-\(random.next())",
+            logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
             random: { [random] in random.unit() })
         state.withLock {
             $0.replicas[peer] = replica
