@@ -32,6 +32,9 @@ final class ClusterNode: Sendable {
         return await withTaskGroup(of: String?.self) { group in
             group.addTask {
                 for await line in lines where line.contains("listening on ") { return nil }
+                if let holder = processListening(on: self.port) {
+                    return "exited before listening: port \(self.port) is taken by \(holder)"
+                }
                 return "exited before listening (is port \(self.port) free?)"
             }
             group.addTask {
@@ -43,4 +46,37 @@ final class ClusterNode: Sendable {
             return first
         }
     }
+}
+
+/// Which process listens on a TCP port, when this system can tell (Linux: `/proc`), as
+/// "pid N (command line)"; nil otherwise. For the message when a node's port is taken.
+func processListening(on port: Int) -> String? {
+    #if os(Linux)
+    // /proc/net/tcp{,6}: "sl local_address rem_address st … inode"; LISTEN is state 0A.
+    let hexPort = String(format: "%04X", port)
+    var inodes: Set<String> = []
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        guard let text = try? String(contentsOfFile: table, encoding: .utf8) else { continue }
+        for line in text.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 9, fields[1].hasSuffix(":" + hexPort), fields[3] == "0A" else { continue }
+            inodes.insert(String(fields[9]))
+        }
+    }
+    guard !inodes.isEmpty, let pids = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return nil }
+    for pid in pids where Int(pid) != nil {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+        for descriptor in descriptors {
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
+                  target.hasPrefix("socket:["), inodes.contains(String(target.dropFirst(8).dropLast()))
+            else { continue }
+            let commandLine = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?
+                .split(separator: "\0").joined(separator: " ") ?? "?"
+            return "pid \(pid) (\(commandLine))"
+        }
+    }
+    return nil
+    #else
+    return nil
+    #endif
 }

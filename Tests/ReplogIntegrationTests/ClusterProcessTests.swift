@@ -87,7 +87,9 @@ struct ClusterProcessTests {
         _ = try await squatter.waitUntilListening()
         let cluster = try await NodeProcess(["cluster", "--port", "\(port)", "--in-memory", "--log-level", "warning"])
         #expect(try await cluster.waitForExit() != 0, "\(cluster.log)")
-        #expect(cluster.log.contains("s1 exited before listening (is port \(port + 1) free?)"), "\(cluster.log)")
+        // It names the process that holds the port, so that a node restarted by hand and
+        // forgotten is easy to find.
+        #expect(cluster.log.contains("s1 exited before listening: port \(port + 1) is taken by pid \(squatter.pid) ("), "\(cluster.log)")
         for node in [port, port + 2] {
             try await eventually(within: .seconds(15), "the node on port \(node) has stopped") { !isListening(port: node) }
         }
