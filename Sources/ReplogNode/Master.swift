@@ -77,6 +77,8 @@ public final class Master: Service {
     let random: @Sendable () -> Double
     let metrics: MasterMetrics
     let state: Mutex<State>
+    /// Wakes long-polling readers as the durable prefix grows.
+    let watch: LogWatch
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short,
     /// `urgent` ends a linger because a client now waits for acknowledgements.
     let signals: [String: (newData: WakeSignal, recovered: WakeSignal, urgent: WakeSignal)]
@@ -105,6 +107,7 @@ public final class Master: Service {
         // A master restarted from its data dir remembers the keys of its latest appends.
         let instance = ReplicationInstance(settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs)
         self.state = Mutex(State(instance: instance))
+        self.watch = LogWatch(durable: commit.durableSeq)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 
@@ -184,6 +187,7 @@ public final class Master: Service {
         }
         if !isRetry {
             metrics.lastSeq.record(seq)
+            watch.advanced(to: commit.durableSeq)
             // In configuration order, so that a simulation replays the same interleaving.
             for peer in settings.secondaries {
                 signals[peer]!.newData.signal()
@@ -245,6 +249,11 @@ public final class Master: Service {
     /// reader never sees a message that a crash (or a failed fsync) could still take back.
     public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
         try commit.readDurable(from: seq, limit: limit)
+    }
+
+    /// Returns once the master lists something at `seq` or later, or after `timeout`.
+    public func waitForEntries(from seq: Int, upTo timeout: Duration) async {
+        await watch.wait(for: seq, upTo: timeout, on: clock)
     }
 
     public var health: Health {

@@ -55,6 +55,8 @@ public final class SecondaryReplica: Sendable {
     private let random: @Sendable () -> Double
     private let onFollow: @Sendable (String) throws -> Void
     private let metrics: SecondaryMetrics
+    /// Wakes long-polling readers as the durable prefix grows.
+    let watch: LogWatch
 
     /// - Parameters:
     ///   - logID: the master log `store` already holds (from the data dir), if any.
@@ -84,6 +86,7 @@ public final class SecondaryReplica: Sendable {
         self.random = random
         let holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
         self.state = Mutex(State(holdBack: holdBack, logID: logID))
+        self.watch = LogWatch(durable: commit.durableSeq)
     }
 
     /// What this secondary holds now: its durable contiguous prefix. A heartbeat answer
@@ -135,11 +138,17 @@ public final class SecondaryReplica: Sendable {
             return ReplicaState(seq: state.holdBack.contiguousSeq, incarnation: incarnation, logID: logID)
         }
         try await commit.makeDurable(through: replicaState.seq)
+        watch.advanced(to: min(replicaState.seq, commit.durableSeq))
         if settings.errorRate > 0, random() < settings.errorRate {
             metrics.injectedFailures.increment()
             throw InjectedFailure(state: replicaState)
         }
         return replicaState
+    }
+
+    /// Returns once this secondary lists something at `seq` or later, or after `timeout`.
+    public func waitForEntries(from seq: Int, upTo timeout: Duration) async {
+        await watch.wait(for: seq, upTo: timeout, on: clock)
     }
 
     /// The visible log: the contiguous prefix, as far as it is durable here (like the

@@ -71,6 +71,52 @@ import Testing
         #expect(try cluster.master.read(from: 1, limit: 10).map(\.message) == ["own page", "curl"])
     }
 
+    /// A long poll (`?wait=MS`) answers at once when there is something at `from`, waits for
+    /// the next append when there is not, and ends with an empty page when its wait runs
+    /// out (on the master's clock). A wait out of range is 400.
+    @Test func aLongPollWaitsForTheNextAppendOrItsTimeout() async throws {
+        let cluster = TestCluster(secondaries: 0)
+        try await masterApp(cluster.master).test(.router) { client in
+            _ = try await cluster.append("first", w: 1)
+            try await client.execute(uri: "/messages?from=1&wait=60000", method: .get) { response in
+                #expect(String(buffer: response.body) == #"{"messages":[{"message":"first","seq":1}]}"#)
+            }
+            async let waiting = client.execute(uri: "/messages?from=2&wait=60000", method: .get) { String(buffer: $0.body) }
+            await cluster.clock.waitForSleepers(1)  // the long poll's timeout: it is waiting now
+            #expect(cluster.master.watch.waitingCount == 1)
+            _ = try await cluster.append("second", w: 1)
+            #expect(try await waiting == #"{"messages":[{"message":"second","seq":2}]}"#)
+            #expect(cluster.master.watch.waitingCount == 0)
+
+            async let empty = client.execute(uri: "/messages?from=3&wait=1000", method: .get) { String(buffer: $0.body) }
+            await cluster.clock.waitForSleepers(1)
+            cluster.clock.advance(by: .seconds(1))
+            #expect(try await empty == #"{"messages":[]}"#)
+            #expect(cluster.master.watch.waitingCount == 0, "a reader that stopped waiting is forgotten")
+
+            for bad in ["60001", "-1", "soon"] {
+                try await client.execute(uri: "/messages?from=1&wait=\(bad)", method: .get) { response in
+                    #expect(response.status == .badRequest, "wait=\(bad)")
+                }
+            }
+        }
+    }
+
+    /// A secondary's long poll ends when a delivery makes the entry listable there.
+    @Test func aSecondarysLongPollEndsWhenTheEntryArrives() async throws {
+        let clock = ManualClock()
+        let replica = SecondaryReplica(clock: clock)
+        try await Application(router: buildSecondaryRouter(replica: replica)).test(.router) { client in
+            async let waiting = client.execute(uri: "/messages?from=1&wait=60000", method: .get) { String(buffer: $0.body) }
+            await clock.waitForSleepers(1)
+            #expect(replica.watch.waitingCount == 1)
+            _ = try await replica.receive([LogEntry(seq: 2, message: "b")], of: "L")  // held back: not listable yet
+            #expect(replica.watch.waitingCount == 1)
+            _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
+            #expect(try await waiting == #"{"messages":[{"message":"a","seq":1},{"message":"b","seq":2}]}"#)
+        }
+    }
+
     /// A key reused for a different message is a client's mistake, not a retry: 409 naming
     /// the key, and nothing appended. The identical retry still answers the original seq.
     @Test func aRetriedIDWithDifferentContentIs409AndAppendsNothing() async throws {

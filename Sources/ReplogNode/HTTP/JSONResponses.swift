@@ -176,7 +176,12 @@ extension Router {
         }
     }
 
+    /// Longest `wait` of a long poll, in milliseconds.
+    static var maxWaitMilliseconds: Int { 60_000 }
+
     /// `GET /messages?from=SEQ&limit=N`: the log in total order, all of it by default.
+    /// With `&wait=MS` (a long poll), when nothing at or after `from` is there yet, it waits
+    /// up to MS for the first entry, then answers with what is there (possibly nothing).
     ///
     /// A short listing is encoded at once. A long one is streamed page by page, so listing a
     /// million-entry log never holds more than one page of it in memory.
@@ -184,13 +189,26 @@ extension Router {
     /// A store that cannot read its log answers 500 with the reason; once the listing is
     /// streaming, the connection is cut instead, so a client never takes a short list for
     /// the whole log.
-    func addMessagesRoute(read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry]) {
+    func addMessagesRoute(
+        read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
+        wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
+    ) {
         get("/messages") { request, _ in
             let from = try request.integerQuery("from", minimum: 1) ?? 1
             let limit = try request.integerQuery("limit", minimum: 0) ?? Int.max
+            let waitMilliseconds = try request.integerQuery("wait", minimum: 0) ?? 0
+            guard waitMilliseconds <= Self.maxWaitMilliseconds else {
+                throw APIError(.badRequest, "query parameter \"wait\" must be 0 to \(Self.maxWaitMilliseconds) milliseconds, got \(waitMilliseconds)")
+            }
             let firstPage: [LogEntry]
             do {
-                firstPage = try read(from, min(limit, listingPageSize))
+                let now = try read(from, min(limit, listingPageSize))
+                if now.isEmpty, waitMilliseconds > 0, limit > 0 {
+                    await wait(from, .milliseconds(waitMilliseconds))
+                    firstPage = try read(from, min(limit, listingPageSize))
+                } else {
+                    firstPage = now
+                }
             } catch {
                 throw APIError(.internalServerError, "the log store could not be read: \(error)")
             }

@@ -41,7 +41,9 @@ public func buildMasterRouter(
         }
     }
 
-    router.addMessagesRoute { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) }
+    router.addMessagesRoute(
+        read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
+        wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
 
     router.get("/health") { _, _ in
         JSON.response(.ok, MasterHealthReport(master.health))
