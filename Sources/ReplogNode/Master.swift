@@ -253,7 +253,7 @@ public final class Master: Service {
 
     /// Returns once the master lists something at `seq` or later, or after `timeout`.
     public func waitForEntries(from seq: Int, upTo timeout: Duration) async {
-        await watch.wait(for: seq, upTo: timeout, on: clock)
+        await watch.wait(for: seq, upTo: min(timeout, settings.maxLongPoll), on: clock)
     }
 
     public var health: Health {

@@ -27,6 +27,8 @@ public struct MasterSettings: Sendable {
     public var retryPolicy: RetryPolicy
     /// How many recent client `id`s are remembered for idempotent retries.
     public var idempotencyWindow: Int
+    /// Longest a long poll (`GET /messages?wait=`) waits here, whatever it asks for.
+    public var maxLongPoll: Duration
 
     public init(
         secondaries: [String],
@@ -39,7 +41,8 @@ public struct MasterSettings: Sendable {
         maxInFlight: Int = 4,
         replicationLinger: Duration = .zero,
         retryPolicy: RetryPolicy = RetryPolicy(),
-        idempotencyWindow: Int = IdempotencyWindow.defaultCapacity
+        idempotencyWindow: Int = IdempotencyWindow.defaultCapacity,
+        maxLongPoll: Duration = .seconds(60)
     ) {
         self.secondaries = secondaries
         self.heartbeatInterval = heartbeatInterval
@@ -52,6 +55,7 @@ public struct MasterSettings: Sendable {
         self.replicationLinger = replicationLinger
         self.retryPolicy = retryPolicy
         self.idempotencyWindow = idempotencyWindow
+        self.maxLongPoll = maxLongPoll
     }
 
     /// The master plus its secondaries.

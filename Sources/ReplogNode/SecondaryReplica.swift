@@ -14,11 +14,14 @@ public struct SecondarySettings: Sendable {
     public var errorRate: Double
     /// How far ahead of its contiguous prefix a secondary buffers out-of-order entries.
     public var holdBackCapacity: Int
+    /// Longest a long poll (`GET /messages?wait=`) waits here, whatever it asks for.
+    public var maxLongPoll: Duration
 
-    public init(delay: Duration = .zero, errorRate: Double = 0, holdBackCapacity: Int = 100_000) {
+    public init(delay: Duration = .zero, errorRate: Double = 0, holdBackCapacity: Int = 100_000, maxLongPoll: Duration = .seconds(60)) {
         self.delay = delay
         self.errorRate = errorRate
         self.holdBackCapacity = holdBackCapacity
+        self.maxLongPoll = maxLongPoll
     }
 }
 
@@ -148,7 +151,7 @@ public final class SecondaryReplica: Sendable {
 
     /// Returns once this secondary lists something at `seq` or later, or after `timeout`.
     public func waitForEntries(from seq: Int, upTo timeout: Duration) async {
-        await watch.wait(for: seq, upTo: timeout, on: clock)
+        await watch.wait(for: seq, upTo: min(timeout, settings.maxLongPoll), on: clock)
     }
 
     /// The visible log: the contiguous prefix, as far as it is durable here (like the

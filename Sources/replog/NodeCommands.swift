@@ -140,6 +140,9 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(help: "Largest accepted request body in bytes. Env: REPLOG_MAX_BODY.")
     var maxBody: Int = Environment.int("REPLOG_MAX_BODY") ?? 1 << 20
 
+    @Option(help: "Longest a long poll (GET /messages?wait=) waits, whatever it asks for. Env: REPLOG_MAX_LONG_POLL.")
+    var maxLongPoll: DurationArgument = Environment.duration("REPLOG_MAX_LONG_POLL") ?? DurationArgument("60s")
+
     @OptionGroup var storage: StorageOptions
     @OptionGroup var secret: SecretOptions
     @OptionGroup var logging: LoggingOptions
@@ -165,7 +168,8 @@ struct MasterCommand: AsyncParsableCommand {
             secondaries: secondaries.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
             heartbeatInterval: heartbeatInterval.duration,
             healthThresholds: .init(suspectAfterMisses: suspectAfter, unhealthyAfterMisses: unhealthyAfter),
-            replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration)
+            replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration,
+            maxLongPoll: maxLongPoll.duration)
         var (store, directory) = try storage.open(role: "master", logger: logger)
         let logID: String
         do { logID = try directory?.masterLog() ?? UUID().uuidString } catch { throw fail(error.description) }
@@ -199,6 +203,9 @@ struct SecondaryCommand: AsyncParsableCommand {
     @Option(help: "Probability (0...1) of answering 500 after storing a replication request. Env: REPLOG_ERROR_RATE.")
     var errorRate: Double = Environment.double("REPLOG_ERROR_RATE") ?? 0
 
+    @Option(help: "Longest a long poll (GET /messages?wait=) waits, whatever it asks for. Env: REPLOG_MAX_LONG_POLL.")
+    var maxLongPoll: DurationArgument = Environment.duration("REPLOG_MAX_LONG_POLL") ?? DurationArgument("60s")
+
     @OptionGroup var storage: StorageOptions
     @OptionGroup var secret: SecretOptions
     @OptionGroup var logging: LoggingOptions
@@ -214,7 +221,7 @@ struct SecondaryCommand: AsyncParsableCommand {
         let (store, directory) = try storage.open(role: "secondary", logger: logger)
         let replica = SecondaryReplica(
             store: store, fsync: storage.fsync, directory: directory,
-            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate), logger: logger)
+            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate, maxLongPoll: maxLongPoll.duration), logger: logger)
         logger.info("secondary started", metadata: [
             "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
         ])
