@@ -18,19 +18,20 @@ import Testing
         ReplicaState(seq: seq, incarnation: incarnation, logID: log)
     }
 
-    /// Appends `count` messages with `w` and returns their waiters.
-    private func append(_ count: Int, w: Int, to instance: inout ReplicationInstance, lastSeq: Int = 0) -> [Int?] {
-        (1...count).map { offset in
-            let admission = try! instance.admit(id: nil, nextSeq: lastSeq + offset)
+    /// Appends `count` messages with `w` and returns their waiters. (It throws rather than
+    /// traps, so that a broken protocol fails the test instead of crashing the whole run.)
+    private func append(_ count: Int, w: Int, to instance: inout ReplicationInstance, lastSeq: Int = 0) throws -> [Int?] {
+        try (1...count).map { offset in
+            let admission = try instance.admit(id: nil, nextSeq: lastSeq + offset)
             return instance.onAppend(admission, id: nil, w: w, now: .zero)
         }
     }
 
-    @Test func aW1AppendIsAnsweredAtOnceAndAW2AppendByTheFirstAcknowledgement() {
+    @Test func aW1AppendIsAnsweredAtOnceAndAW2AppendByTheFirstAcknowledgement() throws {
         var instance = Self.instance()
-        let waiters = append(2, w: 1, to: &instance) + append(1, w: 2, to: &instance, lastSeq: 2)
+        let waiters = try append(2, w: 1, to: &instance) + append(1, w: 2, to: &instance, lastSeq: 2)
         #expect(waiters[0] == nil && waiters[1] == nil)
-        let waiter = try! #require(waiters[2])
+        let waiter = try #require(waiters[2])
         #expect(instance.onContact(from: "s1", answer(2), lastSeq: 3, now: .zero).isEmpty)
         #expect(instance.onContact(from: "s1", answer(3), lastSeq: 3, now: .zero) == [.resume([waiter])])
         #expect(instance.holders(of: 3) == 2)
@@ -52,7 +53,7 @@ import Testing
         #expect(throws: ReplicationInstance.Refusal.shuttingDown) { try instance.admit(id: "k", nextSeq: 2) }
     }
 
-    @Test func losingAndRegainingQuorumIsReportedOnce() {
+    @Test func losingAndRegainingQuorumIsReportedOnce() throws {
         var instance = Self.instance()
         #expect(instance.onHeartbeatMissed("s1") == [.statusChanged(peer: "s1", .init(from: .healthy, to: .suspected))])
         _ = instance.onHeartbeatMissed("s1")
@@ -64,10 +65,10 @@ import Testing
         #expect(regained.contains(.wakeStream(peer: "s2")))
     }
 
-    @Test func aStreamPipelinesUpToItsLimitAndNeverPassesTheDurablePrefix() {
+    @Test func aStreamPipelinesUpToItsLimitAndNeverPassesTheDurablePrefix() throws {
         var instance = Self.instance(maxBatchSize: 2, maxInFlight: 2)
         _ = instance.onContact(from: "s1", answer(0), lastSeq: 0, now: .zero)  // the first heartbeat
-        _ = append(5, w: 1, to: &instance)
+        _ = try append(5, w: 1, to: &instance)
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 1, limit: 2))
         instance.onSending(to: "s1", seqs: 1...2)
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 3, limit: 1))
@@ -80,9 +81,9 @@ import Testing
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .idle(waitForData: true))
     }
 
-    @Test func aFailedRoundDrainsBacksOffLongerEachTimeAndResendsFromWhatTheSecondaryHolds() {
+    @Test func aFailedRoundDrainsBacksOffLongerEachTimeAndResendsFromWhatTheSecondaryHolds() throws {
         var instance = Self.instance(maxBatchSize: 1, maxInFlight: 2)
-        _ = append(3, w: 1, to: &instance)
+        _ = try append(3, w: 1, to: &instance)
         for seq in 1...2 {
             #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: seq, limit: 1))
             instance.onSending(to: "s1", seqs: seq...seq)
@@ -100,9 +101,9 @@ import Testing
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .backOff(attempt: 2, status: .healthy, failure: failure))
     }
 
-    @Test func theBackOffGrowsWhileNothingIsDeliveredAndRecoveryIsReported() {
+    @Test func theBackOffGrowsWhileNothingIsDeliveredAndRecoveryIsReported() throws {
         var instance = Self.instance(maxBatchSize: 5, maxInFlight: 1)
-        _ = append(1, w: 1, to: &instance)
+        _ = try append(1, w: 1, to: &instance)
         let failure = ReplicationInstance.Failure(reason: "refused", seqs: 1...1)
         for attempt in 1...3 {
             #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .send(from: 1, limit: 1))
@@ -117,9 +118,9 @@ import Testing
         #expect(instance.peers["s1"]!.reportedProblem == nil)
     }
 
-    @Test func aRestartedSecondaryIsResentWhatItLostAndCaughtUp() {
+    @Test func aRestartedSecondaryIsResentWhatItLostAndCaughtUp() throws {
         var instance = Self.instance(maxBatchSize: 10, maxInFlight: 1)
-        _ = append(4, w: 1, to: &instance)
+        _ = try append(4, w: 1, to: &instance)
         instance.onSending(to: "s1", seqs: 1...4)
         _ = instance.onDelivered(to: "s1", answer(4, from: "a"), lastSeq: 4, now: .zero)
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 4, now: .zero) == .idle(waitForData: true))
@@ -135,9 +136,9 @@ import Testing
         #expect(caughtUp.contains(.catchUpFinished(peer: "s1", entries: 3, took: .seconds(2))))
     }
 
-    @Test func aSecondaryOfAnotherLogOrWithAFailedDiskCountsAsMissing() {
+    @Test func aSecondaryOfAnotherLogOrWithAFailedDiskCountsAsMissing() throws {
         var instance = Self.instance()
-        let waiter = append(1, w: 2, to: &instance)[0]!
+        let waiter = try #require(try append(1, w: 2, to: &instance)[0])
         _ = instance.onContact(from: "s1", answer(1, log: "other"), lastSeq: 1, now: .zero)
         #expect(instance.peers["s1"]!.health.status == .suspected)
         #expect(instance.peers["s1"]!.problem?.contains("holds master log other") == true)
@@ -150,22 +151,22 @@ import Testing
         #expect(instance.peers["s1"]!.problem == nil)
     }
 
-    @Test func aSmallBatchLingersOnlyWhileNobodyWaits() {
+    @Test func aSmallBatchLingersOnlyWhileNobodyWaits() throws {
         var instance = Self.instance(maxBatchSize: 10, maxInFlight: 2, linger: .milliseconds(2))
-        _ = append(1, w: 1, to: &instance)
+        _ = try append(1, w: 1, to: &instance)
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .linger(.milliseconds(2)))
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .idle(waitForData: true))
         instance.onLingerOver(for: "s1")
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .send(from: 1, limit: 1))
         instance.onSending(to: "s1", seqs: 1...1)
         // A client now waits for w=2: its entry leaves at once.
-        _ = append(1, w: 2, to: &instance, lastSeq: 1)
+        _ = try append(1, w: 2, to: &instance, lastSeq: 1)
         #expect(instance.nextStreamStep(for: "s1", durableSeq: 2, now: .zero) == .send(from: 2, limit: 1))
     }
 
-    @Test func aGivenUpWaiterIsNeverResumed() {
+    @Test func aGivenUpWaiterIsNeverResumed() throws {
         var instance = Self.instance()
-        let waiter = append(1, w: 3, to: &instance)[0]!
+        let waiter = try #require(try append(1, w: 3, to: &instance)[0])
         instance.onGiveUp(waiter, seq: 1)
         #expect(instance.onContact(from: "s1", answer(1), lastSeq: 1, now: .zero).isEmpty)
         #expect(instance.onContact(from: "s2", answer(1), lastSeq: 1, now: .zero).isEmpty)
