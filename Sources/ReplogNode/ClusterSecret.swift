@@ -27,19 +27,21 @@ public struct ClusterSecret: Sendable {
 
     /// The signature of a request.
     public func sign(method: String, path: String, log: String?, body: some DataProtocol) -> String {
-        var hmac = HMAC<SHA256>(key: key)
-        hmac.update(data: Data(Self.prefix(method: method, path: path, log: log).utf8))
-        hmac.update(data: body)
-        return hmac.finalize().map { String(format: "%02x", $0) }.joined()
+        code(method: method, path: path, log: log, body: body).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Whether `signature` is this request's, compared in constant time.
     public func verify(_ signature: String?, method: String, path: String, log: String?, body: some DataProtocol) -> Bool {
         guard let signature, let code = Self.bytes(hex: signature) else { return false }
+        // swift-crypto compares authentication codes in constant time.
+        return self.code(method: method, path: path, log: log, body: body) == code
+    }
+
+    private func code(method: String, path: String, log: String?, body: some DataProtocol) -> HashedAuthenticationCode<SHA256> {
         var hmac = HMAC<SHA256>(key: key)
         hmac.update(data: Data(Self.prefix(method: method, path: path, log: log).utf8))
         hmac.update(data: body)
-        return hmac.finalize() == code  // swift-crypto compares codes in constant time
+        return hmac.finalize()
     }
 
     private static func prefix(method: String, path: String, log: String?) -> String {
