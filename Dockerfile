@@ -20,7 +20,7 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl libstdc++6 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --create-home replog \
-    && mkdir /data && chown 10001 /data
+    && mkdir /data /secrets && chown 10001 /data /secrets
 COPY --from=build /out/replog /usr/local/bin/replog
 USER 10001
 # Listen on every interface inside the container; the port comes from REPLOG_PORT.

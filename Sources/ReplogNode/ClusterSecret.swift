@@ -19,6 +19,25 @@ public struct ClusterSecret: Sendable {
         key = SymmetricKey(data: Data(secret.utf8))
     }
 
+    /// Protected mode, as Redis has it: why a node bound to `host` must not start without a
+    /// secret, or nil when it may. A node that other machines can reach would take
+    /// replication from anyone, so it needs a secret unless `insecure` says the network is
+    /// trusted; on a loopback address only this machine reaches it.
+    public static func protectedModeRefusal(host: String, hasSecret: Bool, insecure: Bool) -> String? {
+        guard !hasSecret, !insecure, !isLoopback(host) else { return nil }
+        return "--host \(host) lets other machines reach this node, and it has no cluster secret: anyone could "
+            + "replicate into it. Give every node the same secret (--cluster-secret-file F, "
+            + "REPLOG_CLUSTER_SECRET_FILE or REPLOG_CLUSTER_SECRET), or pass --insecure (REPLOG_INSECURE=true) "
+            + "on a network you trust."
+    }
+
+    /// `localhost`, 127.0.0.0/8 and ::1: addresses only this machine can reach.
+    public static func isLoopback(_ host: String) -> Bool {
+        if ["localhost", "::1", "[::1]"].contains(host.lowercased()) { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets.allSatisfy { UInt8($0) != nil } && octets[0] == "127"
+    }
+
     /// Makes a random secret: 32 bytes, hex.
     public static func random() -> String {
         var generator = SystemRandomNumberGenerator()

@@ -81,6 +81,19 @@ struct SecretOptions: ParsableArguments {
     @Option(name: .customLong("cluster-secret-file"), help: "Read the cluster secret from this file (Docker and Kubernetes secrets). Env: REPLOG_CLUSTER_SECRET_FILE.")
     var secretFile: String?
 
+    @Flag(help: "Start without a cluster secret although --host is not a loopback address: anyone who reaches the port can replicate into this node. Env: REPLOG_INSECURE=true.")
+    var insecure = Environment.bool("REPLOG_INSECURE") ?? false
+
+    /// The secret for a node bound to `host`, or nil when none is set; refuses to go on
+    /// without one where other machines can reach the node (`ClusterSecret.protectedModeRefusal`).
+    func secret(bindingTo host: String) throws -> ClusterSecret? {
+        let secret = try secret()
+        if let refusal = ClusterSecret.protectedModeRefusal(host: host, hasSecret: secret != nil, insecure: insecure) {
+            throw fail(refusal, code: 64)  // EX_USAGE, as for other settings that cannot work
+        }
+        return secret
+    }
+
     /// The secret, or nil when none is set.
     func secret() throws -> ClusterSecret? {
         let text: String?
@@ -162,6 +175,7 @@ struct MasterCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let clusterSecret = try secret.secret(bindingTo: host)  // before opening anything
         let logger = logging.bootstrap(label: "replog.master")
         let metrics = logging.bootstrapMetrics()
         let settings = MasterSettings(
@@ -174,7 +188,7 @@ struct MasterCommand: AsyncParsableCommand {
         let logID: String
         do { logID = try directory?.masterLog() ?? UUID().uuidString } catch { throw fail(error.description) }
         let master = Master(
-            settings: settings, transport: HTTPTransport(secret: try secret.secret()), store: store, fsync: storage.fsync, logID: logID, logger: logger)
+            settings: settings, transport: HTTPTransport(secret: clusterSecret), store: store, fsync: storage.fsync, logID: logID, logger: logger)
         let host = host
         let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
             announce("listening on http://\(host):\(port)")
@@ -216,6 +230,7 @@ struct SecondaryCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let clusterSecret = try secret.secret(bindingTo: host)  // before opening anything
         let logger = logging.bootstrap(label: "replog.secondary")
         let metrics = logging.bootstrapMetrics()
         let (store, directory) = try storage.open(role: "secondary", logger: logger)
@@ -227,7 +242,7 @@ struct SecondaryCommand: AsyncParsableCommand {
         ])
         let host = host
         let app = NodeApplications.secondary(
-            replica, host: host, port: port, secret: try secret.secret(), logger: logger, metrics: metrics
+            replica, host: host, port: port, secret: clusterSecret, logger: logger, metrics: metrics
         ) { port in
             announce("listening on http://\(host):\(port)")
         }

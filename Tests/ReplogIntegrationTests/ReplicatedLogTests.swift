@@ -91,6 +91,9 @@ struct ReplicatedLogTests {
             (["master", "--port", "0", "--secondary", "https://127.0.0.1:5001"], "--secondary must be a URL like http://"),
             (["secondary", "--port", "0", "--error-rate", "2"], "--error-rate must be between 0 and 1"),
             (["secondary", "--port", "0", "--fail-fsync-after", "3"], "--fail-fsync-after needs --data-dir"),
+            // Protected mode: reachable from other machines and no secret. Refused before binding.
+            (["secondary", "--port", "0", "--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines reach this node"),
+            (["master", "--port", "0", "--host", "0.0.0.0"], "has no cluster secret"),
         ]
         for (arguments, reason) in cases {
             let process = try await NodeProcess(arguments)
