@@ -1,20 +1,37 @@
 import Foundation
+import Synchronization
 
 /// A port that was free a moment ago, for a node that must be named before it starts.
 public func freePort() throws -> Int {
-    guard let port = bindAndRelease(port: 0) else { throw POSIXError(.EADDRINUSE) }
-    return port
+    try freePorts(1)
 }
 
 /// The first of `count` consecutive ports that were free a moment ago (`replog cluster`
 /// puts its secondaries on the ports after the master's).
+///
+/// They come from below the kernel's ephemeral range (32768 and up on Linux, 49152 on
+/// macOS), where neither a `--port 0` node nor an outgoing connection of a test running
+/// alongside can take them between this check and the node's start; and no port is handed
+/// out twice in one test process.
 public func freePorts(_ count: Int) throws -> Int {
-    for _ in 0..<50 {
-        let base = try freePort()
-        if base + count <= 65535, (1..<count).allSatisfy({ bindAndRelease(port: base + $0) != nil }) { return base }
+    for _ in 0..<200 {
+        let base = Int.random(in: portRange.lowerBound...(portRange.upperBound - count))
+        let ports = base..<(base + count)
+        let claimed = handedOut.withLock { handedOut in
+            guard handedOut.isDisjoint(with: ports) else { return false }
+            handedOut.formUnion(ports)
+            return true
+        }
+        guard claimed else { continue }
+        if ports.allSatisfy({ bindAndRelease(port: $0) != nil }) { return base }
     }
     throw POSIXError(.EADDRINUSE)
 }
+
+/// Ports tests may pick: above the docs' recipes' fixed ports (5000–5002, 8080), below
+/// every kernel's ephemeral range.
+private let portRange = 20_000..<32_768
+private let handedOut = Mutex<Set<Int>>([])
 
 /// Whether something accepts connections on 127.0.0.1:`port` now. (Asking by binding
 /// would not do: a port whose connections are in TIME_WAIT cannot be bound for a minute

@@ -12,7 +12,7 @@ import Glibc
 /// the comment next to it (see `RecipeBook` for the annotations).
 ///
 /// The recipes use fixed ports (5000–5002, 8080), so they run one session at a time; the
-/// other process tests use ports the kernel picks, which never fall in that range.
+/// other process tests use ports the kernel picks or `freePorts` (20000 and up).
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct RecipeTests {
     static let book = RecipeBook.load()
