@@ -5,6 +5,8 @@
 #   2. all modes: no 5xx, and every response matches the documented status, content type
 #      and schema. (positive_data_acceptance is off: the valid range of "w" depends on the
 #      cluster size, which a schema cannot say, so a schema-valid w=5 is rightly a 400.)
+# /messages/stream is left out: a request schemathesis means as invalid but that is valid
+# opens an endless stream and hangs the run. MessageStreamTests covers its bad input.
 # Usage: scripts/fuzz-api.sh [path to the replog binary] [examples per operation]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ url=$(sed -n 's/^listening on //p' "$out")
 last_seq() { curl -s "$url/health" | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])'; }
 
 before=$(last_seq)
-st run docs/openapi.yaml --url "$url" --mode negative --checks all -n "$examples" --seed 1
+st run docs/openapi.yaml --url "$url" --exclude-path /messages/stream --mode negative --checks all -n "$examples" --seed 1
 after=$(last_seq)
 if [ "$before" != "$after" ]; then
   echo "schema-violating requests changed the log: seq $before -> $after" >&2
@@ -32,4 +34,4 @@ if [ "$before" != "$after" ]; then
 fi
 echo "negative fuzzing left the log unchanged (seq $after)"
 
-st run docs/openapi.yaml --url "$url" --checks all --exclude-checks positive_data_acceptance -n "$examples" --seed 1
+st run docs/openapi.yaml --url "$url" --exclude-path /messages/stream --checks all --exclude-checks positive_data_acceptance -n "$examples" --seed 1

@@ -39,7 +39,7 @@ enum API {
 
     /// One attempt to connect, for 5 s at most: `HTTPClient.shared` would retry a refused
     /// connection until the request's deadline, and a command against a dead port hung.
-    private static let configuration: HTTPClient.Configuration = {
+    static let configuration: HTTPClient.Configuration = {
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         configuration.timeout.connect = .seconds(5)
@@ -142,5 +142,78 @@ struct HealthCommand: AsyncParsableCommand {
         let reply = try await API.get(node + "/health")
         print(API.pretty(reply.body))
         if reply.status != 200 { throw ExitCode(1) }
+    }
+}
+
+struct TailCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tail",
+        abstract: "Print a node's messages as they arrive, like tail -f; Ctrl-C ends it.",
+        discussion: """
+            Follows GET /messages/stream. When the connection drops (the node restarts, the \
+            network fails) it reconnects after the last seq it printed: no gap, no repeat.
+            """)
+
+    @Option(help: "First seq to print (default: the whole log).")
+    var from = 1
+
+    @Option(help: "Base URL of the node to follow (master or secondary).")
+    var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
+
+    func validate() throws {
+        guard from >= 1 else { throw ValidationError("--from must be a seq, 1 or more") }
+    }
+
+    func run() async throws {
+        var next = from
+        var outage: String?
+        var configuration = API.configuration
+        // The node sends a comment every 15 s while idle: 45 s of silence is a dead connection.
+        configuration.timeout.read = .seconds(45)
+        /// Says once per outage why the stream stopped; the loop retries until it is back.
+        func lost(_ reason: String) {
+            guard outage == nil else { return }
+            outage = reason
+            FileHandle.standardError.write(Data("replog tail: \(node): \(reason); reconnecting from seq \(next)…\n".utf8))
+        }
+        try await HTTPClient.withHTTPClient(configuration: configuration) { client in
+            while true {
+                do {
+                    let request = HTTPClientRequest(url: node + "/messages/stream?from=\(next)")
+                    let response = try await client.execute(request, timeout: .hours(24 * 365))
+                    guard response.status == .ok else {
+                        let body = try await response.body.collect(upTo: 1 << 20)
+                        // A refusal (400) does not get better by asking again.
+                        throw fail("\(node)/messages/stream answered \(response.status.code): \(String(buffer: body))")
+                    }
+                    if outage != nil {
+                        FileHandle.standardError.write(Data("replog tail: reconnected to \(node) at seq \(next)\n".utf8))
+                        outage = nil
+                    }
+                    var parser = ServerSentEvents.Parser()
+                    for try await buffer in response.body {
+                        var printed = ""
+                        for event in parser.feed(buffer.readableBytesView) {
+                            guard let entry = try? JSONDecoder().decode(LogEntry.self, from: Data(event.data.utf8)) else {
+                                throw fail("\(node)/messages/stream sent an event that is not a log entry: \(event.data)")
+                            }
+                            guard entry.seq == next else { continue }  // never a repeat; a gap never comes
+                            printed += "\(entry.seq)\t\(entry.message)\n"
+                            next += 1
+                        }
+                        if !printed.isEmpty {
+                            // At once, even into a pipe (`replog tail | grep …`).
+                            FileHandle.standardOutput.write(Data(printed.utf8))
+                        }
+                    }
+                    lost("the node ended the stream")
+                } catch let exit as ExitCode {
+                    throw exit
+                } catch {
+                    lost(API.plainReason(error))
+                }
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
     }
 }

@@ -12,7 +12,7 @@ struct Replog: AsyncParsableCommand {
             """,
         subcommands: [
             ClusterCommand.self, MasterCommand.self, SecondaryCommand.self,
-            AppendCommand.self, ListCommand.self, HealthCommand.self, DemoCommand.self, BenchCommand.self,
+            AppendCommand.self, ListCommand.self, TailCommand.self, HealthCommand.self, DemoCommand.self, BenchCommand.self,
             EchoServerCommand.self, EchoClientCommand.self, FloorServerCommand.self,
         ])
 }

@@ -44,6 +44,9 @@ public func buildMasterRouter(
     router.addMessagesRoute(
         read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
         wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
+    router.addMessageStreamRoute(
+        read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
+        wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
 
     router.get("/health") { _, _ in
         JSON.response(.ok, MasterHealthReport(master.health))

@@ -95,6 +95,9 @@ public func buildSecondaryRouter(
     router.addMessagesRoute(
         read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
         wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
+    router.addMessageStreamRoute(
+        read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
+        wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
 
     router.get("/health") { _, _ in
         JSON.response(.ok, SecondaryHealthReport(replica))

@@ -1,0 +1,67 @@
+import Hummingbird
+import NIOCore
+import ReplogCore
+import ReplogStorage
+import ServiceLifecycle
+
+extension Router {
+    /// How long an idle stream goes without a byte: a comment then keeps proxies and
+    /// clients from taking it for dead (or `--max-long-poll`, if shorter).
+    static var streamKeepAlive: Duration { .seconds(15) }
+
+    /// The header a reconnecting `EventSource` sends with the last `id` it saw.
+    static var lastEventID: HTTPFields.Element.Name { .init("Last-Event-ID")! }
+
+    /// `GET /messages/stream?from=SEQ`: every entry from SEQ on as a server-sent event, in
+    /// order and without gaps, then each new one as it becomes durable, until the client
+    /// leaves or the node stops. `Last-Event-ID: N` (a reconnecting `EventSource`) resumes
+    /// at N + 1.
+    ///
+    /// A slow reader is fed from the log at its own pace: the loop reads a page, writes
+    /// it, and the write returns only once the connection has taken it. Nothing is queued
+    /// per reader, and no reader slows appends.
+    ///
+    /// A store that cannot read its log ends the stream (the client reconnects, and is
+    /// never shown a gap).
+    func addMessageStreamRoute(
+        read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
+        wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
+    ) {
+        get("/messages/stream") { request, _ in
+            var from = try request.integerQuery("from", minimum: 1) ?? 1
+            if let lastEventID = request.headers[Self.lastEventID] {
+                guard let seq = Int(lastEventID), seq >= 0, seq < Int.max else {
+                    throw APIError(.badRequest, "header Last-Event-ID must be a seq (an integer >= 0), got \"\(lastEventID)\"")
+                }
+                from = seq + 1
+            }
+            let start = from
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                body: ResponseBody { writer in
+                    var next = start
+                    try await writer.write(ByteBuffer(bytes: ServerSentEvents.comment("replog: the log from seq \(start) on")))
+                    while !Task.isCancelled, !Task.isShuttingDownGracefully {
+                        let page = try read(next, listingPageSize)
+                        guard let last = page.last else {
+                            // Up to date: wait for the next entry, or for the node to stop.
+                            let awaited = next
+                            await cancelWhenGracefulShutdown { await wait(awaited, Self.streamKeepAlive) }
+                            if try read(next, 1).isEmpty, !Task.isShuttingDownGracefully {
+                                try await writer.write(ByteBuffer(bytes: ServerSentEvents.comment("keep-alive")))
+                            }
+                            continue
+                        }
+                        var buffer = ByteBuffer()
+                        for entry in page {
+                            buffer.writeBytes(ServerSentEvents.event(seq: entry.seq, json: try JSON.encoder.encode(entry)))
+                        }
+                        try await writer.write(buffer)
+                        next = last.seq + 1
+                    }
+                    try await writer.finish(nil)
+                })
+        }
+    }
+}

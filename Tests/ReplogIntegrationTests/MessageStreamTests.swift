@@ -1,0 +1,149 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import ReplogCore
+import ReplogTestKit
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `GET /messages/stream` (server-sent events) on the real binary: the log, then each new
+/// entry as it becomes durable, in order, resumable with `Last-Event-ID`, kept alive while
+/// idle, and ended when the node stops.
+@Suite(.timeLimit(.minutes(1)))
+struct MessageStreamTests {
+    /// An open stream whose events and comments a test reads as they arrive.
+    final class Stream: Sendable {
+        let response: HTTPClientResponse
+        private let received: AsyncStream<ServerSentEvents.Parser.Event>
+        private let comments = Locked<[String]>([])
+        private let reader: Task<Void, Never>
+
+        init(_ url: String, lastEventID: Int? = nil) async throws {
+            var request = HTTPClientRequest(url: url)
+            if let lastEventID { request.headers.add(name: "Last-Event-ID", value: "\(lastEventID)") }
+            response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+            let (events, continuation) = AsyncStream.makeStream(of: ServerSentEvents.Parser.Event.self)
+            received = events
+            let body = response.body
+            let comments = comments
+            reader = Task {
+                var parser = ServerSentEvents.Parser()
+                var text = ""
+                do {
+                    for try await buffer in body {
+                        let bytes = Array(buffer.readableBytesView)
+                        text += String(decoding: bytes, as: UTF8.self)
+                        comments.withLock { $0 = text.split(separator: "\n").filter { $0.hasPrefix(":") }.map(String.init) }
+                        for event in parser.feed(bytes) { continuation.yield(event) }
+                    }
+                } catch {}
+                continuation.finish()
+            }
+        }
+
+        /// The next `count` events, in order.
+        func next(_ count: Int) async -> [ServerSentEvents.Parser.Event] {
+            var events: [ServerSentEvents.Parser.Event] = []
+            for await event in received {
+                events.append(event)
+                if events.count == count { break }
+            }
+            return events
+        }
+
+        /// Whether the node ended the stream (after the events read so far).
+        func ended() async -> Bool {
+            for await _ in received { return false }
+            return true
+        }
+
+        var commentLines: [String] { comments.withLock { $0 } }
+
+        deinit { reader.cancel() }
+    }
+
+    private static func entry(_ event: ServerSentEvents.Parser.Event) -> String {
+        let json = (try? JSONSerialization.jsonObject(with: Data(event.data.utf8))) as? [String: any Sendable] ?? [:]
+        return "\(event.id ?? "-")=\(json["seq"] as? Int ?? -1):\(json["message"] as? String ?? "?")"
+    }
+
+    @Test func aStreamSendsTheLogThenEachNewEntryInOrderOnEveryNode() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        for message in ["a", "b", "c"] { _ = try await HTTP.post(master.url + "/messages", ["message": message, "w": 2]) }
+
+        let fromMaster = try await Stream(master.url + "/messages/stream")
+        let fromSecondary = try await Stream(s1.url + "/messages/stream?from=2")
+        #expect(fromMaster.response.status == .ok)
+        #expect(fromMaster.response.headers["Content-Type"] == ["text/event-stream"])
+        #expect(await fromMaster.next(3).map(Self.entry) == ["1=1:a", "2=2:b", "3=3:c"])
+        #expect(await fromSecondary.next(2).map(Self.entry) == ["2=2:b", "3=3:c"])
+
+        // Appended after the streams caught up: each stream gets it as soon as it is there.
+        _ = try await HTTP.post(master.url + "/messages", ["message": "d", "w": 2])
+        #expect(await fromMaster.next(1).map(Self.entry) == ["4=4:d"])
+        #expect(await fromSecondary.next(1).map(Self.entry) == ["4=4:d"])
+    }
+
+    @Test func aReconnectWithLastEventIDResumesRightAfterIt() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        for message in ["a", "b", "c"] { _ = try await HTTP.post(master.url + "/messages", ["message": message, "w": 2]) }
+        // Last-Event-ID wins over from=: it is what a reconnecting EventSource sends.
+        let resumed = try await Stream(s1.url + "/messages/stream?from=1", lastEventID: 2)
+        #expect(await resumed.next(1).map(Self.entry) == ["3=3:c"])
+        let bad = try await HTTP.get(s1.url + "/messages/stream?from=0")
+        #expect(bad.status == 400 && (bad.json["error"] as? String)?.contains("from") == true, "\(bad.text)")
+    }
+
+    @Test func anIdleStreamGetsKeepAliveComments() async throws {
+        let cluster = LocalCluster()
+        // --max-long-poll also bounds the stream's idle wait (15 s otherwise).
+        let s1 = try await cluster.startSecondary(port: 0, ["--max-long-poll", "50ms"])
+        let stream = try await Stream(s1.url + "/messages/stream")
+        try await eventually("a keep-alive comment arrives") { stream.commentLines.contains(": keep-alive") }
+        #expect(stream.commentLines.first == ": replog: the log from seq 1 on")
+    }
+
+    @Test func aNodeWithAnOpenStreamStopsOnSigterm() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let stream = try await Stream(s1.url + "/messages/stream")
+        try await eventually("the stream is open") { !stream.commentLines.isEmpty }
+        s1.process.signal(SIGTERM)
+        #expect(try await s1.process.waitForExit(within: .seconds(10)) == 0, "\(s1.process.log)")
+        #expect(await stream.ended())
+    }
+
+    /// `replog tail` prints each message once, as it arrives, and carries on across a
+    /// restart of the node it follows: no gap, no repeat.
+    @Test func tailPrintsAsMessagesArriveAndResumesAfterTheNodeRestarts() async throws {
+        let cluster = LocalCluster()
+        let port = try freePort()
+        let s1 = try await cluster.startSecondary(port: port)
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        for message in ["a", "b"] { _ = try await HTTP.post(master.url + "/messages", ["message": message, "w": 2]) }
+
+        let tail = try await NodeProcess(["tail", "--node", s1.url, "--from", "2"])
+        var lines = tail.stdoutLines.makeAsyncIterator()
+        #expect(await lines.next() == "2\tb")
+        _ = try await HTTP.post(master.url + "/messages", ["message": "c", "w": 2])
+        #expect(await lines.next() == "3\tc")
+
+        s1.process.signal(SIGKILL)
+        _ = try await s1.process.waitForExit()
+        _ = try await HTTP.post(master.url + "/messages", ["message": "d", "w": 1])
+        // Restarted empty on the same port: the master catches it up, and tail goes on at 4.
+        _ = try await cluster.startSecondary(port: port)
+        #expect(await lines.next() == "4\td")
+        _ = try await HTTP.post(master.url + "/messages", ["message": "e", "w": 2])
+        #expect(await lines.next() == "5\te")
+        #expect(tail.stdout == "2\tb\n3\tc\n4\td\n5\te\n", "\(tail.log)")
+        #expect(tail.log.contains("reconnecting from seq 4"), "\(tail.log)")
+    }
+}
