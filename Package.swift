@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "ReplogNode", targets: ["ReplogNode"]),
         .library(name: "ReplogEcho", targets: ["ReplogEcho"]),
         .library(name: "ReplogBench", targets: ["ReplogBench"]),
+        .library(name: "ReplogClient", targets: ["ReplogClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -71,6 +72,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // What applications link: append with retries and idempotency keys, list, follow.
+        .target(
+            name: "ReplogClient",
+            dependencies: [
+                "ReplogCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Iteration 0: a newline-delimited TCP echo server and client on SwiftNIO.
         .target(
             name: "ReplogEcho",
@@ -121,6 +135,7 @@ let package = Package(
                 "ReplogEcho",
                 "ReplogBench",
                 "ReplogProcess",
+                "ReplogClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -134,6 +149,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // The client library in a few lines each (README, "Use it from Swift"); the
+        // integration tests run both against a real cluster.
+        .executableTarget(
+            name: "ReplogProducerExample",
+            dependencies: ["ReplogClient"],
+            path: "Examples/Producer",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "ReplogConsumerExample",
+            dependencies: ["ReplogClient"],
+            path: "Examples/Consumer",
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -202,6 +231,7 @@ let package = Package(
             name: "ReplogIntegrationTests",
             dependencies: [
                 "ReplogCore",
+                "ReplogClient",
                 "ReplogTestKit",
                 "ReplogProcess",
                 .product(name: "NIOPosix", package: "swift-nio"),

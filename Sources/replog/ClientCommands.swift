@@ -5,7 +5,9 @@ import NIOCore
 import NIOFoundationCompat
 import NIOHTTP1
 import NIOPosix
+import ReplogClient
 import ReplogCore
+import Synchronization
 
 /// Where the client commands find the cluster.
 struct ClientOptions: ParsableArguments {
@@ -37,51 +39,43 @@ enum API {
         return try await send(request)
     }
 
-    /// One attempt to connect, for 5 s at most: `HTTPClient.shared` would retry a refused
-    /// connection until the request's deadline, and a command against a dead port hung.
-    static let configuration: HTTPClient.Configuration = {
-        var configuration = HTTPClient.Configuration()
-        configuration.connectionPool.retryConnectionEstablishment = false
-        configuration.timeout.connect = .seconds(5)
-        return configuration
-    }()
-
     private static func send(_ request: HTTPClientRequest) async throws -> Reply {
         do {
-            return try await HTTPClient.withHTTPClient(configuration: configuration) { client in
-                // An append may wait long for its write concern: no deadline of our own.
-                let response = try await client.execute(request, timeout: .hours(1))
-                let body = try await response.body.collect(upTo: 1 << 30)
-                return Reply(status: response.status.code, body: Data(buffer: body))
-            }
+            // An append may wait long for its write concern: no deadline of our own.
+            // One attempt to connect (see `ReplogClient.connections`).
+            let response = try await ReplogClient.connections.execute(request, timeout: .hours(1))
+            let body = try await response.body.collect(upTo: 1 << 30)
+            return Reply(status: response.status.code, body: Data(buffer: body))
         } catch {
-            throw fail("cannot reach \(request.url): \(plainReason(error))")
+            throw fail("cannot reach \(request.url): \(ReplogClient.reason(for: error))")
         }
+    }
+}
+
+/// The client library as the commands use it: one node, one attempt, so that a command
+/// against a dead port says so at once (`ReplogClient` in an application retries).
+extension ReplogClient {
+    static func command(_ node: String) -> ReplogClient {
+        ReplogClient(nodes: [node], configuration: .init(retryFor: .zero))
     }
 
-    /// One plain phrase for why a request failed, instead of the transport's own words.
-    static func plainReason(_ error: any Error) -> String {
-        let text = "\(error)"
-        if (error as? IOError)?.errnoCode == ECONNREFUSED || text.contains("Connection refused") {
-            return "connection refused (is a replog node running there?)"
+    /// Prints what a failed call means and ends the command with status 1.
+    static func exit(_ error: any Error) -> any Error {
+        switch error {
+        case ReplogClientError.refused(_, let answer), ReplogClientError.writeConcernTimedOut(_, let answer):
+            print(answer)  // the node's own JSON error, as the API gives it
+            return ExitCode(1)
+        default:
+            return fail("\(error)")
         }
-        if let clientError = error as? HTTPClientError {
-            switch clientError {
-            case .connectTimeout: return "no connection within the timeout (is the host reachable?)"
-            case .deadlineExceeded, .readTimeout: return "no answer in time"
-            case .remoteConnectionClosed: return "the node closed the connection before it answered"
-            default: break
-            }
-        }
-        return text
     }
+}
 
-    static func pretty(_ data: Data) -> String {
-        guard let object = try? JSONSerialization.jsonObject(with: data),
-              let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-        else { return String(decoding: data, as: UTF8.self) }
-        return String(decoding: pretty, as: UTF8.self)
-    }
+/// The JSON the commands print: compact, keys sorted, as the nodes write it.
+func printJSON(_ value: some Encodable, pretty: Bool = false) {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self))
 }
 
 struct AppendCommand: AsyncParsableCommand {
@@ -104,10 +98,13 @@ struct AppendCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        let body = AppendRequest(message: message, w: w, id: id, timeout: timeout.map { .milliseconds($0) })
-        let reply = try await API.post(client.master + "/messages", body)
-        print(reply.text)
-        if reply.status != 201 { throw ExitCode(1) }
+        do {
+            let result = try await ReplogClient.command(client.master)
+                .append(message, w: w, id: id, timeout: timeout.map { .milliseconds($0) })
+            printJSON(result)
+        } catch {
+            throw ReplogClient.exit(error)
+        }
     }
 }
 
@@ -121,14 +118,10 @@ struct ListCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let reply = try await API.get(node + "/messages")
-        guard reply.status == 200 else {
-            print(reply.text)
-            throw ExitCode(1)
-        }
-        if json { return print(reply.text) }
-        guard let page = reply.decode(MessagesPage.self) else { throw fail("\(node)/messages did not answer like a replog node") }
-        for entry in page.messages { print("\(entry.seq)\t\(entry.message)") }
+        let messages: [LogEntry]
+        do { messages = try await ReplogClient.command(node).list() } catch { throw ReplogClient.exit(error) }
+        if json { return printJSON(MessagesPage(messages: messages)) }
+        for entry in messages { print("\(entry.seq)\t\(entry.message)") }
     }
 }
 
@@ -139,9 +132,12 @@ struct HealthCommand: AsyncParsableCommand {
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
 
     func run() async throws {
-        let reply = try await API.get(node + "/health")
-        print(API.pretty(reply.body))
-        if reply.status != 200 { throw ExitCode(1) }
+        let health: NodeHealth
+        do { health = try await ReplogClient.command(node).health() } catch { throw ReplogClient.exit(error) }
+        switch health {
+        case .master(let report): printJSON(report, pretty: true)
+        case .secondary(let report): printJSON(report, pretty: true)
+        }
     }
 }
 
@@ -165,55 +161,23 @@ struct TailCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var next = from
-        var outage: String?
-        var configuration = API.configuration
-        // The node sends a comment every 15 s while idle: 45 s of silence is a dead connection.
-        configuration.timeout.read = .seconds(45)
-        /// Says once per outage why the stream stopped; the loop retries until it is back.
-        func lost(_ reason: String) {
-            guard outage == nil else { return }
-            outage = reason
-            FileHandle.standardError.write(Data("replog tail: \(node): \(reason); reconnecting from seq \(next)…\n".utf8))
-        }
-        try await HTTPClient.withHTTPClient(configuration: configuration) { client in
-            while true {
-                do {
-                    let request = HTTPClientRequest(url: node + "/messages/stream?from=\(next)")
-                    let response = try await client.execute(request, timeout: .hours(24 * 365))
-                    guard response.status == .ok else {
-                        let body = try await response.body.collect(upTo: 1 << 20)
-                        // A refusal (400) does not get better by asking again.
-                        throw fail("\(node)/messages/stream answered \(response.status.code): \(String(buffer: body))")
-                    }
-                    if outage != nil {
-                        FileHandle.standardError.write(Data("replog tail: reconnected to \(node) at seq \(next)\n".utf8))
-                        outage = nil
-                    }
-                    var parser = ServerSentEvents.Parser()
-                    for try await buffer in response.body {
-                        var printed = ""
-                        for event in parser.feed(buffer.readableBytesView) {
-                            guard let entry = try? JSONDecoder().decode(LogEntry.self, from: Data(event.data.utf8)) else {
-                                throw fail("\(node)/messages/stream sent an event that is not a log entry: \(event.data)")
-                            }
-                            guard entry.seq == next else { continue }  // never a repeat; a gap never comes
-                            printed += "\(entry.seq)\t\(entry.message)\n"
-                            next += 1
-                        }
-                        if !printed.isEmpty {
-                            // At once, even into a pipe (`replog tail | grep …`).
-                            FileHandle.standardOutput.write(Data(printed.utf8))
-                        }
-                    }
-                    lost("the node ended the stream")
-                } catch let exit as ExitCode {
-                    throw exit
-                } catch {
-                    lost(API.plainReason(error))
-                }
-                try await Task.sleep(for: .milliseconds(500))
+        // Say once per outage why the stream stopped; the follower retries until it is back.
+        let lastReason = Mutex<String?>(nil)
+        let follower = ReplogClient.command(node).follow(from: from) { reason, next in
+            let isNew = lastReason.withLock { last in
+                defer { last = reason }
+                return last != reason
             }
+            if isNew { FileHandle.standardError.write(Data("replog tail: \(reason); reconnecting from seq \(next)…\n".utf8)) }
+        }
+        do {
+            for try await entry in follower {
+                lastReason.withLock { $0 = nil }
+                // At once, even into a pipe (`replog tail | grep …`).
+                FileHandle.standardOutput.write(Data("\(entry.seq)\t\(entry.message)\n".utf8))
+            }
+        } catch {
+            throw ReplogClient.exit(error)
         }
     }
 }

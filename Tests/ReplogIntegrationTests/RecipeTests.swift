@@ -63,8 +63,12 @@ private final class RecipeRun: Sendable {
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-recipe-\(UUID().uuidString)")
         let bin = folder.appendingPathComponent(".bin")
         try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
-        // `replog` on the PATH, as after installing it.
-        try FileManager.default.createSymbolicLink(at: bin.appendingPathComponent("replog"), withDestinationURL: NodeProcess.binary)
+        // `replog` (and the example programs) on the PATH, as after installing them.
+        for name in ["replog", "ReplogProducerExample", "ReplogConsumerExample"] {
+            try FileManager.default.createSymbolicLink(
+                at: bin.appendingPathComponent(name),
+                withDestinationURL: NodeProcess.binary.deletingLastPathComponent().appendingPathComponent(name))
+        }
         try Self.script(for: session).write(to: folder.appendingPathComponent(".recipe.sh"), atomically: true, encoding: .utf8)
     }
 
@@ -194,11 +198,11 @@ private final class RecipeRun: Sendable {
         cd "$RECIPE_DIR" || exit 1
         export PATH="$RECIPE_BIN:$PATH"
 
-        # `swift run replog …` is the binary this test run built (a nested `swift run` would
+        # `swift run NAME …` is the binary this test run built (a nested `swift run` would
         # wait for the build lock this very run holds).
         swift() {
-            if [ "$1" = run ] && [ "$2" = replog ]; then shift 2; replog "$@"
-            else echo "recipe: only 'swift run replog …' runs here, not 'swift $*'" >&2; return 2; fi
+            if [ "$1" = run ] && [ -x "$RECIPE_BIN/$2" ]; then shift; "$@"
+            else echo "recipe: only 'swift run' of replog and the examples runs here, not 'swift $*'" >&2; return 2; fi
         }
 
         # recipe_wait_for FILE TEXT [PID]: until FILE holds TEXT (at most 60 s, and only

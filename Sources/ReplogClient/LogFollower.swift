@@ -1,0 +1,116 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOPosix
+import ReplogCore
+
+/// The log from a seq on, as it grows: what `ReplogClient.follow(from:)` returns.
+///
+/// Pull-based: the next events are read from the connection only when you ask for the
+/// next entry, so a slow consumer slows its own stream and queues nothing.
+public struct LogFollower: AsyncSequence, Sendable {
+    public typealias Element = LogEntry
+
+    let client: ReplogClient
+    let from: Int
+    let onInterruption: (@Sendable (_ reason: String, _ resumingAt: Int) -> Void)?
+
+    /// Streams get their own connections: a node sends a comment every 15 s while idle,
+    /// so 45 s of silence means a dead connection (appends, which may wait long for their
+    /// write concern, must not have that limit).
+    static let streams = HTTPClient(
+        eventLoopGroup: NIOSingletons.posixEventLoopGroup,
+        configuration: {
+            var configuration = HTTPClient.Configuration()
+            configuration.connectionPool.retryConnectionEstablishment = false
+            configuration.timeout.read = .seconds(45)
+            configuration.timeout.connect = .seconds(5)
+            return configuration
+        }())
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(follower: self, next: Swift.max(from, 1))
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        let follower: LogFollower
+        /// The seq to hand out next: everything before it was handed out, once.
+        var next: Int
+        var body: HTTPClientResponse.Body.AsyncIterator?
+        var parser = ServerSentEvents.Parser()
+        var ready: [LogEntry] = []
+        var node = 0
+        var delay: Duration
+
+        init(follower: LogFollower, next: Int) {
+            self.follower = follower
+            self.next = next
+            self.delay = follower.client.configuration.firstRetryDelay
+        }
+
+        public mutating func next() async throws -> LogEntry? {
+            while true {
+                if !ready.isEmpty { return ready.removeFirst() }
+                try Task.checkCancellation()
+                if body == nil { try await connect() }
+                do {
+                    guard let chunk = try await body?.next() else {
+                        interrupted("the node ended the stream")
+                        continue
+                    }
+                    delay = follower.client.configuration.firstRetryDelay
+                    for event in parser.feed(chunk.readableBytesView) {
+                        guard let entry = try? JSONDecoder().decode(LogEntry.self, from: Data(event.data.utf8)) else {
+                            throw ReplogClientError.unexpectedAnswer("a stream event that is not a log entry: \(event.data)")
+                        }
+                        // Never a repeat (a gap never comes: a node streams its contiguous prefix).
+                        if entry.seq == next {
+                            ready.append(entry)
+                            next += 1
+                        }
+                    }
+                } catch let error as ReplogClientError {
+                    throw error
+                } catch {
+                    try Task.checkCancellation()
+                    interrupted(ReplogClient.reason(for: error))
+                    try await pause()
+                }
+            }
+        }
+
+        /// Opens the stream at `next` on the current node, trying the others in turn.
+        private mutating func connect() async throws {
+            while true {
+                let url = follower.client.nodes[node] + "/messages/stream?from=\(next)"
+                do {
+                    let response = try await LogFollower.streams.execute(HTTPClientRequest(url: url), timeout: .hours(24 * 365))
+                    guard response.status == .ok else {
+                        let answer = try await response.body.collect(upTo: 1 << 20)
+                        throw ReplogClientError.refused(status: Int(response.status.code), answer: String(buffer: answer))
+                    }
+                    body = response.body.makeAsyncIterator()
+                    parser = ServerSentEvents.Parser()
+                    return
+                } catch let error as ReplogClientError {
+                    throw error
+                } catch {
+                    try Task.checkCancellation()
+                    interrupted("cannot reach \(url): \(ReplogClient.reason(for: error))")
+                    try await pause()
+                }
+            }
+        }
+
+        private mutating func interrupted(_ reason: String) {
+            body = nil
+            node = (node + 1) % follower.client.nodes.count
+            follower.onInterruption?(reason, next)
+        }
+
+        private mutating func pause() async throws {
+            try await Task.sleep(for: delay)
+            delay = Swift.min(delay * 2, follower.client.configuration.maxRetryDelay)
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import ReplogClient
+import ReplogCore
+import ReplogProcess
+import ReplogTestKit
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `ReplogClient`, the library applications link, against real nodes; and the two example
+/// programs in `Examples/`, as a reader would run them.
+@Suite(.timeLimit(.minutes(1)))
+struct ClientLibraryTests {
+    /// Runs an example program built next to `replog`; its stdout once it has ended.
+    private func runExample(_ name: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> String {
+        let executable = NodeProcess.binary.deletingLastPathComponent().appendingPathComponent(name).path
+        let process = try await ChildProcess(
+            executable: executable, arguments: arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+        let status = await process.waitForExit()
+        #expect(status == 0, "\(name): \(process.log)")
+        return process.stdout
+    }
+
+    @Test func theExamplesProduceAndConsumeThroughAnyNode() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        // A secondary first: the producer finds the master by itself.
+        let produced = try await runExample("ReplogProducerExample", [s1.url, master.url])
+        #expect(produced == (1...5).map { "appended seq \($0): order \($0) paid\n" }.joined())
+        let consumed = try await runExample("ReplogConsumerExample", [s2.url], environment: ["COUNT": "5"])
+        #expect(consumed == (1...5).map { "\($0): order \($0) paid\n" }.joined())
+    }
+
+    @Test func anAppendGoesOnToTheNextNodeAndARetryWithItsIDAppendsNothing() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        let dead = "http://127.0.0.1:\(try freePort())"
+        let log = ReplogClient(nodes: [dead, s1.url, master.url])
+        let first = try await log.append("paid", w: 2, id: "order-1")
+        let retried = try await log.append("paid", w: 2, id: "order-1")
+        #expect(first == AppendResult(seq: 1, message: "paid", w: 2))
+        #expect(retried == first)
+        #expect(try await log.list() == [LogEntry(seq: 1, message: "paid")])
+    }
+
+    @Test func finalAnswersAreThrownAtOnceAndNoNodeIsUnavailable() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        let log = ReplogClient(nodes: [master.url], configuration: .init(retryFor: .seconds(30)))
+        await #expect(throws: ReplogClientError.self) { try await log.append("x", w: 9) }
+        do {
+            _ = try await log.append("x", w: 9)
+        } catch ReplogClientError.refused(let status, let answer) {
+            #expect(status == 400 && answer.contains("must be between 1 and 2"), "\(answer)")
+        }
+        _ = try await log.append("a", w: 2, id: "k")
+        do {
+            _ = try await log.append("b", w: 2, id: "k")
+            Issue.record("a reused key with another message was accepted")
+        } catch ReplogClientError.refused(let status, _) {
+            #expect(status == 409)
+        }
+
+        let dead = "http://127.0.0.1:\(try freePort())"
+        let nobody = ReplogClient(nodes: [dead], configuration: .init(retryFor: .milliseconds(300)))
+        do {
+            _ = try await nobody.append("lost")
+            Issue.record("an append to no node succeeded")
+        } catch ReplogClientError.unavailable(let reason) {
+            #expect(reason.contains("cannot reach \(dead)/messages: connection refused"), "\(reason)")
+        }
+    }
+
+    @Test func aFollowerGoesOnAtTheNextNodeWithoutGapOrRepeat() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        let log = ReplogClient(nodes: [master.url])
+        for message in ["a", "b"] { _ = try await log.append(message, w: 3) }
+
+        let interruptions = Locked<[String]>([])
+        var follower = ReplogClient(nodes: [s1.url, s2.url]).follow(from: 1) { reason, next in
+            interruptions.withLock { $0.append("\(next): \(reason)") }
+        }.makeAsyncIterator()
+        #expect(try await follower.next() == LogEntry(seq: 1, message: "a"))
+        #expect(try await follower.next() == LogEntry(seq: 2, message: "b"))
+        s1.process.signal(SIGKILL)
+        _ = try await s1.process.waitForExit()
+        _ = try await log.append("c", w: 2)
+        #expect(try await follower.next() == LogEntry(seq: 3, message: "c"))
+        #expect(interruptions.withLock { $0.first?.hasPrefix("3: ") } == true, "\(interruptions.withLock { $0 })")
+    }
+}
