@@ -180,6 +180,21 @@ public final class ChildProcess: Sendable {
         }
     }
 
+    /// Its exit status once it has ended and its output is read, or nil if it still runs
+    /// after `limit`.
+    public func waitForExit(within limit: Duration) async -> Int32? {
+        await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await self.waitForExit() }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
+    }
+
     deinit {
         // A child never outlives the object that started it (a test that failed half-way).
         if isRunning { kill(pid, SIGKILL) }

@@ -82,18 +82,7 @@ final class NodeProcess: Sendable {
     /// Waits for the process to end and all of its output to be read; its exit status
     /// (128 + N after signal N). Gives up after `limit` with the process's log.
     func waitForExit(within limit: Duration = .seconds(20)) async throws -> Int32 {
-        let process = self.process
-        let status = await withTaskGroup(of: Int32?.self) { group in
-            group.addTask { await process.waitForExit() }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return nil
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
-        }
-        guard let status else { throw NodeProcessError.didNotExit(arguments: arguments, log: log) }
+        guard let status = await process.waitForExit(within: limit) else { throw NodeProcessError.didNotExit(arguments: arguments, log: log) }
         return status
     }
 }

@@ -80,19 +80,7 @@ private final class RecipeRun: Sendable {
         environment["REPLOG_RECIPE_RUN"] = runID
         let shell = try await ChildProcess(
             executable: "/bin/bash", arguments: [folder.appendingPathComponent(".recipe.sh").path], environment: environment)
-        let ended = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                _ = await shell.waitForExit()
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return false
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
-        }
+        let ended = await shell.waitForExit(within: limit) != nil
         stopEverythingStarted()
         if !ended { _ = await shell.waitForExit() }
         everythingBox.withLock { $0 = shell.log + terminalLogs() }
