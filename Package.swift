@@ -44,6 +44,7 @@ let package = Package(
             name: "ReplogStorage",
             dependencies: [
                 "ReplogCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -232,6 +233,7 @@ let package = Package(
             dependencies: [
                 "ReplogCore",
                 "ReplogClient",
+                "ReplogStorage",
                 "ReplogTestKit",
                 "ReplogProcess",
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -28,11 +28,16 @@ public struct ReplicaState: Codable, Sendable, Equatable {
     public var logID: String?
     /// Why the secondary can store nothing more (its disk failed an fsync), if so.
     public var storageFailure: String?
+    /// The running hash of its log at `seq` (`HashChain`): the master compares it with its
+    /// own at that seq to see that the secondary holds the same log. `nil` from a
+    /// secondary that keeps no chain (an older version).
+    public var hash: String?
 
-    public init(seq: Int, incarnation: String, logID: String?, storageFailure: String? = nil) {
+    public init(seq: Int, incarnation: String, logID: String?, storageFailure: String? = nil, hash: String? = nil) {
         self.seq = seq
         self.incarnation = incarnation
         self.logID = logID
         self.storageFailure = storageFailure
+        self.hash = hash
     }
 }

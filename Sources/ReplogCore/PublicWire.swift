@@ -56,13 +56,17 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
     public let quorum: Quorum
     public let secondaries: [Secondary]
     public let storageFailure: String?
+    /// The running hash of the log at `seq` (16 hex digits); equal on two nodes at the same
+    /// seq when they hold the same log.
+    public let hash: String?
 
-    public init(seq: Int, readOnly: Bool, quorum: Quorum, secondaries: [Secondary], storageFailure: String?) {
+    public init(seq: Int, readOnly: Bool, quorum: Quorum, secondaries: [Secondary], storageFailure: String?, hash: String? = nil) {
         self.seq = seq
         self.readOnly = readOnly
         self.quorum = quorum
         self.secondaries = secondaries
         self.storageFailure = storageFailure
+        self.hash = hash
     }
 }
 
@@ -78,10 +82,14 @@ public struct SecondaryHealthReport: Codable, Sendable, Equatable {
     /// Entries received out of order, waiting for a gap to fill.
     public let heldBack: Int
     public let storageFailure: String?
+    /// The running hash of its log at `seq`, as on the master.
+    public let hash: String?
 
     public init(
-        seq: Int, incarnation: String, logID: String?, delayMs: Int64, errorRate: Double, heldBack: Int, storageFailure: String?
+        seq: Int, incarnation: String, logID: String?, delayMs: Int64, errorRate: Double, heldBack: Int, storageFailure: String?,
+        hash: String? = nil
     ) {
+        self.hash = hash
         self.seq = seq
         self.incarnation = incarnation
         self.logID = logID

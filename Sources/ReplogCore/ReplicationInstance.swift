@@ -235,7 +235,10 @@ public struct ReplicationInstance: Sendable {
     /// - Parameters:
     ///   - lastSeq: the master's last seq (a secondary never holds more of this log).
     ///   - now: the shell's clock.
-    public mutating func onContact(from url: String, _ replica: ReplicaState, lastSeq: Int, now: Duration) -> [Directive] {
+    ///   - masterHash: the master's hash at `replica.seq`, to compare with the secondary's.
+    public mutating func onContact(
+        from url: String, _ replica: ReplicaState, lastSeq: Int, masterHash: String? = nil, now: Duration
+    ) -> [Directive] {
         if let held = replica.logID, held != logID {
             // It answers, but it follows another log: it can neither count towards `w` nor
             // receive ours. Treat it as missing and say why.
@@ -246,6 +249,15 @@ public struct ReplicationInstance: Sendable {
             // It answers, but it can store nothing: it holds no more than it did, and counts
             // towards neither `w` nor the quorum until it is restarted.
             peers[url]!.problem = failure
+            return onHeartbeatMissed(url)
+        }
+        if let held = replica.hash, let expected = masterHash, held != expected {
+            // It answers, but what it holds is not this log: the same seqs with other
+            // messages. Whatever it acknowledges is not what the clients wrote, so it counts
+            // towards neither `w` nor the quorum.
+            peers[url]!.problem =
+                "diverged: its log differs from the master's at or before seq \(replica.seq) (hash \(held), the master's "
+                + "\(expected)); stop it, empty its log and restart it"
             return onHeartbeatMissed(url)
         }
         var directives: [Directive] = []
@@ -349,7 +361,9 @@ public struct ReplicationInstance: Sendable {
     }
 
     /// A request came back with the secondary's answer.
-    public mutating func onDelivered(to url: String, _ replica: ReplicaState, lastSeq: Int, now: Duration) -> [Directive] {
+    public mutating func onDelivered(
+        to url: String, _ replica: ReplicaState, lastSeq: Int, masterHash: String? = nil, now: Duration
+    ) -> [Directive] {
         var recovered: [Directive] = []
         peers[url]!.stream.inFlight -= 1
         if !peers[url]!.stream.deliveredThisRound {
@@ -360,7 +374,7 @@ public struct ReplicationInstance: Sendable {
                 peers[url]!.stream.failedRounds = 0
             }
         }
-        return onContact(from: url, replica, lastSeq: lastSeq, now: now) + recovered
+        return onContact(from: url, replica, lastSeq: lastSeq, masterHash: masterHash, now: now) + recovered
     }
 
     /// A request failed (no answer, an error status, another log).

@@ -33,7 +33,8 @@ extension Master {
     /// A secondary answered a heartbeat with what it holds.
     func onContact(_ peer: String, _ replica: ReplicaState) {
         let lastSeq = store.lastSeq
-        handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, now: clock.now) }
+        let masterHash = store.hash(at: replica.seq)
+        handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
     }
 
     /// A heartbeat got no answer in time.

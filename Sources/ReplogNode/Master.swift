@@ -61,6 +61,8 @@ public final class Master: Service {
         public let secondaries: [SecondaryHealth]
         /// Why the master's disk can make nothing durable any more, if it failed an fsync.
         public let storageFailure: String?
+        /// The running hash of the log at `lastSeq` (`HashChain`).
+        public let hash: String?
         /// Appends are refused: no quorum, or a failed disk.
         public var readOnly: Bool { !quorum.isWritable || storageFailure != nil }
     }
@@ -261,6 +263,7 @@ public final class Master: Service {
         // still running (or failed) is not counted, nor as a secondary's lag.
         let lastSeq = commit.durableSeq
         let storageFailure = commit.failure?.description
+        let hash = store.hash(at: lastSeq)
         let (now, date) = (clock.now, clock.date)
         return state.withLock { state in
             Health(
@@ -274,7 +277,7 @@ public final class Master: Service {
                         lastContact: peer.lastContact.map { date.addingTimeInterval(($0 - now).seconds) },
                         problem: peer.reportedProblem)
                 },
-                storageFailure: storageFailure)
+                storageFailure: storageFailure, hash: hash)
         }
     }
 

@@ -83,7 +83,8 @@ extension Master {
                     peerMetrics.replicationDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)
                     let lastSeq = store.lastSeq
-                    handle { $0.onDelivered(to: peer, replica, lastSeq: lastSeq, now: clock.now) }
+                    let masterHash = store.hash(at: replica.seq)
+                    handle { $0.onDelivered(to: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
                 case .failed(let failure):
                     state.withLock { $0.instance.onDeliveryFailed(to: peer, failure) }
                 }
@@ -117,7 +118,10 @@ extension Master {
             ])
             return .delivered(replica, entries: batch.count, started: started)
         } catch {
-            let foreignLog = if case .foreignLog = error as? TransportError { true } else { false }
+            // A secondary that refuses this log (over HTTP, or in memory) cannot follow it: say why.
+            let foreignLog =
+                if case .foreignLog = error as? TransportError { true }
+                else { error is SecondaryReplica.ForeignLog || error is SecondaryReplica.Diverged }
             return .failed(ReplicationInstance.Failure(reason: "\(error)", seqs: seqs, foreignLog: foreignLog))
         }
     }

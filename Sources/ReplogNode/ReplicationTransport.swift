@@ -28,7 +28,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
     case badStatus(Int)
     /// The peer did not answer within the timeout.
     case timedOut
-    /// The peer holds a different master log and refused this one.
+    /// The peer refused this log (409): it holds another master log, or other messages at
+    /// seqs it holds (it diverged).
     case foreignLog(String)
     /// The peer refused this node's proof of the cluster secret (401).
     case unauthorized

@@ -43,6 +43,16 @@ public final class SecondaryReplica: Sendable {
         }
     }
 
+    /// The delivery has another message at a seq this secondary already holds: the two
+    /// logs diverged there, and storing nothing is the only safe answer.
+    public struct Diverged: Error, Equatable, CustomStringConvertible {
+        public let seq: Int
+        public var description: String {
+            "diverged at seq \(seq): this secondary holds another message there than the master sends; "
+                + "stop it, empty its log and restart it"
+        }
+    }
+
     private struct State {
         var holdBack: HoldBackBuffer
         var logID: String?
@@ -100,7 +110,8 @@ public final class SecondaryReplica: Sendable {
         return state.withLock {
             // Read under the lock that stores, so the durable prefix is never past the stored one.
             let seq = min($0.holdBack.contiguousSeq, commit.durableSeq)
-            return ReplicaState(seq: seq, incarnation: incarnation, logID: $0.logID, storageFailure: storageFailure)
+            return ReplicaState(
+                seq: seq, incarnation: incarnation, logID: $0.logID, storageFailure: storageFailure, hash: store.hash(at: seq))
         }
     }
 
@@ -126,6 +137,7 @@ public final class SecondaryReplica: Sendable {
             }
             // Storing under the same lock keeps the store's order equal to the buffer's.
             let before = state.holdBack.contiguousSeq
+            try refuseOtherContent(entries.filter { $0.seq <= before })
             let ready = state.holdBack.receive(entries)
             do {
                 try store.append(ready)
@@ -138,7 +150,8 @@ public final class SecondaryReplica: Sendable {
             metrics.storedEntries.increment(by: ready.count)
             metrics.duplicateEntries.increment(by: entries.count { $0.seq <= before })
             metrics.lastSeq.record(state.holdBack.contiguousSeq)
-            return ReplicaState(seq: state.holdBack.contiguousSeq, incarnation: incarnation, logID: logID)
+            let seq = state.holdBack.contiguousSeq
+            return ReplicaState(seq: seq, incarnation: incarnation, logID: logID, hash: store.hash(at: seq))
         }
         try await commit.makeDurable(through: replicaState.seq)
         watch.advanced(to: min(replicaState.seq, commit.durableSeq))
@@ -147,6 +160,16 @@ public final class SecondaryReplica: Sendable {
             throw InjectedFailure(state: replicaState)
         }
         return replicaState
+    }
+
+    /// Throws `Diverged` when a redelivered entry differs from what is stored at its seq. A
+    /// redelivery is rare (a lost answer, a retry), so reading it back costs little.
+    private func refuseOtherContent(_ held: [LogEntry]) throws {
+        guard let first = held.map(\.seq).min(), let last = held.map(\.seq).max() else { return }
+        let stored = try store.read(from: first, limit: last - first + 1)
+        for entry in held where stored[entry.seq - first].message != entry.message {
+            throw Diverged(seq: entry.seq)
+        }
     }
 
     /// Returns once this secondary lists something at `seq` or later, or after `timeout`.

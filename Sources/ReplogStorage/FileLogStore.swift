@@ -74,6 +74,8 @@ public final class FileLogStore: LogStore {
     private struct State {
         var segments: [Segment]
         var lastSeq: Int
+        /// The running hash of everything written (`HashChain`).
+        var chain: HashChain
         /// The first fsync that failed; nothing is written or synced after it.
         var failedSync: String?
         /// Segments closed since the last `sync`, by first seq, and whether a new segment's
@@ -108,10 +110,11 @@ public final class FileLogStore: LogStore {
         }
         var recovery = Recovery()
         var recentIDs: [RememberedID] = []
-        let segments = try Self.recover(directory, &recovery, &recentIDs, keeping: options.recentIDLimit)
+        var chain = HashChain()
+        let segments = try Self.recover(directory, &recovery, &recentIDs, keeping: options.recentIDLimit, chain: &chain)
         self.recovery = recovery
         self.recentIDs = recentIDs
-        self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0))
+        self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0, chain: chain))
     }
 
     deinit {
@@ -119,6 +122,8 @@ public final class FileLogStore: LogStore {
     }
 
     public var lastSeq: Int { state.withLock { $0.lastSeq } }
+
+    public func hash(at seq: Int) -> String? { state.withLock { $0.chain.hash(at: seq) } }
 
     public var isDurable: Bool { true }
 
@@ -154,6 +159,7 @@ public final class FileLogStore: LogStore {
             segment.offsets.append(contentsOf: relativeOffsets.map { UInt32(segment.size + $0) })
             segment.size += bytes.count
             state.lastSeq += entries.count
+            for entry in entries { state.chain.append(entry) }
         }
     }
 
@@ -296,9 +302,11 @@ public final class FileLogStore: LogStore {
 
     // MARK: Recovery
 
-    /// Replays the segments; collects the idempotency keys of the last `keeping` entries that had one.
+    /// Replays the segments; collects the idempotency keys of the last `keeping` entries
+    /// that had one, and rebuilds the hash chain of what it keeps.
     private static func recover(
-        _ directory: URL, _ recovery: inout Recovery, _ recentIDs: inout [RememberedID], keeping limit: Int
+        _ directory: URL, _ recovery: inout Recovery, _ recentIDs: inout [RememberedID], keeping limit: Int,
+        chain: inout HashChain
     ) throws(LogStoreError) -> [Segment] {
         defer { if recentIDs.count > limit { recentIDs.removeFirst(recentIDs.count - limit) } }
         let names: [String]
@@ -340,6 +348,7 @@ public final class FileLogStore: LogStore {
                             if recentIDs.count >= 2 * max(limit, 1) { recentIDs.removeFirst(recentIDs.count - limit) }
                         }
                         segment.offsets.append(UInt32(offset))
+                        chain.append(entry)
                         offset += size
                         nextSeq += 1
                     case .record(let entry, _, _):

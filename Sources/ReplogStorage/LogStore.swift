@@ -45,6 +45,10 @@ public protocol LogStore: Sendable {
 
     /// The fsync that failed, if one did: the store then refuses every write and sync.
     var failedSync: String? { get }
+
+    /// The log's running hash at `seq` (`HashChain`), for any `seq` from 0 to `lastSeq`;
+    /// nil beyond, or from a store that keeps no chain.
+    func hash(at seq: Int) -> String?
 }
 
 extension LogStore {
@@ -53,6 +57,7 @@ extension LogStore {
     public var failedSync: String? { nil }
     public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries) }
     public var recentIDs: [RememberedID] { [] }
+    public func hash(at seq: Int) -> String? { nil }
 
     public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
         let entries = try read(from: seq, limit: limit, maxBytes: maxBytes)
@@ -94,28 +99,37 @@ public enum LogStoreError: Error, Equatable, CustomStringConvertible {
 
 /// The course's log: kept in memory, gone when the process ends.
 public final class InMemoryLogStore: LogStore {
-    private let messages = Mutex<[String]>([])
+    private struct State {
+        var messages: [String] = []
+        var chain = HashChain()
+    }
+
+    private let state = Mutex(State())
 
     public init() {}
 
-    public var lastSeq: Int { messages.withLock { $0.count } }
+    public var lastSeq: Int { state.withLock { $0.messages.count } }
 
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
-        try messages.withLock { (messages: inout [String]) throws(LogStoreError) in
-            for (offset, entry) in entries.enumerated() {
-                let expected = messages.count + 1
-                guard entry.seq == expected else {
-                    // Nothing of a broken batch is kept: undo what this call added.
-                    messages.removeLast(offset)
-                    throw .notContiguous(expected: expected, got: entry.seq)
-                }
-                messages.append(entry.message)
+        try state.withLock { (state: inout State) throws(LogStoreError) in
+            // Nothing of a broken batch is kept: check all of it before storing any.
+            for (offset, entry) in entries.enumerated() where entry.seq != state.messages.count + 1 + offset {
+                throw .notContiguous(expected: state.messages.count + 1 + offset, got: entry.seq)
+            }
+            for entry in entries {
+                state.messages.append(entry.message)
+                state.chain.append(entry)
             }
         }
     }
 
+    public func hash(at seq: Int) -> String? {
+        state.withLock { $0.chain.hash(at: seq) }
+    }
+
     public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        messages.withLock { messages in
+        state.withLock { state in
+            let messages = state.messages
             let start = max(seq, 1)
             guard limit > 0, start <= messages.count else { return [] }
             let count = min(limit, messages.count - start + 1)  // no `start + limit`: limit may be Int.max

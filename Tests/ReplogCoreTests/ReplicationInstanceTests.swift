@@ -172,3 +172,20 @@ import Testing
         #expect(instance.onContact(from: "s2", answer(1), lastSeq: 1, now: .zero).isEmpty)
     }
 }
+
+extension ReplicationInstanceTests {
+    /// A secondary whose hash at its seq is not the master's holds another log: it gets a
+    /// `problem`, its acknowledgement completes no append, and it stops counting for quorum.
+    @Test func aSecondaryWithAnotherHashDivergedAndCountsForNothing() throws {
+        var instance = Self.instance()
+        let waiter = try append(1, w: 2, to: &instance)[0]!
+        var diverged = ReplicaState(seq: 1, incarnation: "a", logID: "log", hash: "1111111111111111")
+        #expect(!instance.onContact(from: "s1", diverged, lastSeq: 1, masterHash: "2222222222222222", now: .zero).contains(.resume([waiter])))
+        #expect(instance.peers["s1"]!.problem?.hasPrefix("diverged: its log differs from the master's at or before seq 1") == true)
+        _ = instance.onContact(from: "s1", diverged, lastSeq: 1, masterHash: "2222222222222222", now: .zero)
+        #expect(instance.peers["s1"]!.health.status == .unhealthy)
+        // The same answer with the master's hash counts at once.
+        diverged.hash = "2222222222222222"
+        #expect(instance.onContact(from: "s1", diverged, lastSeq: 1, masterHash: "2222222222222222", now: .zero).first == .resume([waiter]))
+    }
+}

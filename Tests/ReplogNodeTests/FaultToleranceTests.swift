@@ -173,6 +173,22 @@ struct FaultToleranceTests {
         #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1, 2, 3])
     }
 
+    /// A redelivery with another message at a seq it holds: the logs diverged there. It is
+    /// refused with that seq, nothing is stored, and the secondary claims what it did.
+    @Test func aRedeliveryWithOtherContentIsRefusedAndChangesNothing() async throws {
+        let replica = SecondaryReplica()
+        _ = try await replica.receive(entries(1, 2), of: "log")
+        let before = replica.replicaState
+        await #expect(throws: SecondaryReplica.Diverged(seq: 2)) {
+            try await replica.receive([LogEntry(seq: 2, message: "other"), LogEntry(seq: 3, message: "m3")], of: "log")
+        }
+        #expect(try replica.read(from: 1, limit: 10) == entries(1, 2))
+        #expect(replica.replicaState == before)
+        let sameLog = InMemoryLogStore()
+        try sameLog.append(entries(1, 2))
+        #expect(before.hash != nil && before.hash == sameLog.hash(at: 2))
+    }
+
     /// With error rate 1, every answer is an error, yet the entries are stored.
     @Test func injectedErrorsHappenAfterStoring() async throws {
         let replica = SecondaryReplica(settings: SecondarySettings(errorRate: 1))

@@ -12,6 +12,9 @@ final class SimulatedDisk: Sendable {
     private struct State {
         var entries: [LogEntry] = []
         var ids: [String?] = []
+        /// The running hash of `entries`, as a real store keeps it (rebuilt after a power loss,
+        /// as a real store rebuilds it when it opens).
+        var chain = HashChain()
         /// How many entries an fsync has covered.
         var durable = 0
         /// Bumped by every power loss; a handle of an older generation is dead.
@@ -39,6 +42,8 @@ final class SimulatedDisk: Sendable {
             let kept = state.durable + min(keptUnsynced, state.entries.count - state.durable)
             state.entries.removeLast(state.entries.count - kept)
             state.ids.removeLast(state.ids.count - kept)
+            state.chain = HashChain()
+            for entry in state.entries { state.chain.append(entry) }
             state.durable = kept
             state.generation += 1
         }
@@ -78,6 +83,7 @@ final class SimulatedDisk: Sendable {
                         throw .notContiguous(expected: state.entries.count + 1, got: entry.seq)
                     }
                     state.entries.append(entry)
+                    state.chain.append(entry)
                     state.ids.append(offset < ids.count ? ids[offset] : nil)
                 }
             }
@@ -89,6 +95,10 @@ final class SimulatedDisk: Sendable {
                 guard limit > 0, start <= state.entries.count else { return [] }
                 return Array(state.entries[(start - 1)..<(start - 1 + min(limit, state.entries.count - start + 1))])
             }
+        }
+
+        func hash(at seq: Int) -> String? {
+            (try? withLiveDisk { $0.chain.hash(at: seq) }) ?? nil
         }
 
         func sync() throws(LogStoreError) {

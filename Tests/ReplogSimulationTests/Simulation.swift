@@ -393,6 +393,13 @@ final class Simulation: Sendable {
             state.masterChecked = masterCount
             for (message, node) in held { state.heldBy[message, default: []].insert(node) }
         }
+        // Every secondary holds a prefix of the master's log (checked above), so the master
+        // must never take one for diverged: its hash comparison has no false alarms.
+        if let master = state.withLock({ $0.master }) {
+            for secondary in master.health.secondaries where secondary.problem?.hasPrefix("diverged") == true {
+                violation("\(secondary.url) shown diverged although it holds the master's log: \(secondary.problem!)")
+            }
+        }
     }
 
     /// A 201 for `w = k` only after `k` distinct nodes held the message (each acknowledgement

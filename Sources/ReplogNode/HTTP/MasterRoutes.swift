@@ -115,6 +115,6 @@ extension MasterHealthReport {
                     url: $0.url, status: $0.status, ackedSeq: $0.ackedSeq, lag: $0.lag,
                     lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem)
             },
-            storageFailure: health.storageFailure)
+            storageFailure: health.storageFailure, hash: health.hash)
     }
 }

@@ -75,6 +75,8 @@ public func buildSecondaryRouter(
                 details: ["seq": .int(failure.state.seq)])
         } catch let foreign as SecondaryReplica.ForeignLog {
             throw APIError(.conflict, foreign.description)
+        } catch let diverged as SecondaryReplica.Diverged {
+            throw APIError(.conflict, diverged.description)
         } catch let failed as GroupCommit.Failed {
             throw APIError(.internalServerError, failed.description)
         }
@@ -114,7 +116,8 @@ extension SecondaryHealthReport {
         let state = replica.replicaState
         self.init(
             seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: replica.settings.delay.milliseconds,
-            errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure)
+            errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure,
+            hash: state.hash)
     }
 }
 

@@ -1,0 +1,43 @@
+import Crypto
+import ReplogCore
+
+/// A running hash of a log, so that two nodes can show they hold the same log by
+/// comparing one value instead of every entry (issue 18).
+///
+/// Link 0 is 32 zero bytes; link n is SHA-256(link n-1 ‖ n as 8 bytes big-endian ‖ the
+/// message's UTF-8 bytes). Two logs with the same link at seq n hold the same n entries.
+/// Every store keeps the chain of what it holds, rebuilt from the entries when it opens,
+/// so it needs no file of its own and cannot disagree with the log it describes.
+///
+/// To answer "what was your link at seq k" for any k it holds, it keeps the first 8 bytes
+/// of every link (8 bytes an entry, beside the 4 of the file index); that is the `hash`
+/// nodes show and compare. The full last link is kept to extend the chain.
+public struct HashChain: Sendable, Equatable {
+    private var last = [UInt8](repeating: 0, count: SHA256.byteCount)
+    /// `prefixes[n - 1]`: the first 8 bytes of link n, big-endian.
+    private var prefixes: [UInt64] = []
+
+    public init() {}
+
+    /// How many entries the chain covers.
+    public var count: Int { prefixes.count }
+
+    /// Extends the chain by the next entry (its seq must be `count + 1`).
+    public mutating func append(_ entry: LogEntry) {
+        precondition(entry.seq == prefixes.count + 1, "a hash chain grows one seq at a time")
+        var hasher = SHA256()
+        hasher.update(data: last)
+        withUnsafeBytes(of: UInt64(entry.seq).bigEndian) { hasher.update(bufferPointer: $0) }
+        hasher.update(data: Array(entry.message.utf8))
+        last = Array(hasher.finalize())
+        prefixes.append(last.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })
+    }
+
+    /// The hash at `seq` (16 hex digits), `0000000000000000` at 0, nil beyond the chain.
+    public func hash(at seq: Int) -> String? {
+        guard seq >= 0, seq <= prefixes.count else { return nil }
+        let value = seq == 0 ? 0 : prefixes[seq - 1]
+        let hex = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
