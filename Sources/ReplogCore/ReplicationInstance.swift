@@ -154,6 +154,8 @@ public struct ReplicationInstance: Sendable {
         case catchUpFinished(peer: String, entries: Int, took: Duration)
         /// A secondary's stream delivered again after failed rounds.
         case replicationRecovered(peer: String, failedRounds: Int)
+        /// A secondary was found holding another log than the master's (log it as an error).
+        case diverged(peer: String, problem: String)
         /// The secondary came back (or restarted): end its back-off and let its stream look
         /// for work at once.
         case wakeStream(peer: String)
@@ -255,10 +257,12 @@ public struct ReplicationInstance: Sendable {
             // It answers, but what it holds is not this log: the same seqs with other
             // messages. Whatever it acknowledges is not what the clients wrote, so it counts
             // towards neither `w` nor the quorum.
-            peers[url]!.problem =
+            let wasDiverged = peers[url]!.problem?.hasPrefix("diverged") == true
+            let problem =
                 "diverged: its log differs from the master's at or before seq \(replica.seq) (hash \(held), the master's "
                 + "\(expected)); stop it, empty its log and restart it"
-            return onHeartbeatMissed(url)
+            peers[url]!.problem = problem
+            return (wasDiverged ? [] : [.diverged(peer: url, problem: problem)]) + onHeartbeatMissed(url)
         }
         var directives: [Directive] = []
         let wasWritable = quorum.isWritable

@@ -23,7 +23,10 @@ extension Master {
             }
             // One notion of read-only everywhere: /health's (no quorum, or a failed disk).
             let health = self.health
-            for secondary in health.secondaries { metrics.peers[secondary.url]!.lag.record(secondary.lag) }
+            for secondary in health.secondaries {
+                metrics.peers[secondary.url]!.lag.record(secondary.lag)
+                metrics.peers[secondary.url]!.diverged.record(secondary.problem?.hasPrefix("diverged") == true ? 1 : 0)
+            }
             metrics.readOnly.record(health.readOnly ? 1 : 0)
             let untilNextRound = roundStarted + settings.heartbeatInterval - clock.now
             do { try await clock.sleep(for: max(untilNextRound, .zero)) } catch { return }
@@ -82,6 +85,8 @@ extension Master {
             logger.info("catch-up finished", metadata: [
                 "replog.peer": "\(peer)", "replog.entries": "\(entries)", "replog.ms": "\(took.milliseconds)",
             ])
+        case .diverged(let peer, let problem):
+            logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"])
         case .replicationRecovered(let peer, let failedRounds):
             logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.failedRounds": "\(failedRounds)"])
         case .wakeStream(let peer):

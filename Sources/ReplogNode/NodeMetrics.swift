@@ -18,6 +18,8 @@ final class MasterMetrics: Sendable {
         let batchEntries: Recorder
         let retries: Counter
         let lag: Gauge
+        /// 1 while the master takes the secondary for diverged (another log than its own).
+        let diverged: Gauge
         let status: [PeerStatus: Gauge]
     }
 
@@ -41,6 +43,7 @@ final class MasterMetrics: Sendable {
                 batchEntries: Recorder(label: "replog_replication_batch_entries", dimensions: peer, factory: factory),
                 retries: Counter(label: "replog_replication_retries_total", dimensions: peer, factory: factory),
                 lag: Gauge(label: "replog_replication_lag_entries", dimensions: peer, factory: factory),
+                diverged: Gauge(label: "replog_secondary_diverged", dimensions: peer, factory: factory),
                 status: Dictionary(uniqueKeysWithValues: PeerStatus.allCases.map { status in
                     (status, Gauge(label: "replog_peer_status", dimensions: peer + [("status", status.rawValue)], factory: factory))
                 })))

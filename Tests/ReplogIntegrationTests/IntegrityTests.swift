@@ -53,6 +53,14 @@ struct IntegrityTests {
         try await eventually("the master shows s1 diverged") {
             try await problem(of: restarted.url, on: master.url)?.hasPrefix("diverged: its log differs from the master's") == true
         }
+        // In /metrics (the next heartbeat round) and in the master's log, as an error.
+        try await eventually("replog_secondary_diverged is 1 for s1") {
+            try await HTTP.get(master.url + "/metrics").text.contains("replog_secondary_diverged{peer=\"\(restarted.url)\"} 1")
+        }
+        try await eventually("the master logs the divergence") {
+            master.process.log.contains("error replog.master: replog.peer=\(restarted.url)")
+                && master.process.log.contains("secondary diverged from the master's log")
+        }
         // s1 holds the next message too, but its acknowledgement is not one: w=3 times out.
         let reply = try await HTTP.post(master.url + "/messages", ["message": "d", "w": 3, "timeout": 1_000])
         #expect(reply.status == 504, "\(reply.text)")
