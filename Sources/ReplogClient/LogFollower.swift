@@ -84,7 +84,7 @@ public struct LogFollower: AsyncSequence, Sendable {
             while true {
                 let url = follower.client.nodes[node] + "/messages/stream?from=\(next)"
                 do {
-                    let response = try await LogFollower.streams.execute(HTTPClientRequest(url: url), timeout: .hours(24 * 365))
+                    let response = try await LogFollower.streams.execute(follower.client.request(url), timeout: .hours(24 * 365))
                     guard response.status == .ok else {
                         let answer = try await response.body.collect(upTo: 1 << 20)
                         throw ReplogClientError.refused(status: Int(response.status.code), answer: String(buffer: answer))

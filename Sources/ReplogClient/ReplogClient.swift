@@ -27,11 +27,18 @@ public struct ReplogClient: Sendable {
         /// The pause after every node failed once; it doubles up to `maxRetryDelay`.
         public var firstRetryDelay: Duration
         public var maxRetryDelay: Duration
+        /// The client token of nodes started with `--client-token`, sent as
+        /// `Authorization: Bearer <token>` with every request.
+        public var token: String?
 
-        public init(retryFor: Duration = .seconds(30), firstRetryDelay: Duration = .milliseconds(50), maxRetryDelay: Duration = .seconds(1)) {
+        public init(
+            retryFor: Duration = .seconds(30), firstRetryDelay: Duration = .milliseconds(50), maxRetryDelay: Duration = .seconds(1),
+            token: String? = nil
+        ) {
             self.retryFor = retryFor
             self.firstRetryDelay = firstRetryDelay
             self.maxRetryDelay = maxRetryDelay
+            self.token = token
         }
     }
 
@@ -74,7 +81,7 @@ public struct ReplogClient: Sendable {
     public func append(_ message: String, w: Int? = nil, id: String? = UUID().uuidString, timeout: Duration? = nil) async throws -> AppendResult {
         let body = try JSONEncoder().encode(AppendRequest(message: message, w: w, id: id, timeout: timeout))
         return try await withRetries(path: "/messages", retryAfterSending: id != nil) { node in
-            var request = HTTPClientRequest(url: node + "/messages")
+            var request = request(node + "/messages")
             request.method = .POST
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(data: body))
@@ -94,7 +101,7 @@ public struct ReplogClient: Sendable {
     public func list(from: Int = 1, limit: Int? = nil) async throws -> [LogEntry] {
         let query = "/messages?from=\(from)" + (limit.map { "&limit=\($0)" } ?? "")
         return try await withRetries(path: query, retryAfterSending: true) { node in
-            let (status, answer) = try await exchange(HTTPClientRequest(url: node + query), within: .seconds(60))
+            let (status, answer) = try await exchange(request(node + query), within: .seconds(60))
             switch status {
             case 200: return .done(try decode(MessagesPage.self, answer, from: node).messages)
             case 500...503: return .tryAgain(text(answer))
@@ -107,7 +114,7 @@ public struct ReplogClient: Sendable {
     public func health(of node: String? = nil) async throws -> NodeHealth {
         let client = node.map { ReplogClient(nodes: [$0], configuration: configuration, httpClient: http) } ?? self
         return try await client.withRetries(path: "/health", retryAfterSending: true) { node in
-            let (status, answer) = try await exchange(HTTPClientRequest(url: node + "/health"), within: .seconds(30))
+            let (status, answer) = try await exchange(request(node + "/health"), within: .seconds(30))
             guard status == 200 else { throw ReplogClientError.refused(status: status, answer: text(answer)) }
             if let master = try? JSONDecoder().decode(MasterHealthReport.self, from: answer), master.role == "master" {
                 return .done(.master(master))
@@ -164,6 +171,13 @@ public struct ReplogClient: Sendable {
             try await Task.sleep(for: delay)
             delay = min(delay * 2, configuration.maxRetryDelay)
         }
+    }
+
+    /// A request to `url`, with the client token when there is one.
+    func request(_ url: String) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: url)
+        if let token = configuration.token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        return request
     }
 
     /// One request; its status and whole body.

@@ -10,11 +10,11 @@ public enum NodeApplications {
     ///   - port: 0 picks a free port; `onListening` receives the bound one.
     public static func master(
         _ master: Master, host: String, port: Int, maxBodyBytes: Int, logger: Logger,
-        metrics: (@Sendable () -> String)? = nil,
+        metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, metrics: metrics),
+            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-master"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
@@ -23,11 +23,11 @@ public enum NodeApplications {
     /// A secondary's HTTP server.
     public static func secondary(
         _ replica: SecondaryReplica, host: String, port: Int, secret: ClusterSecret? = nil, logger: Logger,
-        metrics: (@Sendable () -> String)? = nil,
+        metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: buildSecondaryRouter(replica: replica, metrics: metrics, secret: secret),
+            router: buildSecondaryRouter(replica: replica, metrics: metrics, secret: secret, clientTokens: clientTokens),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-secondary"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)

@@ -13,6 +13,14 @@ import Synchronization
 struct ClientOptions: ParsableArguments {
     @Option(help: "The master's base URL. Env: REPLOG_MASTER.")
     var master: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
+
+    @OptionGroup var token: TokenOption
+}
+
+/// The client token, for nodes started with `--client-token`.
+struct TokenOption: ParsableArguments {
+    @Option(help: "Client token to send (Authorization: Bearer …), for nodes started with --client-token. Env: REPLOG_CLIENT_TOKEN (the first).")
+    var token: String? = Environment.list("REPLOG_CLIENT_TOKEN").first
 }
 
 /// A tiny JSON-over-HTTP client for the CLI commands; bodies are the API's own types
@@ -55,8 +63,8 @@ enum API {
 /// The client library as the commands use it: one node, one attempt, so that a command
 /// against a dead port says so at once (`ReplogClient` in an application retries).
 extension ReplogClient {
-    static func command(_ node: String) -> ReplogClient {
-        ReplogClient(nodes: [node], configuration: .init(retryFor: .zero))
+    static func command(_ node: String, _ token: TokenOption) -> ReplogClient {
+        ReplogClient(nodes: [node], configuration: .init(retryFor: .zero, token: token.token))
     }
 
     /// Prints what a failed call means and ends the command with status 1.
@@ -99,7 +107,7 @@ struct AppendCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let result = try await ReplogClient.command(client.master)
+            let result = try await ReplogClient.command(client.master, client.token)
                 .append(message, w: w, id: id, timeout: timeout.map { .milliseconds($0) })
             printJSON(result)
         } catch {
@@ -114,12 +122,14 @@ struct ListCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the node to read (master or secondary).")
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
 
+    @OptionGroup var token: TokenOption
+
     @Flag(help: "Print the raw JSON.")
     var json = false
 
     func run() async throws {
         let messages: [LogEntry]
-        do { messages = try await ReplogClient.command(node).list() } catch { throw ReplogClient.exit(error) }
+        do { messages = try await ReplogClient.command(node, token).list() } catch { throw ReplogClient.exit(error) }
         if json { return printJSON(MessagesPage(messages: messages)) }
         for entry in messages { print("\(entry.seq)\t\(entry.message)") }
     }
@@ -131,9 +141,11 @@ struct HealthCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the node (default: the master).")
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
 
+    @OptionGroup var token: TokenOption
+
     func run() async throws {
         let health: NodeHealth
-        do { health = try await ReplogClient.command(node).health() } catch { throw ReplogClient.exit(error) }
+        do { health = try await ReplogClient.command(node, token).health() } catch { throw ReplogClient.exit(error) }
         switch health {
         case .master(let report): printJSON(report, pretty: true)
         case .secondary(let report): printJSON(report, pretty: true)
@@ -156,6 +168,8 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the node to follow (master or secondary).")
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
 
+    @OptionGroup var token: TokenOption
+
     func validate() throws {
         guard from >= 1 else { throw ValidationError("--from must be a seq, 1 or more") }
     }
@@ -163,7 +177,7 @@ struct TailCommand: AsyncParsableCommand {
     func run() async throws {
         // Say once per outage why the stream stopped; the follower retries until it is back.
         let lastReason = Mutex<String?>(nil)
-        let follower = ReplogClient.command(node).follow(from: from) { reason, next in
+        let follower = ReplogClient.command(node, token).follow(from: from) { reason, next in
             let isNew = lastReason.withLock { last in
                 defer { last = reason }
                 return last != reason

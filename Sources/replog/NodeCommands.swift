@@ -112,6 +112,22 @@ struct SecretOptions: ParsableArguments {
     }
 }
 
+/// Client authentication (off by default): appends, and if chosen reads, need a token.
+struct ClientTokenOptions: ParsableArguments {
+    @Option(name: .customLong("client-token"), help: "A bearer token clients must send to append (Authorization: Bearer …); repeat for several. Env: REPLOG_CLIENT_TOKEN (comma-separated).")
+    var tokens: [String] = Environment.list("REPLOG_CLIENT_TOKEN")
+
+    @Flag(help: "Reading the log (GET /messages, /messages/stream) needs a client token too. Env: REPLOG_CLIENT_TOKEN_READS=true.")
+    var clientTokenReads = Environment.bool("REPLOG_CLIENT_TOKEN_READS") ?? false
+
+    func validate() throws {
+        if clientTokenReads, tokens.isEmpty { throw ValidationError("--client-token-reads needs at least one --client-token") }
+        if tokens.contains(where: { $0.utf8.count < 16 }) { throw ValidationError("a client token must be at least 16 bytes long") }
+    }
+
+    var clientTokens: ClientTokens? { ClientTokens(tokens, protectsReads: clientTokenReads) }
+}
+
 /// Set by `replog cluster` on the nodes it starts.
 struct ParentOptions: ParsableArguments {
     @Flag(help: .hidden)
@@ -158,6 +174,7 @@ struct MasterCommand: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
     @OptionGroup var secret: SecretOptions
+    @OptionGroup var clients: ClientTokenOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var parent: ParentOptions
 
@@ -190,7 +207,9 @@ struct MasterCommand: AsyncParsableCommand {
         let master = Master(
             settings: settings, transport: HTTPTransport(secret: clusterSecret), store: store, fsync: storage.fsync, logID: logID, logger: logger)
         let host = host
-        let app = NodeApplications.master(master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics) { port in
+        let app = NodeApplications.master(
+            master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics, clientTokens: clients.clientTokens
+        ) { port in
             announce("listening on http://\(host):\(port)")
         }
         // The data dir's lock is held until the node has stopped.
@@ -222,6 +241,7 @@ struct SecondaryCommand: AsyncParsableCommand {
 
     @OptionGroup var storage: StorageOptions
     @OptionGroup var secret: SecretOptions
+    @OptionGroup var clients: ClientTokenOptions
     @OptionGroup var logging: LoggingOptions
     @OptionGroup var parent: ParentOptions
 
@@ -242,7 +262,8 @@ struct SecondaryCommand: AsyncParsableCommand {
         ])
         let host = host
         let app = NodeApplications.secondary(
-            replica, host: host, port: port, secret: clusterSecret, logger: logger, metrics: metrics
+            replica, host: host, port: port, secret: clusterSecret, logger: logger, metrics: metrics,
+            clientTokens: clients.clientTokens
         ) { port in
             announce("listening on http://\(host):\(port)")
         }

@@ -94,6 +94,8 @@ struct ReplicatedLogTests {
             // Protected mode: reachable from other machines and no secret. Refused before binding.
             (["secondary", "--port", "0", "--host", "0.0.0.0"], "--host 0.0.0.0 lets other machines reach this node"),
             (["master", "--port", "0", "--host", "0.0.0.0"], "has no cluster secret"),
+            (["master", "--port", "0", "--client-token", "short"], "a client token must be at least 16 bytes long"),
+            (["secondary", "--port", "0", "--client-token-reads"], "--client-token-reads needs at least one --client-token"),
         ]
         for (arguments, reason) in cases {
             let process = try await NodeProcess(arguments)
@@ -112,6 +114,23 @@ struct ReplicatedLogTests {
         s1.process.signal(SIGTERM)
         #expect(try await master.process.waitForExit() == 0, "\(master.process.log)")
         #expect(try await s1.process.waitForExit() == 0, "\(s1.process.log)")
+    }
+
+    /// A master started with `--client-token`: the commands send it with `--token` (or
+    /// REPLOG_CLIENT_TOKEN), and without it an append is refused with the node's 401.
+    @Test func clientCommandsSendTheClientToken() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let token = "a-client-token-of-some-length"
+        let master = try await cluster.startMaster(secondaries: [s1.url], LocalCluster.fastHeartbeats + ["--client-token", token])
+        let refused = try await NodeProcess(["append", "no token", "--master", master.url])
+        #expect(try await refused.waitForExit() == 1)
+        #expect(refused.log.contains("needs a client token to append"), "\(refused.log)")
+        let append = try await NodeProcess(["append", "with a token", "--w", "2", "--master", master.url, "--token", token])
+        #expect(try await append.waitForExit() == 0, "\(append.log)")
+        let fromEnvironment = try await NodeProcess(["append", "from the environment", "--master", master.url], environment: ["REPLOG_CLIENT_TOKEN": token])
+        #expect(try await fromEnvironment.waitForExit() == 0, "\(fromEnvironment.log)")
+        #expect(try await HTTP.messages(master.url).map(\.message) == ["with a token", "from the environment"])
     }
 
     /// `replog append` and `replog list` talk to a running master.

@@ -71,6 +71,44 @@ import Testing
         #expect(try cluster.master.read(from: 1, limit: 10).map(\.message) == ["own page", "curl"])
     }
 
+    /// With client tokens, an append needs `Authorization: Bearer <one of them>` (401 JSON
+    /// and nothing appended otherwise); reads stay open unless they are protected too, and
+    /// `/health` always is open (probes).
+    @Test(arguments: [false, true])
+    func clientTokensGuardAppendsAndIfChosenReads(protectsReads: Bool) async throws {
+        let cluster = TestCluster(secondaries: 0)
+        let tokens = ClientTokens(["first-token-0123456789", "second-token-0123456789"], protectsReads: protectsReads)
+        let app = Application(router: buildMasterRouter(master: cluster.master, clientTokens: tokens))
+        try await app.test(.router) { client in
+            let body = ByteBuffer(string: #"{"message": "x"}"#)
+            for authorization in [nil, "Bearer wrong-token-0123456789", "first-token-0123456789", "Bearer first-token-012345678"] {
+                var headers: HTTPFields = [.contentType: "application/json"]
+                if let authorization { headers[.authorization] = authorization }
+                try await client.execute(uri: "/messages", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .unauthorized, "\(authorization ?? "none")")
+                    #expect(response.headers[.wwwAuthenticate] == "Bearer")
+                    #expect((json(response.body)["error"] as? String)?.contains("needs a client token to append") == true)
+                }
+            }
+            for token in ["first-token-0123456789", "second-token-0123456789"] {
+                let headers: HTTPFields = [.contentType: "application/json", .authorization: "Bearer \(token)"]
+                try await client.execute(uri: "/messages", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .created)
+                }
+            }
+            try await client.execute(uri: "/messages", method: .get) { response in
+                #expect(response.status == (protectsReads ? .unauthorized : .ok))
+            }
+            try await client.execute(uri: "/messages", method: .get, headers: [.authorization: "Bearer second-token-0123456789"]) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+        }
+        #expect(try cluster.master.read(from: 1, limit: 10).map(\.message) == ["x", "x"])
+    }
+
     /// A long poll (`?wait=MS`) answers at once when there is something at `from`, waits for
     /// the next append when there is not, and ends with an empty page when its wait runs
     /// out (on the master's clock). A wait out of range is 400.

@@ -7,12 +7,13 @@ import ReplogStorage
 
 /// The master's public API: append, list, health.
 public func buildMasterRouter(
-    master: Master, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil
+    master: Master, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router()
     let allowedMethods = AllowedMethods()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
     router.add(middleware: CrossSiteGuard())
+    router.add(middleware: ClientTokenGuard(tokens: clientTokens))
 
     router.post("/messages") { request, _ -> Response in
         guard acceptsAsJSON(request.headers[.contentType]) else {

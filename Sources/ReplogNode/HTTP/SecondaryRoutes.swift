@@ -55,12 +55,13 @@ public let maxAppendBodyBytes = 32 << 20
 ///   otherwise, and nothing changes); a node without one trusts its network.
 public func buildSecondaryRouter(
     replica: SecondaryReplica, maxBodyBytes: Int = maxReplicationBodyBytes, metrics: (@Sendable () -> String)? = nil,
-    secret: ClusterSecret? = nil
+    secret: ClusterSecret? = nil, clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
     let router = Router()
     let allowedMethods = AllowedMethods()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
     router.add(middleware: CrossSiteGuard())
+    router.add(middleware: ClientTokenGuard(tokens: clientTokens))
 
     router.post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
         var request = request

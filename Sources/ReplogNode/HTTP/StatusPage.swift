@@ -58,6 +58,7 @@ enum StatusPage {
         <form id="append">
           <input type="text" id="message" placeholder="message" required>
           <label>w <select id="w"><option value="">all</option>{{W_OPTIONS}}</select></label>
+          <input type="password" id="token" placeholder="client token (if the node needs one)">
           <button type="submit">Append</button>
         </form>
         <div id="result"></div>
@@ -70,6 +71,11 @@ enum StatusPage {
 
         <script>
         const text = (value) => document.createTextNode(value == null ? "" : String(value));
+        // A node started with --client-token wants it on appends (and maybe reads); kept for this tab only.
+        const tokenField = document.getElementById("token");
+        tokenField.value = sessionStorage.getItem("replog-token") || "";
+        tokenField.addEventListener("change", () => sessionStorage.setItem("replog-token", tokenField.value));
+        const auth = () => tokenField.value ? { "Authorization": "Bearer " + tokenField.value } : {};
         function row(cells) {
           const tr = document.createElement("tr");
           for (const cell of cells) {
@@ -105,7 +111,7 @@ enum StatusPage {
             }
             nodes.replaceChildren(...rows);
             const from = Math.max(1, health.seq - 19);
-            const page = await (await fetch("/messages?from=" + from + "&limit=20")).json();
+            const page = await (await fetch("/messages?from=" + from + "&limit=20", { headers: auth() })).json();
             document.getElementById("messages").replaceChildren(...page.messages.reverse().map(m => row([m.seq, m.message])));
             document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
           } catch (error) {
@@ -118,7 +124,7 @@ enum StatusPage {
           const w = document.getElementById("w").value;
           if (w) body.w = Number(w);
           const started = performance.now();
-          const reply = await fetch("/messages", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+          const reply = await fetch("/messages", { method: "POST", headers: { "Content-Type": "application/json", ...auth() }, body: JSON.stringify(body) });
           document.getElementById("result").textContent =
             reply.status + " after " + Math.round(performance.now() - started) + " ms: " + await reply.text();
           refresh();
