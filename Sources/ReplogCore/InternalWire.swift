@@ -9,8 +9,23 @@
 /// another master log. `/health` is for people and may change; this is for the master.
 public enum InternalWire {
     public static let replicatePath = "/replicate"
+    /// `GET /replicate/hash?seq=N`: the secondary's running hash at seq N (`LogHashAnswer`),
+    /// for the master to find where a diverged secondary's log parts from its own.
+    public static let hashPath = "/replicate/hash"
     public static let recordsContentType = "application/x-replog-records"
     public static let logHeader = "Replog-Log"
+}
+
+/// A secondary's answer to `GET /replicate/hash?seq=N`: its hash at `seq`, nil when it
+/// does not hold that seq.
+public struct LogHashAnswer: Codable, Sendable, Equatable {
+    public let seq: Int
+    public let hash: String?
+
+    public init(seq: Int, hash: String?) {
+        self.seq = seq
+        self.hash = hash
+    }
 }
 
 /// A secondary's answer to the master: "I hold every message up to `seq`".

@@ -154,8 +154,9 @@ public struct ReplicationInstance: Sendable {
         case catchUpFinished(peer: String, entries: Int, took: Duration)
         /// A secondary's stream delivered again after failed rounds.
         case replicationRecovered(peer: String, failedRounds: Int)
-        /// A secondary was found holding another log than the master's (log it as an error).
-        case diverged(peer: String, problem: String)
+        /// A secondary was found holding another log than the master's, at or before a seq:
+        /// log it as an error, and find the first seq where the two logs part.
+        case diverged(peer: String, atOrBefore: Int, problem: String)
         /// The secondary came back (or restarted): end its back-off and let its stream look
         /// for work at once.
         case wakeStream(peer: String)
@@ -257,12 +258,13 @@ public struct ReplicationInstance: Sendable {
             // It answers, but what it holds is not this log: the same seqs with other
             // messages. Whatever it acknowledges is not what the clients wrote, so it counts
             // towards neither `w` nor the quorum.
-            let wasDiverged = peers[url]!.problem?.hasPrefix("diverged") == true
+            // (Once found, where the logs part stays the problem, until an answer agrees again.)
+            guard peers[url]!.problem?.hasPrefix("diverged") != true else { return onHeartbeatMissed(url) }
             let problem =
                 "diverged: its log differs from the master's at or before seq \(replica.seq) (hash \(held), the master's "
                 + "\(expected)); stop it, empty its log and restart it"
             peers[url]!.problem = problem
-            return (wasDiverged ? [] : [.diverged(peer: url, problem: problem)]) + onHeartbeatMissed(url)
+            return [.diverged(peer: url, atOrBefore: replica.seq, problem: problem)] + onHeartbeatMissed(url)
         }
         var directives: [Directive] = []
         let wasWritable = quorum.isWritable
@@ -379,6 +381,15 @@ public struct ReplicationInstance: Sendable {
             }
         }
         return onContact(from: url, replica, lastSeq: lastSeq, masterHash: masterHash, now: now) + recovered
+    }
+
+    /// The first seq where a diverged secondary's log parts from the master's was found
+    /// (by comparing hashes at a few seqs): the problem names it.
+    public mutating func onDivergenceLocated(_ url: String, seq: Int) -> String? {
+        guard peers[url]!.problem?.hasPrefix("diverged") == true else { return nil }  // it agrees again
+        let problem = "diverged at seq \(seq): it holds another message there than the master; stop it, empty its log and restart it"
+        peers[url]!.problem = problem
+        return problem
     }
 
     /// A request failed (no answer, an error status, another log).

@@ -64,6 +64,10 @@ public final class InMemoryTransport: ReplicationTransport {
         try await reach(peer).replicaState
     }
 
+    public func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
+        try await reach(peer).hash(at: seq)
+    }
+
     private func reach(_ peer: String) async throws -> SecondaryReplica {
         let delay = links.withLock { $0[peer]?.delay ?? .zero }
         if delay > .zero { try await clock.sleep(for: delay) }

@@ -40,6 +40,21 @@ extension Master {
         handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
     }
 
+    /// Finds the first seq where a diverged secondary's log parts from the master's, by
+    /// halving: the hashes agree at 0 and differ at `last`, so about log2(last) questions
+    /// find the seq where they start to differ. Gives up quietly if the secondary stops
+    /// answering (its problem then keeps saying "at or before").
+    func locateDivergence(of peer: String, atOrBefore last: Int) async {
+        var (agreed, differs) = (0, last)
+        while differs - agreed > 1 {
+            let middle = (agreed + differs) / 2
+            guard let theirs = try? await transport.hash(of: peer, at: middle, timeout: settings.heartbeatTimeout) else { return }
+            if theirs == store.hash(at: middle) { agreed = middle } else { differs = middle }
+        }
+        let problem = state.withLock { $0.instance.onDivergenceLocated(peer, seq: differs) }
+        if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
+    }
+
     /// A heartbeat got no answer in time.
     func onHeartbeatMissed(_ peer: String, error: any Error) {
         logger.trace("heartbeat missed", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
@@ -85,8 +100,9 @@ extension Master {
             logger.info("catch-up finished", metadata: [
                 "replog.peer": "\(peer)", "replog.entries": "\(entries)", "replog.ms": "\(took.milliseconds)",
             ])
-        case .diverged(let peer, let problem):
+        case .diverged(let peer, let seq, let problem):
             logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"])
+            Task { await locateDivergence(of: peer, atOrBefore: seq) }
         case .replicationRecovered(let peer, let failedRounds):
             logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.failedRounds": "\(failedRounds)"])
         case .wakeStream(let peer):

@@ -11,6 +11,9 @@ public protocol ReplicationTransport: Sendable {
 
     /// A heartbeat: asks `peer` what it holds, without sending anything.
     func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState
+
+    /// Asks `peer` for its running hash at `seq` (nil when it does not hold `seq`).
+    func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String?
 }
 
 extension ReplicationTransport {

@@ -115,6 +115,11 @@ public final class SecondaryReplica: Sendable {
         }
     }
 
+    /// The running hash of its log at `seq`, if it holds (and lists) that seq.
+    public func hash(at seq: Int) -> String? {
+        seq <= replicaState.seq ? store.hash(at: seq) : nil
+    }
+
     /// Entries received out of order and waiting for a gap to fill.
     public var heldBackCount: Int { state.withLock { $0.holdBack.heldBackCount } }
 

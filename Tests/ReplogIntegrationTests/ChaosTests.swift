@@ -172,6 +172,17 @@ struct ChaosTests {
         for node in [master] + secondaries {
             logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
         }
+        // The hash chains agree as well as the lists: after the barrier every node holds the
+        // same seqs and shows the same hash there, and the master took none for diverged.
+        var hashes: [String] = []
+        for node in [master] + secondaries {
+            let health = try await HTTP.get(node.url + "/health").json
+            hashes.append("\(health["seq"] as? Int ?? -1):\(health["hash"] as? String ?? "none")")
+            for secondary in health["secondaries"] as? [[String: any Sendable]] ?? [] {
+                #expect((secondary["problem"] as? String)?.hasPrefix("diverged") != true, "\(secondary)")
+            }
+        }
+        #expect(Set(hashes).count == 1 && !hashes[0].hasSuffix(":none"), "seq:hash per node: \(hashes)")
         let records = history.withLock { $0 }
         let violations = HistoryChecker.check(records, logs: logs)
         let acknowledged = records.count { if case .ok = $0.outcome { true } else { false } }

@@ -50,8 +50,10 @@ struct IntegrityTests {
         let restarted = try await cluster.startSecondary(port: port, ["--data-dir", folder.path])
         #expect(try await hash(restarted.url) != same)
 
-        try await eventually("the master shows s1 diverged") {
-            try await problem(of: restarted.url, on: master.url)?.hasPrefix("diverged: its log differs from the master's") == true
+        // First "at or before" the seq it holds; then, after a few questions about its
+        // hashes, the very seq where the logs part.
+        try await eventually("the master shows s1 diverged at seq 2") {
+            try await problem(of: restarted.url, on: master.url)?.hasPrefix("diverged at seq 2: it holds another message there") == true
         }
         // In /metrics (the next heartbeat round) and in the master's log, as an error.
         try await eventually("replog_secondary_diverged is 1 for s1") {

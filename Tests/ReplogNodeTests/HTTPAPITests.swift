@@ -401,8 +401,51 @@ import Testing
                 #expect(response.status == .ok)
                 #expect(json(response.body)["seq"] as? Int == 1)
             }
+            // The master's question where a diverged log parts: signed like the rest.
+            try await client.execute(uri: "/replicate/hash?seq=1", method: .get) { response in
+                #expect(response.status == .unauthorized)
+            }
+            try await client.execute(uri: "/replicate/hash?seq=1", method: .get, headers: probe) { response in
+                #expect(response.status == .unauthorized, "a heartbeat's signature is not one for /replicate/hash")
+            }
+            let hashQuestion: HTTPFields = [signature: secret.sign(method: "GET", path: "/replicate/hash", log: nil, body: [UInt8]())]
+            try await client.execute(uri: "/replicate/hash?seq=1", method: .get, headers: hashQuestion) { response in
+                #expect(response.status == .ok)
+                #expect(json(response.body)["hash"] as? String == replica.store.hash(at: 1))
+            }
         }
         #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["real"])
+    }
+
+    /// A captured, validly signed delivery sent again (a replay) changes nothing: replayed
+    /// at once it is a duplicate, replayed after later deliveries it neither appends again
+    /// nor reorders; and replayed against a log it does not match, it is refused.
+    @Test func aReplayedSignedDeliveryAppendsNothingAndReordersNothing() async throws {
+        let secret = try #require(ClusterSecret("correct horse battery staple"))
+        let replica = SecondaryReplica()
+        let app = Application(router: buildSecondaryRouter(replica: replica, secret: secret))
+        func signed(_ entries: [LogEntry]) -> (HTTPFields, ByteBuffer) {
+            let records = RecordFraming.encode(entries)
+            var headers: HTTPFields = [.contentType: InternalWire.recordsContentType, HTTPFields.Element.Name(InternalWire.logHeader)!: "L"]
+            headers[HTTPFields.Element.Name(ClusterSecret.header)!] = secret.sign(method: "POST", path: "/replicate", log: "L", body: records)
+            return (headers, ByteBuffer(bytes: records))
+        }
+        let first = signed([LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "b")])
+        let later = signed([LogEntry(seq: 3, message: "c")])
+        let forgedLater = signed([LogEntry(seq: 2, message: "replaced")])
+        try await app.test(.router) { client in
+            for (headers, body) in [first, first, later, first, later] {
+                try await client.execute(uri: "/replicate", method: .post, headers: headers, body: body) { response in
+                    #expect(response.status == .ok)
+                }
+            }
+            // Signed, but another message at a seq it holds: refused, as a diverged log.
+            try await client.execute(uri: "/replicate", method: .post, headers: forgedLater.0, body: forgedLater.1) { response in
+                #expect(response.status == .conflict)
+                #expect((json(response.body)["error"] as? String)?.hasPrefix("diverged at seq 2") == true)
+            }
+        }
+        #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a", "b", "c"])
     }
 
     /// The heartbeat reads the internal answer type from `GET /replicate`, not `/health`

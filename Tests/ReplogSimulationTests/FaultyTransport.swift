@@ -59,4 +59,10 @@ final class FaultyTransport: ReplicationTransport {
         guard let replica = reachable(peer) else { throw TransportError.unreachable(peer) }
         return replica.replicaState
     }
+
+    func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
+        try await clock.sleep(for: random.duration(.zero...self.faults.withLock { $0.maxDelay }))
+        guard let replica = reachable(peer) else { throw TransportError.unreachable(peer) }
+        return replica.hash(at: seq)
+    }
 }

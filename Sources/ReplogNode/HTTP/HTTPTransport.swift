@@ -36,10 +36,19 @@ public struct HTTPTransport: ReplicationTransport {
         return try await send(.GET, InternalWire.replicatePath, to: peer, headers: headers, timeout: timeout)
     }
 
-    private func send(
+    public func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
+        var headers: HTTPHeaders = [:]
+        if let secret {
+            headers.add(name: ClusterSecret.header, value: secret.sign(method: "GET", path: InternalWire.hashPath, log: nil, body: [UInt8]()))
+        }
+        let answer: LogHashAnswer = try await send(.GET, InternalWire.hashPath + "?seq=\(seq)", to: peer, headers: headers, timeout: timeout)
+        return answer.hash
+    }
+
+    private func send<Answer: Decodable>(
         _ method: HTTPMethod, _ path: String, to peer: String, headers: HTTPHeaders = [:], body: ByteBuffer? = nil,
         timeout: Duration
-    ) async throws -> ReplicaState {
+    ) async throws -> Answer {
         let answer: PeerConnections.Answer
         do {
             answer = try await connections.send(method, path, to: peer, headers: headers, body: body, timeout: timeout)
@@ -52,7 +61,7 @@ public struct HTTPTransport: ReplicationTransport {
         }
         switch answer.status.code {
         case 200:
-            return try JSON.decoder.decode(ReplicaState.self, from: answer.body)
+            return try JSON.decoder.decode(Answer.self, from: answer.body)
         case 401:
             throw TransportError.unauthorized
         case 409:

@@ -89,6 +89,13 @@ public func buildSecondaryRouter(
         return JSON.response(.ok, replica.replicaState)
     }
 
+    // Where a diverged log parts from the master's: the master asks for hashes at a few seqs.
+    router.get(RouterPath(InternalWire.hashPath)) { request, _ in
+        try checkSignature(secret, of: request, path: InternalWire.hashPath, log: nil, body: ByteBuffer())
+        let seq = try request.integerQuery("seq", minimum: 0) ?? 0
+        return JSON.response(.ok, LogHashAnswer(seq: seq, hash: replica.hash(at: seq)))
+    }
+
     router.post("/messages") { _, _ -> Response in
         var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
         response.headers[.allow] = "GET"
@@ -123,10 +130,12 @@ extension SecondaryHealthReport {
 }
 
 /// Refuses (401) an internal request without a valid signature, when the node has a secret.
-private func checkSignature(_ secret: ClusterSecret?, of request: Request, log: String?, body: ByteBuffer) throws(APIError) {
+private func checkSignature(
+    _ secret: ClusterSecret?, of request: Request, path: String = InternalWire.replicatePath, log: String?, body: ByteBuffer
+) throws(APIError) {
     guard let secret else { return }
     let signature = request.headers[HTTPFields.Element.Name(ClusterSecret.header)!]
-    guard secret.verify(signature, method: request.method.rawValue, path: InternalWire.replicatePath, log: log, body: body.readableBytesView) else {
+    guard secret.verify(signature, method: request.method.rawValue, path: path, log: log, body: body.readableBytesView) else {
         throw APIError(
             .unauthorized,
             "node-to-node requests need proof of the cluster secret: this one has no valid \(ClusterSecret.header) "
