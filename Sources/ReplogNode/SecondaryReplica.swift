@@ -170,9 +170,10 @@ public final class SecondaryReplica: Sendable {
     /// Throws `Diverged` when a redelivered entry differs from what is stored at its seq. A
     /// redelivery is rare (a lost answer, a retry), so reading it back costs little.
     private func refuseOtherContent(_ held: [LogEntry]) throws {
-        guard let first = held.map(\.seq).min(), let last = held.map(\.seq).max() else { return }
-        let stored = try store.read(from: first, limit: last - first + 1)
-        for entry in held where stored[entry.seq - first].message != entry.message {
+        let seqs = held.map(\.seq).filter { $0 >= 1 }  // a seq below 1 is no entry (the route refuses it)
+        guard let first = seqs.min(), let last = seqs.max() else { return }
+        let stored = Dictionary(uniqueKeysWithValues: try store.read(from: first, limit: last - first + 1).map { ($0.seq, $0.message) })
+        for entry in held where stored[entry.seq].map({ $0 != entry.message }) == true {
             throw Diverged(seq: entry.seq)
         }
     }

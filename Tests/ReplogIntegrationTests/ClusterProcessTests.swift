@@ -60,9 +60,16 @@ struct ClusterProcessTests {
             let commandLine = (try? String(contentsOfFile: "/proc/\(node.pid)/cmdline", encoding: .utf8)) ?? ""
             #expect(commandLine.contains("--cluster-secret-file") && !commandLine.contains(secret), "\(node.name)")
         }
+        // Nor in what any node shows or logs.
+        for node in nodes {
+            for path in ["/health", "/metrics", "/"] {
+                #expect(try await !HTTP.get(node.url + path).text.contains(secret), "\(node.name)\(path)")
+            }
+        }
 
         cluster.signal(SIGTERM)
         #expect(try await cluster.waitForExit() == 0, "\(cluster.log)")
+        #expect(!cluster.log.contains(secret), "the secret is in the cluster's output")
         for node in nodes { #expect(!isAlive(node.pid), "\(node.name) (pid \(node.pid)) outlived the cluster") }
     }
 

@@ -448,6 +448,33 @@ import Testing
         #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a", "b", "c"])
     }
 
+    /// A delivery with a seq below 1, or without a log id, is refused with 400 and stores
+    /// nothing. (The fuzzer found that seq 0 crashed a secondary.)
+    @Test func aDeliveryOutsideTheLogIsRefused() async throws {
+        let replica = SecondaryReplica()
+        _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
+        let app = Application(router: buildSecondaryRouter(replica: replica))
+        try await app.test(.router) { client in
+            for body in [
+                #"{"log": "L", "entries": [{"seq": 0, "message": ""}]}"#,
+                #"{"log": "L", "entries": [{"seq": -3, "message": "x"}]}"#,
+                #"{"log": "", "entries": [{"seq": 2, "message": "x"}]}"#,
+            ] {
+                try await client.execute(uri: "/replicate", method: .post, body: ByteBuffer(string: body)) { response in
+                    #expect(response.status == .badRequest, "\(body)")
+                }
+            }
+            // A digit that is not ASCII is no number here ("³" once read as "as far as you can go").
+            for query in ["/replicate/hash?seq=%C2%B3", "/messages?from=%C2%BD"] {
+                try await client.execute(uri: query, method: .get) { response in
+                    #expect(response.status == .badRequest, "\(query)")
+                }
+            }
+        }
+        #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a"])
+        #expect(replica.replicaState.seq == 1)
+    }
+
     /// The heartbeat reads the internal answer type from `GET /replicate`, not `/health`
     /// (which is for people and may change).
     @Test func heartbeatEndpointAnswersTheInternalReplicaState() async throws {

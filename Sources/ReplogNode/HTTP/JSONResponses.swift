@@ -153,8 +153,9 @@ extension Request {
     /// An optional integer query parameter, at least `minimum`.
     func integerQuery(_ name: String, minimum: Int) throws -> Int? {
         guard let text = uri.queryParameters[name[...]] else { return nil }
-        // A number too large for Int still means "as far as you can go".
-        if Int(text) == nil, !text.isEmpty, text.allSatisfy(\.isNumber) { return Int.max }
+        // A number too large for Int still means "as far as you can go". (ASCII digits only:
+        // `isNumber` is true of "³" and "½" too, which the fuzzer sent.)
+        if Int(text) == nil, !text.isEmpty, text.allSatisfy({ $0.isASCII && $0.isNumber }) { return Int.max }
         guard let value = Int(text), value >= minimum else {
             throw APIError(.badRequest, "query parameter \"\(name)\" must be an integer >= \(minimum), got \"\(text)\"")
         }

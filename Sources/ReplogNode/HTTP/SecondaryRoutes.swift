@@ -25,6 +25,16 @@ struct ReplicationBatch: Decodable {
 
     /// Reads either form, or says what is wrong with the request.
     static func read(from request: Request, body: ByteBuffer) throws(APIError) -> ReplicationBatch {
+        let batch = try decode(from: request, body: body)
+        // A seq below 1 is no place in any log (found by fuzzing: one crashed the node).
+        if let bad = batch.entries.first(where: { $0.seq < 1 }) {
+            throw APIError(.badRequest, "every entry's seq must be 1 or more, got \(bad.seq)")
+        }
+        guard !batch.log.isEmpty else { throw APIError(.badRequest, "\"log\" must name the master log, not be empty") }
+        return batch
+    }
+
+    private static func decode(from request: Request, body: ByteBuffer) throws(APIError) -> ReplicationBatch {
         guard request.headers[.contentType] == contentType else {
             guard let batch = try? JSON.decoder.decode(Self.self, from: body) else {
                 throw APIError(
