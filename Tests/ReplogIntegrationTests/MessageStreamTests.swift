@@ -146,4 +146,66 @@ struct MessageStreamTests {
         #expect(tail.stdout == "2\tb\n3\tc\n4\td\n5\te\n", "\(tail.log)")
         #expect(tail.log.contains("reconnecting from seq 4"), "\(tail.log)")
     }
+
+    /// A follower that never reads costs the node no memory beyond its socket's buffers: the
+    /// stream writes a page only once the connection took the last one, so it stops when
+    /// the reader's window is full, and queues nothing for it.
+    @Test func aFollowerThatNeverReadsDoesNotGrowTheNodesMemory() async throws {
+        let cluster = LocalCluster()
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-it-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        // On disk, so that the log itself is not in the node's memory.
+        let s1 = try await cluster.startSecondary(["--data-dir", folder.path])
+        let master = try await cluster.startMaster(secondaries: [s1.url])
+        let port = Int(s1.url.split(separator: ":").last!)!
+        let stuck = try StuckReader(port: port, request: "GET /messages/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        defer { stuck.close() }
+        _ = try await HTTP.post(master.url + "/messages", ["message": "warm-up", "w": 2])
+        let before = try residentBytes(of: s1.process.pid)
+
+        // 24 MB for the follower to fall behind by: 6,000 messages of 4 KB.
+        let message = String(repeating: "x", count: 4_096)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<8 {
+                group.addTask {
+                    for _ in 0..<750 { _ = try await HTTP.post(master.url + "/messages", ["message": "\(client)" + message, "w": 2]) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await HTTP.get(s1.url + "/health").json["seq"] as? Int == 6_001)
+        let grown = try residentBytes(of: s1.process.pid) - before
+        #expect(grown < 12 << 20, "the secondary grew by \(grown >> 20) MiB while one follower read nothing")
+    }
+}
+
+/// A TCP client that sends one request and then never reads, with a small receive buffer.
+private final class StuckReader: Sendable {
+    let socket: Int32
+
+    init(port: Int, request: String) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var size: Int32 = 4_096
+        setsockopt(socket, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        _ = request.withCString { send(socket, $0, strlen($0), 0) }
+    }
+
+    func close() { Glibc.close(socket) }
+}
+
+/// A process's resident memory (VmRSS), in bytes.
+private func residentBytes(of pid: Int32) throws -> Int {
+    let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+        let kib = Int(line.split(separator: " ").dropFirst().first ?? "")
+    else { throw POSIXError(.EINVAL) }
+    return kib << 10
 }
