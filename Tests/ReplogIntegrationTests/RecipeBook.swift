@@ -10,7 +10,8 @@ import Testing
 /// ```
 /// <!-- recipe
 /// session: readme            blocks of one session run in one shell, in order (default: alone)
-/// before: SHELL              a hidden line run first (what the prose asks the reader to do)
+/// before: SHELL              a hidden line run first (what the prose asks the reader to do;
+///                            `cd "$RECIPE_REPO"` for a command run in the clone)
 /// after: SHELL               a hidden line run after the block
 /// only-lines: 1              run only these lines (the others are this very test run, …)
 /// terminal-ready: TEXT       what a `# terminal 1` command prints once it is up
@@ -28,7 +29,10 @@ import Testing
 /// restarts it).
 struct RecipeBook {
     /// The documents whose shell blocks are recipes.
-    static let documents = ["README.md", "docs/guarantees.md", "docs/durability.md", "docs/deploy.md"]
+    static let documents = [
+        "README.md", "docs/guarantees.md", "docs/durability.md", "docs/deploy.md", "docs/testing.md", "docs/benchmarks.md",
+        "docs/architecture.md",
+    ]
 
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
@@ -130,6 +134,13 @@ struct RecipeBook {
                 recipes.append(recipe)
                 comment = nil
                 index = end + 1
+                continue
+            }
+            if line.hasPrefix("```") {
+                // Another kind of block (YAML, Mermaid, an example of these comments): skip it whole.
+                index += 1
+                while index < lines.count, lines[index] != "```" { index += 1 }
+                index += 1
                 continue
             }
             if !line.trimmingCharacters(in: .whitespaces).isEmpty, comment != nil {

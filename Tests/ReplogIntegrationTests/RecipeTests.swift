@@ -77,6 +77,7 @@ private final class RecipeRun: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["RECIPE_DIR"] = folder.path
         environment["RECIPE_BIN"] = folder.appendingPathComponent(".bin").path
+        environment["RECIPE_REPO"] = RecipeBook.root.path  // for commands a reader runs in the clone
         environment["REPLOG_RECIPE_RUN"] = runID
         let shell = try await ChildProcess(
             executable: "/bin/bash", arguments: [folder.appendingPathComponent(".recipe.sh").path], environment: environment)
