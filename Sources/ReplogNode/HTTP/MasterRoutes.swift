@@ -42,10 +42,7 @@ public func buildMasterRouter(
         }
     }
 
-    router.addMessagesRoute(
-        read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
-        wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
-    router.addMessageStreamRoute(
+    router.addReadingRoutes(
         read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
         wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
 

@@ -5,6 +5,16 @@ import ReplogStorage
 import ServiceLifecycle
 
 extension Router {
+    /// Every way to read the log, the same on every node: `GET /messages` (a page, or a
+    /// long poll) and `GET /messages/stream`, over the node's visible log and its watch.
+    func addReadingRoutes(
+        read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
+        wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
+    ) {
+        addMessagesRoute(read: read, wait: wait)
+        addMessageStreamRoute(read: read, wait: wait)
+    }
+
     /// How long an idle stream goes without a byte: a comment then keeps proxies and
     /// clients from taking it for dead (or `--max-long-poll`, if shorter).
     static var streamKeepAlive: Duration { .seconds(15) }

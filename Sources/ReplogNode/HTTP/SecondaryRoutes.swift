@@ -112,10 +112,7 @@ public func buildSecondaryRouter(
         return response
     }
 
-    router.addMessagesRoute(
-        read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
-        wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
-    router.addMessageStreamRoute(
+    router.addReadingRoutes(
         read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
         wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
 
