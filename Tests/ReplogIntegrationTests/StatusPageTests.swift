@@ -41,6 +41,20 @@ struct StatusPageTests {
         _ = try await runBrowser(browser, ["--screenshot=\(screenshot)", "--window-size=1100,900", master.url + "/"])
     }
 
+    /// On a master whose reads need a client token, the page says so where the messages
+    /// would be, and still shows the cluster's health (which stays open).
+    @Test(.enabled(if: chromium != nil || browserRequired, "needs Chromium (apt-get install chromium)"))
+    func statusPageSaysReadingNeedsATokenWhenItDoes() async throws {
+        let browser = try #require(Self.chromium, "Chromium is not installed")
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(
+            secondaries: [s1.url], LocalCluster.fastHeartbeats + ["--client-token", "status-page-token-0123456789", "--client-token-reads"])
+        let dom = try await render(master.url + "/", with: browser)
+        #expect(dom.contains("reading the log needs a client token"), "\(dom)")
+        #expect(dom.contains(s1.url) && dom.contains("Writable."), "\(dom)")
+    }
+
     /// The DOM after the page's script ran (Chromium's virtual time lets the fetches finish).
     private func render(_ url: String, with browser: String) async throws -> String {
         try await runBrowser(browser, ["--dump-dom", url])

@@ -111,8 +111,14 @@ enum StatusPage {
             }
             nodes.replaceChildren(...rows);
             const from = Math.max(1, health.seq - 19);
-            const page = await (await fetch("/messages?from=" + from + "&limit=20", { headers: auth() })).json();
-            document.getElementById("messages").replaceChildren(...page.messages.reverse().map(m => row([m.seq, m.message])));
+            const reply = await fetch("/messages?from=" + from + "&limit=20", { headers: auth() });
+            if (reply.status === 401) {
+              // Started with --client-token-reads: say so, rather than that the master is unreachable.
+              document.getElementById("messages").replaceChildren(row(["—", "reading the log needs a client token: enter it in the form above"]));
+            } else {
+              const page = await reply.json();
+              document.getElementById("messages").replaceChildren(...page.messages.reverse().map(m => row([m.seq, m.message])));
+            }
             document.getElementById("updated").textContent = "Updated " + new Date().toLocaleTimeString() + ".";
           } catch (error) {
             document.getElementById("quorum").textContent = "Cannot reach the master: " + error;
