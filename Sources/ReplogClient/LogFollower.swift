@@ -18,15 +18,7 @@ public struct LogFollower: AsyncSequence, Sendable {
     /// Streams get their own connections: a node sends a comment every 15 s while idle,
     /// so 45 s of silence means a dead connection (appends, which may wait long for their
     /// write concern, must not have that limit).
-    static let streams = HTTPClient(
-        eventLoopGroup: NIOSingletons.posixEventLoopGroup,
-        configuration: {
-            var configuration = HTTPClient.Configuration()
-            configuration.connectionPool.retryConnectionEstablishment = false
-            configuration.timeout.read = .seconds(45)
-            configuration.timeout.connect = .seconds(5)
-            return configuration
-        }())
+    static let streams = ReplogClient.makeConnections(readTimeout: .seconds(45))
 
     public func makeAsyncIterator() -> Iterator {
         Iterator(follower: self, next: Swift.max(from, 1))

@@ -59,14 +59,17 @@ public struct ReplogClient: Sendable {
 
     /// The connections clients share unless given others; never shut down, like
     /// `HTTPClient.shared`.
-    public static let connections = HTTPClient(
-        eventLoopGroup: NIOSingletons.posixEventLoopGroup,
-        configuration: {
-            var configuration = HTTPClient.Configuration()
-            configuration.connectionPool.retryConnectionEstablishment = false
-            configuration.timeout.connect = .seconds(5)
-            return configuration
-        }())
+    public static let connections = makeConnections()
+
+    /// Connections that try each node once, for 5 s at most (and give up on a response
+    /// silent for `readTimeout`, if one is given).
+    static func makeConnections(readTimeout: TimeAmount? = nil) -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(5)
+        configuration.timeout.read = readTimeout
+        return HTTPClient(eventLoopGroup: NIOSingletons.posixEventLoopGroup, configuration: configuration)
+    }
 
     // MARK: The calls
 
