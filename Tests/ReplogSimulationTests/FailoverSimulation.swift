@@ -1,0 +1,432 @@
+import ReplogCore
+
+/// One seeded schedule of elections under faults: 3 or 5 nodes, each driven by the real
+/// `FailoverInstance`, on a simulated network that delays, reorders and loses messages,
+/// while the schedule crashes, freezes (as `SIGSTOP` does) and partitions nodes, the
+/// master most of all, and clients append through any node.
+///
+/// The election rules are the product's (`FailoverInstance`); what is modelled here is
+/// the rest of a node, kept as simple as it can be: a log is an array that is durable as
+/// soon as it is written, and a master's replication request carries its whole log and
+/// epoch history (the real stream sends only what is missing, and finds where a log parts
+/// from its own with hashes; the outcome is the same). Checked:
+///
+/// - at most one master per epoch;
+/// - a `201` for `w` only when `w` nodes hold the message at its seq;
+/// - an append taken only by a master that a majority answered lately (a deposed, frozen
+///   or cut-off master takes none);
+/// - every `201` with `w` of a majority or more is in the log of every later master at
+///   its seq, and in every log at the end (no acknowledged write lost or moved);
+/// - after healing, one master and every log equal to its log.
+final class FailoverSimulation {
+    static let heartbeat: Duration = .milliseconds(50)
+    static let electionTimeout: ClosedRange<Duration> = .milliseconds(150)...(.milliseconds(300))
+    static let faultyFor: Duration = .seconds(6)
+    static let settleLimit: Duration = .seconds(40)
+
+    enum Message {
+        case vote(VoteRequest)
+        case voteAnswer(VoteAnswer)
+        case replicate(epoch: Int, history: EpochHistory, log: [String])
+        case replicateAnswer(epoch: Int, matched: Int?)
+    }
+
+    enum Target { case master, anyNode }
+    enum Fault { case crash, freeze, isolate }
+
+    final class Node {
+        let name: String
+        init(name: String) { self.name = name }
+        /// Durable: what the node keeps across a crash.
+        var record = ElectionRecord()
+        var log: [String] = []
+        /// Volatile: nil while the node is down.
+        var instance: FailoverInstance?
+        var frozen = false
+        /// As master: how far each member holds its log, and when it last answered.
+        var matched: [String: Int] = [:]
+        var answered: [String: Duration] = [:]
+        var waiting: [(seq: Int, w: Int, client: Int, deadline: Duration)] = []
+        var nextHeartbeat: Duration = .zero
+    }
+
+    struct Delivery {
+        var at: Duration
+        let order: Int
+        let from: String
+        let to: String
+        let message: Message
+    }
+
+    let seed: UInt64
+    let random: SimulationRandom
+    let names: [String]
+    var majority: Int { names.count / 2 + 1 }
+    private(set) var now: Duration = .zero
+    private var nodes: [String: Node] = [:]
+    private var network: [Delivery] = []
+    private var sent = 0
+    private var isolated: Set<String> = []
+    private var scheduled: [(at: Duration, action: () -> Void)] = []
+    private let maxDelay: Duration
+    private let lossRate: Double
+    /// Acknowledged with `w` of a majority or more: seq → message, and the epoch of the
+    /// master that acknowledged it.
+    private var committed: [Int: (message: String, epoch: Int)] = [:]
+    private var masterOfEpoch: [Int: String] = [:]
+    private var clients = 0
+    private(set) var elections = 0
+    private(set) var acknowledged = 0
+    private(set) var violations: [String] = []
+    private(set) var trace: [String] = []
+    let tracing: Bool
+
+    init(seed: UInt64, tracing: Bool = false) {
+        self.seed = seed
+        self.tracing = tracing
+        random = SimulationRandom(seed: seed)
+        names = (1...(random.chance(0.5) ? 3 : 5)).map { "n\($0)" }
+        maxDelay = random.duration(.milliseconds(1)...(.milliseconds(40)))
+        lossRate = random.chance(0.5) ? random.unit() * 0.2 : 0
+        for name in names { nodes[name] = Node(name: name) }
+        planSchedule()
+    }
+
+    // MARK: Schedule
+
+    private func planSchedule() {
+        for _ in 0..<random.int(20...60) {
+            let time = random.duration(.zero...Self.faultyFor)
+            let w = [1, majority, names.count, majority][random.int(0...3)]
+            let timeout = random.duration(.milliseconds(50)...(.seconds(1)))
+            at(time) { self.clientAppends(w: w, timeout: timeout) }
+        }
+        for _ in 0..<random.int(1...6) {
+            let time = random.duration(.milliseconds(500)...Self.faultyFor)
+            let fault = [Fault.crash, .freeze, .isolate][random.int(0...2)]
+            let target = random.chance(0.7) ? Target.master : .anyNode
+            let lasts = random.duration(.milliseconds(50)...(.seconds(2)))
+            at(time) { self.strike(fault, target, for: lasts) }
+        }
+        if names.count == 5, random.chance(0.3) {
+            // A split: the master and one other on one side, three on the other.
+            let time = random.duration(.milliseconds(500)...Self.faultyFor)
+            let lasts = random.duration(.milliseconds(200)...(.seconds(2)))
+            at(time) { self.split(for: lasts) }
+        }
+    }
+
+    private func at(_ time: Duration, _ action: @escaping () -> Void) {
+        scheduled.append((time, action))
+    }
+
+    private var currentMaster: String? {
+        names.first { nodes[$0]!.instance?.role == .master && !nodes[$0]!.frozen }
+    }
+
+    private func strike(_ fault: Fault, _ target: Target, for lasts: Duration) {
+        let name = target == .master ? currentMaster ?? names[random.int(0...(names.count - 1))] : names[random.int(0...(names.count - 1))]
+        log("\(fault) \(name) for \(lasts)")
+        switch fault {
+        case .crash:
+            crash(name)
+            at(now + lasts) { self.restart(name) }
+        case .freeze:
+            nodes[name]!.frozen = true
+            at(now + lasts) { self.nodes[name]!.frozen = false; self.log("thaw \(name)") }
+        case .isolate:
+            isolated.insert(name)
+            at(now + lasts) { self.isolated.remove(name); self.log("reconnect \(name)") }
+        }
+    }
+
+    private func split(for lasts: Duration) {
+        let master = currentMaster ?? names[0]
+        let minority = [master] + [names.filter { $0 != master }[random.int(0...(names.count - 2))]]
+        log("split \(minority) from the rest for \(lasts)")
+        isolatedGroup = Set(minority)
+        at(now + lasts) { self.isolatedGroup = []; self.log("split healed") }
+    }
+
+    private var isolatedGroup: Set<String> = []
+
+    private func connected(_ a: String, _ b: String) -> Bool {
+        if isolated.contains(a) || isolated.contains(b) { return false }
+        return isolatedGroup.contains(a) == isolatedGroup.contains(b)
+    }
+
+    private func crash(_ name: String) {
+        failWaiting(name)
+        nodes[name]!.instance = nil
+        nodes[name]!.frozen = false
+    }
+
+    private func restart(_ name: String) {
+        guard nodes[name]!.instance == nil else { return }
+        log("restart \(name)")
+        nodes[name]!.instance = FailoverInstance(
+            settings: settings(name), record: nodes[name]!.record, now: now, seed: random.next())
+    }
+
+    private func settings(_ name: String) -> FailoverInstance.Settings {
+        FailoverInstance.Settings(me: name, members: names, electionTimeout: Self.electionTimeout)
+    }
+
+    // MARK: Running
+
+    func run() -> [String] {
+        for name in names {
+            nodes[name]!.instance = FailoverInstance(settings: settings(name), record: ElectionRecord(), now: .zero, seed: random.next())
+        }
+        scheduled.sort { $0.at < $1.at }
+        var healed = false
+        while now < Self.settleLimit {
+            runDue()
+            if !healed, now >= Self.faultyFor {
+                heal()
+                healed = true
+            }
+            if healed, converged() { break }
+            now = max(now + .microseconds(1), nextEventTime(healed: healed))
+        }
+        if !converged() {
+            violation("did not converge after healing: " + names.map { "\($0) \(nodes[$0]!.instance?.role.rawValue ?? "down") epoch \(nodes[$0]!.record.epoch) log \(nodes[$0]!.log.count)" }.joined(separator: ", "))
+        }
+        checkCommittedEverywhere()
+        return violations
+    }
+
+    private func runDue() {
+        while let next = scheduled.first, next.at <= now {
+            scheduled.removeFirst()
+            next.action()
+            scheduled.sort { $0.at < $1.at }
+        }
+        // Messages due now, in the order they were sent; a frozen node's wait.
+        while let index = network.firstIndex(where: { $0.at <= now && !(nodes[$0.to]!.frozen) }) {
+            let delivery = network.remove(at: index)
+            receive(delivery)
+        }
+        for name in names where nodes[name]!.instance != nil && !nodes[name]!.frozen {
+            tick(name)
+            expireWaiting(name)
+        }
+    }
+
+    /// The next moment anything can happen: a scheduled fault or append, a message, a
+    /// node's election deadline or heartbeat, an append's timeout.
+    private func nextEventTime(healed: Bool) -> Duration {
+        var next = scheduled.first?.at ?? Self.settleLimit
+        if !healed { next = min(next, Self.faultyFor) }
+        if let delivery = network.first(where: { !nodes[$0.to]!.frozen }) { next = min(next, delivery.at) }
+        for name in names {
+            let node = nodes[name]!
+            guard let instance = node.instance, !node.frozen else { continue }
+            next = min(next, instance.role == .master ? node.nextHeartbeat : instance.electionDeadline)
+            for waiting in node.waiting { next = min(next, waiting.deadline) }
+        }
+        return next
+    }
+
+    private func heal() {
+        log("heal")
+        isolated = []
+        isolatedGroup = []
+        for name in names {
+            nodes[name]!.frozen = false
+            if nodes[name]!.instance == nil { restart(name) }
+        }
+        scheduled.removeAll()
+    }
+
+    private func converged() -> Bool {
+        guard let master = currentMaster, let instance = nodes[master]!.instance, instance.acceptsAppends(now: now) else { return false }
+        let log = nodes[master]!.log
+        return names.allSatisfy { nodes[$0]!.log == log && nodes[$0]!.waiting.isEmpty }
+    }
+
+    // MARK: Nodes
+
+    private func send(_ message: Message, from: String, to: String) {
+        guard connected(from, to), !random.chance(lossRate) else { return }
+        sent += 1
+        let delivery = Delivery(at: now + random.duration(.zero...maxDelay), order: sent, from: from, to: to, message: message)
+        // Kept sorted by arrival (then by sending order): messages overtake each other.
+        let index = network.lastIndex { $0.at <= delivery.at }.map { $0 + 1 } ?? 0
+        network.insert(delivery, at: index)
+    }
+
+    private func tick(_ name: String) {
+        guard var instance = nodes[name]!.instance else { return }
+        let position = instance.record.history.position(lastSeq: nodes[name]!.log.count)
+        var directives: [FailoverInstance.Directive] = []
+        if instance.role == .master || now >= instance.electionDeadline {
+            directives = instance.tick(now: now, log: position)
+        }
+        update(name, instance)
+        carryOut(directives, at: name)
+        if nodes[name]!.instance?.role == .master, now >= nodes[name]!.nextHeartbeat {
+            nodes[name]!.nextHeartbeat = now + Self.heartbeat
+            let node = nodes[name]!
+            for peer in names where peer != name {
+                send(.replicate(epoch: node.record.epoch, history: node.record.history, log: node.log), from: name, to: peer)
+            }
+        }
+    }
+
+    /// Persists what the instance must remember (before anything it answers is sent).
+    private func update(_ name: String, _ instance: FailoverInstance) {
+        nodes[name]!.instance = instance
+        nodes[name]!.record = instance.record
+    }
+
+    private func carryOut(_ directives: [FailoverInstance.Directive], at name: String) {
+        for directive in directives {
+            switch directive {
+            case .requestVotes(let request):
+                for peer in names where peer != name { send(.vote(request), from: name, to: peer) }
+            case .becomeMaster(let epoch, let after):
+                elections += 1
+                log("\(name) becomes master of epoch \(epoch) after seq \(after)")
+                if let other = masterOfEpoch[epoch], other != name {
+                    violation("two masters in epoch \(epoch): \(other) and \(name)")
+                }
+                masterOfEpoch[epoch] = name
+                // Raft's leader completeness: every master of a later epoch holds it. (A node can
+                // still win an earlier epoch late, frozen while its votes arrived: it can take
+                // no append then, as the members have moved on.)
+                for (seq, (message, acknowledgedIn)) in committed.sorted(by: { $0.key < $1.key })
+                where acknowledgedIn < epoch && (nodes[name]!.log.count < seq || nodes[name]!.log[seq - 1] != message) {
+                    violation("\(name) became master of epoch \(epoch) without acknowledged \(message) at seq \(seq)")
+                }
+                nodes[name]!.matched = [:]
+                nodes[name]!.answered = [:]
+                nodes[name]!.nextHeartbeat = now
+            case .stepDown(let reason):
+                log("\(name) steps down: \(reason)")
+                failWaiting(name)
+            }
+        }
+    }
+
+    private func receive(_ delivery: Delivery) {
+        let name = delivery.to
+        guard var instance = nodes[name]!.instance else { return }
+        let position = instance.record.history.position(lastSeq: nodes[name]!.log.count)
+        switch delivery.message {
+        case .vote(let request):
+            let answer = instance.onVoteRequest(request, log: position, now: now)
+            update(name, instance)
+            send(.voteAnswer(answer), from: name, to: delivery.from)
+        case .voteAnswer(let answer):
+            let directives = instance.onVoteAnswer(answer, from: delivery.from, log: position, now: now)
+            update(name, instance)
+            carryOut(directives, at: name)
+        case .replicate(let epoch, let history, let masterLog):
+            let (accepted, directives) = instance.onMasterContact(epoch: epoch, master: delivery.from, now: now)
+            var matched: Int?
+            if accepted {
+                var log = nodes[name]!.log
+                let common = zip(log, masterLog).prefix { $0 == $1 }.count
+                // A late request of this very master, shorter than what it sent since: keep all.
+                let stale = common == masterLog.count && instance.record.history.lastEpoch == epoch
+                if !stale, log.count > common {
+                    self.log("\(name) cuts \(log.count - common) entries after seq \(common) (rollback)")
+                    log.removeLast(log.count - common)
+                    instance.onCut(after: common)
+                }
+                if !stale { log = masterLog }
+                nodes[name]!.log = log
+                instance.onSynced(masterHistory: history, matched: log.count)
+                matched = log.count
+            }
+            update(name, instance)
+            carryOut(directives, at: name)
+            send(.replicateAnswer(epoch: instance.epoch, matched: matched), from: name, to: delivery.from)
+        case .replicateAnswer(let epoch, let matched):
+            let directives = instance.onMemberAnswer(from: delivery.from, epoch: epoch, matched: matched, now: now)
+            update(name, instance)
+            if instance.role == .master, epoch == instance.epoch, let matched {
+                nodes[name]!.matched[delivery.from] = matched
+                nodes[name]!.answered[delivery.from] = now
+            }
+            carryOut(directives, at: name)
+            answerWaiting(name)
+        }
+    }
+
+    // MARK: Clients
+
+    /// A client appends through a random node and follows one redirect, as `curl -L` does.
+    private func clientAppends(w: Int, timeout: Duration) {
+        clients += 1
+        let message = "m\(clients)"
+        var name = names[random.int(0...(names.count - 1))]
+        if let instance = nodes[name]!.instance, !nodes[name]!.frozen, instance.role != .master, let master = instance.master {
+            name = master
+        }
+        guard let instance = nodes[name]!.instance, !nodes[name]!.frozen, instance.acceptsAppends(now: now) else {
+            log("append \(message) w=\(w) via \(name): refused")
+            return
+        }
+        let window = Self.electionTimeout.upperBound + Self.heartbeat + maxDelay * 2
+        let heard = nodes[name]!.answered.values.count { now - $0 <= window }
+        if heard + 1 < majority { violation("\(name) took \(message) although no majority answered it in the last \(window)") }
+        nodes[name]!.log.append(message)
+        let seq = nodes[name]!.log.count
+        log("append \(message) w=\(w) via \(name): seq \(seq)")
+        nodes[name]!.waiting.append((seq, w, clients, now + timeout))
+        answerWaiting(name)
+    }
+
+    private func answerWaiting(_ name: String) {
+        guard let instance = nodes[name]!.instance, instance.role == .master else { return }
+        let node = nodes[name]!
+        var stillWaiting: [(seq: Int, w: Int, client: Int, deadline: Duration)] = []
+        for waiting in node.waiting {
+            let holders = 1 + node.matched.values.count { $0 >= waiting.seq }
+            if holders >= waiting.w { acknowledge(waiting.seq, w: waiting.w, by: name) } else { stillWaiting.append(waiting) }
+        }
+        nodes[name]!.waiting = stillWaiting
+    }
+
+    private func acknowledge(_ seq: Int, w: Int, by name: String) {
+        acknowledged += 1
+        let message = nodes[name]!.log[seq - 1]
+        log("201 \(message) seq \(seq) w=\(w) from \(name)")
+        let holders = names.filter { nodes[$0]!.log.count >= seq && nodes[$0]!.log[seq - 1] == message }
+        if holders.count < w { violation("201 for \(message) w=\(w) at seq \(seq), held only by \(holders)") }
+        guard w >= majority else { return }
+        if let earlier = committed[seq], earlier.message != message {
+            violation("seq \(seq) acknowledged as \(earlier.message) and as \(message)")
+        }
+        committed[seq] = (message, nodes[name]!.record.epoch)
+    }
+
+    private func expireWaiting(_ name: String) {
+        nodes[name]!.waiting.removeAll { $0.deadline <= now }
+    }
+
+    private func failWaiting(_ name: String) {
+        nodes[name]!.waiting = []
+    }
+
+    // MARK: Checks
+
+    private func checkCommittedEverywhere() {
+        for (seq, (message, _)) in committed.sorted(by: { $0.key < $1.key }) {
+            for name in names where nodes[name]!.log.count < seq || nodes[name]!.log[seq - 1] != message {
+                violation("acknowledged \(message) at seq \(seq) missing from \(name)'s log at the end")
+            }
+        }
+    }
+
+    private func violation(_ text: String) {
+        log("VIOLATION " + text)
+        violations.append("seed \(seed) at \(now): \(text)")
+    }
+
+    private func log(_ line: @autoclosure () -> String) {
+        if tracing { trace.append("[\(now)] \(line())") }
+    }
+}
