@@ -7,9 +7,9 @@ import ReplogCore
 ///
 /// The election rules are the product's (`FailoverInstance`); what is modelled here is
 /// the rest of a node, kept as simple as it can be: a log is an array that is durable as
-/// soon as it is written, and a master's replication request carries its whole log and
-/// epoch history (the real stream sends only what is missing, and finds where a log parts
-/// from its own with hashes; the outcome is the same). Checked:
+/// soon as it is written, and a master's replication request carries its epoch history, a
+/// few entries past what the member holds, and its whole log in place of the hashes the
+/// real master compares to find where a member's log parts from its own. Checked:
 ///
 /// - at most one master per epoch;
 /// - a `201` for `w` only when `w` nodes hold the message at its seq;
@@ -27,7 +27,8 @@ final class FailoverSimulation {
     enum Message {
         case vote(VoteRequest)
         case voteAnswer(VoteAnswer)
-        case replicate(epoch: Int, history: EpochHistory, log: [String])
+        /// The master's whole log stands for the hashes it compares; it sends up to `upTo`.
+        case replicate(epoch: Int, history: EpochHistory, log: [String], upTo: Int)
         case replicateAnswer(epoch: Int, matched: Int?)
     }
 
@@ -70,6 +71,8 @@ final class FailoverSimulation {
     private var scheduled: [(at: Duration, action: () -> Void)] = []
     private let maxDelay: Duration
     private let lossRate: Double
+    /// Most entries a replication request carries beyond what the member holds.
+    private let batch: Int
     /// Acknowledged with `w` of a majority or more: seq → message, and the epoch of the
     /// master that acknowledged it.
     private var committed: [Int: (message: String, epoch: Int)] = [:]
@@ -88,6 +91,7 @@ final class FailoverSimulation {
         names = (1...(random.chance(0.5) ? 3 : 5)).map { "n\($0)" }
         maxDelay = random.duration(.milliseconds(1)...(.milliseconds(40)))
         lossRate = random.chance(0.5) ? random.unit() * 0.2 : 0
+        batch = random.int(1...4)
         for name in names { nodes[name] = Node(name: name) }
         planSchedule()
     }
@@ -269,7 +273,9 @@ final class FailoverSimulation {
             nodes[name]!.nextHeartbeat = now + Self.heartbeat
             let node = nodes[name]!
             for peer in names where peer != name {
-                send(.replicate(epoch: node.record.epoch, history: node.record.history, log: node.log), from: name, to: peer)
+                // Up to `batch` entries past what the member is known to hold.
+                let upTo = min(node.log.count, (node.matched[peer] ?? 0) + batch)
+                send(.replicate(epoch: node.record.epoch, history: node.record.history, log: node.log, upTo: upTo), from: name, to: peer)
             }
         }
     }
@@ -322,11 +328,12 @@ final class FailoverSimulation {
             let directives = instance.onVoteAnswer(answer, from: delivery.from, log: position, now: now)
             update(name, instance)
             carryOut(directives, at: name)
-        case .replicate(let epoch, let history, let masterLog):
+        case .replicate(let epoch, let history, let masterLog, let upTo):
             let (accepted, directives) = instance.onMasterContact(epoch: epoch, master: delivery.from, now: now)
             var matched: Int?
             if accepted {
                 var log = nodes[name]!.log
+                // Where the two logs part (the real master finds it by comparing hashes).
                 let common = zip(log, masterLog).prefix { $0 == $1 }.count
                 // A late request of this very master, shorter than what it sent since: keep all.
                 let stale = common == masterLog.count && instance.record.history.lastEpoch == epoch
@@ -335,7 +342,7 @@ final class FailoverSimulation {
                     log.removeLast(log.count - common)
                     instance.onCut(after: common)
                 }
-                if !stale { log = masterLog }
+                if log.count < upTo { log += masterLog[log.count..<upTo] }
                 nodes[name]!.log = log
                 instance.onSynced(masterHistory: history, matched: log.count)
                 matched = log.count
@@ -358,9 +365,11 @@ final class FailoverSimulation {
     // MARK: Clients
 
     /// A client appends through a random node and follows one redirect, as `curl -L` does.
+    /// One in five is a retry of an earlier message (its idempotency key): a master that holds
+    /// it answers with its seq once `w` nodes hold it, and appends it only if it is gone.
     private func clientAppends(w: Int, timeout: Duration) {
         clients += 1
-        let message = "m\(clients)"
+        let message = clients > 1 && random.chance(0.2) ? "m\(random.int(1...(clients - 1)))" : "m\(clients)"
         var name = names[random.int(0...(names.count - 1))]
         if let instance = nodes[name]!.instance, !nodes[name]!.frozen, instance.role != .master, let master = instance.master {
             name = master
@@ -372,9 +381,15 @@ final class FailoverSimulation {
         let window = Self.electionTimeout.upperBound + Self.heartbeat + maxDelay * 2
         let heard = nodes[name]!.answered.values.count { now - $0 <= window }
         if heard + 1 < majority { violation("\(name) took \(message) although no majority answered it in the last \(window)") }
-        nodes[name]!.log.append(message)
-        let seq = nodes[name]!.log.count
-        log("append \(message) w=\(w) via \(name): seq \(seq)")
+        let seq: Int
+        if let index = nodes[name]!.log.firstIndex(of: message) {
+            seq = index + 1
+            log("retry \(message) w=\(w) via \(name): held at seq \(seq)")
+        } else {
+            nodes[name]!.log.append(message)
+            seq = nodes[name]!.log.count
+            log("append \(message) w=\(w) via \(name): seq \(seq)")
+        }
         nodes[name]!.waiting.append((seq, w, clients, now + timeout))
         answerWaiting(name)
     }
@@ -414,6 +429,9 @@ final class FailoverSimulation {
     // MARK: Checks
 
     private func checkCommittedEverywhere() {
+        for name in names where Set(nodes[name]!.log).count != nodes[name]!.log.count {
+            violation("\(name)'s log holds a message twice: \(nodes[name]!.log)")
+        }
         for (seq, (message, _)) in committed.sorted(by: { $0.key < $1.key }) {
             for name in names where nodes[name]!.log.count < seq || nodes[name]!.log[seq - 1] != message {
                 violation("acknowledged \(message) at seq \(seq) missing from \(name)'s log at the end")
