@@ -244,6 +244,38 @@ public final class FileLogStore: LogStore {
         }
     }
 
+    /// Cuts the entries after `seq`: later segments are removed, the one holding `seq + 1`
+    /// is shortened, and both reach the disk before this returns. The chain is rebuilt from
+    /// what stays (a read of the whole log: failover cuts rarely).
+    public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+        let keep = max(0, seq)
+        let cut = try read(from: keep + 1, limit: .max)
+        guard !cut.isEmpty else { return [] }
+        let kept = try read(from: 1, limit: keep)
+        try state.withLock { (state: inout State) throws(LogStoreError) in
+            try state.refuseAfterFailedSync()
+            while let last = state.segments.last, last.firstSeq > keep + 1 || (last.firstSeq == keep + 1 && state.segments.count > 1) {
+                close(last.descriptor)
+                unlink(last.path)
+                state.closedUnsynced.removeAll { $0 == last.firstSeq }
+                state.segments.removeLast()
+            }
+            if var segment = state.segments.popLast() {
+                let size = keep + 1 - segment.firstSeq < segment.offsets.count ? Int(segment.offsets[keep + 1 - segment.firstSeq]) : segment.size
+                guard ftruncate(segment.descriptor, off_t(size)) == 0, options.syncFile(segment.descriptor) == 0 else {
+                    throw recordFailedSync("cut \(segment.path) after seq \(keep): \(Self.errnoText())", in: &state)
+                }
+                segment.offsets.removeLast(segment.offsets.count - (keep + 1 - segment.firstSeq))
+                segment.size = size
+                state.segments.append(segment)
+            }
+            Self.syncDirectory(directory)
+            state.lastSeq = keep
+            state.chain = HashChain(of: kept.map(\.message))
+        }
+        return cut
+    }
+
     /// An fsync just failed: the store refuses everything from now on. Returns the error to throw.
     private func recordFailedSync(_ reason: String, in state: inout State) -> LogStoreError {
         state.failedSync = state.failedSync ?? reason

@@ -48,6 +48,9 @@ public final class GroupCommit: Service {
         var leading = false
         var waiters: [(seq: Int, continuation: CheckedContinuation<Role, any Error>)] = []
         var failure: Failed?
+        /// Counts cuts of the log (`truncated(after:)`): an fsync that started before one
+        /// vouches for nothing written after it.
+        var cuts = 0
     }
 
     public let store: any LogStore
@@ -123,9 +126,17 @@ public final class GroupCommit: Service {
         if role == .lead { try await lead() }
     }
 
+    /// The log was cut after `seq` (the store made the cut durable itself).
+    public func truncated(after seq: Int) {
+        state.withLock { state in
+            state.durableSeq = min(state.durableSeq, seq)
+            state.cuts += 1
+        }
+    }
+
     private func lead() async throws {
         // Everything written before this read is covered by the fsync below.
-        let target = store.lastSeq
+        let (target, cuts) = (store.lastSeq, state.withLock { $0.cuts })
         let started = clock.now
         defer { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) }
         do {
@@ -143,7 +154,8 @@ public final class GroupCommit: Service {
             throw failure
         }
         let (covered, nextLeader) = state.withLock { state in
-            state.durableSeq = max(state.durableSeq, target)
+            // After a cut, `target` may name entries written since, which this fsync missed.
+            if state.cuts == cuts { state.durableSeq = max(state.durableSeq, target) }
             let durable = state.durableSeq
             let covered = state.waiters.filter { $0.seq <= durable }
             state.waiters.removeAll { $0.seq <= durable }

@@ -19,6 +19,12 @@ public struct HashChain: Sendable, Equatable {
 
     public init() {}
 
+    /// The chain of a log holding `messages` at seqs 1, 2, … (rebuilt after a cut: only
+    /// the last full link can extend a chain, and it is not kept for earlier seqs).
+    public init(of messages: some Sequence<String>) {
+        for (index, message) in messages.enumerated() { append(LogEntry(seq: index + 1, message: message)) }
+    }
+
     /// How many entries the chain covers.
     public var count: Int { prefixes.count }
 

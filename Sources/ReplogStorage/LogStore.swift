@@ -49,6 +49,11 @@ public protocol LogStore: Sendable {
     /// The log's running hash at `seq` (`HashChain`), for any `seq` from 0 to `lastSeq`;
     /// nil beyond, or from a store that keeps no chain.
     func hash(at seq: Int) -> String?
+
+    /// Cuts every entry after `seq` and returns them, oldest first; durable before it
+    /// returns. Only failover does this: a node that was master (or followed one) holds
+    /// entries the new master lacks, and must drop them to follow it.
+    func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry]
 }
 
 extension LogStore {
@@ -58,6 +63,9 @@ extension LogStore {
     public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries) }
     public var recentIDs: [RememberedID] { [] }
     public func hash(at seq: Int) -> String? { nil }
+    public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+        throw .io("this log store cannot cut its log")
+    }
 
     public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
         let entries = try read(from: seq, limit: limit, maxBytes: maxBytes)
@@ -125,6 +133,16 @@ public final class InMemoryLogStore: LogStore {
 
     public func hash(at seq: Int) -> String? {
         state.withLock { $0.chain.hash(at: seq) }
+    }
+
+    public func truncate(after seq: Int) -> [LogEntry] {
+        state.withLock { state in
+            let keep = max(0, min(seq, state.messages.count))
+            let cut = (keep..<state.messages.count).map { LogEntry(seq: $0 + 1, message: state.messages[$0]) }
+            state.messages.removeLast(state.messages.count - keep)
+            state.chain = HashChain(of: state.messages)
+            return cut
+        }
     }
 
     public func read(from seq: Int, limit: Int) -> [LogEntry] {

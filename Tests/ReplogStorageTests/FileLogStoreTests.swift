@@ -364,3 +364,49 @@ final class TemporaryFolder {
         #expect(throws: DataDirectory.Problem.self) { try DataDirectory(path: folder.url.path, role: "secondary") }
     }
 }
+
+/// Failover cuts a deposed master's tail: what stays must be exactly the prefix, on disk.
+@Suite struct LogTruncationTests {
+    private func entries(_ range: ClosedRange<Int>, _ prefix: String = "m") -> [LogEntry] {
+        range.map { LogEntry(seq: $0, message: "\(prefix)\($0)") }
+    }
+
+    @Test(arguments: [0, 3, 4, 5, 9, 12])
+    func aCutAcrossSegmentsKeepsExactlyThePrefixAfterAReopen(after seq: Int) throws {
+        let folder = TemporaryFolder()
+        // Segments of about three records each, so that cuts fall at, inside and between segments.
+        let options = FileLogStore.Options(segmentSize: 60)
+        do {
+            let store = try FileLogStore(directory: folder.url, options: options)
+            try store.append(entries(1...10))
+            try store.sync()
+            let cut = try store.truncate(after: seq)
+            #expect(cut == (seq < 10 ? entries((seq + 1)...10) : []))
+            #expect(store.lastSeq == min(seq, 10))
+            #expect(store.hash(at: min(seq, 10)) == InMemoryLogStore.chainHash(of: entries(1...10).prefix(min(seq, 10))))
+            // The log goes on after the cut with other messages.
+            try store.append(entries((min(seq, 10) + 1)...12, "new"))
+            try store.sync()
+        }
+        let reopened = try FileLogStore(directory: folder.url, options: options)
+        #expect(reopened.recovery.problem == nil)
+        #expect(try reopened.read(from: 1, limit: .max) == Array(entries(1...10).prefix(min(seq, 10))) + entries((min(seq, 10) + 1)...12, "new"))
+    }
+
+    @Test func theInMemoryLogCutsToo() {
+        let store = InMemoryLogStore()
+        try? store.append(entries(1...5))
+        #expect(store.truncate(after: 2) == entries(3...5))
+        #expect(store.read(from: 1, limit: .max) == entries(1...2))
+        #expect(store.hash(at: 2) == InMemoryLogStore.chainHash(of: entries(1...2)))
+    }
+}
+
+extension InMemoryLogStore {
+    /// The chain hash at the end of `entries`, computed on a fresh store.
+    static func chainHash(of entries: some Collection<LogEntry>) -> String? {
+        let store = InMemoryLogStore()
+        try? store.append(Array(entries))
+        return store.hash(at: entries.count)
+    }
+}
