@@ -140,6 +140,16 @@ public struct FailoverInstance: Sendable {
         return [.requestVotes(VoteRequest(epoch: record.epoch + 1, candidate: settings.me, log: log, preVote: true))]
     }
 
+    /// The first master of a new cluster takes epoch 1 without an election: it was named
+    /// master by its command line, and no other node has a log or a vote yet. Does nothing
+    /// once this node has seen any epoch (a restarted master waits to be told or elected).
+    public mutating func bootstrap(now: Duration, log: LogPosition) -> [Directive] {
+        guard record.epoch == 0, role == .secondary else { return [] }
+        record.epoch = 1
+        record.votedFor = settings.me
+        return win(now: now, log: log, preVote: false)
+    }
+
     // MARK: Votes
 
     /// Another member asks for this node's (pre-)vote. `log` is this node's log position.

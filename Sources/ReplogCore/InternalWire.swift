@@ -1,3 +1,5 @@
+import Foundation
+
 /// replog's internal HTTP endpoint between a master and its secondaries, in one place.
 ///
 /// - `POST /replicate` delivers a batch: the log's own binary records (`RecordFraming`,
@@ -14,6 +16,65 @@ public enum InternalWire {
     public static let hashPath = "/replicate/hash"
     public static let recordsContentType = "application/x-replog-records"
     public static let logHeader = "Replog-Log"
+    /// `POST /replicate/vote`: a candidate asks for a vote (`VoteRequest` → `VoteAnswer`).
+    public static let votePath = "/replicate/vote"
+    /// `POST /replicate/truncate?after=N`: the master tells a member whose log parts from
+    /// its own after seq N to cut the rest (`ReplicaState` after the cut).
+    public static let truncatePath = "/replicate/truncate"
+    /// With failover, every request of a master carries its `EpochStamp` as JSON here.
+    public static let epochHeader = "Replog-Epoch"
+}
+
+/// What a master of an epoch says about itself in every request to a member (failover):
+/// the member refuses an older epoch, follows a newer one, and learns the cluster from it.
+public struct EpochStamp: Codable, Sendable, Equatable {
+    public var epoch: Int
+    /// The master's own URL (where `307` sends clients).
+    public var master: String
+    /// Every member, the master included.
+    public var members: [String]
+    /// The receiving member's URL, as the master knows it.
+    public var you: String
+    /// The master's epoch history: a member that holds its log through the last start
+    /// holds all of it.
+    public var history: EpochHistory
+    /// The master's hash at its last start's seq: a member with the same hash there holds
+    /// the master's log through it.
+    public var startHash: String?
+
+    public init(epoch: Int, master: String, members: [String], you: String, history: EpochHistory, startHash: String?) {
+        self.epoch = epoch
+        self.master = master
+        self.members = members
+        self.you = you
+        self.history = history
+        self.startHash = startHash
+    }
+
+    /// The header's text (compact JSON, one line).
+    public var headerValue: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+    }
+
+    public init?(headerValue: String) {
+        guard let stamp = try? JSONDecoder().decode(Self.self, from: Data(headerValue.utf8)) else { return nil }
+        self = stamp
+    }
+}
+
+/// A member's refusal of a request from an older epoch's master (`409`, with `epoch`).
+public struct StaleEpochAnswer: Codable, Sendable, Equatable {
+    public var error: String
+    public var epoch: Int
+    public var master: String?
+
+    public init(epoch: Int, master: String?) {
+        self.error = "stale epoch: this node is in epoch \(epoch)" + (master.map { " and follows \($0)" } ?? "")
+        self.epoch = epoch
+        self.master = master
+    }
 }
 
 /// A secondary's answer to `GET /replicate/hash?seq=N`: its hash at `seq`, nil when it
@@ -47,12 +108,15 @@ public struct ReplicaState: Codable, Sendable, Equatable {
     /// own at that seq to see that the secondary holds the same log. `nil` from a
     /// secondary that keeps no chain (an older version).
     public var hash: String?
+    /// The epoch this node is in (failover; nil from a node that has seen none).
+    public var epoch: Int?
 
-    public init(seq: Int, incarnation: String, logID: String?, storageFailure: String? = nil, hash: String? = nil) {
+    public init(seq: Int, incarnation: String, logID: String?, storageFailure: String? = nil, hash: String? = nil, epoch: Int? = nil) {
         self.seq = seq
         self.incarnation = incarnation
         self.logID = logID
         self.storageFailure = storageFailure
         self.hash = hash
+        self.epoch = epoch
     }
 }

@@ -51,6 +51,10 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
     }
 
     public var role = "master"
+    /// Failover: the epoch this node is in, and the master it follows (itself here);
+    /// `nil` on a cluster without failover.
+    public var epoch: Int?
+    public var master: String?
     public let seq: Int
     public let readOnly: Bool
     public let quorum: Quorum
@@ -72,7 +76,12 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
 
 /// `GET /health` on a secondary.
 public struct SecondaryHealthReport: Codable, Sendable, Equatable {
+    /// `secondary`, or with failover `candidate` / `pre-candidate` during an election.
     public var role = "secondary"
+    /// Failover: the epoch this node is in, and the master it follows (`nil` while it knows
+    /// none, and on a cluster without failover).
+    public var epoch: Int?
+    public var master: String?
     /// Highest contiguous seq it holds (durably) and lists.
     public let seq: Int
     public let incarnation: String

@@ -254,6 +254,14 @@ public struct ReplicationInstance: Sendable {
             peers[url]!.problem = failure
             return onHeartbeatMissed(url)
         }
+        if replica.seq > lastSeq {
+            // It holds more than this master ever wrote: a deposed master's tail (failover),
+            // which no hash of this log can vouch for. Where it parts is found next.
+            guard peers[url]!.problem?.hasPrefix("diverged") != true else { return onHeartbeatMissed(url) }
+            let problem = "diverged: it holds \(replica.seq - lastSeq) entries past the master's log (seq \(lastSeq))"
+            peers[url]!.problem = problem
+            return [.diverged(peer: url, atOrBefore: replica.seq, problem: problem)] + onHeartbeatMissed(url)
+        }
         if let held = replica.hash, let expected = masterHash, held != expected {
             // It answers, but what it holds is not this log: the same seqs with other
             // messages. Whatever it acknowledges is not what the clients wrote, so it counts
@@ -390,6 +398,12 @@ public struct ReplicationInstance: Sendable {
         let problem = "diverged at seq \(seq): it holds another message there than the master; stop it, empty its log and restart it"
         peers[url]!.problem = problem
         return problem
+    }
+
+    /// An elected master could not make a diverged member cut its log: look again at the
+    /// member's next answer.
+    public mutating func onDivergenceRetry(_ url: String) {
+        if peers[url]!.problem?.hasPrefix("diverged") == true { peers[url]!.problem = nil }
     }
 
     /// A request failed (no answer, an error status, another log).

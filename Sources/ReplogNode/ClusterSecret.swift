@@ -45,6 +45,13 @@ public struct ClusterSecret: Sendable {
     }
 
     /// The signature of a request.
+    /// What a signature covers besides method, path and body: the master log and, with
+    /// failover, the epoch stamp (so that a captured request cannot be replayed with another).
+    public static func signedContext(log: String?, stamp: String?) -> String? {
+        guard let stamp else { return log }
+        return (log ?? "") + "\n" + stamp
+    }
+
     public func sign(method: String, path: String, log: String?, body: some DataProtocol) -> String {
         code(method: method, path: path, log: log, body: body).map { String(format: "%02x", $0) }.joined()
     }

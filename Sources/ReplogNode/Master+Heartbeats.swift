@@ -15,6 +15,8 @@ extension Master {
                         do {
                             let replica = try await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout)
                             self.onContact(peer, replica)
+                        } catch TransportError.staleEpoch(let epoch) {
+                            self.failover?.deposed(peer, epoch)
                         } catch {
                             self.onHeartbeatMissed(peer, error: error)
                         }
@@ -38,6 +40,7 @@ extension Master {
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
         handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
+        failover?.answered(peer, replica)
     }
 
     /// Finds the first seq where a diverged secondary's log parts from the master's, by
@@ -46,10 +49,32 @@ extension Master {
     /// answering (its problem then keeps saying "at or before").
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
         var (agreed, differs) = (0, last)
+        // A member ahead of this master's log (a deposed master's tail) may agree up to its end.
+        if last > store.lastSeq {
+            (agreed, differs) = (0, store.lastSeq + 1)
+            if let theirs = try? await transport.hash(of: peer, at: store.lastSeq, timeout: settings.heartbeatTimeout),
+               theirs == store.hash(at: store.lastSeq)
+            {
+                agreed = store.lastSeq
+            }
+        }
         while differs - agreed > 1 {
             let middle = (agreed + differs) / 2
             guard let theirs = try? await transport.hash(of: peer, at: middle, timeout: settings.heartbeatTimeout) else { return }
             if theirs == store.hash(at: middle) { agreed = middle } else { differs = middle }
+        }
+        if failover != nil {
+            // An elected master's members may hold what an earlier master wrote and no majority
+            // kept: they cut it (to their rollback folder) and follow this log from there.
+            do {
+                let replica = try await transport.truncate(peer, after: agreed, timeout: settings.heartbeatTimeout)
+                logger.info("member cut its log to follow this master", metadata: ["replog.peer": "\(peer)", "replog.after": "\(agreed)"])
+                onContact(peer, replica)
+            } catch {
+                logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
+                state.withLock { $0.instance.onDivergenceRetry(peer) }
+            }
+            return
         }
         let problem = state.withLock { $0.instance.onDivergenceLocated(peer, seq: differs) }
         if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }

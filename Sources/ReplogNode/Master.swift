@@ -37,6 +37,9 @@ public final class Master: Service {
         /// `id` was first used for another message (at `seq`): a retry must repeat its
         /// message exactly, so this is a client's mistake, not a retry.
         case idConflict(id: String, seq: Int)
+        /// Failover: this node is not the master (`master`: who is, when known), or it was
+        /// just elected and a majority does not yet hold its log through its start.
+        case notTheMaster(master: String?)
     }
 
     /// What the master knows about one secondary.
@@ -84,6 +87,28 @@ public final class Master: Service {
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short,
     /// `urgent` ends a linger because a client now waits for acknowledgements.
     let signals: [String: (newData: WakeSignal, recovered: WakeSignal, urgent: WakeSignal)]
+    /// Set when this master was elected (failover): it asks before every append, reports
+    /// every member's answer, and cuts a member's log where it parts from its own.
+    let failover: FailoverHooks?
+
+    /// How an elected master talks to the node that runs it (`FailoverNode`).
+    public struct FailoverHooks: Sendable {
+        /// Before an append is admitted: nil to go on, or why this node may not take it.
+        public var refusal: @Sendable () -> AppendError?
+        /// A member answered (a heartbeat or a delivery).
+        public var answered: @Sendable (_ peer: String, _ state: ReplicaState) -> Void
+        /// A member is in a later epoch: this master is deposed.
+        public var deposed: @Sendable (_ peer: String, _ epoch: Int) -> Void
+
+        public init(
+            refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) -> Void,
+            deposed: @escaping @Sendable (String, Int) -> Void
+        ) {
+            self.refusal = refusal
+            self.answered = answered
+            self.deposed = deposed
+        }
+    }
 
     public init(
         settings: MasterSettings,
@@ -95,12 +120,15 @@ public final class Master: Service {
         logID: String = UUID().uuidString,
         logger: Logger = Logger(label: "replog.master"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
-        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        commit: GroupCommit? = nil,
+        failover: FailoverHooks? = nil
     ) {
         self.settings = settings
         self.transport = transport
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
+        self.commit = commit ?? GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
+        self.failover = failover
         self.metrics = MasterMetrics(settings: settings, factory: metricsFactory)
         self.clock = clock
         self.logID = logID
@@ -109,7 +137,7 @@ public final class Master: Service {
         // A master restarted from its data dir remembers the keys of its latest appends.
         let instance = ReplicationInstance(settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs)
         self.state = Mutex(State(instance: instance))
-        self.watch = LogWatch(durable: commit.durableSeq)
+        self.watch = LogWatch(durable: self.commit.durableSeq)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 
@@ -143,6 +171,7 @@ public final class Master: Service {
         }
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
+        if let refusal = failover?.refusal() { throw refusal }
         let (admission, waiter) = try state.withLock { state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?) in
             let admission: ReplicationInstance.Admission
             do throws(ReplicationInstance.Refusal) {
@@ -328,6 +357,7 @@ extension Master.AppendError {
         case .shuttingDown: .shuttingDown
         case .storeFailed: .storeFailed
         case .idConflict: .badRequest
+        case .notTheMaster: .readOnly
         }
     }
 }

@@ -33,6 +33,19 @@ public enum NodeApplications {
             logger: logger)
     }
 
+    /// A node with failover: its role changes with elections (see `FailoverNode`).
+    public static func failover(
+        _ node: FailoverNode, host: String, port: Int, maxBodyBytes: Int, secret: ClusterSecret? = nil, logger: Logger,
+        metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
+        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) -> some ApplicationProtocol {
+        Application(
+            router: buildFailoverRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, secret: secret, clientTokens: clientTokens),
+            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog"),
+            onServerRunning: { await onListening($0.localAddress?.port ?? port) },
+            logger: logger)
+    }
+
     /// Runs `services` until SIGTERM or SIGINT, or until `stopWhenDone` returns, then shuts
     /// them down in reverse order.
     ///

@@ -14,6 +14,22 @@ public protocol ReplicationTransport: Sendable {
 
     /// Asks `peer` for its running hash at `seq` (nil when it does not hold `seq`).
     func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String?
+
+    /// Failover: tells `peer` to cut its log after `seq` (where it parts from this master's).
+    func truncate(_ peer: String, after seq: Int, timeout: Duration) async throws -> ReplicaState
+
+    /// Failover: asks `peer` for its vote.
+    func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer
+}
+
+extension ReplicationTransport {
+    public func truncate(_ peer: String, after seq: Int, timeout: Duration) async throws -> ReplicaState {
+        throw TransportError.unreachable(peer)
+    }
+
+    public func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer {
+        throw TransportError.unreachable(peer)
+    }
 }
 
 extension ReplicationTransport {
@@ -36,6 +52,8 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
     case foreignLog(String)
     /// The peer refused this node's proof of the cluster secret (401).
     case unauthorized
+    /// The peer is in a later epoch than this master's (failover): this master is deposed.
+    case staleEpoch(Int)
 
     public var description: String {
         switch self {
@@ -43,6 +61,7 @@ public enum TransportError: Error, Equatable, CustomStringConvertible {
         case .badStatus(let code): "peer answered HTTP \(code)"
         case .timedOut: "peer did not answer in time"
         case .foreignLog(let reason): reason
+        case .staleEpoch(let epoch): "the peer is in epoch \(epoch), later than this master's"
         case .unauthorized:
             "the secondary refused this master's proof of the cluster secret (401): give every node the same "
                 + "--cluster-secret or --cluster-secret-file"

@@ -87,10 +87,11 @@ public final class SecondaryReplica: Sendable {
         onFollow: @escaping @Sendable (String) throws -> Void = { _ in },
         logger: Logger = Logger(label: "replog.storage"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
-        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
+        commit: GroupCommit? = nil
     ) {
         self.store = store
-        self.commit = GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
+        self.commit = commit ?? GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
         self.metrics = SecondaryMetrics(factory: metricsFactory)
         self.settings = settings
         self.clock = clock
@@ -99,7 +100,7 @@ public final class SecondaryReplica: Sendable {
         self.random = random
         let holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
         self.state = Mutex(State(holdBack: holdBack, logID: logID))
-        self.watch = LogWatch(durable: commit.durableSeq)
+        self.watch = LogWatch(durable: self.commit.durableSeq)
     }
 
     /// What this secondary holds now: its durable contiguous prefix. A heartbeat answer
@@ -167,6 +168,17 @@ public final class SecondaryReplica: Sendable {
         return replicaState
     }
 
+    /// Failover: cuts every entry after `seq` (the master's log parts from this one there)
+    /// and returns them; held-back entries go too. Durable before it returns.
+    public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+        try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
+            let cut = try store.truncate(after: seq)
+            commit.truncated(after: seq)
+            state.holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
+            return cut
+        }
+    }
+
     /// Throws `Diverged` when a redelivered entry differs from what is stored at its seq. A
     /// redelivery is rare (a lost answer, a retry), so reading it back costs little.
     private func refuseOtherContent(_ held: [LogEntry]) throws {
@@ -196,11 +208,11 @@ extension SecondaryReplica {
     /// that the choice survives a restart.
     public convenience init(
         store: any LogStore, fsync: FsyncPolicy, directory: DataDirectory?, settings: SecondarySettings = SecondarySettings(),
-        logger: Logger = Logger(label: "replog.storage")
+        logger: Logger = Logger(label: "replog.storage"), commit: GroupCommit? = nil
     ) {
         let followed = Mutex(directory)
         self.init(
             store: store, fsync: fsync, logID: directory?.metadata.log, settings: settings,
-            onFollow: { log in try followed.withLock { try $0?.setLog(log) } }, logger: logger)
+            onFollow: { log in try followed.withLock { try $0?.setLog(log) } }, logger: logger, commit: commit)
     }
 }

@@ -96,9 +96,67 @@ public struct DataDirectory: Sendable {
     }
 
     private func save() throws(Problem) {
-        let target = url.appendingPathComponent(Self.metadataName)
-        let temporary = url.appendingPathComponent(Self.metadataName + ".tmp")
-        guard let data = try? JSONEncoder().encode(metadata) else {
+        try writeAtomically(metadata, to: Self.metadataName)
+    }
+
+    // MARK: Failover
+
+    static let electionName = "election.json"
+
+    /// What a node keeps for failover beside its log: its election record (epoch, vote,
+    /// epoch history) and the cluster it belongs to, as its master last told it.
+    public struct ElectionState: Codable, Sendable, Equatable {
+        public var record: ElectionRecord
+        /// This node's URL, as the other members know it.
+        public var me: String?
+        /// Every member, this node included.
+        public var members: [String]
+
+        public init(record: ElectionRecord = ElectionRecord(), me: String? = nil, members: [String] = []) {
+            self.record = record
+            self.me = me
+            self.members = members
+        }
+    }
+
+    /// The election state saved in this folder (an empty one if none was saved yet).
+    public var election: ElectionState {
+        get throws(Problem) {
+            let file = url.appendingPathComponent(Self.electionName)
+            guard let data = try? Data(contentsOf: file) else { return ElectionState() }
+            guard let state = try? JSONDecoder().decode(ElectionState.self, from: data) else {
+                throw Problem(description: "\(file.path) is not a replog election file; refusing to vote without it")
+            }
+            return state
+        }
+    }
+
+    /// Saves the election state (atomically, fsynced: a vote must outlive a crash).
+    public func saveElection(_ state: ElectionState) throws(Problem) {
+        try writeAtomically(state, to: Self.electionName)
+    }
+
+    /// Writes the entries a node cut from its log (failover) to `rollback/`, one JSON line
+    /// each, in a file named after the time and the first seq; returns its path.
+    public func saveRollback(_ entries: [LogEntry], epoch: Int) throws(Problem) -> String {
+        let folder = url.appendingPathComponent("rollback", isDirectory: true)
+        let name = "epoch-\(epoch)-from-seq-\(entries.first?.seq ?? 0)-\(Int(Date().timeIntervalSince1970)).jsonl"
+        let lines = entries.map { entry in
+            (try? JSONEncoder().encode(entry)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        }
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: folder.appendingPathComponent(name), options: .atomic)
+        } catch {
+            throw Problem(description: "cannot write \(folder.path)/\(name): \(error.localizedDescription)")
+        }
+        return folder.appendingPathComponent(name).path
+    }
+
+    private func writeAtomically(_ value: some Encodable, to name: String) throws(Problem) {
+        let target = url.appendingPathComponent(name)
+        let temporary = url.appendingPathComponent(name + ".tmp")
+        guard let data = try? JSONEncoder().encode(value) else {
             throw Problem(description: "cannot encode \(target.path)")
         }
         // Write, fsync, then rename: after a crash the file is either the old or the new one.

@@ -4,6 +4,7 @@ import NIOFoundationCompat
 import NIOHTTP1
 import ReplogCore
 import ReplogStorage
+import Synchronization
 
 /// Replication over HTTP/1.1 on keep-alive connections (`PeerConnections`). A batch
 /// travels as the log's own binary records (`RecordFraming`), checksums included, so the
@@ -12,6 +13,8 @@ public struct HTTPTransport: ReplicationTransport {
     let connections = PeerConnections()
     /// Signs every request when the cluster has a secret.
     let secret: ClusterSecret?
+    /// With failover: the master's epoch stamp for each peer (none while not the master).
+    public let stamps = EpochStamps()
 
     public init(secret: ClusterSecret? = nil) {
         self.secret = secret
@@ -20,29 +23,48 @@ public struct HTTPTransport: ReplicationTransport {
     public func replicate(
         _ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
-        var headers: HTTPHeaders = ["Content-Type": InternalWire.recordsContentType, InternalWire.logHeader: logID]
-        if let secret {
-            headers.add(name: ClusterSecret.header, value: secret.sign(method: "POST", path: InternalWire.replicatePath, log: logID, body: batch.bytes))
-        }
+        let headers = headers(.POST, InternalWire.replicatePath, to: peer, log: logID, body: batch.bytes, [
+            ("Content-Type", InternalWire.recordsContentType), (InternalWire.logHeader, logID),
+        ])
         let body = ByteBuffer(bytes: batch.bytes)
         return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
-        var headers: HTTPHeaders = [:]
-        if let secret {
-            headers.add(name: ClusterSecret.header, value: secret.sign(method: "GET", path: InternalWire.replicatePath, log: nil, body: [UInt8]()))
-        }
-        return try await send(.GET, InternalWire.replicatePath, to: peer, headers: headers, timeout: timeout)
+        try await send(.GET, InternalWire.replicatePath, to: peer, headers: headers(.GET, InternalWire.replicatePath, to: peer), timeout: timeout)
     }
 
     public func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
-        var headers: HTTPHeaders = [:]
-        if let secret {
-            headers.add(name: ClusterSecret.header, value: secret.sign(method: "GET", path: InternalWire.hashPath, log: nil, body: [UInt8]()))
-        }
+        let headers = headers(.GET, InternalWire.hashPath, to: peer)
         let answer: LogHashAnswer = try await send(.GET, InternalWire.hashPath + "?seq=\(seq)", to: peer, headers: headers, timeout: timeout)
         return answer.hash
+    }
+
+    public func truncate(_ peer: String, after seq: Int, timeout: Duration) async throws -> ReplicaState {
+        let headers = headers(.POST, InternalWire.truncatePath, to: peer)
+        return try await send(.POST, InternalWire.truncatePath + "?after=\(seq)", to: peer, headers: headers, timeout: timeout)
+    }
+
+    public func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer {
+        let body = try JSON.encoder.encode(request)
+        let headers = headers(.POST, InternalWire.votePath, to: peer, body: Array(body), [("Content-Type", "application/json")])
+        return try await send(.POST, InternalWire.votePath, to: peer, headers: headers, body: ByteBuffer(bytes: body), timeout: timeout)
+    }
+
+    /// The request's headers: its epoch stamp (as master, with failover) and its signature
+    /// (with a secret), which covers the stamp too.
+    private func headers(
+        _ method: HTTPMethod, _ path: String, to peer: String, log: String? = nil, body: [UInt8] = [],
+        _ extra: [(String, String)] = []
+    ) -> HTTPHeaders {
+        var headers = HTTPHeaders(extra)
+        let stamp = stamps.stamp(for: peer)?.headerValue
+        if let stamp { headers.add(name: InternalWire.epochHeader, value: stamp) }
+        if let secret {
+            let signed = ClusterSecret.signedContext(log: log, stamp: stamp)
+            headers.add(name: ClusterSecret.header, value: secret.sign(method: method.rawValue, path: path, log: signed, body: body))
+        }
+        return headers
     }
 
     private func send<Answer: Decodable>(
@@ -65,10 +87,23 @@ public struct HTTPTransport: ReplicationTransport {
         case 401:
             throw TransportError.unauthorized
         case 409:
+            if let stale = try? JSON.decoder.decode(StaleEpochAnswer.self, from: answer.body) { throw TransportError.staleEpoch(stale.epoch) }
             let reason = (try? JSON.decoder.decode([String: String].self, from: answer.body))?["error"]
             throw TransportError.foreignLog(reason ?? "secondary follows another master log")
         case let status:
             throw TransportError.badStatus(Int(status))
         }
     }
+}
+
+/// The epoch stamp a master puts on its requests to each peer (failover), set while it is
+/// the master and cleared when it steps down.
+public final class EpochStamps: Sendable {
+    private let source = Mutex<(@Sendable (String) -> EpochStamp?)?>(nil)
+
+    public init() {}
+
+    public func set(_ source: (@Sendable (String) -> EpochStamp?)?) { self.source.withLock { $0 = source } }
+
+    public func stamp(for peer: String) -> EpochStamp? { source.withLock { $0 }?(peer) }
 }

@@ -72,11 +72,14 @@ public struct APIError: Error, HTTPResponseError {
     public let message: String
     /// Extra fields next to `error` (already JSON-encoded object members).
     private let details: [String: JSONValue]
+    /// Where a redirect sends the client (`Location`).
+    private let location: String?
 
-    public init(_ status: HTTPResponse.Status, _ message: String, details: [String: JSONValue] = [:]) {
+    public init(_ status: HTTPResponse.Status, _ message: String, details: [String: JSONValue] = [:], location: String? = nil) {
         self.status = status
         self.message = message
         self.details = details
+        self.location = location
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
@@ -86,7 +89,9 @@ public struct APIError: Error, HTTPResponseError {
     var response: Response {
         var body = details
         body["error"] = .string(message)
-        return JSON.response(status, body)
+        var response = JSON.response(status, body)
+        if let location { response.headers[.location] = location }
+        return response
     }
 }
 

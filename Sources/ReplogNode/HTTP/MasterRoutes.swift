@@ -16,30 +16,7 @@ public func buildMasterRouter(
     router.add(middleware: ClientTokenGuard(tokens: clientTokens))
 
     router.post("/messages") { request, _ -> Response in
-        guard acceptsAsJSON(request.headers[.contentType]) else {
-            master.countBadRequest()
-            throw APIError(.unsupportedMediaType, "send the body as JSON, with Content-Type: application/json")
-        }
-        var request = request
-        let body = try await request.collectBody(upTo: maxBodyBytes)
-        let append: AppendRequest
-        do {
-            append = try AppendRequest.parse(Data(buffer: body))
-        } catch let invalid as AppendRequest.Invalid {
-            master.countBadRequest()
-            throw APIError(.badRequest, invalid.description)
-        }
-        do {
-            return try await master.append(append).response
-        } catch let error as Master.AppendError {
-            // Read-only: say why each missing secondary is missing, when the master knows
-            // (another log after an in-memory master restarted, a failed disk).
-            var problems: [String] = []
-            if case .readOnly = error {
-                problems = master.health.secondaries.compactMap { secondary in secondary.problem.map { "\(secondary.url): \($0)" } }
-            }
-            throw APIError(error, clusterSize: master.settings.clusterSize, problems: problems)
-        }
+        try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
     }
 
     router.addReadingRoutes(
@@ -55,6 +32,49 @@ public func buildMasterRouter(
     router.addMetricsRoute(metrics)
     allowedMethods.record(router)
     return router
+}
+
+/// `POST /messages` on a master: validate, append, answer `201` or a JSON error.
+func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) async throws -> Response {
+    guard acceptsAsJSON(incoming.headers[.contentType]) else {
+        master.countBadRequest()
+        throw APIError(.unsupportedMediaType, "send the body as JSON, with Content-Type: application/json")
+    }
+    var request = incoming
+    let body = try await request.collectBody(upTo: maxBodyBytes)
+    let append: AppendRequest
+    do {
+        append = try AppendRequest.parse(Data(buffer: body))
+    } catch {
+        master.countBadRequest()
+        throw APIError(.badRequest, error.description)
+    }
+    let result: Master.AppendResult
+    do {
+        result = try await master.append(append)
+    } catch {
+        // Read-only: say why each missing secondary is missing, when the master knows
+        // (another log after an in-memory master restarted, a failed disk).
+        var problems: [String] = []
+        if case .readOnly = error {
+            problems = master.health.secondaries.compactMap { secondary in secondary.problem.map { "\(secondary.url): \($0)" } }
+        }
+        throw APIError(error, clusterSize: master.settings.clusterSize, problems: problems)
+    }
+    return result.response
+}
+
+extension APIError {
+    /// `POST /messages` on a node that is not the master (failover): `307` to the master, so
+    /// that `curl -L` appends through any node, or `503` while no master is known.
+    static func notTheMaster(_ master: String?) -> APIError {
+        guard let master else {
+            return APIError(
+                .serviceUnavailable,
+                "no master: an election is under way, or a new master waits for a majority to hold its log; retry in a moment")
+        }
+        return APIError(.temporaryRedirect, "not the master", details: ["master": .string(master)], location: master + "/messages")
+    }
 }
 
 /// JSON, or no content type, or curl's default for `-d` (so `curl -d '{…}'` works as typed).
@@ -94,6 +114,8 @@ extension APIError {
             self.init(.serviceUnavailable, "master is shutting down; retry against the restarted master")
         case .storeFailed(let reason):
             self.init(.internalServerError, "the log store refused the append: \(reason)")
+        case .notTheMaster(let master):
+            self = .notTheMaster(master)
         case .idConflict(let id, let seq):
             self.init(
                 .conflict,

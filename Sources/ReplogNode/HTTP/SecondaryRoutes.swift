@@ -73,38 +73,11 @@ public func buildSecondaryRouter(
     router.add(middleware: CrossSiteGuard())
     router.add(middleware: ClientTokenGuard(tokens: clientTokens))
 
-    router.post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
-        var request = request
-        let body = try await request.collectBody(upTo: maxBodyBytes)
-        try checkSignature(secret, of: request, log: request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!], body: body)
-        let delivery = try ReplicationBatch.read(from: request, body: body)
-        do {
-            return JSON.response(.ok, try await replica.receive(delivery.entries, of: delivery.log))
-        } catch let failure as SecondaryReplica.InjectedFailure {
-            throw APIError(
-                .internalServerError, "injected failure (--error-rate): the entries were stored but this answer is an error",
-                details: ["seq": .int(failure.state.seq)])
-        } catch let foreign as SecondaryReplica.ForeignLog {
-            throw APIError(.conflict, foreign.description)
-        } catch let diverged as SecondaryReplica.Diverged {
-            throw APIError(.conflict, diverged.description)
-        } catch let failed as GroupCommit.Failed {
-            throw APIError(.internalServerError, failed.description)
-        }
-    }
-
-    // The master's heartbeat: what this secondary holds, in the internal answer type.
-    router.get(RouterPath(InternalWire.replicatePath)) { request, _ in
-        try checkSignature(secret, of: request, log: nil, body: ByteBuffer())
-        return JSON.response(.ok, replica.replicaState)
-    }
-
-    // Where a diverged log parts from the master's: the master asks for hashes at a few seqs.
-    router.get(RouterPath(InternalWire.hashPath)) { request, _ in
-        try checkSignature(secret, of: request, path: InternalWire.hashPath, log: nil, body: ByteBuffer())
-        let seq = try request.integerQuery("seq", minimum: 0) ?? 0
-        return JSON.response(.ok, LogHashAnswer(seq: seq, hash: replica.hash(at: seq)))
-    }
+    router.addInternalRoutes(
+        secret: secret, maxBodyBytes: maxBodyBytes,
+        receive: { entries, log, _ in try await replica.receive(entries, of: log) },
+        probe: { _ in replica.replicaState },
+        hash: { replica.hash(at: $0) })
 
     router.post("/messages") { _, _ -> Response in
         var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
@@ -136,16 +109,105 @@ extension SecondaryHealthReport {
     }
 }
 
+/// What the internal endpoints do on a node (a plain secondary, or a `FailoverNode`). Each
+/// gets the master's epoch stamp, if the request carries one.
+typealias Receive = @Sendable (_ entries: [LogEntry], _ log: String, _ stamp: EpochStamp?) async throws -> ReplicaState
+
+extension Router<BasicRequestContext> {
+    /// `POST /replicate` (a delivery), `GET /replicate` (a heartbeat) and
+    /// `GET /replicate/hash`; with failover also `POST /replicate/vote` and
+    /// `POST /replicate/truncate`. With a secret, each refuses an unsigned request (401).
+    func addInternalRoutes(
+        secret: ClusterSecret?, maxBodyBytes: Int, receive: @escaping Receive,
+        probe: @escaping @Sendable (EpochStamp?) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
+        vote: (@Sendable (VoteRequest) throws -> VoteAnswer)? = nil,
+        truncate: (@Sendable (_ after: Int, EpochStamp?) throws -> ReplicaState)? = nil
+    ) {
+        post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
+            var request = request
+            let body = try await request.collectBody(upTo: maxBodyBytes)
+            let stamp = try checkSignature(secret, of: request, log: request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!], body: body)
+            let delivery = try ReplicationBatch.read(from: request, body: body)
+            return try await answeringInternally { try await receive(delivery.entries, delivery.log, stamp) }
+        }
+
+        // The master's heartbeat: what this node holds, in the internal answer type.
+        get(RouterPath(InternalWire.replicatePath)) { request, _ in
+            let stamp = try checkSignature(secret, of: request, log: nil, body: ByteBuffer())
+            return try await answeringInternally { try probe(stamp) }
+        }
+
+        // Where a diverged log parts from the master's: the master asks for hashes at a few seqs.
+        get(RouterPath(InternalWire.hashPath)) { request, _ in
+            try checkSignature(secret, of: request, path: InternalWire.hashPath, log: nil, body: ByteBuffer())
+            let seq = try request.integerQuery("seq", minimum: 0) ?? 0
+            return JSON.response(.ok, LogHashAnswer(seq: seq, hash: hash(seq)))
+        }
+
+        if let vote {
+            post(RouterPath(InternalWire.votePath)) { request, _ in
+                var request = request
+                let body = try await request.collectBody(upTo: 64 << 10)
+                try checkSignature(secret, of: request, path: InternalWire.votePath, log: nil, body: body)
+                guard let ask = try? JSON.decoder.decode(VoteRequest.self, from: body) else {
+                    throw APIError(.badRequest, "a vote request is {\"epoch\": 2, \"candidate\": \"URL\", \"log\": {\"epoch\": 1, \"seq\": 9}, \"preVote\": false}")
+                }
+                return JSON.response(.ok, try vote(ask))
+            }
+        }
+        if let truncate {
+            post(RouterPath(InternalWire.truncatePath)) { request, _ in
+                let stamp = try checkSignature(secret, of: request, path: InternalWire.truncatePath, log: nil, body: ByteBuffer())
+                guard let after = try request.integerQuery("after", minimum: 0) else {
+                    throw APIError(.badRequest, "say after which seq to cut: ?after=N")
+                }
+                return try await answeringInternally { try truncate(after, stamp) }
+            }
+        }
+    }
+}
+
+/// Runs an internal request and turns what it throws into the answer the master expects.
+private func answeringInternally(_ body: () async throws -> ReplicaState) async throws -> Response {
+    do {
+        return JSON.response(.ok, try await body())
+    } catch let failure as SecondaryReplica.InjectedFailure {
+        throw APIError(
+            .internalServerError, "injected failure (--error-rate): the entries were stored but this answer is an error",
+            details: ["seq": .int(failure.state.seq)])
+    } catch let foreign as SecondaryReplica.ForeignLog {
+        throw APIError(.conflict, foreign.description)
+    } catch let diverged as SecondaryReplica.Diverged {
+        throw APIError(.conflict, diverged.description)
+    } catch let failed as GroupCommit.Failed {
+        throw APIError(.internalServerError, failed.description)
+    } catch let stale as FailoverNode.StaleEpoch {
+        return JSON.response(.conflict, stale.answer)
+    }
+}
+
 /// Refuses (401) an internal request without a valid signature, when the node has a secret.
+/// Returns the request's epoch stamp, if it has one (the signature covers it).
+@discardableResult
 private func checkSignature(
     _ secret: ClusterSecret?, of request: Request, path: String = InternalWire.replicatePath, log: String?, body: ByteBuffer
-) throws(APIError) {
-    guard let secret else { return }
+) throws(APIError) -> EpochStamp? {
+    let stampText = request.headers[HTTPFields.Element.Name(InternalWire.epochHeader)!]
+    var stamp: EpochStamp?
+    if let stampText {
+        guard let decoded = EpochStamp(headerValue: stampText) else {
+            throw APIError(.badRequest, "the \(InternalWire.epochHeader) header is not an epoch stamp")
+        }
+        stamp = decoded
+    }
+    guard let secret else { return stamp }
     let signature = request.headers[HTTPFields.Element.Name(ClusterSecret.header)!]
-    guard secret.verify(signature, method: request.method.rawValue, path: path, log: log, body: body.readableBytesView) else {
+    let signed = ClusterSecret.signedContext(log: log, stamp: stampText)
+    guard secret.verify(signature, method: request.method.rawValue, path: path, log: signed, body: body.readableBytesView) else {
         throw APIError(
             .unauthorized,
             "node-to-node requests need proof of the cluster secret: this one has no valid \(ClusterSecret.header) "
                 + "(give the master the same --cluster-secret or --cluster-secret-file as this node)")
     }
+    return stamp
 }

@@ -1,0 +1,445 @@
+import CoreMetrics
+import Foundation
+import Logging
+import Metrics
+import ReplogCore
+import ReplogStorage
+import ServiceLifecycle
+import Synchronization
+
+/// A node of a cluster with automatic failover: the shell around `FailoverInstance`.
+///
+/// It owns what outlives a change of role (the log, its group commit, the data dir's
+/// election record) and runs one of the two roles on top: a `SecondaryReplica` that
+/// follows the master of the current epoch, or a `Master` once this node is elected.
+/// Elections run here: a timer that fires when no master was heard for the election
+/// timeout, vote requests to the other members, and the votes this node casts. The routers
+/// (`buildFailoverRouter`) send every internal request through this node, so that an old
+/// epoch's master is refused whatever role this node has, and the public endpoints to the
+/// current role.
+public final class FailoverNode: Service, Sendable {
+    public struct Settings: Sendable {
+        /// This node's URL as the others know it: set for the node started as master,
+        /// learned from the master's requests otherwise.
+        public var me: String?
+        /// Every member, this node included (the master's `--secondary` list and itself);
+        /// learned from the master on the others.
+        public var members: [String]
+        public var electionTimeout: ClosedRange<Duration>
+        /// What the master does when this node is elected (`secondaries` is filled in).
+        public var master: MasterSettings
+        public var secondary: SecondarySettings
+        /// Whether this node may vote and stand: only with a data dir, where its votes
+        /// outlive a restart (a node that forgets whom it voted for could vote twice).
+        public var canVote: Bool
+        /// Take epoch 1 at once if no epoch was ever seen here (the node started as master).
+        public var bootstrap: Bool
+
+        public init(
+            me: String?, members: [String], electionTimeout: ClosedRange<Duration> = .milliseconds(1_000)...(.milliseconds(2_000)),
+            master: MasterSettings, secondary: SecondarySettings = SecondarySettings(), canVote: Bool, bootstrap: Bool
+        ) {
+            self.me = me
+            self.members = members
+            self.electionTimeout = electionTimeout
+            self.master = master
+            self.secondary = secondary
+            self.canVote = canVote
+            self.bootstrap = bootstrap
+        }
+    }
+
+    /// The role this node plays now.
+    public enum Current: Sendable {
+        case secondary(SecondaryReplica)
+        case master(Master)
+    }
+
+    /// A request from a master of an older epoch (`409` with this node's epoch).
+    public struct StaleEpoch: Error {
+        public let answer: StaleEpochAnswer
+    }
+
+    private struct State {
+        var election: DataDirectory.ElectionState
+        var instance: FailoverInstance?
+        var current: Current
+        var masterTask: Task<Void, Never>?
+        /// The master log this node holds (`nil` until it follows one).
+        var logID: String?
+        /// Whether any master of an epoch has been heard (a cluster with failover).
+        var stamped = false
+    }
+
+    public let settings: Settings
+    public let store: any LogStore
+    public let commit: GroupCommit
+    let transport: any ReplicationTransport
+    /// Where this node's requests as master get their epoch stamp (HTTP only).
+    let stamps: EpochStamps?
+    let clock: any NodeClock
+    let logger: Logger
+    private let directory: Folder
+    private let state: Mutex<State>
+    private let seed: UInt64
+    private let epochGauge: Gauge
+    private let elections: Counter
+    private let metricsFactory: any MetricsFactory
+
+    public init(
+        settings: Settings, store: any LogStore, commit: GroupCommit, directory: DataDirectory?, transport: any ReplicationTransport,
+        stamps: EpochStamps? = nil, clock: any NodeClock = SystemClock(), logger: Logger = Logger(label: "replog.node"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory, seed: UInt64 = UInt64.random(in: 0...UInt64.max)
+    ) throws(DataDirectory.Problem) {
+        self.settings = settings
+        self.store = store
+        self.commit = commit
+        self.transport = transport
+        self.stamps = stamps
+        self.clock = clock
+        self.logger = logger
+        self.seed = seed
+        self.metricsFactory = metricsFactory
+        self.directory = Folder(directory)
+        self.epochGauge = Gauge(label: "replog_epoch", factory: metricsFactory)
+        self.elections = Counter(label: "replog_elections_total", factory: metricsFactory)
+        var election = try directory?.election ?? DataDirectory.ElectionState()
+        if let me = settings.me { election.me = me }
+        if !settings.members.isEmpty { election.members = settings.members }
+        let logID = directory?.metadata.log
+        let replica = Self.makeReplica(store: store, commit: commit, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
+        self.state = Mutex(State(election: election, current: .secondary(replica), logID: logID))
+        epochGauge.record(election.record.epoch)
+        state.withLock { makeInstance(&$0) }
+    }
+
+    /// A secondary on the node's log; it records a master log it starts to follow in the
+    /// data dir before acknowledging anything of it.
+    private static func makeReplica(
+        store: any LogStore, commit: GroupCommit, settings: SecondarySettings, logID: String?, folder: Folder, logger: Logger
+    ) -> SecondaryReplica {
+        SecondaryReplica(
+            store: store, logID: logID, settings: settings, onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } },
+            logger: logger, commit: commit)
+    }
+
+    /// The data dir, shared with the replicas this node creates.
+    private final class Folder: Sendable {
+        let directory: Mutex<DataDirectory?>
+        init(_ directory: DataDirectory?) { self.directory = Mutex(directory) }
+    }
+
+    /// (Re)creates the instance once this node knows itself and its cluster.
+    private func makeInstance(_ state: inout State) {
+        guard let me = state.election.me, state.election.members.contains(me) else { return }
+        let settings = FailoverInstance.Settings(me: me, members: state.election.members, electionTimeout: self.settings.electionTimeout)
+        state.instance = FailoverInstance(settings: settings, record: state.election.record, now: clock.now, seed: seed &+ UInt64(clock.now.nanoseconds))
+    }
+
+    // MARK: What the routers ask
+
+    /// The role now.
+    public var current: Current { state.withLock { $0.current } }
+
+    /// Role, epoch and master for `/health` (`nil` fields on a cluster without failover).
+    public var status: (role: String?, epoch: Int?, master: String?) {
+        state.withLock { state in
+            guard state.stamped || state.instance?.role == .master, let instance = state.instance else { return (nil, nil, nil) }
+            return (instance.role.rawValue, instance.epoch, instance.master)
+        }
+    }
+
+    /// Where `POST /messages` goes on a node that is not the master: the master's URL, or
+    /// nil while none is known; `.none` on a cluster without failover (the old `405`).
+    public var masterForClients: String?? {
+        state.withLock { state in
+            guard state.stamped, let instance = state.instance else { return .none }
+            return .some(instance.role == .master ? nil : instance.master)
+        }
+    }
+
+    /// A master's delivery (`POST /replicate`).
+    public func receive(_ entries: [LogEntry], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
+        let replica = try follow(stamp)
+        var answer = try await replica.receive(entries, of: logID)
+        state.withLock { $0.logID = logID }
+        try synced(answer, stamp: stamp, replica: replica)
+        answer.epoch = stamp?.epoch
+        return answer
+    }
+
+    /// A master's heartbeat (`GET /replicate`).
+    public func probe(stamp: EpochStamp?) throws -> ReplicaState {
+        let replica = try follow(stamp)
+        var answer = replica.replicaState
+        try synced(answer, stamp: stamp, replica: replica)
+        answer.epoch = stamp?.epoch
+        return answer
+    }
+
+    /// The running hash at `seq`, if this node holds it.
+    public func hash(at seq: Int) -> String? {
+        switch current {
+        case .secondary(let replica): replica.hash(at: seq)
+        case .master(let master): seq <= master.commit.durableSeq ? store.hash(at: seq) : nil
+        }
+    }
+
+    /// The master of this epoch says this node's log parts from its own after `seq`.
+    public func truncate(after seq: Int, stamp: EpochStamp?) throws -> ReplicaState {
+        guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil)) }
+        let replica = try follow(stamp)
+        let cut = try replica.truncate(after: seq)
+        if !cut.isEmpty {
+            let saved = (try? directory.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) }) ?? nil
+            logger.warning("cut entries the master of this epoch does not hold", metadata: [
+                "replog.after": "\(seq)", "replog.entries": "\(cut.count)", "replog.epoch": "\(stamp.epoch)",
+                "replog.rollback": "\(saved ?? "(in memory: not kept)")",
+                "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
+            ])
+            try update { $0.onCut(after: seq) }
+        }
+        var answer = replica.replicaState
+        answer.epoch = stamp.epoch
+        return answer
+    }
+
+    /// A candidate asks for this node's vote.
+    public func vote(_ request: VoteRequest) throws -> VoteAnswer {
+        let position = self.position
+        let (answer, granted) = try state.withLock { state throws -> (VoteAnswer, Bool) in
+            guard settings.canVote, var instance = state.instance else {
+                return (VoteAnswer(epoch: state.election.record.epoch, granted: false, preVote: request.preVote), false)
+            }
+            let answer = instance.onVoteRequest(request, log: position, now: clock.now)
+            try keep(instance, in: &state)
+            return (answer, answer.granted)
+        }
+        if granted, !request.preVote {
+            logger.info("voted", metadata: ["replog.candidate": "\(request.candidate)", "replog.epoch": "\(request.epoch)"])
+        }
+        return answer
+    }
+
+    /// Serves a request of a master: refuses an older epoch, follows a newer one (stepping
+    /// down if this node was master), learns the cluster from the stamp. Returns the replica
+    /// to serve it.
+    private func follow(_ stamp: EpochStamp?) throws -> SecondaryReplica {
+        guard let stamp else {
+            // A master without failover: this node is its secondary, as before failover.
+            if case .secondary(let replica) = current { return replica }
+            throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil))
+        }
+        let (replica, directives, newMaster) = try state.withLock { state throws -> (SecondaryReplica?, [FailoverInstance.Directive], String?) in
+            state.stamped = true
+            if state.election.me != stamp.you || state.election.members != stamp.members {
+                state.election.me = stamp.you
+                state.election.members = stamp.members
+                try save(state.election)
+                makeInstance(&state)
+            }
+            guard var instance = state.instance else { return (nil, [], nil) }
+            let before = instance.master
+            let (accepted, directives) = instance.onMasterContact(epoch: stamp.epoch, master: stamp.master, now: clock.now)
+            try keep(instance, in: &state)
+            guard accepted else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: instance.epoch, master: instance.master)) }
+            if case .secondary(let replica) = state.current { return (replica, directives, before != stamp.master ? stamp.master : nil) }
+            return (nil, directives, stamp.master)
+        }
+        carryOut(directives)
+        if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(stamp.epoch)"]) }
+        if let replica { return replica }
+        if case .secondary(let replica) = current { return replica }
+        throw StaleEpoch(answer: StaleEpochAnswer(epoch: stamp.epoch, master: nil))
+    }
+
+    /// After serving the master: a log that now holds the master's through its last epoch
+    /// start holds that start too. Recorded before the answer leaves (a vote depends on it).
+    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, replica: SecondaryReplica) throws {
+        guard let stamp, let start = stamp.history.starts.last, answer.seq >= start.after,
+              store.hash(at: start.after) == stamp.startHash
+        else { return }
+        try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) }
+    }
+
+    /// This node's log position for elections: its epoch history and its durable end.
+    private var position: LogPosition {
+        let seq = commit.durableSeq
+        return state.withLock { $0.election.record.history.position(lastSeq: seq) }
+    }
+
+    // MARK: Elections
+
+    public func run() async throws {
+        if settings.bootstrap {
+            let position = self.position
+            let directives = try state.withLock { state throws -> [FailoverInstance.Directive] in
+                guard var instance = state.instance else { return [] }
+                let directives = instance.bootstrap(now: clock.now, log: position)
+                try keep(instance, in: &state)
+                return directives
+            }
+            carryOut(directives)
+        }
+        defer { stopMaster() }
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let wake = self.tick()
+                do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { return }
+            }
+        }
+    }
+
+    /// Runs the instance's timers; returns when to look again.
+    private func tick() -> Duration {
+        let position = self.position
+        let now = clock.now
+        let result = try? state.withLock { state throws -> ([FailoverInstance.Directive], Duration) in
+            guard settings.canVote, var instance = state.instance else { return ([], now + .seconds(1)) }
+            let directives = instance.role == .master || now >= instance.electionDeadline ? instance.tick(now: now, log: position) : []
+            try keep(instance, in: &state)
+            let wake = instance.role == .master ? now + settings.master.heartbeatInterval : instance.electionDeadline
+            return (directives, wake)
+        }
+        guard let (directives, wake) = result else { return now + .seconds(1) }
+        carryOut(directives)
+        return wake
+    }
+
+    private func carryOut(_ directives: [FailoverInstance.Directive]) {
+        for directive in directives {
+            switch directive {
+            case .requestVotes(let request):
+                if !request.preVote {
+                    elections.increment()
+                    logger.info("election started", metadata: ["replog.epoch": "\(request.epoch)", "replog.log": "\(request.log)"])
+                }
+                askForVotes(request)
+            case .becomeMaster(let epoch, let after):
+                becomeMaster(epoch: epoch, after: after)
+            case .stepDown(let reason):
+                logger.warning("stepped down: no longer the master", metadata: ["replog.reason": "\(reason)"])
+                stopMaster()
+            }
+        }
+    }
+
+    private func askForVotes(_ request: VoteRequest) {
+        let others = state.withLock { $0.instance?.settings.others ?? [] }
+        for peer in others {
+            Task {
+                guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
+                let position = self.position
+                let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
+                    guard var instance = state.instance else { return [] }
+                    let directives = instance.onVoteAnswer(answer, from: peer, log: position, now: clock.now)
+                    try keep(instance, in: &state)
+                    return directives
+                }) ?? []
+                carryOut(directives)
+            }
+        }
+    }
+
+    private func becomeMaster(epoch: Int, after: Int) {
+        let (members, me, logID, history) = state.withLock { ($0.election.members, $0.election.me!, $0.logID, $0.election.record.history) }
+        let log: String
+        do { log = try logID ?? directory.directory.withLock { try $0?.masterLog() } ?? UUID().uuidString } catch {
+            logger.error("cannot record the log id; not taking over", metadata: ["replog.error": "\(error)"])
+            return
+        }
+        var masterSettings = settings.master
+        masterSettings.secondaries = members.filter { $0 != me }
+        let startHash = store.hash(at: after)
+        stamps?.set { peer in
+            EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
+        }
+        let hooks = Master.FailoverHooks(
+            refusal: { [weak self] in self?.refusal() ?? .notTheMaster(master: nil) },
+            answered: { [weak self] peer, answer in self?.memberAnswered(peer, answer) },
+            deposed: { [weak self] peer, epoch in self?.memberIsLater(peer, epoch: epoch) })
+        let master = Master(
+            settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
+            metricsFactory: metricsFactory, commit: commit, failover: hooks)
+        let task = Task { _ = try? await master.run() }
+        state.withLock { state in
+            state.current = .master(master)
+            state.masterTask = task
+            state.logID = log
+        }
+        epochGauge.record(epoch)
+        logger.notice("elected master", metadata: [
+            "replog.epoch": "\(epoch)", "replog.after": "\(after)", "replog.members": "\(members.joined(separator: ","))",
+        ])
+    }
+
+    /// Back to following: the master (if any) stops and answers its waiting appends.
+    private func stopMaster() {
+        let (master, task, logID) = state.withLock { state -> (Master?, Task<Void, Never>?, String?) in
+            guard case .master(let master) = state.current else { return (nil, nil, nil) }
+            defer { state.masterTask = nil }
+            return (master, state.masterTask, state.logID)
+        }
+        guard let master else { return }
+        stamps?.set(nil)
+        task?.cancel()
+        master.shutDown()
+        let replica = Self.makeReplica(store: store, commit: commit, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
+        state.withLock { $0.current = .secondary(replica) }
+    }
+
+    private func refusal() -> Master.AppendError? {
+        let now = clock.now
+        return state.withLock { state in
+            guard let instance = state.instance, !instance.acceptsAppends(now: now) else { return nil }
+            return .notTheMaster(master: instance.role == .master ? nil : instance.master)
+        }
+    }
+
+    private func memberAnswered(_ peer: String, _ answer: ReplicaState) {
+        // It holds this master's log through its seq when their hashes there agree.
+        let matched = answer.seq <= store.lastSeq && answer.hash != nil && answer.hash == store.hash(at: answer.seq) ? answer.seq : nil
+        report(peer, epoch: answer.epoch ?? 0, matched: matched)
+    }
+
+    private func memberIsLater(_ peer: String, epoch: Int) {
+        report(peer, epoch: epoch, matched: nil)
+    }
+
+    private func report(_ peer: String, epoch: Int, matched: Int?) {
+        let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
+            guard var instance = state.instance else { return [] }
+            let directives = instance.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: clock.now)
+            try keep(instance, in: &state)
+            return directives
+        }) ?? []
+        carryOut(directives)
+    }
+
+    // MARK: Persistence
+
+    /// Stores the instance back, saving its record first if it changed (a vote, an epoch,
+    /// an epoch start must be on disk before anything that depends on it is answered).
+    private func keep(_ instance: FailoverInstance, in state: inout State) throws {
+        if instance.record != state.election.record {
+            var election = state.election
+            election.record = instance.record
+            try save(election)
+            state.election = election
+            epochGauge.record(instance.record.epoch)
+        }
+        state.instance = instance
+    }
+
+    private func update(_ change: (inout FailoverInstance) -> Void) throws {
+        try state.withLock { state in
+            guard var instance = state.instance else { return }
+            change(&instance)
+            try keep(instance, in: &state)
+        }
+    }
+
+    private func save(_ election: DataDirectory.ElectionState) throws {
+        try directory.directory.withLock { directory in try directory?.saveElection(election) }
+    }
+}
