@@ -108,7 +108,8 @@ public final class FailoverNode: Service, Sendable {
         if !settings.members.isEmpty { election.members = settings.members }
         let logID = directory?.metadata.log
         let replica = Self.makeReplica(store: store, commit: commit, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
-        self.state = Mutex(State(election: election, current: .secondary(replica), logID: logID))
+        // A node that has been in an epoch belongs to a cluster with failover, even before it hears a master again.
+        self.state = Mutex(State(election: election, current: .secondary(replica), logID: logID, stamped: election.record.epoch > 0))
         epochGauge.record(election.record.epoch)
         state.withLock { makeInstance(&$0) }
     }
@@ -355,7 +356,10 @@ public final class FailoverNode: Service, Sendable {
             EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
         }
         let hooks = Master.FailoverHooks(
-            refusal: { [weak self] in self?.refusal() ?? .notTheMaster(master: nil) },
+            refusal: { [weak self] in
+                guard let self else { return .notTheMaster(master: nil) }
+                return self.refusal()
+            },
             answered: { [weak self] peer, answer in self?.memberAnswered(peer, answer) },
             deposed: { [weak self] peer, epoch in self?.memberIsLater(peer, epoch: epoch) })
         let master = Master(

@@ -67,7 +67,8 @@ struct ClusterCommand: AsyncParsableCommand {
         }
         plans.insert(
             ("master", port, ["master", "--host", host, "--port", "\(port)", "--log-level", logLevel]
-                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master") + secretArguments),
+                + secondaryURLs.flatMap { ["--secondary", $0] } + storageArguments(node: "master") + failoverArguments
+                + secretArguments),
             at: 0)
 
         var nodes: [ClusterNode] = []
@@ -97,9 +98,17 @@ struct ClusterCommand: AsyncParsableCommand {
                 : "Logs are kept in \(absoluteDataDir)/ (one folder per node; delete it to start afresh).",
             "",
             "Try:",
-            "  curl -X POST http://localhost:\(port)/messages -H 'Content-Type: application/json' -d '{\"message\": \"hello\", \"w\": 2}'",
+            "  curl -L -X POST http://localhost:\(port)/messages -H 'Content-Type: application/json' -d '{\"message\": \"hello\", \"w\": 2}'",
             "  curl http://localhost:\(port)/messages",
             "  curl http://localhost:\(port)/health",
+        ]
+        if !inMemory {
+            banner += [
+                "Kill the master (kill -9 PID): the secondaries elect a new one within about two seconds, and",
+                "`curl -L` appends through any node. Restarted, the old master rejoins as a secondary.",
+            ]
+        }
+        banner += [
             "Kill a node (kill -9 PID) and restart it by hand to watch catch-up, with its own command:",
         ]
         for node in nodes {
@@ -148,6 +157,9 @@ struct ClusterCommand: AsyncParsableCommand {
         else { throw fail("cannot write the cluster secret to \(path)") }
         return path
     }
+
+    /// Failover needs every node to keep its log and votes: on unless the cluster is in memory.
+    private var failoverArguments: [String] { inMemory ? [] : ["--failover"] }
 
     private func storageArguments(node: String) -> [String] {
         inMemory ? [] : ["--data-dir", absoluteDataDir + "/" + node, "--fsync", fsync.rawValue]

@@ -128,6 +128,18 @@ struct ClientTokenOptions: ParsableArguments {
     var clientTokens: ClientTokens? { ClientTokens(tokens, protectsReads: clientTokenReads) }
 }
 
+/// Automatic failover (issue 15): the secondaries elect a new master when it dies.
+struct FailoverOptions: ParsableArguments {
+    @Option(help: "How long a secondary waits without hearing from the master before it stands for election: a random time between this and twice this. Env: REPLOG_ELECTION_TIMEOUT.")
+    var electionTimeout: DurationArgument = Environment.duration("REPLOG_ELECTION_TIMEOUT") ?? DurationArgument("1s")
+
+    var electionTimeouts: ClosedRange<Duration> { electionTimeout.duration...(electionTimeout.duration * 2) }
+
+    func validate() throws {
+        guard electionTimeout.duration >= .milliseconds(50) else { throw ValidationError("--election-timeout must be at least 50ms") }
+    }
+}
+
 /// Set by `replog cluster` on the nodes it starts.
 struct ParentOptions: ParsableArguments {
     @Flag(help: .hidden)
@@ -151,8 +163,16 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(name: .customLong("secondary"), help: "Base URL of a secondary (plain http://HOST:PORT); repeat for each. Env: REPLOG_SECONDARIES (comma-separated).")
     var secondaries: [String] = Environment.list("REPLOG_SECONDARIES")
 
-    @Option(help: "How often to probe each secondary. Env: REPLOG_HEARTBEAT_INTERVAL.")
-    var heartbeatInterval: DurationArgument = Environment.duration("REPLOG_HEARTBEAT_INTERVAL") ?? DurationArgument("1s")
+    @Option(help: "How often to probe each secondary (default 1s, or 250ms with --failover, well below the election timeout). Env: REPLOG_HEARTBEAT_INTERVAL.")
+    var heartbeatInterval: DurationArgument? = Environment.duration("REPLOG_HEARTBEAT_INTERVAL")
+
+    @Flag(help: "Automatic failover: when this master dies, the secondaries elect a new one (needs --data-dir on every node). Env: REPLOG_FAILOVER=true.")
+    var failover = Environment.bool("REPLOG_FAILOVER") ?? false
+
+    @Option(help: "This node's URL as the other nodes reach it (default http://HOST:PORT); with --failover, where clients are sent. Env: REPLOG_ADVERTISE.")
+    var advertise: String? = Environment.string("REPLOG_ADVERTISE")
+
+    @OptionGroup var election: FailoverOptions
 
     @Option(help: "Missed heartbeats before a secondary is suspected. Env: REPLOG_SUSPECT_AFTER.")
     var suspectAfter: Int = Environment.int("REPLOG_SUSPECT_AFTER") ?? 2
@@ -189,6 +209,12 @@ struct MasterCommand: AsyncParsableCommand {
         for url in secondaries where HTTPBaseURL(url) == nil {
             throw ValidationError("--secondary must be a URL like http://127.0.0.1:5001, got \(url)")
         }
+        if let advertise, HTTPBaseURL(advertise) == nil {
+            throw ValidationError("--advertise must be a URL like http://10.0.0.5:5000, got \(advertise)")
+        }
+        if failover, storage.dataDir == nil {
+            throw ValidationError("--failover needs --data-dir: a node that forgets its log and its votes cannot vote safely")
+        }
     }
 
     func run() async throws {
@@ -197,11 +223,21 @@ struct MasterCommand: AsyncParsableCommand {
         let metrics = logging.bootstrapMetrics()
         let settings = MasterSettings(
             secondaries: secondaries.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 },
-            heartbeatInterval: heartbeatInterval.duration,
+            heartbeatInterval: heartbeatInterval?.duration ?? (failover ? .milliseconds(250) : .seconds(1)),
             healthThresholds: .init(suspectAfterMisses: suspectAfter, unhealthyAfterMisses: unhealthyAfter),
             replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration,
             maxLongPoll: maxLongPoll.duration)
         var (store, directory) = try storage.open(role: "master", logger: logger)
+        if failover {
+            let me = advertise ?? "http://\(host):\(port)"
+            try await runNode(
+                FailoverNode.Settings(
+                    me: me, members: [me] + settings.secondaries, electionTimeout: election.electionTimeouts, master: settings,
+                    canVote: true, bootstrap: true),
+                store: store, directory: directory, fsync: storage.fsync, secret: clusterSecret, host: host, port: port,
+                maxBody: maxBody, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
+            return
+        }
         let logID: String
         do { logID = try directory?.masterLog() ?? UUID().uuidString } catch { throw fail(error.description) }
         let master = Master(
@@ -239,6 +275,7 @@ struct SecondaryCommand: AsyncParsableCommand {
     @Option(help: "Longest a long poll (GET /messages?wait=) waits, whatever it asks for. Env: REPLOG_MAX_LONG_POLL.")
     var maxLongPoll: DurationArgument = Environment.duration("REPLOG_MAX_LONG_POLL") ?? DurationArgument("60s")
 
+    @OptionGroup var election: FailoverOptions
     @OptionGroup var storage: StorageOptions
     @OptionGroup var secret: SecretOptions
     @OptionGroup var clients: ClientTokenOptions
@@ -254,21 +291,41 @@ struct SecondaryCommand: AsyncParsableCommand {
         let logger = logging.bootstrap(label: "replog.secondary")
         let metrics = logging.bootstrapMetrics()
         let (store, directory) = try storage.open(role: "secondary", logger: logger)
-        let replica = SecondaryReplica(
-            store: store, fsync: storage.fsync, directory: directory,
-            settings: SecondarySettings(delay: delay.duration, errorRate: errorRate, maxLongPoll: maxLongPoll.duration), logger: logger)
-        logger.info("secondary started", metadata: [
-            "replog.incarnation": "\(replica.incarnation)", "replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)",
-        ])
-        let host = host
-        let app = NodeApplications.secondary(
-            replica, host: host, port: port, secret: clusterSecret, logger: logger, metrics: metrics,
-            clientTokens: clients.clientTokens
-        ) { port in
-            announce("listening on http://\(host):\(port)")
-        }
-        // The data dir's lock is held until the node has stopped.
-        defer { withExtendedLifetime(directory) {} }
-        try await NodeApplications.run([replica.commit, app], stopWhenDone: parent.watch, logger: logger)
+        let secondarySettings = SecondarySettings(delay: delay.duration, errorRate: errorRate, maxLongPoll: maxLongPoll.duration)
+        logger.info("secondary started", metadata: ["replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)"])
+        // It learns the cluster (and, with failover, its epoch) from the master's requests.
+        try await runNode(
+            FailoverNode.Settings(
+                me: nil, members: [], electionTimeout: election.electionTimeouts,
+                master: MasterSettings(secondaries: [], heartbeatInterval: .milliseconds(250), maxLongPoll: maxLongPoll.duration),
+                secondary: secondarySettings, canVote: directory != nil, bootstrap: false),
+            store: store, directory: directory, fsync: storage.fsync, secret: clusterSecret, host: host, port: port,
+            maxBody: 1 << 20, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
     }
+}
+
+/// Runs a node that follows elections (`FailoverNode`) behind its HTTP server until it is stopped.
+func runNode(
+    _ settings: FailoverNode.Settings, store: any LogStore, directory: DataDirectory?, fsync: FsyncPolicy, secret: ClusterSecret?,
+    host: String, port: Int, maxBody: Int, clientTokens: ClientTokens?, stopWhenDone: ParentWatch?, logger: Logger,
+    metrics: (@Sendable () -> String)?
+) async throws {
+    let transport = HTTPTransport(secret: secret)
+    let commit = GroupCommit(store: store, policy: fsync, logger: logger)
+    let node: FailoverNode
+    do {
+        node = try FailoverNode(
+            settings: settings, store: store, commit: commit, directory: directory, transport: transport, stamps: transport.stamps,
+            logger: logger)
+    } catch {
+        throw fail(error.description)
+    }
+    let app = NodeApplications.failover(
+        node, host: host, port: port, maxBodyBytes: maxBody, secret: secret, logger: logger, metrics: metrics, clientTokens: clientTokens
+    ) { port in
+        announce("listening on http://\(host):\(port)")
+    }
+    // The data dir's lock is held until the node has stopped.
+    defer { withExtendedLifetime(directory) {} }
+    try await NodeApplications.run([commit, app, node], stopWhenDone: stopWhenDone, logger: logger)
 }
