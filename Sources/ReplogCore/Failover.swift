@@ -21,9 +21,9 @@
 /// - **Taking appends.** A new master accepts appends only once a majority (itself
 ///   included) holds its log through its start (`acceptsAppends`): then every entry of
 ///   earlier epochs it holds is safe, and any later master must hold them (it needs a
-///   majority's votes, and each of those voters holds the start). A master that hears from
-///   no majority for an election timeout steps down (check-quorum); one that hears of a
-///   later epoch steps down at once.
+///   majority's votes, and each of those voters holds the start). A master that no majority
+///   answered within the election timeout takes no appends (check-quorum: the others may
+///   have elected another); one that hears of a later epoch steps down at once.
 ///
 /// The shell feeds it events and carries out its directives: send these vote requests,
 /// persist `record` (before answering), start or stop being the master.
@@ -105,9 +105,22 @@ public struct FailoverInstance: Sendable {
             && membersHeard(now: now) + 1 >= settings.majority
     }
 
+    /// As master: whether a majority holds its log through its start (until then it takes
+    /// no appends however many members answer).
+    public var takeoverConfirmed: Bool { role == .master && (takeover?.holders.count ?? 0) >= settings.majority }
+
+    /// As master: the members that answered within the election timeout, as a quorum.
+    public func quorum(now: Duration) -> Quorum {
+        Quorum(secondaryStatuses: settings.others.map { answered($0, now: now) ? PeerStatus.healthy : .unhealthy })
+    }
+
     /// As master: how many other members answered it within the election timeout.
     private func membersHeard(now: Duration) -> Int {
-        settings.others.count { lastAnswer[$0].map { now - $0 < settings.electionTimeout.upperBound } ?? false }
+        settings.others.count { answered($0, now: now) }
+    }
+
+    private func answered(_ member: String, now: Duration) -> Bool {
+        lastAnswer[member].map { now - $0 < settings.electionTimeout.upperBound } ?? false
     }
 
     /// As master: the seq after which its epoch starts.
@@ -123,13 +136,10 @@ public struct FailoverInstance: Sendable {
     /// Call whenever `electionDeadline` passes, and regularly while master (each heartbeat
     /// round). `log` is this node's log position now.
     public mutating func tick(now: Duration, log: LogPosition) -> [Directive] {
-        if role == .master {
-            // Check-quorum: a master that a majority does not answer may be deposed already.
-            if membersHeard(now: now) + 1 < settings.majority, now - masterSince >= settings.electionTimeout.upperBound {
-                return stepDown(reason: "no majority answered for \(settings.electionTimeout.upperBound)", now: now)
-            }
-            return []
-        }
+        // A master that no majority answers stays master but takes no appends
+        // (`acceptsAppends`): the majority may have elected another, whose requests or
+        // refusals depose this one as soon as they arrive.
+        if role == .master { return [] }
         guard now >= electionDeadline else { return [] }
         // Heard from no master in time (or the last round ended undecided): ask first.
         role = .preCandidate
@@ -141,10 +151,15 @@ public struct FailoverInstance: Sendable {
     }
 
     /// The first master of a new cluster takes epoch 1 without an election: it was named
-    /// master by its command line, and no other node has a log or a vote yet. Does nothing
-    /// once this node has seen any epoch (a restarted master waits to be told or elected).
+    /// master by its command line, and no other node has a log or a vote yet. Once this
+    /// node has seen an epoch, it stands for election at once instead (a whole cluster
+    /// restarted: its old master asks first, and wins if its log is as up to date).
     public mutating func bootstrap(now: Duration, log: LogPosition) -> [Directive] {
-        guard record.epoch == 0, role == .secondary else { return [] }
+        guard role == .secondary else { return [] }
+        guard record.epoch == 0 else {
+            electionDeadline = now
+            return []
+        }
         record.epoch = 1
         record.votedFor = settings.me
         return win(now: now, log: log, preVote: false)

@@ -83,6 +83,9 @@ public struct ReplicationInstance: Sendable {
         /// can succeed while replication fails (a 413, an injected error), so this is kept
         /// apart from `problem`.
         public fileprivate(set) var replicationFailure: String?
+        /// Whether the master is finding (or has found) where this secondary's log parts
+        /// from its own; a diverged answer starts the search only once.
+        fileprivate var divergence = Divergence.none
         /// A catch-up in progress: from which seq, up to which, since when.
         fileprivate var catchUp: (from: Int, target: Int, started: Duration)?
         fileprivate var stream = Stream()
@@ -90,6 +93,8 @@ public struct ReplicationInstance: Sendable {
         /// What the shell shows in `/health`: the problem, or else why replication fails.
         public var reportedProblem: String? { problem ?? replicationFailure.map { "replication requests fail: \($0)" } }
     }
+
+    fileprivate enum Divergence: Sendable { case none, locating, located }
 
     /// The replication stream of one secondary.
     ///
@@ -257,9 +262,10 @@ public struct ReplicationInstance: Sendable {
         if replica.seq > lastSeq {
             // It holds more than this master ever wrote: a deposed master's tail (failover),
             // which no hash of this log can vouch for. Where it parts is found next.
-            guard peers[url]!.problem?.hasPrefix("diverged") != true else { return onHeartbeatMissed(url) }
+            guard peers[url]!.divergence == .none else { return onHeartbeatMissed(url) }
             let problem = "diverged: it holds \(replica.seq - lastSeq) entries past the master's log (seq \(lastSeq))"
             peers[url]!.problem = problem
+            peers[url]!.divergence = .locating
             return [.diverged(peer: url, atOrBefore: replica.seq, problem: problem)] + onHeartbeatMissed(url)
         }
         if let held = replica.hash, let expected = masterHash, held != expected {
@@ -267,11 +273,12 @@ public struct ReplicationInstance: Sendable {
             // messages. Whatever it acknowledges is not what the clients wrote, so it counts
             // towards neither `w` nor the quorum.
             // (Once found, where the logs part stays the problem, until an answer agrees again.)
-            guard peers[url]!.problem?.hasPrefix("diverged") != true else { return onHeartbeatMissed(url) }
+            guard peers[url]!.divergence == .none else { return onHeartbeatMissed(url) }
             let problem =
                 "diverged: its log differs from the master's at or before seq \(replica.seq) (hash \(held), the master's "
                 + "\(expected)); stop it, empty its log and restart it"
             peers[url]!.problem = problem
+            peers[url]!.divergence = .locating
             return [.diverged(peer: url, atOrBefore: replica.seq, problem: problem)] + onHeartbeatMissed(url)
         }
         var directives: [Directive] = []
@@ -280,6 +287,7 @@ public struct ReplicationInstance: Sendable {
         let transition = peer.health.onContact()
         peer.lastContact = now
         peer.problem = nil
+        peer.divergence = .none
         let restarted = peer.incarnation != nil && peer.incarnation != replica.incarnation
         if peer.incarnation != replica.incarnation {
             // A new process: what it holds now is the truth, even if it is less than before,
@@ -394,16 +402,17 @@ public struct ReplicationInstance: Sendable {
     /// The first seq where a diverged secondary's log parts from the master's was found
     /// (by comparing hashes at a few seqs): the problem names it.
     public mutating func onDivergenceLocated(_ url: String, seq: Int) -> String? {
-        guard peers[url]!.problem?.hasPrefix("diverged") == true else { return nil }  // it agrees again
+        guard peers[url]!.divergence == .locating else { return nil }  // it agrees again
         let problem = "diverged at seq \(seq): it holds another message there than the master; stop it, empty its log and restart it"
         peers[url]!.problem = problem
+        peers[url]!.divergence = .located
         return problem
     }
 
     /// An elected master could not make a diverged member cut its log: look again at the
     /// member's next answer.
     public mutating func onDivergenceRetry(_ url: String) {
-        if peers[url]!.problem?.hasPrefix("diverged") == true { peers[url]!.problem = nil }
+        peers[url]!.divergence = .none
     }
 
     /// A request failed (no answer, an error status, another log).

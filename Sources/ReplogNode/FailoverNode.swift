@@ -82,6 +82,12 @@ public final class FailoverNode: Service, Sendable {
     private let directory: Folder
     private let state: Mutex<State>
     private let seed: UInt64
+    /// The epoch this node had seen when it started.
+    private let startEpoch: Int
+    /// Advanced to each epoch in which this node, as master, takes appends.
+    private let takeovers = LogWatch(durable: 0)
+    /// Advanced to each epoch in which this node knows a master (itself or another).
+    private let mastersKnown = LogWatch(durable: 0)
     private let epochGauge: Gauge
     private let elections: Counter
     private let metricsFactory: any MetricsFactory
@@ -104,6 +110,7 @@ public final class FailoverNode: Service, Sendable {
         self.epochGauge = Gauge(label: "replog_epoch", factory: metricsFactory)
         self.elections = Counter(label: "replog_elections_total", factory: metricsFactory)
         var election = try directory?.election ?? DataDirectory.ElectionState()
+        self.startEpoch = election.record.epoch
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
         let logID = directory?.metadata.log
@@ -248,6 +255,7 @@ public final class FailoverNode: Service, Sendable {
             return (nil, directives, stamp.master)
         }
         carryOut(directives)
+        mastersKnown.advanced(to: stamp.epoch)
         if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(stamp.epoch)"]) }
         if let replica { return replica }
         if case .secondary(let replica) = current { return replica }
@@ -361,7 +369,11 @@ public final class FailoverNode: Service, Sendable {
                 return self.refusal()
             },
             answered: { [weak self] peer, answer in self?.memberAnswered(peer, answer) },
-            deposed: { [weak self] peer, epoch in self?.memberIsLater(peer, epoch: epoch) })
+            deposed: { [weak self] peer, epoch in self?.memberIsLater(peer, epoch: epoch) },
+            waitForTakeover: { [weak self] timeout in
+                guard let self else { return }
+                await takeovers.wait(for: epoch, upTo: timeout, on: clock)
+            })
         let master = Master(
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
             metricsFactory: metricsFactory, commit: commit, failover: hooks)
@@ -392,12 +404,21 @@ public final class FailoverNode: Service, Sendable {
         state.withLock { $0.current = .secondary(replica) }
     }
 
+    /// Why this node may not take an append now, if so: not the master (`307` to the one it
+    /// knows), elected but not yet held by a majority (the append waits a moment), or no
+    /// majority answered lately (`503` with the quorum, as without failover).
     private func refusal() -> Master.AppendError? {
         let now = clock.now
         return state.withLock { state in
             guard let instance = state.instance, !instance.acceptsAppends(now: now) else { return nil }
-            return .notTheMaster(master: instance.role == .master ? nil : instance.master)
+            guard instance.role == .master else { return .notTheMaster(master: instance.master) }
+            return instance.takeoverConfirmed ? .readOnly(instance.quorum(now: now)) : .notTheMaster(master: nil)
         }
+    }
+
+    /// Returns once this node is the master taking appends, or follows one, or after `timeout`.
+    public func waitUntilSettled(upTo timeout: Duration) async {
+        await mastersKnown.wait(for: max(startEpoch, 1), upTo: timeout, on: clock)
     }
 
     private func memberAnswered(_ peer: String, _ answer: ReplicaState) {
@@ -411,12 +432,17 @@ public final class FailoverNode: Service, Sendable {
     }
 
     private func report(_ peer: String, epoch: Int, matched: Int?) {
-        let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
-            guard var instance = state.instance else { return [] }
-            let directives = instance.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: clock.now)
+        let now = clock.now
+        let (directives, taking) = (try? state.withLock { state throws -> ([FailoverInstance.Directive], Int?) in
+            guard var instance = state.instance else { return ([], nil) }
+            let directives = instance.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now)
             try keep(instance, in: &state)
-            return directives
-        }) ?? []
+            return (directives, instance.acceptsAppends(now: now) ? instance.epoch : nil)
+        }) ?? ([], nil)
+        if let taking {
+            takeovers.advanced(to: taking)
+            mastersKnown.advanced(to: taking)
+        }
         carryOut(directives)
     }
 

@@ -99,14 +99,19 @@ public final class Master: Service {
         public var answered: @Sendable (_ peer: String, _ state: ReplicaState) -> Void
         /// A member is in a later epoch: this master is deposed.
         public var deposed: @Sendable (_ peer: String, _ epoch: Int) -> Void
+        /// Returns once a majority holds this master's log through its start, or after the
+        /// given time: an append that arrives in the first moments of an epoch waits for
+        /// that rather than failing.
+        public var waitForTakeover: @Sendable (Duration) async -> Void
 
         public init(
             refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) -> Void,
-            deposed: @escaping @Sendable (String, Int) -> Void
+            deposed: @escaping @Sendable (String, Int) -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void
         ) {
             self.refusal = refusal
             self.answered = answered
             self.deposed = deposed
+            self.waitForTakeover = waitForTakeover
         }
     }
 
@@ -171,7 +176,20 @@ public final class Master: Service {
         }
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
-        if let refusal = failover?.refusal() { throw refusal }
+        if let failover, var refusal = failover.refusal() {
+            if case .notTheMaster(nil) = refusal {
+                // Just elected: a majority will hold the log through its start within a heartbeat.
+                await failover.waitForTakeover(min(request.timeout ?? .seconds(2), .seconds(2)))
+                guard let again = failover.refusal() else { return try await admitted(request, w: w) }
+                refusal = again
+            }
+            throw refusal
+        }
+        return try await admitted(request, w: w)
+    }
+
+    /// An append this master may take: sequence it, store it, wait for `w`.
+    private func admitted(_ request: AppendRequest, w: Int) async throws(AppendError) -> AppendResult {
         let (admission, waiter) = try state.withLock { state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?) in
             let admission: ReplicationInstance.Admission
             do throws(ReplicationInstance.Refusal) {

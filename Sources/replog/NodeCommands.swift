@@ -212,6 +212,9 @@ struct MasterCommand: AsyncParsableCommand {
         if let advertise, HTTPBaseURL(advertise) == nil {
             throw ValidationError("--advertise must be a URL like http://10.0.0.5:5000, got \(advertise)")
         }
+        if failover, port == 0, advertise == nil {
+            throw ValidationError("--failover needs a fixed --port (or --advertise): the secondaries must know where to find this node")
+        }
         if failover, storage.dataDir == nil {
             throw ValidationError("--failover needs --data-dir: a node that forgets its log and its votes cannot vote safely")
         }
@@ -275,6 +278,9 @@ struct SecondaryCommand: AsyncParsableCommand {
     @Option(help: "Longest a long poll (GET /messages?wait=) waits, whatever it asks for. Env: REPLOG_MAX_LONG_POLL.")
     var maxLongPoll: DurationArgument = Environment.duration("REPLOG_MAX_LONG_POLL") ?? DurationArgument("60s")
 
+    @Option(help: "Once elected master (failover): how often to probe the other nodes. Env: REPLOG_HEARTBEAT_INTERVAL.")
+    var heartbeatInterval: DurationArgument = Environment.duration("REPLOG_HEARTBEAT_INTERVAL") ?? DurationArgument("250ms")
+
     @OptionGroup var election: FailoverOptions
     @OptionGroup var storage: StorageOptions
     @OptionGroup var secret: SecretOptions
@@ -297,7 +303,7 @@ struct SecondaryCommand: AsyncParsableCommand {
         try await runNode(
             FailoverNode.Settings(
                 me: nil, members: [], electionTimeout: election.electionTimeouts,
-                master: MasterSettings(secondaries: [], heartbeatInterval: .milliseconds(250), maxLongPoll: maxLongPoll.duration),
+                master: MasterSettings(secondaries: [], heartbeatInterval: heartbeatInterval.duration, maxLongPoll: maxLongPoll.duration),
                 secondary: secondarySettings, canVote: directory != nil, bootstrap: false),
             store: store, directory: directory, fsync: storage.fsync, secret: clusterSecret, host: host, port: port,
             maxBody: 1 << 20, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
@@ -323,6 +329,10 @@ func runNode(
     let app = NodeApplications.failover(
         node, host: host, port: port, maxBodyBytes: maxBody, secret: secret, logger: logger, metrics: metrics, clientTokens: clientTokens
     ) { port in
+        // The node started as master says it listens once it takes appends (a moment after
+        // its election), or after a few election timeouts without a majority, so that the
+        // first append of a script does not meet an election.
+        if settings.bootstrap { await node.waitUntilSettled(upTo: settings.electionTimeout.upperBound * 3) }
         announce("listening on http://\(host):\(port)")
     }
     // The data dir's lock is held until the node has stopped.

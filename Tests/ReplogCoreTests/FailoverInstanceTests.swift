@@ -59,14 +59,16 @@ import Testing
         #expect(c.record.epoch == 4, "a refused request still shows the later epoch")
     }
 
-    @Test func aMasterStepsDownWhenItHearsOfALaterEpochOrFromNoMajority() {
+    @Test func aMasterThatNoMajorityAnswersTakesNothingAndStepsDownForALaterEpoch() {
         var a = node("a")
         var b = node("b")
         _ = elect(&a, voter: &b, log: LogPosition(epoch: 0, seq: 0), voterLog: LogPosition(epoch: 0, seq: 0), at: .milliseconds(250))
         _ = a.onMemberAnswer(from: "b", epoch: 1, matched: 0, now: .milliseconds(260))
-        #expect(a.tick(now: .milliseconds(300), log: LogPosition(epoch: 1, seq: 0)).isEmpty)
-        #expect(a.tick(now: .milliseconds(500), log: LogPosition(epoch: 1, seq: 0)) == [.stepDown(reason: "no majority answered for 0.2 seconds")])
-        #expect(a.role == .secondary)
+        #expect(a.acceptsAppends(now: .milliseconds(300)) && a.quorum(now: .milliseconds(300)).isWritable)
+        #expect(a.tick(now: .milliseconds(500), log: LogPosition(epoch: 1, seq: 0)).isEmpty)
+        #expect(!a.acceptsAppends(now: .milliseconds(500)), "b has not answered for the election timeout")
+        #expect(a.quorum(now: .milliseconds(500)) == Quorum(secondaryStatuses: [.unhealthy, .unhealthy]))
+        #expect(a.role == .master && a.takeoverConfirmed)
 
         var c = node("c")
         var b2 = node("b")

@@ -53,16 +53,18 @@ enum HTTP {
         try await send(HTTPClientRequest(url: url))
     }
 
-    static func post(_ url: String, _ json: [String: any Sendable]) async throws -> Reply {
+    /// Follows redirects (`307` to the master), as `curl -L` does. A short `timeout` also
+    /// bounds the retries of a refused connection (the shared client retries until then).
+    static func post(_ url: String, _ json: [String: any Sendable], timeout: Duration = .seconds(60)) async throws -> Reply {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: json)))
-        return try await send(request)
+        return try await send(request, timeout: timeout)
     }
 
-    private static func send(_ request: HTTPClientRequest) async throws -> Reply {
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+    private static func send(_ request: HTTPClientRequest, timeout: Duration = .seconds(60)) async throws -> Reply {
+        let response = try await HTTPClient.shared.execute(request, timeout: .init(timeout))
         let body = try await response.body.collect(upTo: 64 << 20)
         return Reply(status: Int(response.status.code), body: Data(buffer: body))
     }
