@@ -101,8 +101,7 @@ public struct FailoverInstance: Sendable {
     /// through its start, and a majority answered it within the election timeout (a master
     /// that was frozen or cut off may have been deposed meanwhile: it waits to hear again).
     public func acceptsAppends(now: Duration) -> Bool {
-        role == .master && (takeover?.holders.count ?? 0) >= settings.majority
-            && membersHeard(now: now) + 1 >= settings.majority
+        takeoverConfirmed && membersHeard(now: now) + 1 >= settings.majority
     }
 
     /// As master: whether a majority holds its log through its start (until then it takes
