@@ -1,14 +1,17 @@
 import Foundation
 import Hummingbird
+import ReplogCore
+import ReplogStorage
 import Testing
 @testable import ReplogNode
 
-/// `docs/openapi.yaml` stays true: it documents exactly the routes the master serves.
+/// `docs/openapi.yaml` and `docs/internal-api.yaml` stay true: together they document
+/// exactly the routes a node serves.
 @Suite struct OpenAPIDocumentTests {
     /// "METHOD /path" for every operation under `paths:` (two-space paths, four-space methods).
-    private func documentedOperations() throws -> Set<String> {
+    private func documentedOperations(_ document: String = "docs/openapi.yaml") throws -> Set<String> {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let text = try String(contentsOf: root.appendingPathComponent("docs/openapi.yaml"), encoding: .utf8)
+        let text = try String(contentsOf: root.appendingPathComponent(document), encoding: .utf8)
         var operations: Set<String> = []
         var inPaths = false
         var path: String?
@@ -30,6 +33,19 @@ import Testing
         let served = Set(router.routes.map { "\($0.method) \($0.path.description.isEmpty ? "/" : $0.path.description)" })
         let documented = try documentedOperations()
         #expect(served.isSuperset(of: ["POST /messages", "GET /messages", "GET /health", "GET /metrics", "GET /"]), "\(served)")
+        #expect(documented == served, "documented but not served: \(documented.subtracting(served)); served but not documented: \(served.subtracting(documented))")
+    }
+
+    @Test func documentsExactlyTheRoutesOfANodeWithFailover() throws {
+        let store = InMemoryLogStore()
+        let node = try FailoverNode(
+            settings: .init(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always), directory: nil,
+            transport: InMemoryTransport(clock: ManualClock()))
+        let router = buildFailoverRouter(node: node, metrics: { "" })
+        let served = Set(router.routes.map { "\($0.method) \($0.path.description.isEmpty ? "/" : $0.path.description)" })
+        let documented = try documentedOperations().union(documentedOperations("docs/internal-api.yaml"))
+        #expect(served.isSuperset(of: ["POST /replicate/vote", "POST /replicate/truncate", "POST /messages"]), "\(served)")
         #expect(documented == served, "documented but not served: \(documented.subtracting(served)); served but not documented: \(served.subtracting(documented))")
     }
 }
