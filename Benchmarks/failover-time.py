@@ -33,9 +33,10 @@ def start(index):
     raise SystemExit(f"node {index} did not start")
 
 
-def get(url, timeout=1.0):
+def health_of(node, timeout=1.0):
+    """The node's /health, or None."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
+        with urllib.request.urlopen(node + "/health", timeout=timeout) as reply:
             return json.load(reply)
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -67,10 +68,10 @@ def main():
         for kill in range(KILLS):
             master = None
             while master is None:
-                health = get(URLS[1]) or get(URLS[2]) or get(URLS[0])
+                health = health_of(URLS[1]) or health_of(URLS[2]) or health_of(URLS[0])
                 master = health and health.get("master")
             victim = URLS.index(master)
-            before = get(master)["seq"]
+            before = health_of(master)["seq"]
             killed_at = time.monotonic()
             processes[victim].send_signal(signal.SIGKILL)
             processes[victim].wait()
@@ -85,8 +86,8 @@ def main():
             processes[victim] = start(victim)
             # Converged: the restarted node follows the new master and holds its log.
             while True:
-                back = get(URLS[victim])
-                leader = back and back.get("master") and get(back["master"])
+                back = health_of(URLS[victim])
+                leader = back and back.get("master") and health_of(back["master"])
                 if back and leader and back.get("role") == "secondary" and back["seq"] == leader["seq"] >= before + 1:
                     break
                 time.sleep(0.05)

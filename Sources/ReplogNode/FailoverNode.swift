@@ -167,9 +167,9 @@ public final class FailoverNode: Service, Sendable {
     }
 
     /// A master's delivery (`POST /replicate`).
-    public func receive(_ entries: [LogEntry], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
+    public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
         let replica = try follow(stamp)
-        var answer = try await replica.receive(entries, of: logID)
+        var answer = try await replica.receive(entries, ids: ids, of: logID)
         state.withLock { $0.logID = logID }
         try synced(answer, stamp: stamp, replica: replica)
         answer.epoch = stamp?.epoch

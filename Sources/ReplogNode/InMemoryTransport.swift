@@ -57,7 +57,8 @@ public final class InMemoryTransport: ReplicationTransport {
     ) async throws -> ReplicaState {
         let replica = try await reach(peer)
         deliveries.withLock { $0 += 1 }
-        return try await replica.receive(try batch.entries(), of: logID)
+        let keyed = try batch.keyedEntries()
+        return try await replica.receive(keyed.entries, ids: keyed.ids, of: logID)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {

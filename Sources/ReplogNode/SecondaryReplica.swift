@@ -56,6 +56,8 @@ public final class SecondaryReplica: Sendable {
     private struct State {
         var holdBack: HoldBackBuffer
         var logID: String?
+        /// The idempotency keys of held-back entries, by seq, until they are stored with them.
+        var heldBackIDs: [Int: String] = [:]
     }
 
     public let store: any LogStore
@@ -128,7 +130,7 @@ public final class SecondaryReplica: Sendable {
     /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
     ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
     ///   an fsync (nothing is stored any more then).
-    public func receive(_ entries: [LogEntry], of logID: String) async throws -> ReplicaState {
+    public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String) async throws -> ReplicaState {
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
@@ -145,8 +147,17 @@ public final class SecondaryReplica: Sendable {
             let before = state.holdBack.contiguousSeq
             try refuseOtherContent(entries.filter { $0.seq <= before })
             let ready = state.holdBack.receive(entries)
+            // Keys travel with their entries: a master elected later answers a retry of one.
+            for (index, id) in ids.enumerated() where index < entries.count && entries[index].seq > before {
+                if let id { state.heldBackIDs[entries[index].seq] = id }
+            }
+            let readyIDs = ready.map { state.heldBackIDs[$0.seq] }
             do {
-                try store.append(ready)
+                try store.append(ready, ids: readyIDs)
+                let contiguous = state.holdBack.contiguousSeq
+                if !state.heldBackIDs.isEmpty {
+                    state.heldBackIDs = state.heldBackIDs.filter { $0.key > contiguous && $0.key <= contiguous + settings.holdBackCapacity }
+                }
             } catch {
                 // Not stored (a full disk): not received either, or the buffer would drop
                 // the master's resend as a duplicate and acknowledge what the store lacks.
@@ -175,6 +186,7 @@ public final class SecondaryReplica: Sendable {
             let cut = try store.truncate(after: seq)
             commit.truncated(after: seq)
             state.holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
+            state.heldBackIDs = [:]
             return cut
         }
     }

@@ -76,6 +76,8 @@ public final class FileLogStore: LogStore {
         var lastSeq: Int
         /// The running hash of everything written (`HashChain`).
         var chain: HashChain
+        /// The latest idempotency keys, oldest first (trimmed in steps, to at most twice the limit).
+        var recentIDs: [RememberedID]
         /// The first fsync that failed; nothing is written or synced after it.
         var failedSync: String?
         /// Segments closed since the last `sync`, by first seq, and whether a new segment's
@@ -94,7 +96,14 @@ public final class FileLogStore: LogStore {
     public let directory: URL
     public let options: Options
     public let recovery: Recovery
-    public let recentIDs: [RememberedID]
+    /// The idempotency keys of the latest entries that had one (up to `recentIDLimit`): found
+    /// at recovery, then kept up to date by appends and cuts, so that a node elected master
+    /// knows the keys its log holds.
+    public var recentIDs: [RememberedID] {
+        state.withLock { state in
+            state.recentIDs.count > options.recentIDLimit ? Array(state.recentIDs.suffix(options.recentIDLimit)) : state.recentIDs
+        }
+    }
     private let state: Mutex<State>
     /// Set once with `State.failedSync`: nodes ask on every append, without the lock.
     private let hasFailedSync = Atomic(false)
@@ -113,8 +122,7 @@ public final class FileLogStore: LogStore {
         var chain = HashChain()
         let segments = try Self.recover(directory, &recovery, &recentIDs, keeping: options.recentIDLimit, chain: &chain)
         self.recovery = recovery
-        self.recentIDs = recentIDs
-        self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0, chain: chain))
+        self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0, chain: chain, recentIDs: recentIDs))
     }
 
     deinit {
@@ -160,6 +168,13 @@ public final class FileLogStore: LogStore {
             segment.size += bytes.count
             state.lastSeq += entries.count
             for entry in entries { state.chain.append(entry) }
+            for (index, id) in ids.prefix(entries.count).enumerated() {
+                if let id { state.recentIDs.append(RememberedID(id: id, seq: entries[index].seq)) }
+            }
+            // Trim in steps, not per entry: a million keys must not cost a million shifts.
+            if state.recentIDs.count >= 2 * max(options.recentIDLimit, 1) {
+                state.recentIDs.removeFirst(state.recentIDs.count - options.recentIDLimit)
+            }
         }
     }
 
@@ -272,6 +287,7 @@ public final class FileLogStore: LogStore {
             Self.syncDirectory(directory)
             state.lastSeq = keep
             state.chain = HashChain(of: kept.map(\.message))
+            state.recentIDs.removeAll { $0.seq > keep }
         }
         return cut
     }

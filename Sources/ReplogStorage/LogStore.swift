@@ -20,8 +20,9 @@ public protocol LogStore: Sendable {
     /// them and hands them back in `recentIDs`; one that does not may drop them.
     func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError)
 
-    /// The idempotency keys of the latest entries that had one, oldest first, as found when
-    /// the store was opened (empty for a store that starts empty every time).
+    /// The idempotency keys of the latest entries that had one, oldest first: found when the
+    /// store was opened and kept up to date by appends and cuts (empty for a store that
+    /// starts empty every time). A master reads them when it starts (or is elected).
     var recentIDs: [RememberedID] { get }
 
     /// Up to `limit` entries starting at `seq` (1-based), in order.

@@ -57,12 +57,20 @@ public enum RecordFraming {
     /// Decodes a buffer that holds whole records and nothing else (a replication batch);
     /// the reason, if any record is damaged or cut short.
     public static func decodeAll(_ bytes: UnsafeRawBufferPointer) -> Result<[LogEntry], BatchError> {
+        decodeAllKeyed(bytes).map(\.entries)
+    }
+
+    /// Like `decodeAll`, with each record's idempotency key (`nil` where it has none): a
+    /// secondary keeps the keys with the entries, so that a master elected later knows them.
+    public static func decodeAllKeyed(_ bytes: UnsafeRawBufferPointer) -> Result<(entries: [LogEntry], ids: [String?]), BatchError> {
         var entries: [LogEntry] = []
+        var ids: [String?] = []
         var offset = 0
         while offset < bytes.count {
             switch decode(bytes, at: offset) {
-            case .record(let entry, let size, _):
+            case .record(let entry, let size, let id):
                 entries.append(entry)
+                ids.append(id)
                 offset += size
             case .truncated:
                 return .failure(BatchError(description: "record \(entries.count + 1) is cut short at byte \(offset)"))
@@ -70,7 +78,7 @@ public enum RecordFraming {
                 return .failure(BatchError(description: "record \(entries.count + 1) at byte \(offset): \(reason)"))
             }
         }
-        return .success(entries)
+        return .success((entries, ids))
     }
 
     public struct BatchError: Error, Equatable, CustomStringConvertible {
@@ -172,5 +180,10 @@ public struct RecordBatch: Sendable, Equatable {
     /// The entries, for a receiver in the same process (the in-memory transports).
     public func entries() throws(RecordFraming.BatchError) -> [LogEntry] {
         try bytes.withUnsafeBytes { RecordFraming.decodeAll($0) }.get()
+    }
+
+    /// The entries and their idempotency keys.
+    public func keyedEntries() throws(RecordFraming.BatchError) -> (entries: [LogEntry], ids: [String?]) {
+        try bytes.withUnsafeBytes { RecordFraming.decodeAllKeyed($0) }.get()
     }
 }

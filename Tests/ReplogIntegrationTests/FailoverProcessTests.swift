@@ -47,7 +47,7 @@ struct FailoverProcessTests {
         try await cluster.start(2)
         let first = try await cluster.start(0)
         for index in 1...5 {
-            let reply = try await HTTP.post(cluster.urls[0] + "/messages", ["message": "m\(index)", "w": 2])
+            let reply = try await HTTP.post(cluster.urls[0] + "/messages", ["message": "m\(index)", "w": 2, "id": "key-\(index)"])
             #expect(reply.status == 201, "\(reply.text)")
         }
         #expect(await cluster.view(cluster.urls[0]) == ("master", 1, cluster.urls[0]))
@@ -65,6 +65,10 @@ struct FailoverProcessTests {
         let newMaster = try #require(await cluster.view(cluster.urls[1]).master)
         #expect(newMaster != cluster.urls[0])
         #expect(await cluster.view(newMaster) == ("master", 2, newMaster))
+        // Keys travel with their entries: a retry acknowledged by the old master is answered
+        // by the new one with its seq, and appends nothing.
+        let retry = try await HTTP.post(cluster.urls[2] + "/messages", ["message": "m3", "w": 2, "id": "key-3"])
+        #expect(retry.status == 201 && retry.json["seq"] as? Int == 3, "\(retry.text)")
         let expected = (1...5).map { "m\($0)" } + ["after"]
         #expect(try await HTTP.messages(newMaster).map(\.message) == expected, "\(cluster.processes.logs)")
 

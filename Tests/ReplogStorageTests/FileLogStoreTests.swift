@@ -249,7 +249,10 @@ final class TemporaryFolder {
         do {
             let store = try FileLogStore(directory: folder.url, options: options)
             for seq in 1...10 { try store.append(entries(seq...seq), ids: [seq % 2 == 0 ? "key-\(seq)" : nil]) }
-            #expect(store.recentIDs.isEmpty, "only what was found when opening")
+            #expect(store.recentIDs == [6, 8, 10].map { RememberedID(id: "key-\($0)", seq: $0) }, "kept up to date by appends")
+            _ = try store.truncate(after: 9)
+            #expect(store.recentIDs.map(\.seq) == [4, 6, 8], "and by cuts")
+            try store.append(entries(10...10), ids: ["key-10"])
         }
         let store = try FileLogStore(directory: folder.url, options: options)
         #expect(store.recovery.segments > 1)

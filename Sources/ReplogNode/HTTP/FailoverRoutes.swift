@@ -20,7 +20,7 @@ public func buildFailoverRouter(
 
     router.addInternalRoutes(
         secret: secret, maxBodyBytes: maxReplicationBodyBytes,
-        receive: { entries, log, stamp in try await node.receive(entries, of: log, stamp: stamp) },
+        receive: { entries, ids, log, stamp in try await node.receive(entries, ids: ids, of: log, stamp: stamp) },
         probe: { stamp in try node.probe(stamp: stamp) },
         hash: { node.hash(at: $0) },
         vote: { try node.vote($0) },

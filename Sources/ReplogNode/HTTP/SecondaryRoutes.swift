@@ -17,10 +17,15 @@ struct ReplicationBatch: Decodable {
     /// The master log these entries belong to.
     let log: String
     let entries: [LogEntry]
+    /// The clients' idempotency keys of the entries (records only; none from JSON).
+    var ids: [String?] = []
 
-    init(log: String, entries: [LogEntry]) {
+    private enum CodingKeys: String, CodingKey { case log, entries }
+
+    init(log: String, entries: [LogEntry], ids: [String?] = []) {
         self.log = log
         self.entries = entries
+        self.ids = ids
     }
 
     /// Reads either form, or says what is wrong with the request.
@@ -46,8 +51,8 @@ struct ReplicationBatch: Decodable {
         guard let log = request.headers[HTTPFields.Element.Name(logHeader)!], !log.isEmpty else {
             throw APIError(.badRequest, "\(contentType) needs the master log's id in the \(logHeader) header")
         }
-        switch body.withUnsafeReadableBytes({ RecordFraming.decodeAll($0) }) {
-        case .success(let entries): return ReplicationBatch(log: log, entries: entries)
+        switch body.withUnsafeReadableBytes({ RecordFraming.decodeAllKeyed($0) }) {
+        case .success(let keyed): return ReplicationBatch(log: log, entries: keyed.entries, ids: keyed.ids)
         case .failure(let damage): throw APIError(.badRequest, "damaged replication batch: \(damage)")
         }
     }
@@ -75,7 +80,7 @@ public func buildSecondaryRouter(
 
     router.addInternalRoutes(
         secret: secret, maxBodyBytes: maxBodyBytes,
-        receive: { entries, log, _ in try await replica.receive(entries, of: log) },
+        receive: { entries, ids, log, _ in try await replica.receive(entries, ids: ids, of: log) },
         probe: { _ in replica.replicaState },
         hash: { replica.hash(at: $0) })
 
@@ -111,7 +116,7 @@ extension SecondaryHealthReport {
 
 /// What the internal endpoints do on a node (a plain secondary, or a `FailoverNode`). Each
 /// gets the master's epoch stamp, if the request carries one.
-typealias Receive = @Sendable (_ entries: [LogEntry], _ log: String, _ stamp: EpochStamp?) async throws -> ReplicaState
+typealias Receive = @Sendable (_ entries: [LogEntry], _ ids: [String?], _ log: String, _ stamp: EpochStamp?) async throws -> ReplicaState
 
 extension Router<BasicRequestContext> {
     /// `POST /replicate` (a delivery), `GET /replicate` (a heartbeat) and
@@ -128,7 +133,7 @@ extension Router<BasicRequestContext> {
             let body = try await request.collectBody(upTo: maxBodyBytes)
             let stamp = try checkSignature(secret, of: request, log: request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!], body: body)
             let delivery = try ReplicationBatch.read(from: request, body: body)
-            return try await answeringInternally { try await receive(delivery.entries, delivery.log, stamp) }
+            return try await answeringInternally { try await receive(delivery.entries, delivery.ids, delivery.log, stamp) }
         }
 
         // The master's heartbeat: what this node holds, in the internal answer type.

@@ -95,13 +95,21 @@ enum StatusPage {
           try {
             const health = await (await fetch("/health")).json();
             const quorum = document.getElementById("quorum");
+            if (health.role !== "master") {
+              // Failover moved the master: follow it (or say that an election is under way).
+              if (health.master) { location.replace(health.master + "/"); return; }
+              quorum.className = "banner readonly";
+              quorum.textContent = "This node is not the master and knows none yet: an election is under way.";
+              return;
+            }
             quorum.className = "banner " + (health.readOnly ? "readonly" : "writable");
             quorum.textContent = (health.storageFailure ? "Read-only: " + health.storageFailure + " "
                 : health.readOnly ? "Read-only: no quorum. " : "Writable. ")
               + health.quorum.available + " of " + (health.secondaries.length + 1)
               + " nodes available, " + health.quorum.required + " needed.";
             const nodes = document.getElementById("nodes");
-            const rows = [row([location.origin, "master", badge("healthy"), health.seq, 0, "—"])];
+            const role = health.epoch ? "master, epoch " + health.epoch : "master";
+            const rows = [row([location.origin, role, badge("healthy"), health.seq, 0, "—"])];
             for (const s of health.secondaries) {
               const name = document.createElement("div");
               name.append(text(s.url));
