@@ -192,13 +192,134 @@ struct ChaosTests {
         #expect(violations.isEmpty, "seed \(seed):\n\(violations.joined(separator: "\n"))")
     }
 
+    /// The same with failover: three nodes on fixed ports; the nemesis kills (-9) and
+    /// freezes (SIGSTOP) the master most of all, and any node; clients append through any
+    /// node, following its `307` to the master. A `201` with `w` of a majority must survive
+    /// every failover at its seq; one with `w=1` may be cut (recorded as "unknown").
+    ///
+    /// `REPLOG_FAILOVER_CHAOS_SECONDS` sets the length (default 30).
+    @Test func failoverHistoryUnderANemesisPassesTheChecker() async throws {
+        let seconds = Self.environment["REPLOG_FAILOVER_CHAOS_SECONDS"].flatMap(Int.init) ?? 30
+        let seed = Self.environment["REPLOG_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
+        print("failover chaos: \(seconds) s, seed \(seed)")
+        let random = Locked(SplitMix64(seed: seed))
+        let cluster = LocalCluster()
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("replog-failover-chaos-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let first = try freePorts(3)
+        let urls = (0..<3).map { "http://127.0.0.1:\(first + $0)" }
+        let fast = ["--log-level", "info", "--heartbeat-interval", "100ms", "--election-timeout", "300ms"]
+        let commands = [
+            ["master", "--port", "\(first)", "--failover", "--data-dir", "\(root)/n0", "--secondary", urls[1], "--secondary", urls[2]] + fast,
+            ["secondary", "--port", "\(first + 1)", "--data-dir", "\(root)/n1"] + fast,
+            ["secondary", "--port", "\(first + 2)", "--data-dir", "\(root)/n2"] + fast,
+        ]
+        let nodes = (0..<3).map { Node(name: "n\($0)", port: first + $0, arguments: commands[$0], cluster: cluster) }
+        for index in [1, 2, 0] { try await nodes[index].start() }
+
+        let history = Locked<[HistoryChecker.Record]>([])
+        let faults = Locked<[String]>([])
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        /// Whom `/health` on any live node names as master (the nemesis's favourite target).
+        @Sendable func currentMaster() async -> Int? {
+            for url in urls {
+                if let master = (try? await HTTP.get(url + "/health"))?.json["master"] as? String, let index = urls.firstIndex(of: master) {
+                    return index
+                }
+            }
+            return nil
+        }
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for client in 0..<4 {
+                group.addTask {
+                    var index = 0
+                    while ContinuousClock.now < deadline {
+                        index += 1
+                        let message = "c\(client)-\(index)"
+                        let (w, node, id) = random.withLock { generator in
+                            ([1, 2, 3, 2][Int(generator.next() % 4)], Int(generator.next() % 3), generator.next() % 2 == 0 ? "id-\(message)" : nil)
+                        }
+                        var body: [String: any Sendable] = ["message": message, "w": w, "timeout": 2000]
+                        if let id { body["id"] = id }
+                        var outcome = await Self.append(urls[node], body, timeout: .seconds(3))
+                        // A w=1 write may be cut in a failover: the client only knows it was taken.
+                        if w < 2, case .ok = outcome { outcome = .unknown }
+                        history.withLock { $0.append(.init(message: message, outcome: outcome)) }
+                        if id != nil, outcome == .unknown, w >= 2, ContinuousClock.now < deadline {
+                            try? await Task.sleep(for: .milliseconds(100))
+                            outcome = await Self.append(urls[(node + 1) % 3], body, timeout: .seconds(3))
+                            history.withLock { $0.append(.init(message: message, outcome: outcome)) }
+                        }
+                        if case .ok = outcome {} else { try? await Task.sleep(for: .milliseconds(20)) }
+                    }
+                }
+            }
+            group.addTask {
+                while ContinuousClock.now < deadline {
+                    let (pause, action, any, length) = random.withLock { generator in
+                        (Int(500 + generator.next() % 1500), Int(generator.next() % 2), Int(generator.next() % 3), Int(200 + generator.next() % 1500))
+                    }
+                    try await Task.sleep(for: .milliseconds(pause))
+                    // Two faults in three strike the master.
+                    let target = any == 0 ? Int(random.withLock { $0.next() % 3 }) : (await currentMaster() ?? 0)
+                    let node = nodes[target]
+                    if action == 0 {
+                        faults.withLock { $0.append("kill -9 \(node.name) for \(length) ms") }
+                        try await node.kill9()
+                        try await Task.sleep(for: .milliseconds(length))
+                        try await node.start()
+                    } else {
+                        faults.withLock { $0.append("SIGSTOP \(node.name) for \(length) ms") }
+                        node.process?.signal(SIGSTOP)
+                        try await Task.sleep(for: .milliseconds(length))
+                        node.process?.signal(SIGCONT)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+
+        for node in nodes { node.process?.signal(SIGCONT) }
+        var barrier = HistoryChecker.Outcome.unknown
+        let settle = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < settle {
+            barrier = await Self.append(urls[0], ["message": "barrier", "w": 3, "id": "barrier", "timeout": 5000], timeout: .seconds(6))
+            if case .ok = barrier { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        history.withLock { $0.append(.init(message: "barrier", outcome: barrier)) }
+        guard case .ok = barrier else {
+            Issue.record("the cluster did not converge within 60 s after the faults\n\(cluster.logs)")
+            return
+        }
+        var logs: [(node: String, log: [LogEntry])] = []
+        var views: [String] = []
+        for node in nodes {
+            logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
+            let health = try await HTTP.get(node.url + "/health").json
+            views.append("\(health["epoch"] as? Int ?? -1):\(health["master"] as? String ?? "none"):\(health["seq"] as? Int ?? -1):\(health["hash"] as? String ?? "none")")
+        }
+        #expect(Set(views).count == 1, "epoch:master:seq:hash per node: \(views)")
+        let records = history.withLock { $0 }
+        let violations = HistoryChecker.check(records, logs: logs)
+        let acknowledged = records.count { if case .ok = $0.outcome { true } else { false } }
+        let epoch = views.first.flatMap { Int($0.split(separator: ":").first ?? "") } ?? 0
+        print("failover chaos: \(records.count) appends (\(acknowledged) acknowledged with w >= 2), \(faults.withLock { $0.count }) faults, epoch \(epoch) at the end, log of \(logs[0].log.count) entries, \(violations.count) violations")
+        for fault in faults.withLock({ $0 }) { print("  fault: \(fault)") }
+        #expect(acknowledged > 0, "no append succeeded")
+        #expect(epoch > 1, "the nemesis made no failover happen")
+        #expect(violations.isEmpty, "seed \(seed):\n\(violations.joined(separator: "\n"))\n\(cluster.logs)")
+    }
+
     /// One append; what the client can tell about it.
-    static func append(_ master: String, _ body: [String: any Sendable]) async -> HistoryChecker.Outcome {
-        guard let reply = try? await HTTP.post(master + "/messages", body) else { return .unknown }
+    static func append(_ master: String, _ body: [String: any Sendable], timeout: Duration = .seconds(60)) async -> HistoryChecker.Outcome {
+        guard let reply = try? await HTTP.post(master + "/messages", body, timeout: timeout) else { return .unknown }
         switch reply.status {
         case 201: return (reply.json["seq"] as? Int).map { .ok(seq: $0) } ?? .unknown
         case 400, 413, 415: return .refused
         case 503 where (reply.json["error"] as? String)?.hasPrefix("no quorum") == true: return .refused
+        case 503 where (reply.json["error"] as? String)?.hasPrefix("no master") == true: return .refused
         default: return .unknown  // 504, 503 shutting down, 500
         }
     }
