@@ -36,27 +36,39 @@ enum API {
     }
 
     static func get(_ url: String) async throws -> Reply {
-        try await send(HTTPClientRequest(url: url))
+        let request = HTTPClientRequest(url: url)
+        do { return try await send(request) } catch {
+            throw fail("cannot reach \(request.url): \(ReplogClient.reason(for: error))")
+        }
     }
 
     static func post(_ url: String, _ body: some Encodable) async throws -> Reply {
+        let request = try postRequest(url, body)
+        do { return try await send(request) } catch {
+            throw fail("cannot reach \(request.url): \(ReplogClient.reason(for: error))")
+        }
+    }
+
+    /// A POST that may fail quietly (nil): for retries that expect some to fail.
+    static func tryPost(_ url: String, _ body: some Encodable) async -> Reply? {
+        guard let request = try? postRequest(url, body) else { return nil }
+        return try? await send(request)
+    }
+
+    private static func postRequest(_ url: String, _ body: some Encodable) throws -> HTTPClientRequest {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
-        return try await send(request)
+        return request
     }
 
     private static func send(_ request: HTTPClientRequest) async throws -> Reply {
-        do {
-            // An append may wait long for its write concern: no deadline of our own.
-            // One attempt to connect (see `ReplogClient.connections`).
-            let response = try await ReplogClient.connections.execute(request, timeout: .hours(1))
-            let body = try await response.body.collect(upTo: 1 << 30)
-            return Reply(status: response.status.code, body: Data(buffer: body))
-        } catch {
-            throw fail("cannot reach \(request.url): \(ReplogClient.reason(for: error))")
-        }
+        // An append may wait long for its write concern: no deadline of our own.
+        // One attempt to connect (see `ReplogClient.connections`).
+        let response = try await ReplogClient.connections.execute(request, timeout: .hours(1))
+        let body = try await response.body.collect(upTo: 1 << 30)
+        return Reply(status: response.status.code, body: Data(buffer: body))
     }
 }
 

@@ -10,6 +10,9 @@ struct DemoCommand: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
+    @Option(name: .customLong("kill-master"), help: "The master's PID (from the cluster banner): the demo ends with a failover, killing it (SIGKILL) and appending through a secondary until a new master answers.")
+    var killMaster: Int32?
+
     func run() async throws {
         let master = client.master
         guard let health = try await API.get(master + "/health").decode(MasterHealthReport.self) else {
@@ -66,7 +69,42 @@ struct DemoCommand: AsyncParsableCommand {
         var lists: [String] = []
         for node in nodes { lists.append(try await API.get(node + "/messages").text) }
         say(Set(lists).count == 1 ? "   identical on all \(nodes.count) nodes (\(last) messages)." : "   the nodes differ: that is a bug, please report it.")
+        if let epoch = health.epoch {
+            try await failover(from: master, epoch: epoch, secondaries: urls)
+        }
         say("\nNext: kill a secondary (kill -9 PID from the cluster banner), append with w=1, restart it, and watch it catch up.")
+    }
+
+    /// Chapter 5, on a cluster with failover: kill the master and time the election.
+    private func failover(from master: String, epoch: Int, secondaries: [String]) async throws {
+        say("\n5. Failover: \(master) is the master of epoch \(epoch); when it dies, the secondaries elect one of themselves.")
+        guard let pid = killMaster, !secondaries.isEmpty else {
+            say("   Run the demo with --kill-master PID (the master's pid from the banner) to watch it happen.")
+            return
+        }
+        say("   Killing the master (kill -9 \(pid)) and appending with w=2 through \(secondaries[0]), which redirects to the master...")
+        guard kill(pid, SIGKILL) == 0 else { throw fail("cannot kill pid \(pid): \(String(cString: strerror(errno)))") }
+        let started = ContinuousClock.now
+        let body = AppendRequest(message: "demo: after the failover", w: 2, id: "demo-failover-\(UUID().uuidString.prefix(8))")
+        var answer: API.Reply?
+        while ContinuousClock.now - started < .seconds(30) {
+            // 503 while the election runs; the id makes the retries safe.
+            if let reply = await API.tryPost(secondaries[0] + "/messages", body), reply.status == 201 {
+                answer = reply
+                break
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let took = Int((ContinuousClock.now - started).milliseconds)
+        guard let answer, let seq = answer.decode(AppendResult.self)?.seq else {
+            say("   No new master within 30 s: is a majority of the nodes up?")
+            return
+        }
+        // Role, epoch and master, whichever role the node has now.
+        struct View: Decodable { let epoch: Int?; let master: String? }
+        let view = try await API.get(secondaries[0] + "/health").decode(View.self)
+        say("   \(view?.master ?? "a new master") was elected (epoch \(view?.epoch ?? epoch + 1)) and took seq \(seq), \(took) ms after the kill.")
+        say("   Restart the old master with its command from the banner: it comes back as a secondary and catches up.")
     }
 
     private func say(_ line: String) { announce(line) }

@@ -155,23 +155,8 @@ struct ChaosTests {
         // secondaries hold everything before it.
         proxies.forEach { $0.set(.pass) }
         for node in secondaries + [master] { node.process?.signal(SIGCONT) }
-        var barrier = HistoryChecker.Outcome.unknown
-        let settle = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < settle {
-            barrier = await Self.append(master.url, ["message": "barrier", "w": 3, "id": "barrier", "timeout": 5000])
-            if case .ok = barrier { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        history.withLock { $0.append(.init(message: "barrier", outcome: barrier)) }
-        guard case .ok = barrier else {
-            Issue.record("the cluster did not converge within 60 s after healing\n\(cluster.logs)")
-            return
-        }
-
-        var logs: [(node: String, log: [LogEntry])] = []
-        for node in [master] + secondaries {
-            logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
-        }
+        guard try await Self.barrier(through: master.url, history: history, cluster: cluster) else { return }
+        let logs = try await Self.logs(of: [master] + secondaries)
         // The hash chains agree as well as the lists: after the barrier every node holds the
         // same seqs and shows the same hash there, and the master took none for diverged.
         var hashes: [String] = []
@@ -281,22 +266,10 @@ struct ChaosTests {
         }
 
         for node in nodes { node.process?.signal(SIGCONT) }
-        var barrier = HistoryChecker.Outcome.unknown
-        let settle = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < settle {
-            barrier = await Self.append(urls[0], ["message": "barrier", "w": 3, "id": "barrier", "timeout": 5000], timeout: .seconds(6))
-            if case .ok = barrier { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
-        history.withLock { $0.append(.init(message: "barrier", outcome: barrier)) }
-        guard case .ok = barrier else {
-            Issue.record("the cluster did not converge within 60 s after the faults\n\(cluster.logs)")
-            return
-        }
-        var logs: [(node: String, log: [LogEntry])] = []
+        guard try await Self.barrier(through: urls[0], history: history, cluster: cluster) else { return }
+        let logs = try await Self.logs(of: nodes)
         var views: [String] = []
         for node in nodes {
-            logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
             let health = try await HTTP.get(node.url + "/health").json
             views.append("\(health["epoch"] as? Int ?? -1):\(health["master"] as? String ?? "none"):\(health["seq"] as? Int ?? -1):\(health["hash"] as? String ?? "none")")
         }
@@ -310,6 +283,34 @@ struct ChaosTests {
         #expect(acknowledged > 0, "no append succeeded")
         #expect(epoch > 1, "the nemesis made no failover happen")
         #expect(violations.isEmpty, "seed \(seed):\n\(violations.joined(separator: "\n"))\n\(cluster.logs)")
+    }
+
+    /// After the faults: appends a `w=3` barrier (through `url`, following a `307`) until it
+    /// is answered, when every node holds everything before it; false (and an issue) if the
+    /// cluster does not converge within 60 s.
+    static func barrier(through url: String, history: Locked<[HistoryChecker.Record]>, cluster: LocalCluster) async throws -> Bool {
+        var barrier = HistoryChecker.Outcome.unknown
+        let settle = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < settle {
+            barrier = await append(url, ["message": "barrier", "w": 3, "id": "barrier", "timeout": 5000], timeout: .seconds(6))
+            if case .ok = barrier { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        history.withLock { $0.append(.init(message: "barrier", outcome: barrier)) }
+        guard case .ok = barrier else {
+            Issue.record("the cluster did not converge within 60 s after the faults\n\(cluster.logs)")
+            return false
+        }
+        return true
+    }
+
+    /// Every node's log, by name, for the checker.
+    static func logs(of nodes: [Node]) async throws -> [(node: String, log: [LogEntry])] {
+        var logs: [(node: String, log: [LogEntry])] = []
+        for node in nodes {
+            logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
+        }
+        return logs
     }
 
     /// One append; what the client can tell about it.

@@ -12,77 +12,70 @@ public func buildFailoverRouter(
     node: FailoverNode, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, secret: ClusterSecret? = nil,
     clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
-    let router = Router()
-    let allowedMethods = AllowedMethods()
-    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxReplicationBodyBytes, allowedMethods: allowedMethods))
-    router.add(middleware: CrossSiteGuard())
-    router.add(middleware: ClientTokenGuard(tokens: clientTokens))
+    nodeRouter(maxBodyBytes: maxReplicationBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
+        router.addInternalRoutes(
+            secret: secret, maxBodyBytes: maxReplicationBodyBytes,
+            receive: { entries, ids, log, stamp in try await node.receive(entries, ids: ids, of: log, stamp: stamp) },
+            probe: { stamp in try node.probe(stamp: stamp) },
+            hash: { node.hash(at: $0) },
+            vote: { try node.vote($0) },
+            truncate: { after, stamp in try node.truncate(after: after, stamp: stamp) })
 
-    router.addInternalRoutes(
-        secret: secret, maxBodyBytes: maxReplicationBodyBytes,
-        receive: { entries, ids, log, stamp in try await node.receive(entries, ids: ids, of: log, stamp: stamp) },
-        probe: { stamp in try node.probe(stamp: stamp) },
-        hash: { node.hash(at: $0) },
-        vote: { try node.vote($0) },
-        truncate: { after, stamp in try node.truncate(after: after, stamp: stamp) })
+        router.post("/messages") { request, _ -> Response in
+            switch node.current {
+            case .master(let master):
+                return try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
+            case .secondary:
+                guard let master = node.masterForClients else {
+                    var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
+                    response.headers[.allow] = "GET"
+                    return response
+                }
+                throw APIError.notTheMaster(master)
+            }
+        }
 
-    router.post("/messages") { request, _ -> Response in
-        switch node.current {
-        case .master(let master):
-            return try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
-        case .secondary:
-            guard let master = node.masterForClients else {
-                var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
-                response.headers[.allow] = "GET"
+        router.addReadingRoutes(
+            read: { from, limit throws(LogStoreError) in
+                switch node.current {
+                case .master(let master): try master.read(from: from, limit: limit)
+                case .secondary(let replica): try replica.read(from: from, limit: limit)
+                }
+            },
+            wait: { from, timeout in
+                switch node.current {
+                case .master(let master): await master.waitForEntries(from: from, upTo: timeout)
+                case .secondary(let replica): await replica.waitForEntries(from: from, upTo: timeout)
+                }
+            })
+
+        router.get("/health") { _, _ in
+            let (role, epoch, master) = node.status
+            switch node.current {
+            case .master(let current):
+                var report = MasterHealthReport(current.health)
+                (report.epoch, report.master) = (epoch, master)
+                return JSON.response(.ok, report)
+            case .secondary(let replica):
+                var report = SecondaryHealthReport(replica)
+                report.role = role ?? "secondary"
+                (report.epoch, report.master) = (epoch, master)
+                return JSON.response(.ok, report)
+            }
+        }
+        router.get("/") { _, _ in
+            switch node.current {
+            case .master(let master):
+                return StatusPage.response(clusterSize: master.settings.clusterSize)
+            case .secondary:
+                // The status page shows the master's view: send the browser there.
+                guard case .some(let master?) = node.masterForClients else {
+                    throw APIError(.serviceUnavailable, "this node is not the master and knows none yet: try again in a moment")
+                }
+                var response = Response(status: .temporaryRedirect)
+                response.headers[.location] = master + "/"
                 return response
             }
-            throw APIError.notTheMaster(master)
         }
     }
-
-    router.addReadingRoutes(
-        read: { from, limit throws(LogStoreError) in
-            switch node.current {
-            case .master(let master): try master.read(from: from, limit: limit)
-            case .secondary(let replica): try replica.read(from: from, limit: limit)
-            }
-        },
-        wait: { from, timeout in
-            switch node.current {
-            case .master(let master): await master.waitForEntries(from: from, upTo: timeout)
-            case .secondary(let replica): await replica.waitForEntries(from: from, upTo: timeout)
-            }
-        })
-
-    router.get("/health") { _, _ in
-        let (role, epoch, master) = node.status
-        switch node.current {
-        case .master(let current):
-            var report = MasterHealthReport(current.health)
-            (report.epoch, report.master) = (epoch, master)
-            return JSON.response(.ok, report)
-        case .secondary(let replica):
-            var report = SecondaryHealthReport(replica)
-            report.role = role ?? "secondary"
-            (report.epoch, report.master) = (epoch, master)
-            return JSON.response(.ok, report)
-        }
-    }
-    router.get("/") { _, _ in
-        switch node.current {
-        case .master(let master):
-            return StatusPage.response(clusterSize: master.settings.clusterSize)
-        case .secondary:
-            // The status page shows the master's view: send the browser there.
-            guard case .some(let master?) = node.masterForClients else {
-                throw APIError(.serviceUnavailable, "this node is not the master and knows none yet: try again in a moment")
-            }
-            var response = Response(status: .temporaryRedirect)
-            response.headers[.location] = master + "/"
-            return response
-        }
-    }
-    router.addMetricsRoute(metrics)
-    allowedMethods.record(router)
-    return router
 }

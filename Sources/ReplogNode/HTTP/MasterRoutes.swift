@@ -9,26 +9,36 @@ import ReplogStorage
 public func buildMasterRouter(
     master: Master, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
+    nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
+        router.post("/messages") { request, _ -> Response in
+            try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
+        }
+
+        router.addReadingRoutes(
+            read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
+            wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
+
+        router.get("/health") { _, _ in
+            JSON.response(.ok, MasterHealthReport(master.health))
+        }
+        router.get("/") { _, _ in
+            StatusPage.response(clusterSize: master.settings.clusterSize)
+        }
+    }
+}
+
+/// A router with what every node's API has: JSON errors (with the allowed methods on a
+/// 405), the cross-site guard, client tokens, and `/metrics`, around the given routes.
+func nodeRouter(
+    maxBodyBytes: Int, metrics: (@Sendable () -> String)?, clientTokens: ClientTokens?,
+    routes: (Router<BasicRequestContext>) -> Void
+) -> Router<BasicRequestContext> {
     let router = Router()
     let allowedMethods = AllowedMethods()
     router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
     router.add(middleware: CrossSiteGuard())
     router.add(middleware: ClientTokenGuard(tokens: clientTokens))
-
-    router.post("/messages") { request, _ -> Response in
-        try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
-    }
-
-    router.addReadingRoutes(
-        read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
-        wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
-
-    router.get("/health") { _, _ in
-        JSON.response(.ok, MasterHealthReport(master.health))
-    }
-    router.get("/") { _, _ in
-        StatusPage.response(clusterSize: master.settings.clusterSize)
-    }
+    routes(router)
     router.addMetricsRoute(metrics)
     allowedMethods.record(router)
     return router

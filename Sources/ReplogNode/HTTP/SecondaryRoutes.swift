@@ -72,34 +72,27 @@ public func buildSecondaryRouter(
     replica: SecondaryReplica, maxBodyBytes: Int = maxReplicationBodyBytes, metrics: (@Sendable () -> String)? = nil,
     secret: ClusterSecret? = nil, clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
-    let router = Router()
-    let allowedMethods = AllowedMethods()
-    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
-    router.add(middleware: CrossSiteGuard())
-    router.add(middleware: ClientTokenGuard(tokens: clientTokens))
+    nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
+        router.addInternalRoutes(
+            secret: secret, maxBodyBytes: maxBodyBytes,
+            receive: { entries, ids, log, _ in try await replica.receive(entries, ids: ids, of: log) },
+            probe: { _ in replica.replicaState },
+            hash: { replica.hash(at: $0) })
 
-    router.addInternalRoutes(
-        secret: secret, maxBodyBytes: maxBodyBytes,
-        receive: { entries, ids, log, _ in try await replica.receive(entries, ids: ids, of: log) },
-        probe: { _ in replica.replicaState },
-        hash: { replica.hash(at: $0) })
+        router.post("/messages") { _, _ -> Response in
+            var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
+            response.headers[.allow] = "GET"
+            return response
+        }
 
-    router.post("/messages") { _, _ -> Response in
-        var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
-        response.headers[.allow] = "GET"
-        return response
+        router.addReadingRoutes(
+            read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
+            wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
+
+        router.get("/health") { _, _ in
+            JSON.response(.ok, SecondaryHealthReport(replica))
+        }
     }
-
-    router.addReadingRoutes(
-        read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
-        wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
-
-    router.get("/health") { _, _ in
-        JSON.response(.ok, SecondaryHealthReport(replica))
-    }
-    router.addMetricsRoute(metrics)
-    allowedMethods.record(router)
-    return router
 }
 
 extension SecondaryHealthReport {
