@@ -6,13 +6,16 @@ import ReplogCore
 /// master most of all, and clients append through any node.
 ///
 /// The election rules are the product's (`FailoverInstance`); what is modelled here is
-/// the rest of a node, kept as simple as it can be: a log is an array that is durable as
-/// soon as it is written, and a master's replication request carries its epoch history, a
-/// few entries past what the member holds, and its whole log in place of the hashes the
-/// real master compares to find where a member's log parts from its own. Checked:
+/// the rest of a node, kept as simple as it can be: a log is an array whose fsync takes
+/// simulated time (a node acknowledges, counts itself towards `w`, replicates and votes
+/// with only its fsynced prefix, and a crash is a power loss that keeps that prefix and
+/// perhaps a torn part of the rest), and a master's replication request carries its epoch
+/// history, a few durable entries past what the member holds, and its whole log in place of
+/// the hashes the real master compares to find where a member's log parts from its own.
+/// Checked:
 ///
 /// - at most one master per epoch;
-/// - a `201` for `w` only when `w` nodes hold the message at its seq;
+/// - a `201` for `w` only when `w` nodes hold the message at its seq, fsynced;
 /// - an append taken only by a master that a majority answered lately (a deposed, frozen
 ///   or cut-off master takes none);
 /// - every `201` with `w` of a majority or more is in the log of every later master at
@@ -41,6 +44,10 @@ final class FailoverSimulation {
         /// Durable: what the node keeps across a crash.
         var record = ElectionRecord()
         var log: [String] = []
+        /// How much of `log` is fsynced; a power loss keeps this much (and maybe a torn part).
+        var durable = 0
+        /// Bumped by every crash and cut: an fsync that started before does not count.
+        var generation = 0
         /// Volatile: nil while the node is down.
         var instance: FailoverInstance?
         var frozen = false
@@ -70,6 +77,7 @@ final class FailoverSimulation {
     private var isolated: Set<String> = []
     private var scheduled: [(at: Duration, action: () -> Void)] = []
     private let maxDelay: Duration
+    private let fsyncLatency: ClosedRange<Duration>
     private let lossRate: Double
     /// Most entries a replication request carries beyond what the member holds.
     private let batch: Int
@@ -92,6 +100,7 @@ final class FailoverSimulation {
         maxDelay = random.duration(.milliseconds(1)...(.milliseconds(40)))
         lossRate = random.chance(0.5) ? random.unit() * 0.2 : 0
         batch = random.int(1...4)
+        fsyncLatency = random.chance(0.5) ? .microseconds(100)...(.milliseconds(3)) : .milliseconds(1)...(.milliseconds(40))
         for name in names { nodes[name] = Node(name: name) }
         planSchedule()
     }
@@ -120,8 +129,10 @@ final class FailoverSimulation {
         }
     }
 
+    /// Schedules `action` at `time`, after everything already scheduled for then.
     private func at(_ time: Duration, _ action: @escaping () -> Void) {
-        scheduled.append((time, action))
+        let index = scheduled.lastIndex { $0.at <= time }.map { $0 + 1 } ?? 0
+        scheduled.insert((time, action), at: index)
     }
 
     private var currentMaster: String? {
@@ -161,8 +172,28 @@ final class FailoverSimulation {
 
     private func crash(_ name: String) {
         failWaiting(name)
-        nodes[name]!.instance = nil
-        nodes[name]!.frozen = false
+        let node = nodes[name]!
+        node.instance = nil
+        node.frozen = false
+        // Power loss: what was not fsynced is gone, or a torn part of it stays.
+        let unsynced = node.log.count - node.durable
+        let kept = node.durable + (unsynced > 0 && random.chance(0.4) ? random.int(1...unsynced) : 0)
+        if kept < node.log.count { log("\(name) loses \(node.log.count - kept) unsynced entries") }
+        node.log.removeLast(node.log.count - kept)
+        node.durable = kept
+        node.generation += 1
+    }
+
+    /// Starts an fsync of everything `name` has written, unless one is running; `then` runs
+    /// when it is done (the node acknowledges only after it).
+    private func sync(_ name: String, then done: @escaping () -> Void = {}) {
+        let node = nodes[name]!
+        let (generation, target) = (node.generation, node.log.count)
+        at(now + random.duration(fsyncLatency)) {
+            guard node.generation == generation, node.instance != nil else { return }
+            node.durable = max(node.durable, min(target, node.log.count))
+            done()
+        }
     }
 
     private func restart(_ name: String) {
@@ -182,7 +213,6 @@ final class FailoverSimulation {
         for name in names {
             nodes[name]!.instance = FailoverInstance(settings: settings(name), record: ElectionRecord(), now: .zero, seed: random.next())
         }
-        scheduled.sort { $0.at < $1.at }
         var healed = false
         while now < Self.settleLimit {
             runDue()
@@ -204,7 +234,6 @@ final class FailoverSimulation {
         while let next = scheduled.first, next.at <= now {
             scheduled.removeFirst()
             next.action()
-            scheduled.sort { $0.at < $1.at }
         }
         // Messages due now, in the order they were sent; a frozen node's wait.
         while let index = network.firstIndex(where: { $0.at <= now && !(nodes[$0.to]!.frozen) }) {
@@ -236,11 +265,13 @@ final class FailoverSimulation {
         log("heal")
         isolated = []
         isolatedGroup = []
+        scheduled.removeAll()
         for name in names {
             nodes[name]!.frozen = false
             if nodes[name]!.instance == nil { restart(name) }
+            // The fsyncs under way were dropped with the schedule: start them again.
+            sync(name) { [self] in answerWaiting(name) }
         }
-        scheduled.removeAll()
     }
 
     private func converged() -> Bool {
@@ -262,7 +293,7 @@ final class FailoverSimulation {
 
     private func tick(_ name: String) {
         guard var instance = nodes[name]!.instance else { return }
-        let position = instance.record.history.position(lastSeq: nodes[name]!.log.count)
+        let position = instance.record.history.position(lastSeq: nodes[name]!.durable)
         var directives: [FailoverInstance.Directive] = []
         if instance.role == .master || now >= instance.electionDeadline {
             directives = instance.tick(now: now, log: position)
@@ -274,7 +305,7 @@ final class FailoverSimulation {
             let node = nodes[name]!
             for peer in names where peer != name {
                 // Up to `batch` entries past what the member is known to hold.
-                let upTo = min(node.log.count, (node.matched[peer] ?? 0) + batch)
+                let upTo = min(node.durable, (node.matched[peer] ?? 0) + batch)
                 send(.replicate(epoch: node.record.epoch, history: node.record.history, log: node.log, upTo: upTo), from: name, to: peer)
             }
         }
@@ -318,7 +349,7 @@ final class FailoverSimulation {
     private func receive(_ delivery: Delivery) {
         let name = delivery.to
         guard var instance = nodes[name]!.instance else { return }
-        let position = instance.record.history.position(lastSeq: nodes[name]!.log.count)
+        let position = instance.record.history.position(lastSeq: nodes[name]!.durable)
         switch delivery.message {
         case .vote(let request):
             let answer = instance.onVoteRequest(request, log: position, now: now)
@@ -330,9 +361,9 @@ final class FailoverSimulation {
             carryOut(directives, at: name)
         case .replicate(let epoch, let history, let masterLog, let upTo):
             let (accepted, directives) = instance.onMasterContact(epoch: epoch, master: delivery.from, now: now)
-            var matched: Int?
+            let node = nodes[name]!
             if accepted {
-                var log = nodes[name]!.log
+                var log = node.log
                 // Where the two logs part (the real master finds it by comparing hashes).
                 let common = zip(log, masterLog).prefix { $0 == $1 }.count
                 // A late request of this very master, shorter than what it sent since: keep all.
@@ -341,15 +372,26 @@ final class FailoverSimulation {
                     self.log("\(name) cuts \(log.count - common) entries after seq \(common) (rollback)")
                     log.removeLast(log.count - common)
                     instance.onCut(after: common)
+                    node.durable = min(node.durable, common)
+                    node.generation += 1
                 }
                 if log.count < upTo { log += masterLog[log.count..<upTo] }
-                nodes[name]!.log = log
-                instance.onSynced(masterHistory: history, matched: log.count)
-                matched = log.count
+                node.log = log
             }
             update(name, instance)
             carryOut(directives, at: name)
-            send(.replicateAnswer(epoch: instance.epoch, matched: matched), from: name, to: delivery.from)
+            guard accepted else {
+                send(.replicateAnswer(epoch: instance.epoch, matched: nil), from: name, to: delivery.from)
+                return
+            }
+            // It answers once what it holds is fsynced, and only then holds the master's start.
+            let master = delivery.from
+            sync(name) { [self] in
+                guard var instance = node.instance, instance.epoch == epoch else { return }
+                instance.onSynced(masterHistory: history, matched: node.durable)
+                update(name, instance)
+                send(.replicateAnswer(epoch: epoch, matched: node.durable), from: name, to: master)
+            }
         case .replicateAnswer(let epoch, let matched):
             let directives = instance.onMemberAnswer(from: delivery.from, epoch: epoch, matched: matched, now: now)
             update(name, instance)
@@ -389,6 +431,7 @@ final class FailoverSimulation {
             nodes[name]!.log.append(message)
             seq = nodes[name]!.log.count
             log("append \(message) w=\(w) via \(name): seq \(seq)")
+            sync(name) { [self] in answerWaiting(name) }
         }
         nodes[name]!.waiting.append((seq, w, clients, now + timeout))
         answerWaiting(name)
@@ -399,7 +442,7 @@ final class FailoverSimulation {
         let node = nodes[name]!
         var stillWaiting: [(seq: Int, w: Int, client: Int, deadline: Duration)] = []
         for waiting in node.waiting {
-            let holders = 1 + node.matched.values.count { $0 >= waiting.seq }
+            let holders = (node.durable >= waiting.seq ? 1 : 0) + node.matched.values.count { $0 >= waiting.seq }
             if holders >= waiting.w { acknowledge(waiting.seq, w: waiting.w, by: name) } else { stillWaiting.append(waiting) }
         }
         nodes[name]!.waiting = stillWaiting
@@ -409,8 +452,8 @@ final class FailoverSimulation {
         acknowledged += 1
         let message = nodes[name]!.log[seq - 1]
         log("201 \(message) seq \(seq) w=\(w) from \(name)")
-        let holders = names.filter { nodes[$0]!.log.count >= seq && nodes[$0]!.log[seq - 1] == message }
-        if holders.count < w { violation("201 for \(message) w=\(w) at seq \(seq), held only by \(holders)") }
+        let holders = names.filter { nodes[$0]!.durable >= seq && nodes[$0]!.log[seq - 1] == message }
+        if holders.count < w { violation("201 for \(message) w=\(w) at seq \(seq), fsynced only by \(holders)") }
         guard w >= majority else { return }
         if let earlier = committed[seq], earlier.message != message {
             violation("seq \(seq) acknowledged as \(earlier.message) and as \(message)")
