@@ -239,6 +239,10 @@ public final class FailoverNode: Service, Sendable {
             throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil))
         }
         let (replica, directives, newMaster) = try state.withLock { state throws -> (SecondaryReplica?, [FailoverInstance.Directive], String?) in
+            // An older epoch's master teaches nothing, not even who the members are.
+            guard stamp.epoch >= state.election.record.epoch else {
+                throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.election.record.epoch, master: state.instance?.master))
+            }
             state.stamped = true
             if state.election.me != stamp.you || state.election.members != stamp.members {
                 state.election.me = stamp.you

@@ -65,6 +65,8 @@ struct FailoverProcessTests {
         let newMaster = try #require(await cluster.view(cluster.urls[1]).master)
         #expect(newMaster != cluster.urls[0])
         #expect(await cluster.view(newMaster) == ("master", 2, newMaster))
+        let metrics = try await HTTP.get(newMaster + "/metrics").text
+        #expect(metrics.contains("replog_epoch 2") && metrics.contains("replog_elections_total 1"), "\(metrics)")
         // Keys travel with their entries: a retry acknowledged by the old master is answered
         // by the new one with its seq, and appends nothing.
         let retry = try await HTTP.post(cluster.urls[2] + "/messages", ["message": "m3", "w": 2, "id": "key-3"])
