@@ -148,8 +148,8 @@ MUTANTS = [
            "lastAnswer[member].map { now - $0 < settings.electionTimeout.upperBound } ?? false",
            "lastAnswer[member] != nil",
            "a master that no majority answers lately keeps taking appends"),
-    Mutant("noepochgate", "a new master answers only once a majority holds its start (caught by FailoverInstanceTests; "
-           "the simulation has not met Raft's figure-8 schedule that needs it)", "Sources/ReplogCore/Failover.swift",
+    Mutant("noepochgate", "a new master takes appends only once a majority holds its start (caught by "
+           "FailoverInstanceTests; the simulation has not met Raft's figure-8 schedule that needs it)", "Sources/ReplogCore/Failover.swift",
            "public var takeoverConfirmed: Bool { role == .master && (takeover?.holders.count ?? 0) >= settings.majority }",
            "public var takeoverConfirmed: Bool { role == .master }",
            "a new master takes appends before a majority holds its log through its start"),
