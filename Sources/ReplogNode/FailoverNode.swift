@@ -84,6 +84,9 @@ public final class FailoverNode: Service, Sendable {
     private let seed: UInt64
     /// The epoch this node had seen when it started.
     private let startEpoch: Int
+    /// Wakes readers of the log (long polls, streams) whatever role serves them: one watch
+    /// for the node, so that a follower waiting when the role changes is woken by the next.
+    let watch: LogWatch
     /// Advanced to each epoch in which this node, as master, takes appends.
     private let takeovers = LogWatch(durable: 0)
     /// Advanced to each epoch in which this node knows a master (itself or another).
@@ -107,6 +110,7 @@ public final class FailoverNode: Service, Sendable {
         self.seed = seed
         self.metricsFactory = metricsFactory
         self.directory = Folder(directory)
+        self.watch = LogWatch(durable: commit.durableSeq)
         self.epochGauge = Gauge(label: "replog_epoch", factory: metricsFactory)
         self.elections = Counter(label: "replog_elections_total", factory: metricsFactory)
         var election = try directory?.election ?? DataDirectory.ElectionState()
@@ -114,7 +118,8 @@ public final class FailoverNode: Service, Sendable {
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
         let logID = directory?.metadata.log
-        let replica = Self.makeReplica(store: store, commit: commit, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
+        let replica = Self.makeReplica(
+            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
         // A node that has been in an epoch belongs to a cluster with failover, even before it hears a master again.
         self.state = Mutex(State(election: election, current: .secondary(replica), logID: logID, stamped: election.record.epoch > 0))
         epochGauge.record(election.record.epoch)
@@ -124,11 +129,12 @@ public final class FailoverNode: Service, Sendable {
     /// A secondary on the node's log; it records a master log it starts to follow in the
     /// data dir before acknowledging anything of it.
     private static func makeReplica(
-        store: any LogStore, commit: GroupCommit, settings: SecondarySettings, logID: String?, folder: Folder, logger: Logger
+        store: any LogStore, commit: GroupCommit, watch: LogWatch, settings: SecondarySettings, logID: String?, folder: Folder,
+        logger: Logger
     ) -> SecondaryReplica {
         SecondaryReplica(
             store: store, logID: logID, settings: settings, onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } },
-            logger: logger, commit: commit)
+            logger: logger, commit: commit, watch: watch)
     }
 
     /// The data dir, shared with the replicas this node creates.
@@ -380,7 +386,7 @@ public final class FailoverNode: Service, Sendable {
             })
         let master = Master(
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
-            metricsFactory: metricsFactory, commit: commit, failover: hooks)
+            metricsFactory: metricsFactory, commit: commit, failover: hooks, watch: watch)
         let task = Task { _ = try? await master.run() }
         state.withLock { state in
             state.current = .master(master)
@@ -404,7 +410,8 @@ public final class FailoverNode: Service, Sendable {
         stamps?.set(nil)
         task?.cancel()
         master.shutDown()
-        let replica = Self.makeReplica(store: store, commit: commit, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
+        let replica = Self.makeReplica(
+            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
         state.withLock { $0.current = .secondary(replica) }
     }
 

@@ -7,7 +7,7 @@ import Synchronization
 /// Readers wait on the node's clock, so tests drive their timeouts. A reader that leaves
 /// (its connection closed, its task cancelled) is forgotten at once: nothing here grows
 /// with readers that never come back.
-final class LogWatch: Sendable {
+public final class LogWatch: Sendable {
     private struct State {
         var durable: Int
         var waiters: [Int: (seq: Int, continuation: CheckedContinuation<Void, Never>)] = [:]
@@ -16,7 +16,7 @@ final class LogWatch: Sendable {
 
     private let state: Mutex<State>
 
-    init(durable: Int) { state = Mutex(State(durable: durable)) }
+    public init(durable: Int) { state = Mutex(State(durable: durable)) }
 
     /// The durable prefix now ends at `seq` (or later); wakes everyone waiting for it.
     func advanced(to seq: Int) {
@@ -28,6 +28,12 @@ final class LogWatch: Sendable {
             return ready.values.map(\.continuation)
         }
         for continuation in woken { continuation.resume() }
+    }
+
+    /// The log was cut after `seq` (failover): the durable prefix ends there again, so that
+    /// readers wait for the seqs that come back instead of finding them "there" and empty.
+    func cut(to seq: Int) {
+        state.withLock { $0.durable = min($0.durable, seq) }
     }
 
     /// Returns once the durable prefix reaches `seq`, after `timeout` on `clock`, or when

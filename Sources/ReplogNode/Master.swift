@@ -127,7 +127,8 @@ public final class Master: Service {
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         commit: GroupCommit? = nil,
-        failover: FailoverHooks? = nil
+        failover: FailoverHooks? = nil,
+        watch: LogWatch? = nil
     ) {
         self.settings = settings
         self.transport = transport
@@ -142,7 +143,7 @@ public final class Master: Service {
         // A master restarted from its data dir remembers the keys of its latest appends.
         let instance = ReplicationInstance(settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs)
         self.state = Mutex(State(instance: instance))
-        self.watch = LogWatch(durable: self.commit.durableSeq)
+        self.watch = watch ?? LogWatch(durable: self.commit.durableSeq)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 

@@ -90,7 +90,8 @@ public final class SecondaryReplica: Sendable {
         logger: Logger = Logger(label: "replog.storage"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
-        commit: GroupCommit? = nil
+        commit: GroupCommit? = nil,
+        watch: LogWatch? = nil
     ) {
         self.store = store
         self.commit = commit ?? GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
@@ -102,7 +103,7 @@ public final class SecondaryReplica: Sendable {
         self.random = random
         let holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
         self.state = Mutex(State(holdBack: holdBack, logID: logID))
-        self.watch = LogWatch(durable: self.commit.durableSeq)
+        self.watch = watch ?? LogWatch(durable: self.commit.durableSeq)
     }
 
     /// What this secondary holds now: its durable contiguous prefix. A heartbeat answer
@@ -185,6 +186,7 @@ public final class SecondaryReplica: Sendable {
         try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
             let cut = try store.truncate(after: seq)
             commit.truncated(after: seq)
+            watch.cut(to: seq)
             state.holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
             state.heldBackIDs = [:]
             return cut

@@ -52,6 +52,14 @@ struct FailoverProcessTests {
         }
         #expect(await cluster.view(cluster.urls[0]) == ("master", 1, cluster.urls[0]))
 
+        // Readers waiting on both secondaries: one of them becomes master meanwhile, and its
+        // reader must be woken by the new role (one watch per node, not per role).
+        let waiting = cluster.urls.dropFirst().map { url in
+            Task {
+                let page = try await HTTP.get(url + "/messages?from=6&wait=30000").json["messages"] as? [[String: any Sendable]] ?? []
+                return (page, ContinuousClock.now)
+            }
+        }
         first.signal(SIGKILL)
         _ = try await first.waitForExit()
         // Through a secondary, following its 307 to whoever is master now (as `curl -L` does).
@@ -62,6 +70,13 @@ struct FailoverProcessTests {
             return reply?.status == 201
         }
         #expect(after?.json["seq"] as? Int == 6, "\(after?.text ?? "")")
+        let answered = ContinuousClock.now
+        for reader in waiting {
+            let (page, returned) = try await reader.value
+            #expect(page.first?["message"] as? String == "after", "a long poll across a change of role: \(page)")
+            // Woken by the append, not by the end of its 30 s wait.
+            #expect(returned - answered < .seconds(10), "the long poll came back \(returned - answered) after the append")
+        }
         let newMaster = try #require(await cluster.view(cluster.urls[1]).master)
         #expect(newMaster != cluster.urls[0])
         // Epoch 2, or later after a split vote (both secondaries stood at once).
