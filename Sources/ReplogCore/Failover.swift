@@ -83,13 +83,12 @@ public struct FailoverInstance: Sendable {
     private var takeover: (after: Int, holders: Set<String>)?
     /// As master: when each member last answered in this epoch.
     private var lastAnswer: [String: Duration] = [:]
-    private var masterSince: Duration = .zero
-    private var random: SplitMix64Generator
+    private var random: SplitMix64
 
     public init(settings: Settings, record: ElectionRecord, now: Duration, seed: UInt64) {
         self.settings = settings
         self.record = record
-        self.random = SplitMix64Generator(seed: seed)
+        self.random = SplitMix64(seed: seed)
         self.electionDeadline = now
         self.electionDeadline = now + randomTimeout()
     }
@@ -121,9 +120,6 @@ public struct FailoverInstance: Sendable {
     private func answered(_ member: String, now: Duration) -> Bool {
         lastAnswer[member].map { now - $0 < settings.electionTimeout.upperBound } ?? false
     }
-
-    /// As master: the seq after which its epoch starts.
-    public var epochStart: Int? { role == .master ? takeover?.after : nil }
 
     private mutating func randomTimeout() -> Duration {
         let range = settings.electionTimeout
@@ -217,7 +213,6 @@ public struct FailoverInstance: Sendable {
         }
         role = .master
         master = settings.me
-        masterSince = now
         lastAnswer = [:]
         record.history.begin(record.epoch, after: log.seq)
         takeover = (log.seq, [settings.me])
@@ -263,14 +258,6 @@ public struct FailoverInstance: Sendable {
         lastAnswer[peer] = now
         if let matched, let after = takeover?.after, matched >= after { takeover?.holders.insert(peer) }
         return []
-    }
-
-    private mutating func stepDown(reason: String, now: Duration) -> [Directive] {
-        role = .secondary
-        master = nil
-        takeover = nil
-        electionDeadline = now + randomTimeout()
-        return [.stepDown(reason: reason)]
     }
 
     /// A later epoch exists: follow it (its master is not known yet). Deposes this node if
@@ -374,18 +361,5 @@ public struct VoteAnswer: Sendable, Equatable, Codable {
         self.epoch = epoch
         self.granted = granted
         self.preVote = preVote
-    }
-}
-
-/// SplitMix64, so that an instance's random timeouts replay from its seed.
-struct SplitMix64Generator: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func unit() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
     }
 }

@@ -1,3 +1,4 @@
+import ReplogCore
 import ReplogTestKit
 import Synchronization
 

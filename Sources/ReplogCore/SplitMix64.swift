@@ -1,4 +1,5 @@
-/// SplitMix64: a small, fast generator for tests that must replay from a seed.
+/// SplitMix64: a small, fast generator for what must replay from a seed (tests, and a
+/// failover instance's random election timeouts).
 ///
 /// The seed is mixed first, so consecutive seeds give unrelated streams (raw consecutive
 /// states would give shifted copies of one stream).
