@@ -335,8 +335,9 @@ public struct ReplicationInstance: Sendable {
     /// What the stream of `url` should do next. Call it until it answers `.idle` or
     /// `.backOff`, and again after every event of that stream.
     /// - Parameters:
-    ///   - durableSeq: the end of the master's durable prefix: nothing past it may leave.
-    public mutating func nextStreamStep(for url: String, durableSeq: Int, now: Duration) -> StreamStep {
+    ///   - upTo: the last seq that may leave the master: the end of its durable prefix, or
+    ///     with failover the end of its log (the master's fsync and replication overlap).
+    public mutating func nextStreamStep(for url: String, upTo sendable: Int, now: Duration) -> StreamStep {
         var peer = peers[url]!
         defer { peers[url] = peer }
         if peer.stream.phase == .backingOff { return .idle(waitForData: false) }
@@ -352,7 +353,7 @@ public struct ReplicationInstance: Sendable {
         peer.stream.sentThrough = max(peer.stream.sentThrough, peer.matched)
         guard peer.stream.inFlight < settings.maxInFlight else { return .idle(waitForData: false) }
         let next = peer.stream.sentThrough + 1
-        let available = min(settings.maxBatchSize, durableSeq - next + 1)
+        let available = min(settings.maxBatchSize, sendable - next + 1)
         guard available > 0 else { return .idle(waitForData: true) }
         // Nobody waits for these yet: hold a small batch back briefly so that it leaves
         // together with the next appends (one request instead of many). Only while the

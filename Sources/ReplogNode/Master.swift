@@ -91,6 +91,16 @@ public final class Master: Service {
     /// every member's answer, and cuts a member's log where it parts from its own.
     let failover: FailoverHooks?
 
+    /// Whether entries leave for the secondaries before the master's own fsync is done.
+    ///
+    /// Only with failover. Without it, a master that crashes before its fsync comes back
+    /// without the entry and gives its seq to another message, while a secondary keeps the
+    /// first one. With failover, a node that lost an entry that a majority holds cannot be
+    /// elected (its log is shorter than theirs), and an elected master cuts whatever else it
+    /// sent from the members' logs. Since the master answers no client before its own fsync,
+    /// the guarantees stay; the fsync and the replication just overlap.
+    var sendsBeforeDurable: Bool { failover != nil }
+
     /// How an elected master talks to the node that runs it (`FailoverNode`).
     public struct FailoverHooks: Sendable {
         /// Before an append is admitted: nil to go on, or why this node may not take it.
@@ -223,7 +233,11 @@ public final class Master: Service {
             case .append(let seq): (seq, false)
             case .retry(let seq): (seq, true)
             }
-        // Write-ahead: durable on the master before any secondary or client hears of it.
+        // With failover the secondaries get the entry while the master's own fsync runs
+        // (`sendsBeforeDurable`): the two overlap instead of adding up.
+        if !isRetry, sendsBeforeDurable { wakeStreams(hasWaiter: waiter != nil) }
+        // No client hears of the entry before it is durable here: the master counts itself
+        // towards `w` only after its own fsync, whoever else already holds the entry.
         do {
             try await commit.makeDurable(through: seq)
         } catch {
@@ -238,11 +252,7 @@ public final class Master: Service {
         if !isRetry {
             metrics.lastSeq.record(seq)
             watch.advanced(to: commit.durableSeq)
-            // In configuration order, so that a simulation replays the same interleaving.
-            for peer in settings.secondaries {
-                signals[peer]!.newData.signal()
-                if waiter != nil { signals[peer]!.urgent.signal() }
-            }
+            if !sendsBeforeDurable { wakeStreams(hasWaiter: waiter != nil) }
         }
         if let waiter {
             switch await waitForAcknowledgements(waiter, seq: seq, timeout: request.timeout) {
@@ -257,6 +267,16 @@ public final class Master: Service {
         }
         let message = isRetry ? (try? store.read(from: seq, limit: 1))?.first?.message ?? request.message : request.message
         return AppendResult(seq: seq, message: message, w: w)
+    }
+
+    /// Tells every replication stream that the log grew; with a waiting client, a stream
+    /// that lingers to batch goes at once.
+    private func wakeStreams(hasWaiter: Bool) {
+        // In configuration order, so that a simulation replays the same interleaving.
+        for peer in settings.secondaries {
+            signals[peer]!.newData.signal()
+            if hasWaiter { signals[peer]!.urgent.signal() }
+        }
     }
 
     private func waitForAcknowledgements(

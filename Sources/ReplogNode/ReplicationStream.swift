@@ -28,8 +28,9 @@ extension Master {
             var lingerTimerRunning = false
             while !Task.isCancelled {
                 startWork: while true {
-                    let durableSeq = commit.durableSeq
-                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, durableSeq: durableSeq, now: clock.now) }
+                    // Without failover nothing leaves before the master's fsync (see `sendsBeforeDurable`).
+                    let sendable = sendsBeforeDurable ? store.lastSeq : commit.durableSeq
+                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):
                         // The records as they are on disk: nothing is decoded or encoded again.
@@ -42,7 +43,7 @@ extension Master {
                             continue startWork
                         }
                         guard let batch else {
-                            preconditionFailure("the log holds no entry at \(from), below its durable seq \(durableSeq)")
+                            preconditionFailure("the log holds no entry at \(from), below \(sendable)")
                         }
                         state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }

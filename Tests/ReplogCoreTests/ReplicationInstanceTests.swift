@@ -69,36 +69,36 @@ import Testing
         var instance = Self.instance(maxBatchSize: 2, maxInFlight: 2)
         _ = instance.onContact(from: "s1", answer(0), lastSeq: 0, now: .zero)  // the first heartbeat
         _ = try append(5, w: 1, to: &instance)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 1, limit: 2))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .send(from: 1, limit: 2))
         instance.onSending(to: "s1", seqs: 1...2)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 3, limit: 1))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .send(from: 3, limit: 1))
         instance.onSending(to: "s1", seqs: 3...3)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .idle(waitForData: false), "two in flight")
+        #expect(instance.nextStreamStep(for: "s1", upTo: 5, now: .zero) == .idle(waitForData: false), "two in flight")
         _ = instance.onDelivered(to: "s1", answer(2), lastSeq: 5, now: .zero)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .send(from: 4, limit: 2))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 5, now: .zero) == .send(from: 4, limit: 2))
         instance.onSending(to: "s1", seqs: 4...5)
         _ = instance.onDelivered(to: "s1", answer(5), lastSeq: 5, now: .zero)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 5, now: .zero) == .idle(waitForData: true))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 5, now: .zero) == .idle(waitForData: true))
     }
 
     @Test func aFailedRoundDrainsBacksOffLongerEachTimeAndResendsFromWhatTheSecondaryHolds() throws {
         var instance = Self.instance(maxBatchSize: 1, maxInFlight: 2)
         _ = try append(3, w: 1, to: &instance)
         for seq in 1...2 {
-            #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: seq, limit: 1))
+            #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .send(from: seq, limit: 1))
             instance.onSending(to: "s1", seqs: seq...seq)
         }
         let failure = ReplicationInstance.Failure(reason: "timed out", seqs: 1...1)
         instance.onDeliveryFailed(to: "s1", failure)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .idle(waitForData: false), "seq 2 still in flight")
+        #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .idle(waitForData: false), "seq 2 still in flight")
         _ = instance.onDelivered(to: "s1", answer(0), lastSeq: 3, now: .zero)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .backOff(attempt: 1, status: .healthy, failure: failure))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .backOff(attempt: 1, status: .healthy, failure: failure))
         #expect(instance.peers["s1"]!.reportedProblem == "replication requests fail: timed out")
         instance.onBackOffOver(for: "s1")
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .send(from: 1, limit: 1), "resent from matched")
+        #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .send(from: 1, limit: 1), "resent from matched")
         instance.onSending(to: "s1", seqs: 1...1)
         instance.onDeliveryFailed(to: "s1", failure)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 3, now: .zero) == .backOff(attempt: 2, status: .healthy, failure: failure))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 3, now: .zero) == .backOff(attempt: 2, status: .healthy, failure: failure))
     }
 
     @Test func theBackOffGrowsWhileNothingIsDeliveredAndRecoveryIsReported() throws {
@@ -106,10 +106,10 @@ import Testing
         _ = try append(1, w: 1, to: &instance)
         let failure = ReplicationInstance.Failure(reason: "refused", seqs: 1...1)
         for attempt in 1...3 {
-            #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .send(from: 1, limit: 1))
+            #expect(instance.nextStreamStep(for: "s1", upTo: 1, now: .zero) == .send(from: 1, limit: 1))
             instance.onSending(to: "s1", seqs: 1...1)
             instance.onDeliveryFailed(to: "s1", failure)
-            #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .backOff(attempt: attempt, status: .healthy, failure: failure))
+            #expect(instance.nextStreamStep(for: "s1", upTo: 1, now: .zero) == .backOff(attempt: attempt, status: .healthy, failure: failure))
             instance.onBackOffOver(for: "s1")
         }
         instance.onSending(to: "s1", seqs: 1...1)
@@ -123,14 +123,14 @@ import Testing
         _ = try append(4, w: 1, to: &instance)
         instance.onSending(to: "s1", seqs: 1...4)
         _ = instance.onDelivered(to: "s1", answer(4, from: "a"), lastSeq: 4, now: .zero)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 4, now: .zero) == .idle(waitForData: true))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 4, now: .zero) == .idle(waitForData: true))
         // A new process that kept only seq 1.
         let directives = instance.onContact(from: "s1", answer(1, from: "b"), lastSeq: 4, now: .seconds(1))
         #expect(directives.contains(.secondaryRestarted(peer: "s1", seq: 1)))
         #expect(directives.contains(.catchUpStarted(peer: "s1", behind: 3)))
         #expect(directives.contains(.wakeStream(peer: "s1")))
         #expect(instance.peers["s1"]!.matched == 1)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 4, now: .seconds(1)) == .send(from: 2, limit: 3))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 4, now: .seconds(1)) == .send(from: 2, limit: 3))
         instance.onSending(to: "s1", seqs: 2...4)
         let caughtUp = instance.onDelivered(to: "s1", answer(4, from: "b"), lastSeq: 4, now: .seconds(3))
         #expect(caughtUp.contains(.catchUpFinished(peer: "s1", entries: 3, took: .seconds(2))))
@@ -154,14 +154,14 @@ import Testing
     @Test func aSmallBatchLingersOnlyWhileNobodyWaits() throws {
         var instance = Self.instance(maxBatchSize: 10, maxInFlight: 2, linger: .milliseconds(2))
         _ = try append(1, w: 1, to: &instance)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .linger(.milliseconds(2)))
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .idle(waitForData: true))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 1, now: .zero) == .linger(.milliseconds(2)))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 1, now: .zero) == .idle(waitForData: true))
         instance.onLingerOver(for: "s1")
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 1, now: .zero) == .send(from: 1, limit: 1))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 1, now: .zero) == .send(from: 1, limit: 1))
         instance.onSending(to: "s1", seqs: 1...1)
         // A client now waits for w=2: its entry leaves at once.
         _ = try append(1, w: 2, to: &instance, lastSeq: 1)
-        #expect(instance.nextStreamStep(for: "s1", durableSeq: 2, now: .zero) == .send(from: 2, limit: 1))
+        #expect(instance.nextStreamStep(for: "s1", upTo: 2, now: .zero) == .send(from: 2, limit: 1))
     }
 
     @Test func aGivenUpWaiterIsNeverResumed() throws {

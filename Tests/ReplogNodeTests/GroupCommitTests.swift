@@ -40,12 +40,18 @@ final class GatedSyncStore: LogStore {
     func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { inner.read(from: seq, limit: limit) }
     private let syncs = Mutex(0)
     var syncCount: Int { syncs.withLock { $0 } }
+    private let failing = Mutex(false)
     func sync() throws(LogStoreError) {
         syncs.withLock { $0 += 1 }
         syncStartedContinuation.yield()
         gate.wait()
+        if failing.withLock({ $0 }) { throw .io("the disk failed") }
     }
-    func openGate() { gate.signal() }
+    /// Lets the fsync that waits finish, or fail (`failing`: it and every later one).
+    func openGate(failing: Bool = false) {
+        if failing { self.failing.withLock { $0 = true } }
+        gate.signal()
+    }
 }
 
 /// A store in memory that tells, batch by batch, which seqs it was given.
@@ -138,6 +144,49 @@ struct GroupCommitTests {
         #expect(result.seq == 2)
         #expect(store.syncCount >= 1)
         #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1, 2], "both are durable now and replicated in order")
+    }
+
+    /// With failover the master's fsync and the replication overlap: a secondary gets the
+    /// entry while the master's fsync still runs. But no client hears of it before that
+    /// fsync is done, so the master counts itself towards `w` only then. Here the fsync
+    /// fails: one secondary holds the entry, and the `w=2` append must fail all the same.
+    @Test func anElectedMasterSendsBeforeItsFsyncButAnswersOnlyAfterIt() async throws {
+        let store = GatedSyncStore()
+        let clock = ManualClock()
+        let transport = InMemoryTransport(clock: clock)
+        transport.connect(SecondaryReplica(store: InMemoryLogStore(), clock: clock), as: "s1")
+        let (answers, answered) = AsyncStream<Int>.makeStream()
+        let hooks = Master.FailoverHooks(
+            refusal: { nil }, answered: { _, replica in answered.yield(replica.seq) }, deposed: { _, _ in }, waitForTakeover: { _ in })
+        let master = Master(settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, failover: hooks)
+        let outcome = await withTaskGroup(of: Result<Master.AppendResult, Master.AppendError>?.self) { group in
+            group.addTask {
+                await master.runReplicationStreams()
+                return nil
+            }
+            group.addTask {
+                do throws(Master.AppendError) {
+                    return .success(try await master.append(AppendRequest(message: "m", w: 2)))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            for await seq in answers where seq >= 1 { break }
+            #expect(master.commit.durableSeq == 0, "s1 holds seq 1 while the master's fsync still runs")
+            store.openGate(failing: true)
+            var outcome: Result<Master.AppendResult, Master.AppendError>?
+            while let next = await group.next() {
+                if let next {
+                    outcome = next
+                    group.cancelAll()
+                }
+            }
+            return outcome
+        }
+        guard case .failure(.storeFailed) = outcome else {
+            Issue.record("a w=2 append that only s1 holds durably was answered \(String(describing: outcome))")
+            return
+        }
     }
 
     /// A heartbeat answer counts towards `w` like an acknowledgement: while a delivery waits

@@ -7,11 +7,12 @@ import ReplogCore
 ///
 /// The election rules are the product's (`FailoverInstance`); what is modelled here is
 /// the rest of a node, kept as simple as it can be: a log is an array whose fsync takes
-/// simulated time (a node acknowledges, counts itself towards `w`, replicates and votes
-/// with only its fsynced prefix, and a crash is a power loss that keeps that prefix and
-/// perhaps a torn part of the rest), and a master's replication request carries its epoch
-/// history, a few durable entries past what the member holds, and its whole log in place of
-/// the hashes the real master compares to find where a member's log parts from its own.
+/// simulated time (a node acknowledges, counts itself towards `w` and votes with only its
+/// fsynced prefix, and a crash is a power loss that keeps that prefix and perhaps a torn
+/// part of the rest), and a master's replication request carries its epoch history, a few
+/// entries past what the member holds (fsynced on the master or not: the fsync overlap),
+/// and its whole log in place of the hashes the real master compares to find where a
+/// member's log parts from its own.
 /// Checked:
 ///
 /// - at most one master per epoch;
@@ -304,8 +305,10 @@ final class FailoverSimulation {
             nodes[name]!.nextHeartbeat = now + Self.heartbeat
             let node = nodes[name]!
             for peer in names where peer != name {
-                // Up to `batch` entries past what the member is known to hold.
-                let upTo = min(node.durable, (node.matched[peer] ?? 0) + batch)
+                // Up to `batch` entries past what the member is known to hold, fsynced here
+                // or not: as the real master with failover does, the master's own fsync and
+                // the replication overlap, and the master counts itself only after its fsync.
+                let upTo = min(node.log.count, (node.matched[peer] ?? 0) + batch)
                 send(.replicate(epoch: node.record.epoch, history: node.record.history, log: node.log, upTo: upTo), from: name, to: peer)
             }
         }
