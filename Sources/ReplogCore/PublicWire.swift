@@ -39,6 +39,9 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
         public let lastContact: String?
         /// Why it cannot follow this master (or why replication fails), if so.
         public let problem: String?
+        /// Failover: the epoch the member said it is in when it last answered (`nil`
+        /// before it answered, and on a cluster without failover).
+        public var epoch: Int?
 
         public init(url: String, status: PeerStatus, ackedSeq: Int, lag: Int, lastContact: String?, problem: String?) {
             self.url = url
@@ -58,7 +61,7 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
     public let seq: Int
     public let readOnly: Bool
     public let quorum: Quorum
-    public let secondaries: [Secondary]
+    public var secondaries: [Secondary]
     public let storageFailure: String?
     /// The running hash of the log at `seq` (16 hex digits); equal on two nodes at the same
     /// seq when they hold the same log.

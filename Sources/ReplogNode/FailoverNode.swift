@@ -69,6 +69,8 @@ public final class FailoverNode: Service, Sendable {
         var logID: String?
         /// Whether any master of an epoch has been heard (a cluster with failover).
         var stamped = false
+        /// As master: the epoch each member said it is in when it last answered.
+        var memberEpochs: [String: Int] = [:]
     }
 
     public let settings: Settings
@@ -162,6 +164,10 @@ public final class FailoverNode: Service, Sendable {
             return (instance.role.rawValue, instance.epoch, instance.master)
         }
     }
+
+    /// As master: the epoch each member said it is in when it last answered (`/health`,
+    /// the status page).
+    public var memberEpochs: [String: Int] { state.withLock { $0.memberEpochs } }
 
     /// Where `POST /messages` goes on a node that is not the master: the master's URL, or
     /// nil while none is known; `.none` on a cluster without failover (the old `405`).
@@ -392,6 +398,7 @@ public final class FailoverNode: Service, Sendable {
             state.current = .master(master)
             state.masterTask = task
             state.logID = log
+            state.memberEpochs = [:]
         }
         epochGauge.record(epoch)
         logger.notice("elected master", metadata: [
@@ -446,6 +453,7 @@ public final class FailoverNode: Service, Sendable {
         let now = clock.now
         let (directives, taking) = (try? state.withLock { state throws -> ([FailoverInstance.Directive], Int?) in
             guard var instance = state.instance else { return ([], nil) }
+            state.memberEpochs[peer] = epoch
             let directives = instance.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now)
             try keep(instance, in: &state)
             return (directives, instance.acceptsAppends(now: now) ? instance.epoch : nil)

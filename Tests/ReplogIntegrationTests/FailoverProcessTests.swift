@@ -101,6 +101,11 @@ struct FailoverProcessTests {
         #expect(await cluster.view(cluster.urls[0]).epoch == epoch)
         let redirected = try await HTTP.post(cluster.urls[0] + "/messages", ["message": "via the old master", "w": 3])
         #expect(redirected.status == 201 && redirected.json["seq"] as? Int == 7, "\(redirected.text)")
+        // The master's /health (and so its status page) shows the epoch each member answered in.
+        try await eventually("the new master shows both members in its epoch") {
+            let members = try? await HTTP.get(newMaster + "/health").json["secondaries"] as? [[String: Any]]
+            return members?.count == 2 && members?.allSatisfy { $0["epoch"] as? Int == epoch } == true
+        }
     }
 
     /// What only the master held (`w=1`) when it died is cut when it comes back, written to

@@ -55,6 +55,21 @@ struct StatusPageTests {
         #expect(dom.contains(s1.url) && dom.contains("Writable."), "\(dom)")
     }
 
+    /// With failover the page shows each node's role and epoch: the master's, and the one
+    /// each member last answered in.
+    @Test(.enabled(if: chromium != nil || browserRequired, "needs Chromium (apt-get install chromium)"))
+    func statusPageShowsEachNodesRoleAndEpochWithFailover() async throws {
+        let browser = try #require(Self.chromium, "Chromium is not installed")
+        let cluster = try FailoverProcessTests.Cluster()
+        defer { try? FileManager.default.removeItem(at: cluster.folder) }
+        for index in [1, 2, 0] { try await cluster.start(index) }
+        let reply = try await HTTP.post(cluster.urls[0] + "/messages", ["message": "in epoch 1", "w": 3])
+        #expect(reply.status == 201, "\(reply.text)")
+        let dom = try await render(cluster.urls[0] + "/", with: browser)
+        #expect(dom.contains("master, epoch 1"), "\(dom)")
+        #expect(dom.components(separatedBy: "secondary, epoch 1").count == 3, "both members in epoch 1:\n\(dom)")
+    }
+
     /// The DOM after the page's script ran (Chromium's virtual time lets the fetches finish).
     private func render(_ url: String, with browser: String) async throws -> String {
         try await runBrowser(browser, ["--dump-dom", url])

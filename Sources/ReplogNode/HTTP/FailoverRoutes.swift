@@ -55,6 +55,8 @@ public func buildFailoverRouter(
             case .master(let current):
                 var report = MasterHealthReport(current.health)
                 (report.epoch, report.master) = (epoch, master)
+                let epochs = node.memberEpochs
+                for index in report.secondaries.indices { report.secondaries[index].epoch = epochs[report.secondaries[index].url] }
                 return JSON.response(.ok, report)
             case .secondary(let replica):
                 var report = SecondaryHealthReport(replica)

@@ -114,7 +114,9 @@ enum StatusPage {
               const name = document.createElement("div");
               name.append(text(s.url));
               if (s.problem) { const p = document.createElement("div"); p.className = "problem"; p.append(text(s.problem)); name.append(p); }
-              rows.push(row([name, "secondary", badge(s.status), s.ackedSeq, s.lag,
+              // With failover: the epoch each member last answered in (an older one: it has not heard of this master yet).
+              const memberRole = s.epoch == null ? "secondary" : "secondary, epoch " + s.epoch;
+              rows.push(row([name, memberRole, badge(s.status), s.ackedSeq, s.lag,
                 s.lastContact ? new Date(s.lastContact).toLocaleTimeString() : "never"]));
             }
             nodes.replaceChildren(...rows);
