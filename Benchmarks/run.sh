@@ -5,7 +5,8 @@
 #   - NATS JetStream: 3 servers, a file stream with 3 replicas, publish + wait for the ack;
 #     Debian's 2.9 as it comes, and 2.15 (from PyPI) with every message fsynced
 #   - etcd: 3 members, a put through the JSON gateway, answered once a quorum committed it
-#   - replog with the log in memory, with --fsync always, and with --fsync never
+#   - replog with the log in memory, with --fsync always (without and with --failover, where
+#     the master's fsync overlaps the replication), and with --fsync never
 # Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1;
 # wrk, an independent HTTP generator, checks two of the HTTP rows.
 # Usage: Benchmarks/run.sh [seconds per run, default 10]
@@ -83,6 +84,8 @@ start floor floor-server --port 7200
 cluster mem 7000
 STORAGE=always cluster always 7100
 STORAGE=never cluster never 7300
+# With failover an elected master's fsync overlaps the replication (docs/failover.md).
+STORAGE=always cluster failover 7400 --failover
 
 row() {  # row SYSTEM CONFIG CLIENTS bench-args…
   local system=$1 config=$2 clients=$3; shift 3
@@ -105,6 +108,7 @@ for clients in 1 64; do
   row "etcd $etcd_version" "3 members, put committed by a quorum (2 of 3), fsync" $clients --etcd 127.0.0.1:23791
   for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
   for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
+  for w in 1 2 3; do row "replog" "fsync always, failover (fsync overlaps replication), w=$w" $clients --master http://127.0.0.1:7400 --w $w; done
   row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3
 done
 message=$(printf 'x%.0s' $(seq 1 100))
