@@ -18,8 +18,8 @@ public enum InternalWire {
     public static let logHeader = "Replog-Log"
     /// `POST /replicate/vote`: a candidate asks for a vote (`VoteRequest` → `VoteAnswer`).
     public static let votePath = "/replicate/vote"
-    /// `POST /replicate/truncate?after=N`: the master tells a member whose log parts from
-    /// its own after seq N to cut the rest (`ReplicaState` after the cut).
+    /// `POST /replicate/truncate` with a `TruncateRequest`: the master tells a member whose
+    /// log parts from its own where to cut the rest (`ReplicaState` after the cut).
     public static let truncatePath = "/replicate/truncate"
     /// With failover, every request of a master carries its `EpochStamp` as JSON here.
     public static let epochHeader = "Replog-Epoch"
@@ -118,5 +118,23 @@ public struct ReplicaState: Codable, Sendable, Equatable {
         self.storageFailure = storageFailure
         self.hash = hash
         self.epoch = epoch
+    }
+}
+
+/// The body of `POST /replicate/truncate` (signed with the rest of the request).
+///
+/// "Cut everything after `after`, unless your hash at `after + 1` is `nextHash`": the master
+/// found where the member's log parts from its own by asking for hashes, and the member may
+/// have caught up meanwhile (a cut that an earlier answer asked for, then replication). A
+/// member that holds the master's entry at `after + 1` holds the master's log up to there
+/// (the hashes chain), so it cuts nothing that the master wrote.
+public struct TruncateRequest: Codable, Sendable, Equatable {
+    public var after: Int
+    /// The master's running hash at `after + 1`, if it holds that seq.
+    public var nextHash: String?
+
+    public init(after: Int, nextHash: String?) {
+        self.after = after
+        self.nextHash = nextHash
     }
 }

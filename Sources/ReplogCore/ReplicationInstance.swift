@@ -410,6 +410,17 @@ public struct ReplicationInstance: Sendable {
         return problem
     }
 
+    /// An elected master had `url` cut its log where it parted from the master's: it holds
+    /// exactly `1...seq` now, maybe less than it acknowledged (what it cut was not this
+    /// master's, or was, if the cut was decided on an older answer). Its stream resends from
+    /// there, and later counts use what it holds now; appends already answered stay answered.
+    public mutating func onMemberCut(_ url: String, holding seq: Int) -> [Directive] {
+        peers[url]!.matched = seq
+        peers[url]!.stream.sentThrough = seq
+        let completed = tracker.onRestart(of: url, holding: seq)
+        return (completed.isEmpty ? [] : [.resume(completed)]) + [.wakeStream(peer: url)]
+    }
+
     /// An elected master could not make a diverged member cut its log: look again at the
     /// member's next answer.
     public mutating func onDivergenceRetry(_ url: String) {

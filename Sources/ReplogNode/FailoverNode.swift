@@ -84,6 +84,8 @@ public final class FailoverNode: Service, Sendable {
     private let directory: Folder
     private let state: Mutex<State>
     private let seed: UInt64
+    /// The jitter of the retries of this node's masters, drawn from `seed` (replayable).
+    private let jitter: Mutex<SplitMix64>
     /// The epoch this node had seen when it started.
     private let startEpoch: Int
     /// Wakes readers of the log (long polls, streams) whatever role serves them: one watch
@@ -96,12 +98,17 @@ public final class FailoverNode: Service, Sendable {
     private let epochGauge: Gauge
     private let elections: Counter
     private let metricsFactory: any MetricsFactory
+    /// Where the tasks this node starts run: the default executor, or the simulation's
+    /// (which runs a schedule, every interleaving included, as a function of its seed).
+    let taskExecutor: (any TaskExecutor)?
 
     public init(
         settings: Settings, store: any LogStore, commit: GroupCommit, directory: DataDirectory?, transport: any ReplicationTransport,
         stamps: EpochStamps? = nil, clock: any NodeClock = SystemClock(), logger: Logger = Logger(label: "replog.node"),
-        metricsFactory: any MetricsFactory = MetricsSystem.factory, seed: UInt64 = UInt64.random(in: 0...UInt64.max)
+        metricsFactory: any MetricsFactory = MetricsSystem.factory, seed: UInt64 = UInt64.random(in: 0...UInt64.max),
+        taskExecutor: (any TaskExecutor)? = nil
     ) throws(DataDirectory.Problem) {
+        self.taskExecutor = taskExecutor
         self.settings = settings
         self.store = store
         self.commit = commit
@@ -110,6 +117,7 @@ public final class FailoverNode: Service, Sendable {
         self.clock = clock
         self.logger = logger
         self.seed = seed
+        self.jitter = Mutex(SplitMix64(seed: seed ^ 0x6A09_E667_F3BC_C908))
         self.metricsFactory = metricsFactory
         self.directory = Folder(directory)
         self.watch = LogWatch(durable: commit.durableSeq)
@@ -181,7 +189,7 @@ public final class FailoverNode: Service, Sendable {
     /// A master's delivery (`POST /replicate`).
     public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
         let replica = try follow(stamp)
-        var answer = try await replica.receive(entries, ids: ids, of: logID)
+        var answer = try await replica.receive(entries, ids: ids, of: logID, adopt: stamp != nil)
         state.withLock { $0.logID = logID }
         try synced(answer, stamp: stamp, replica: replica)
         answer.epoch = stamp?.epoch
@@ -205,11 +213,12 @@ public final class FailoverNode: Service, Sendable {
         }
     }
 
-    /// The master of this epoch says this node's log parts from its own after `seq`.
-    public func truncate(after seq: Int, stamp: EpochStamp?) throws -> ReplicaState {
+    /// The master of this epoch says where this node's log parts from its own.
+    public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) throws -> ReplicaState {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil)) }
         let replica = try follow(stamp)
-        let cut = try replica.truncate(after: seq)
+        let seq = request.after
+        let cut = try replica.truncate(after: seq, unlessNextHash: request.nextHash)
         if !cut.isEmpty {
             let saved = (try? directory.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) }) ?? nil
             logger.warning("cut entries the master of this epoch does not hold", metadata: [
@@ -352,7 +361,7 @@ public final class FailoverNode: Service, Sendable {
     private func askForVotes(_ request: VoteRequest) {
         let others = state.withLock { $0.instance?.settings.others ?? [] }
         for peer in others {
-            Task {
+            Task(executorPreference: taskExecutor) { [self] in
                 guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
                 let position = self.position
                 let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
@@ -392,8 +401,9 @@ public final class FailoverNode: Service, Sendable {
             })
         let master = Master(
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
-            metricsFactory: metricsFactory, commit: commit, failover: hooks, watch: watch)
-        let task = Task { _ = try? await master.run() }
+            metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,
+            watch: watch, taskExecutor: taskExecutor)
+        let task = Task(executorPreference: taskExecutor) { _ = try? await master.run() }
         state.withLock { state in
             state.current = .master(master)
             state.masterTask = task

@@ -23,9 +23,9 @@ public final class LogWatch: Sendable {
         let woken = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             guard seq > state.durable else { return [] }
             state.durable = seq
-            let ready = state.waiters.filter { $0.value.seq <= seq }
-            for id in ready.keys { state.waiters[id] = nil }
-            return ready.values.map(\.continuation)
+            // In the order they came (a simulation replays one order).
+            let ready = state.waiters.filter { $0.value.seq <= seq }.keys.sorted()
+            return ready.compactMap { state.waiters.removeValue(forKey: $0)?.continuation }
         }
         for continuation in woken { continuation.resume() }
     }

@@ -45,30 +45,22 @@ extension Master {
 
     /// Finds the first seq where a diverged secondary's log parts from the master's, by
     /// halving: the hashes agree at 0 and differ at `last`, so about log2(last) questions
-    /// find the seq where they start to differ. Gives up quietly if the secondary stops
-    /// answering (its problem then keeps saying "at or before").
+    /// find the seq where they start to differ. An elected master then has the member cut its
+    /// log there. If the member stops answering, the search starts again at its next answer.
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
-        var (agreed, differs) = (0, last)
-        // A member ahead of this master's log (a deposed master's tail) may agree up to its end.
-        if last > store.lastSeq {
-            (agreed, differs) = (0, store.lastSeq + 1)
-            if let theirs = try? await transport.hash(of: peer, at: store.lastSeq, timeout: settings.heartbeatTimeout),
-               theirs == store.hash(at: store.lastSeq)
-            {
-                agreed = store.lastSeq
-            }
-        }
-        while differs - agreed > 1 {
-            let middle = (agreed + differs) / 2
-            guard let theirs = try? await transport.hash(of: peer, at: middle, timeout: settings.heartbeatTimeout) else { return }
-            if theirs == store.hash(at: middle) { agreed = middle } else { differs = middle }
+        guard let (agreed, differs) = await whereLogsPart(with: peer, atOrBefore: last) else {
+            state.withLock { $0.instance.onDivergenceRetry(peer) }
+            return
         }
         if failover != nil {
             // An elected master's members may hold what an earlier master wrote and no majority
             // kept: they cut it (to their rollback folder) and follow this log from there.
             do {
-                let replica = try await transport.truncate(peer, after: agreed, timeout: settings.heartbeatTimeout)
+                let cut = TruncateRequest(after: agreed, nextHash: store.hash(at: agreed + 1))
+                let replica = try await transport.truncate(peer, cut, timeout: settings.heartbeatTimeout)
                 logger.info("member cut its log to follow this master", metadata: ["replog.peer": "\(peer)", "replog.after": "\(agreed)"])
+                // It holds exactly what it says now, maybe less than it acknowledged before.
+                handle { $0.onMemberCut(peer, holding: replica.seq) }
                 onContact(peer, replica)
             } catch {
                 logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
@@ -78,6 +70,24 @@ extension Master {
         }
         let problem = state.withLock { $0.instance.onDivergenceLocated(peer, seq: differs) }
         if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
+    }
+
+    /// The last seq where `peer`'s log and this master's agree and the next, where they
+    /// differ; nil if `peer` did not answer one of the questions.
+    private func whereLogsPart(with peer: String, atOrBefore last: Int) async -> (agreed: Int, differs: Int)? {
+        var (agreed, differs) = (0, last)
+        // A member ahead of this master's log (a deposed master's tail) may agree up to its end.
+        if last > store.lastSeq {
+            (agreed, differs) = (0, store.lastSeq + 1)
+            guard let theirs = try? await transport.hash(of: peer, at: store.lastSeq, timeout: settings.heartbeatTimeout) else { return nil }
+            if theirs == store.hash(at: store.lastSeq) { agreed = store.lastSeq }
+        }
+        while differs - agreed > 1 {
+            let middle = (agreed + differs) / 2
+            guard let theirs = try? await transport.hash(of: peer, at: middle, timeout: settings.heartbeatTimeout) else { return nil }
+            if theirs == store.hash(at: middle) { agreed = middle } else { differs = middle }
+        }
+        return (agreed, differs)
     }
 
     /// A heartbeat got no answer in time.
@@ -127,7 +137,7 @@ extension Master {
             ])
         case .diverged(let peer, let seq, let problem):
             logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"])
-            Task { await locateDivergence(of: peer, atOrBefore: seq) }
+            Task(executorPreference: taskExecutor) { [self] in await locateDivergence(of: peer, atOrBefore: seq) }
         case .replicationRecovered(let peer, let failedRounds):
             logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.failedRounds": "\(failedRounds)"])
         case .wakeStream(let peer):

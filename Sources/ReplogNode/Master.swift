@@ -101,6 +101,9 @@ public final class Master: Service {
     /// the guarantees stay; the fsync and the replication just overlap.
     var sendsBeforeDurable: Bool { failover != nil }
 
+    /// Where the tasks the master starts on its own run (the simulation's executor in tests).
+    let taskExecutor: (any TaskExecutor)?
+
     /// How an elected master talks to the node that runs it (`FailoverNode`).
     public struct FailoverHooks: Sendable {
         /// Before an append is admitted: nil to go on, or why this node may not take it.
@@ -138,8 +141,10 @@ public final class Master: Service {
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         commit: GroupCommit? = nil,
         failover: FailoverHooks? = nil,
-        watch: LogWatch? = nil
+        watch: LogWatch? = nil,
+        taskExecutor: (any TaskExecutor)? = nil
     ) {
+        self.taskExecutor = taskExecutor
         self.settings = settings
         self.transport = transport
         self.store = store
@@ -361,6 +366,12 @@ public final class Master: Service {
         // Appends still waiting when the master stops are answered "shutting down" at once
         // (their messages stay in the log), so that the HTTP server can drain quickly.
         defer { shutDown() }
+        // A node elected master may hold entries whose fsync never ran: a delivery it got as
+        // a secondary from a master that died mid-request. It lists and counts them once
+        // they are durable, so make them durable now, not at the next append.
+        if commit.durableSeq < store.lastSeq, (try? await commit.makeDurable(through: store.lastSeq)) != nil {
+            watch.advanced(to: commit.durableSeq)
+        }
         await cancelWhenGracefulShutdown {
             async let heartbeats: Void = self.monitorHeartbeats()
             await self.runReplicationStreams()

@@ -13,7 +13,7 @@ import ReplogStorage
 /// protocol's decision; this loop only reads, sends, waits, and reports back.
 extension Master {
     private enum StreamEvent: Sendable {
-        case delivered(ReplicaState, entries: Int, started: ContinuousClock.Instant)
+        case delivered(ReplicaState, entries: Int, started: Duration)
         case failed(ReplicationInstance.Failure)
         case newData
         case lingerOver
@@ -81,7 +81,7 @@ extension Master {
                     state.withLock { $0.instance.onLingerOver(for: peer) }
                 case .delivered(let replica, let entries, let started):
                     let peerMetrics = metrics.peers[peer]!
-                    peerMetrics.replicationDuration.recordNanoseconds((ContinuousClock.now - started).nanoseconds)
+                    peerMetrics.replicationDuration.recordNanoseconds((clock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)
                     let lastSeq = store.lastSeq
                     let masterHash = store.hash(at: replica.seq)
@@ -110,13 +110,13 @@ extension Master {
     }
 
     private func send(_ batch: RecordBatch, to peer: String) async -> StreamEvent {
-        let started = ContinuousClock.now
+        let started = clock.now
         let seqs = batch.seqs
         do {
             let replica = try await transport.replicate(batch, of: logID, to: peer, timeout: settings.replicationTimeout)
             logger.debug("replicated", metadata: [
                 "replog.peer": "\(peer)", "replog.seq.from": "\(seqs.lowerBound)", "replog.seq.to": "\(seqs.upperBound)",
-                "replog.acked": "\(replica.seq)", "replog.ms": "\((ContinuousClock.now - started).milliseconds)",
+                "replog.acked": "\(replica.seq)", "replog.ms": "\((clock.now - started).milliseconds)",
             ])
             return .delivered(replica, entries: batch.count, started: started)
         } catch TransportError.staleEpoch(let epoch) {

@@ -15,15 +15,15 @@ public protocol ReplicationTransport: Sendable {
     /// Asks `peer` for its running hash at `seq` (nil when it does not hold `seq`).
     func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String?
 
-    /// Failover: tells `peer` to cut its log after `seq` (where it parts from this master's).
-    func truncate(_ peer: String, after seq: Int, timeout: Duration) async throws -> ReplicaState
+    /// Failover: tells `peer` to cut its log where it parts from this master's.
+    func truncate(_ peer: String, _ request: TruncateRequest, timeout: Duration) async throws -> ReplicaState
 
     /// Failover: asks `peer` for its vote.
     func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer
 }
 
 extension ReplicationTransport {
-    public func truncate(_ peer: String, after seq: Int, timeout: Duration) async throws -> ReplicaState {
+    public func truncate(_ peer: String, _ request: TruncateRequest, timeout: Duration) async throws -> ReplicaState {
         throw TransportError.unreachable(peer)
     }
 

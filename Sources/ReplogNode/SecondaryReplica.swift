@@ -128,16 +128,20 @@ public final class SecondaryReplica: Sendable {
     public var heldBackCount: Int { state.withLock { $0.holdBack.heldBackCount } }
 
     /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
+    /// - Parameter adopt: with failover, the master of this node's epoch decides which log
+    ///   the cluster holds: a replica that holds another one (a master of an earlier epoch
+    ///   wrote it, and nobody else holds it) follows the master's, whose hash comparison
+    ///   then cuts what differs. Without failover another log is refused.
     /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
     ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
     ///   an fsync (nothing is stored any more then).
-    public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String) async throws -> ReplicaState {
+    public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, adopt: Bool = false) async throws -> ReplicaState {
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
         if let failure = commit.failure { throw failure }
         let replicaState = try state.withLock { state in
-            if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0 {
+            if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0, !adopt {
                 throw ForeignLog(held: held, offered: logID)
             }
             if state.logID != logID {
@@ -182,8 +186,11 @@ public final class SecondaryReplica: Sendable {
 
     /// Failover: cuts every entry after `seq` (the master's log parts from this one there)
     /// and returns them; held-back entries go too. Durable before it returns.
-    public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+    public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil) throws(LogStoreError) -> [LogEntry] {
         try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
+            // It already holds the master's entry after `seq`, so the master's log up to there:
+            // the request was decided on an older answer.
+            if let nextHash, store.hash(at: seq + 1) == nextHash { return [] }
             let cut = try store.truncate(after: seq)
             commit.truncated(after: seq)
             watch.cut(to: seq)

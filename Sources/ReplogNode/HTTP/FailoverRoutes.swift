@@ -19,7 +19,7 @@ public func buildFailoverRouter(
             probe: { stamp in try node.probe(stamp: stamp) },
             hash: { node.hash(at: $0) },
             vote: { try node.vote($0) },
-            truncate: { after, stamp in try node.truncate(after: after, stamp: stamp) })
+            truncate: { cut, stamp in try node.truncate(cut, stamp: stamp) })
 
         router.post("/messages") { request, _ -> Response in
             switch node.current {

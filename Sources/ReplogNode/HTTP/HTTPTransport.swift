@@ -40,9 +40,10 @@ public struct HTTPTransport: ReplicationTransport {
         return answer.hash
     }
 
-    public func truncate(_ peer: String, after seq: Int, timeout: Duration) async throws -> ReplicaState {
-        let headers = headers(.POST, InternalWire.truncatePath, to: peer)
-        return try await send(.POST, InternalWire.truncatePath + "?after=\(seq)", to: peer, headers: headers, timeout: timeout)
+    public func truncate(_ peer: String, _ request: TruncateRequest, timeout: Duration) async throws -> ReplicaState {
+        let body = try JSON.encoder.encode(request)
+        let headers = headers(.POST, InternalWire.truncatePath, to: peer, body: Array(body), [("Content-Type", "application/json")])
+        return try await send(.POST, InternalWire.truncatePath, to: peer, headers: headers, body: ByteBuffer(bytes: body), timeout: timeout)
     }
 
     public func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer {

@@ -119,7 +119,7 @@ extension Router<BasicRequestContext> {
         secret: ClusterSecret?, maxBodyBytes: Int, receive: @escaping Receive,
         probe: @escaping @Sendable (EpochStamp?) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
         vote: (@Sendable (VoteRequest) throws -> VoteAnswer)? = nil,
-        truncate: (@Sendable (_ after: Int, EpochStamp?) throws -> ReplicaState)? = nil
+        truncate: (@Sendable (TruncateRequest, EpochStamp?) throws -> ReplicaState)? = nil
     ) {
         post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
             var request = request
@@ -155,11 +155,14 @@ extension Router<BasicRequestContext> {
         }
         if let truncate {
             post(RouterPath(InternalWire.truncatePath)) { request, _ in
-                let stamp = try checkSignature(secret, of: request, path: InternalWire.truncatePath, log: nil, body: ByteBuffer())
-                guard let after = try request.integerQuery("after", minimum: 0) else {
-                    throw APIError(.badRequest, "say after which seq to cut: ?after=N")
+                var request = request
+                let body = try await request.collectBody(upTo: 64 << 10)
+                // The body is signed: where to cut is part of what the master proves it sent.
+                let stamp = try checkSignature(secret, of: request, path: InternalWire.truncatePath, log: nil, body: body)
+                guard let cut = try? JSON.decoder.decode(TruncateRequest.self, from: body), cut.after >= 0 else {
+                    throw APIError(.badRequest, "a cut is {\"after\": N, \"nextHash\": \"the master's hash at N + 1\"} with N >= 0")
                 }
-                return try await answeringInternally { try truncate(after, stamp) }
+                return try await answeringInternally { try truncate(cut, stamp) }
             }
         }
     }
