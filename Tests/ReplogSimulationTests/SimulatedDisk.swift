@@ -19,6 +19,8 @@ final class SimulatedDisk: Sendable {
         var durable = 0
         /// Bumped by every power loss; a handle of an older generation is dead.
         var generation = 0
+        /// Bumped by every power loss and cut: entries at seqs seen before may differ now.
+        var changes = 0
     }
 
     private let state = Mutex(State())
@@ -28,6 +30,10 @@ final class SimulatedDisk: Sendable {
 
     /// How many entries an fsync has covered: a power loss now keeps at least these.
     var durableCount: Int { state.withLock { $0.durable } }
+
+    /// Bumped whenever entries can go (a power loss, a cut): a checker that remembered how
+    /// far it read must read again.
+    var changes: Int { state.withLock { $0.changes } }
 
     /// Entries that a power loss now could take away.
     var unsyncedCount: Int { state.withLock { $0.entries.count - $0.durable } }
@@ -46,6 +52,7 @@ final class SimulatedDisk: Sendable {
             for entry in state.entries { state.chain.append(entry) }
             state.durable = kept
             state.generation += 1
+            state.changes += 1
         }
     }
 
@@ -53,14 +60,17 @@ final class SimulatedDisk: Sendable {
     final class Handle: LogStore {
         let disk: SimulatedDisk
         let generation: Int
-        let recentIDs: [RememberedID]
-
         init(disk: SimulatedDisk, generation: Int) {
             self.disk = disk
             self.generation = generation
-            self.recentIDs = disk.state.withLock { state in
+        }
+
+        /// The keys on the disk now, as a file store keeps them up to date (a node elected
+        /// master reads them when it takes over).
+        var recentIDs: [RememberedID] {
+            (try? withLiveDisk { state in
                 state.ids.enumerated().compactMap { index, id in id.map { RememberedID(id: $0, seq: index + 1) } }
-            }
+            }) ?? []
         }
 
         var isDurable: Bool { true }
@@ -97,12 +107,44 @@ final class SimulatedDisk: Sendable {
             }
         }
 
+        /// The records as a file store reads them for replication: keys included.
+        func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
+            try withLiveDisk { state in
+                let start = max(seq, 1)
+                guard limit > 0, start <= state.entries.count else { return nil }
+                var bytes: [UInt8] = []
+                var last = start - 1
+                for index in (start - 1)..<min(state.entries.count, start - 1 + limit) {
+                    let size = RecordFraming.size(of: state.entries[index], id: state.ids[index])
+                    if last >= start, bytes.count + size > maxBytes { break }  // one larger entry goes alone
+                    RecordFraming.encode(state.entries[index], id: state.ids[index], into: &bytes)
+                    last = index + 1
+                }
+                return RecordBatch(bytes: bytes, seqs: start...last)
+            }
+        }
+
         func hash(at seq: Int) -> String? {
             (try? withLiveDisk { $0.chain.hash(at: seq) }) ?? nil
         }
 
         func sync() throws(LogStoreError) {
             try withLiveDisk { $0.durable = $0.entries.count }
+        }
+
+        /// Cuts everything after `seq`, durably (as `FileLogStore` does), and returns it.
+        func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+            try withLiveDisk { state in
+                guard seq < state.entries.count else { return [] }
+                let cut = Array(state.entries[max(seq, 0)...])
+                state.entries.removeLast(cut.count)
+                state.ids.removeLast(cut.count)
+                state.chain = HashChain()
+                for entry in state.entries { state.chain.append(entry) }
+                state.durable = min(state.durable, state.entries.count)
+                state.changes += 1
+                return cut
+            }
         }
     }
 }

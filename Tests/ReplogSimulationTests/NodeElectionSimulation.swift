@@ -1,0 +1,483 @@
+import CoreMetrics
+import Foundation
+import Logging
+import ReplogCore
+import ReplogStorage
+import ReplogTestKit
+import Synchronization
+@testable import ReplogNode
+
+/// One seeded schedule of failovers run against the real node code: 3 or 5 `FailoverNode`s,
+/// each with its real `Master` or `SecondaryReplica`, `GroupCommit` and data folder (its
+/// `election.json`), on a `SimulatedDisk` whose fsyncs take simulated time, talking over a
+/// simulated network (`NodeNetwork`) that delays, reorders and loses requests and answers.
+///
+/// The schedule crashes nodes (every crash is a power loss: what was not fsynced is gone,
+/// or a torn part of it stays) and restarts them with their command line, isolates them,
+/// the master in 7 faults of 10, while clients append through any node with random `w`,
+/// `timeout` and `id` (some retrying an earlier message) and follow one redirect, as
+/// `curl -L` does. Then every fault is healed and the cluster runs until it converges.
+///
+/// Where `FailoverSimulation` models a node around the real election rules, this one runs
+/// the node itself: the epoch stamps, the votes it persists, the master's fsync overlapping
+/// its replication, the search for where logs part and the cut. Checked at every step and
+/// at the end:
+///
+/// - at most one master per epoch;
+/// - a `201` for `w` only once `w` nodes held the message at its seq, fsynced;
+/// - every `201` with `w` of a majority or more is in the log of every master of a later
+///   epoch at its seq;
+/// - after healing, one master, every log equal to its log, and the history checker finds
+///   every majority-acknowledged message once at its seq and nothing twice.
+final class NodeElectionSimulation: Sendable {
+    static let heartbeat: Duration = .milliseconds(50)
+    static let electionTimeout: ClosedRange<Duration> = .milliseconds(150)...(.milliseconds(300))
+    static let faultyFor: Duration = .seconds(6)
+    static let settleLimit: Duration = .seconds(40)
+
+    enum Target: Sendable { case master, anyNode }
+
+    enum Event: Sendable, CustomStringConvertible {
+        case append(message: String, w: Int, timeout: Duration, id: String?, via: Int)
+        case crash(Target, downFor: Duration)
+        case restart(String)
+        case isolate(Target, lasts: Duration)
+        case reconnect(String)
+
+        var description: String {
+            switch self {
+            case .append(let message, let w, let timeout, let id, let via):
+                "append \(message) w=\(w) timeout=\(timeout) id=\(id ?? "none") via node \(via + 1)"
+            case .crash(let target, let downFor): "crash \(target) for \(downFor)"
+            case .restart(let name): "restart \(name)"
+            case .isolate(let target, let lasts): "isolate \(target) for \(lasts)"
+            case .reconnect(let name): "reconnect \(name)"
+            }
+        }
+    }
+
+    enum Outcome: Sendable {
+        case ok(seq: Int)
+        case refused(String)
+        case unknown(String)
+    }
+
+    struct Record: Sendable {
+        let message: String
+        let w: Int
+        var outcome: Outcome?
+    }
+
+    let seed: UInt64
+    let random: SimulationRandom
+    let clock = ManualClock()
+    let executor = SimulationExecutor()
+    let network: NodeNetwork
+    let names: [String]
+    var majority: Int { names.count / 2 + 1 }
+    let folder: URL
+    let trace: Bool
+    private let faults: NodeNetwork.Faults
+    private let fsyncLatency: ClosedRange<Duration>
+    private let disks: [String: SimulatedDisk]
+
+    private struct Running {
+        let node: FailoverNode
+        let task: Task<Void, Never>
+    }
+
+    private struct State {
+        var events: [(at: Duration, event: Event)] = []
+        var running: [String: Running] = [:]
+        var runs = 0
+        var records: [Record] = []
+        /// The nodes that held each message at each seq on disk, fsynced, at some point.
+        var heldBy: [String: Set<String>] = [:]
+        /// How far each disk was read for `heldBy`, as of which change of it.
+        var checked: [String: (changes: Int, count: Int)] = [:]
+        /// Acknowledged with `w` of a majority or more: seq → message and the epoch of the
+        /// master that acknowledged it.
+        var committed: [Int: (message: String, epoch: Int)] = [:]
+        var masterOfEpoch: [Int: String] = [:]
+        /// The masters (name and epoch) whose log was checked for the committed entries.
+        var mastersChecked: Set<String> = []
+        var acknowledged = 0
+        var violations: [String] = []
+        var traceLines: [String] = []
+    }
+
+    private let state = Mutex(State())
+
+    init(seed: UInt64, trace: Bool = false) {
+        self.seed = seed
+        self.trace = trace
+        random = SimulationRandom(seed: seed)
+        network = NodeNetwork(clock: clock, random: random)
+        names = (1...(random.chance(0.5) ? 3 : 5)).map { "n\($0)" }
+        disks = Dictionary(uniqueKeysWithValues: names.map { ($0, SimulatedDisk()) })
+        faults = NodeNetwork.Faults(
+            maxDelay: random.duration(.milliseconds(1)...(.milliseconds(30))), lossRate: random.chance(0.5) ? random.unit() * 0.2 : 0)
+        fsyncLatency = random.chance(0.5) ? .microseconds(100)...(.milliseconds(3)) : .milliseconds(1)...(.milliseconds(40))
+        // tmpfs where there is one: the election record is fsynced at every vote.
+        let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
+        folder = base.appendingPathComponent("replog-node-sim-\(ProcessInfo.processInfo.processIdentifier)-\(seed)")
+        let events = Self.schedule(random, nodes: names.count, majority: names.count / 2 + 1)
+        state.withLock { $0.events = events }
+    }
+
+    /// Draws the schedule's appends and faults from the generator.
+    private static func schedule(_ random: SimulationRandom, nodes: Int, majority: Int) -> [(at: Duration, event: Event)] {
+        var events: [(at: Duration, event: Event)] = []
+        var ids: [(id: String, message: String)] = []
+        for index in 0..<random.int(20...60) {
+            let at = random.duration(.zero...faultyFor)
+            let w = [1, majority, nodes, majority][random.int(0...3)]
+            let timeout = random.duration(.milliseconds(50)...(.seconds(1)))
+            let via = random.int(0...(nodes - 1))
+            if random.chance(0.2), let earlier = ids.isEmpty ? nil : ids[random.int(0...(ids.count - 1))] {
+                events.append((at, .append(message: earlier.message, w: w, timeout: timeout, id: earlier.id, via: via)))
+            } else {
+                let id = random.chance(0.6) ? "id-\(index)" : nil
+                if let id { ids.append((id, "m\(index)")) }
+                events.append((at, .append(message: "m\(index)", w: w, timeout: timeout, id: id, via: via)))
+            }
+        }
+        for _ in 0..<random.int(1...5) {
+            let at = random.duration(.milliseconds(500)...faultyFor)
+            let target = random.chance(0.7) ? Target.master : .anyNode
+            let lasts = random.duration(.milliseconds(50)...(.seconds(2)))
+            events.append((at, random.chance(0.6) ? .crash(target, downFor: lasts) : .isolate(target, lasts: lasts)))
+        }
+        return events.sorted { $0.at < $1.at }
+    }
+
+    /// fsyncs take simulated time, so that replication, answers and power losses meet entries
+    /// that are written but not yet durable.
+    private var fsyncIO: BlockingIO {
+        BlockingIO { [clock, random, fsyncLatency] work in
+            try await clock.sleep(for: random.duration(fsyncLatency))
+            try work()
+        }
+    }
+
+    /// How many unsynced entries a power loss leaves on disk: usually none, sometimes a few.
+    private func tornTail() -> Int { random.chance(0.6) ? 0 : random.int(1...3) }
+
+    // MARK: Running
+
+    /// Runs the schedule, heals, lets the cluster converge, and returns the violations.
+    func run() -> [String] {
+        defer { try? FileManager.default.removeItem(at: folder) }
+        network.setFaults(faults)
+        // The secondaries first, then the node started as master, as `replog cluster` does.
+        for name in names.dropFirst() + [names[0]] { start(name) }
+        var healed = false
+        while clock.now < Self.settleLimit {
+            executor.runUntilIdle()
+            checkEveryStep()
+            while let next = state.withLock({ $0.events.first }), next.at <= clock.now {
+                _ = state.withLock { $0.events.removeFirst() }
+                apply(next.event)
+                executor.runUntilIdle()
+                checkEveryStep()
+            }
+            if !healed, clock.now >= Self.faultyFor {
+                heal()
+                healed = true
+                executor.runUntilIdle()
+            }
+            if healed, converged() { break }
+            let pending = state.withLock { $0.events.first?.at }
+            let target = [clock.nextDeadline, pending, healed ? nil : Self.faultyFor].compactMap { $0 }.min()
+            guard let target else { break }
+            clock.advance(by: max(target - clock.now, .zero))
+        }
+        checkAtTheEnd(converged: converged())
+        for name in names { stop(name) }
+        executor.runUntilIdle()
+        return state.withLock { $0.violations }
+    }
+
+    var traceText: String { state.withLock { $0.traceLines.joined(separator: "\n") } }
+    var acknowledged: Int { state.withLock { $0.acknowledged } }
+    var elections: Int { state.withLock { $0.masterOfEpoch.count } }
+
+    private func log(_ line: @autoclosure () -> String) {
+        guard trace else { return }
+        let line = "[\(clock.now)] \(line())"
+        state.withLock { $0.traceLines.append(line) }
+    }
+
+    private func violation(_ text: String) {
+        log("VIOLATION " + text)
+        state.withLock { $0.violations.append("seed \(seed) at \(clock.now): \(text)") }
+    }
+
+    private func at(_ time: Duration, _ event: Event) {
+        state.withLock { state in
+            let index = state.events.lastIndex { $0.at <= time }.map { $0 + 1 } ?? 0
+            state.events.insert((time, event), at: index)
+        }
+    }
+
+    // MARK: Nodes
+
+    /// Starts `name` on its disk and data folder with its command line: the first node as
+    /// `replog master --failover`, the others as `replog secondary` (they learn the cluster
+    /// from the master's stamp).
+    private func start(_ name: String) {
+        guard state.withLock({ $0.running[name] }) == nil else { return }
+        let run = state.withLock { state in
+            state.runs += 1
+            return state.runs
+        }
+        // A replay (`trace`) shows what each node logs, in the trace.
+        let quiet = trace
+            ? Logger(label: name, factory: { [self] label in TraceLogHandler(label: label) { self.log($0) } })
+            : Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() })
+        let isFirst = name == names[0]
+        let store = disks[name]!.open()
+        let directory = try! DataDirectory(path: folder.appendingPathComponent(name).path, role: isFirst ? "master" : "secondary")
+        let commit = GroupCommit(store: store, policy: .always, io: fsyncIO, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance)
+        let master = MasterSettings(
+            secondaries: isFirst ? Array(names.dropFirst()) : [], heartbeatInterval: Self.heartbeat,
+            healthThresholds: PeerHealth.Thresholds(suspectAfterMisses: 2, unhealthyAfterMisses: 3), replicationTimeout: .milliseconds(500),
+            maxBatchSize: 5, maxInFlight: 3,
+            retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(300), maxBackoffWhenUnhealthy: .milliseconds(500)))
+        let settings = FailoverNode.Settings(
+            me: isFirst ? name : nil, members: isFirst ? names : [], electionTimeout: Self.electionTimeout, master: master,
+            canVote: true, bootstrap: isFirst)
+        let endpoint = network.endpoint(for: name, run: run)
+        let node = try! FailoverNode(
+            settings: settings, store: store, commit: commit, directory: directory, transport: endpoint, stamps: endpoint.stamps,
+            clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance, seed: random.next(), taskExecutor: executor)
+        network.attach(node, as: name, run: run)
+        let task = Task(executorPreference: executor) { _ = try? await node.run() }
+        state.withLock { $0.running[name] = Running(node: node, task: task) }
+        log("start \(name) (run \(run))")
+    }
+
+    /// The node stops as its process would: its master (if any) answers waiting appends
+    /// "shutting down", and nothing of it is reachable any more.
+    private func stop(_ name: String) {
+        guard let running = state.withLock({ $0.running.removeValue(forKey: name) }) else { return }
+        network.detach(name)
+        running.task.cancel()
+    }
+
+    private func crash(_ name: String) {
+        stop(name)
+        let unsynced = disks[name]!.unsyncedCount
+        disks[name]!.powerLoss(keptUnsynced: tornTail())
+        if unsynced > 0 { log("\(name)'s power loss takes back up to \(unsynced) unsynced entries") }
+    }
+
+    /// The node that is master now, if one is (the first found; the checks look at all).
+    private var currentMaster: String? {
+        let running = state.withLock { $0.running }
+        return names.first { name in
+            guard let node = running[name]?.node, case .master = node.current else { return false }
+            return true
+        }
+    }
+
+    private func resolve(_ target: Target) -> String {
+        if target == .master, let master = currentMaster { return master }
+        return names[random.int(0...(names.count - 1))]
+    }
+
+    private func apply(_ event: Event) {
+        log(event.description)
+        switch event {
+        case .append(let message, let w, let timeout, let id, let via):
+            append(message: message, w: w, timeout: timeout, id: id, via: names[via])
+        case .crash(let target, let downFor):
+            let name = resolve(target)
+            log("crash \(name)")
+            crash(name)
+            at(clock.now + downFor, .restart(name))
+        case .restart(let name):
+            start(name)
+        case .isolate(let target, let lasts):
+            let name = resolve(target)
+            log("isolate \(name)")
+            network.setIsolated(true, name)
+            at(clock.now + lasts, .reconnect(name))
+        case .reconnect(let name):
+            network.setIsolated(false, name)
+        }
+    }
+
+    private func heal() {
+        log("heal")
+        network.setFaults(NodeNetwork.Faults(maxDelay: faults.maxDelay))
+        state.withLock { $0.events.removeAll() }
+        for name in names {
+            network.setIsolated(false, name)
+            start(name)
+        }
+    }
+
+    /// One master that a majority holds, every node following it with the same log on
+    /// disk, and every client answered.
+    private func converged() -> Bool {
+        guard let master = currentMaster else { return false }
+        let (running, unanswered) = state.withLock { state in (state.running, state.records.contains { $0.outcome == nil }) }
+        guard !unanswered, running.count == names.count else { return false }
+        let log = disks[master]!.entries
+        return names.allSatisfy { name in
+            disks[name]!.entries == log && disks[name]!.durableCount == log.count
+                && (name == master || running[name]!.node.status.master == master)
+        }
+    }
+
+    // MARK: Clients
+
+    /// A client appends through node `via` and follows one redirect to the master it names,
+    /// as `curl -L` does.
+    private func append(message: String, w: Int, timeout: Duration, id: String?, via: String) {
+        let index = state.withLock { state in
+            state.records.append(Record(message: message, w: w))
+            return state.records.count - 1
+        }
+        Task(executorPreference: executor) {
+            var node = self.state.withLock { $0.running[via]?.node }
+            if let current = node, case .secondary = current.current, case .some(let master?) = current.masterForClients {
+                node = self.state.withLock { $0.running[master]?.node }
+            }
+            guard let node, case .master(let master) = node.current else {
+                self.record(index, .refused("no master reached through \(via)"))
+                return
+            }
+            let outcome: Outcome
+            do throws(Master.AppendError) {
+                let result = try await master.append(AppendRequest(message: message, w: w, id: id, timeout: timeout))
+                outcome = .ok(seq: result.seq)
+            } catch .timedOut {
+                outcome = .unknown("timed out")
+            } catch .shuttingDown {
+                outcome = .unknown("shutting down")
+            } catch .storeFailed(let reason) {
+                outcome = .unknown(reason)
+            } catch {
+                outcome = .refused("\(error)")
+            }
+            self.record(index, outcome, epoch: node.status.epoch ?? 0)
+        }
+    }
+
+    private func record(_ index: Int, _ outcome: Outcome, epoch: Int = 0) {
+        let record = state.withLock { state in
+            state.records[index].outcome = outcome
+            return state.records[index]
+        }
+        log("answer to \(record.message) w=\(record.w): \(outcome)")
+        guard case .ok(let seq) = outcome else { return }
+        checkEveryStep()  // who holds it right now
+        let holders = state.withLock { $0.heldBy["\(seq) \(record.message)"] ?? [] }
+        if holders.count < record.w {
+            violation("201 for \(record.message) w=\(record.w) at seq \(seq), but only \(holders.sorted()) held it there, fsynced")
+        }
+        state.withLock { $0.acknowledged += 1 }
+        guard record.w >= majority else { return }
+        let earlier = state.withLock { state in
+            defer { state.committed[seq] = state.committed[seq] ?? (record.message, epoch) }
+            return state.committed[seq]
+        }
+        if let earlier, earlier.message != record.message {
+            violation("seq \(seq) acknowledged as \(earlier.message) and as \(record.message)")
+        }
+    }
+
+    // MARK: Invariants
+
+    private func checkEveryStep() {
+        let running = state.withLock { $0.running }
+        for name in names {
+            // What each disk holds fsynced, at which seq (read again after a cut or power loss).
+            let disk = disks[name]!
+            let (changes, durable) = (disk.changes, disk.durableCount)
+            let checked = state.withLock { $0.checked[name] }
+            let from = checked?.changes == changes ? checked!.count : 0
+            if durable > from {
+                let entries = disk.entries
+                state.withLock { state in
+                    for entry in entries[from..<durable] { state.heldBy["\(entry.seq) \(entry.message)", default: []].insert(name) }
+                    state.checked[name] = (changes, durable)
+                }
+            } else if checked?.changes != changes {
+                state.withLock { $0.checked[name] = (changes, durable) }
+            }
+            // One master per epoch; each master holds what earlier epochs' masters committed.
+            guard let node = running[name]?.node, case .master = node.current, let epoch = node.status.epoch else { continue }
+            let (other, isNew) = state.withLock { state in
+                let other = state.masterOfEpoch[epoch]
+                if other == nil { state.masterOfEpoch[epoch] = name }
+                return (other, state.mastersChecked.insert("\(name) \(epoch)").inserted)
+            }
+            if let other, other != name { violation("two masters in epoch \(epoch): \(other) and \(name)") }
+            guard isNew else { continue }
+            log("\(name) is master of epoch \(epoch)")
+            let log = disk.entries
+            for (seq, committed) in state.withLock({ $0.committed }).sorted(by: { $0.key < $1.key }) where committed.epoch < epoch {
+                if log.count < seq || log[seq - 1].message != committed.message {
+                    violation("\(name), master of epoch \(epoch), lacks \(committed.message) at seq \(seq), acknowledged in epoch \(committed.epoch)")
+                }
+            }
+        }
+    }
+
+    /// Every majority-acknowledged message is on every node once at its seq, nothing is
+    /// twice, and every node holds the same sequence (the chaos test's checker).
+    private func checkAtTheEnd(converged: Bool) {
+        if !converged {
+            let running = state.withLock { $0.running }
+            let nodes = names.map { name in
+                let status = running[name]?.node.status
+                return "\(name) \(status?.role ?? "down") epoch \(status?.epoch ?? 0) following \(status?.master ?? "none") log "
+                    + "\(disks[name]!.entries.count) (\(disks[name]!.durableCount) fsynced)"
+            }
+            let unanswered = state.withLock { $0.records.filter { $0.outcome == nil }.map(\.message) }
+            violation("did not converge after healing: \(nodes.joined(separator: ", ")); unanswered: \(unanswered)")
+        }
+        let records = state.withLock { $0.records }
+        let retried = Set(Dictionary(grouping: records, by: \.message).filter { $0.value.count > 1 }.keys)
+        let history = records.compactMap { record -> HistoryChecker.Record? in
+            switch record.outcome {
+            case .ok(let seq) where record.w >= majority: HistoryChecker.Record(message: record.message, outcome: .ok(seq: seq))
+            // A refused retry says nothing about the append it retries.
+            case .refused where retried.contains(record.message): nil
+            case .refused: HistoryChecker.Record(message: record.message, outcome: .refused)
+            // Acknowledged by fewer than a majority: it may be lost in a failover.
+            default: HistoryChecker.Record(message: record.message, outcome: .unknown)
+            }
+        }
+        let logs = names.map { ($0, disks[$0]!.entries) }
+        for problem in HistoryChecker.check(history, logs: logs) { violation(problem) }
+    }
+}
+
+/// Writes a node's log lines into the simulation's trace (a replay of one seed).
+struct TraceLogHandler: LogHandler {
+    let label: String
+    let write: @Sendable (String) -> Void
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    init(label: String, write: @escaping @Sendable (String) -> Void) {
+        self.label = label
+        self.write = write
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(
+        level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt
+    ) {
+        let fields = self.metadata.merging(metadata ?? [:]) { $1 }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        write("  \(label) \(level): \(message) \(fields.joined(separator: " "))")
+    }
+}
