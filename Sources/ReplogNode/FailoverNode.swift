@@ -385,9 +385,9 @@ public final class FailoverNode: Service, Sendable {
         var masterSettings = settings.master
         masterSettings.secondaries = members.filter { $0 != me }
         let startHash = store.hash(at: after)
-        stamps?.set { peer in
+        stamps?.set(masterSettings.secondaries.map { peer in
             EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
-        }
+        })
         let hooks = Master.FailoverHooks(
             refusal: { [weak self] in
                 guard let self else { return .notTheMaster(master: nil) }
@@ -424,7 +424,7 @@ public final class FailoverNode: Service, Sendable {
             return (master, state.masterTask, state.logID)
         }
         guard let master else { return }
-        stamps?.set(nil)
+        stamps?.set([])
         task?.cancel()
         master.shutDown()
         let replica = Self.makeReplica(

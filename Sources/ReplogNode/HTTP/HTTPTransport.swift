@@ -59,7 +59,7 @@ public struct HTTPTransport: ReplicationTransport {
         _ extra: [(String, String)] = []
     ) -> HTTPHeaders {
         var headers = HTTPHeaders(extra)
-        let stamp = stamps.stamp(for: peer)?.headerValue
+        let stamp = stamps.header(for: peer)
         if let stamp { headers.add(name: InternalWire.epochHeader, value: stamp) }
         if let secret {
             let signed = ClusterSecret.signedContext(log: log, stamp: stamp)
@@ -98,13 +98,25 @@ public struct HTTPTransport: ReplicationTransport {
 }
 
 /// The epoch stamp a master puts on its requests to each peer (failover), set while it is
-/// the master and cleared when it steps down.
+/// the master and cleared when it steps down. Each peer's stamp and its header text are made
+/// once per epoch, not per request.
+///
+/// (It once held a closure that made the stamp. A function value in a `Mutex` is
+/// re-wrapped in a conversion thunk at every `withLock`, so every request made every later
+/// one slower: after a minute of load the master spent half its CPU in nested thunks.)
 public final class EpochStamps: Sendable {
-    private let source = Mutex<(@Sendable (String) -> EpochStamp?)?>(nil)
+    private let stamps = Mutex<[String: (stamp: EpochStamp, header: String)]>([:])
 
     public init() {}
 
-    public func set(_ source: (@Sendable (String) -> EpochStamp?)?) { self.source.withLock { $0 = source } }
+    /// The stamps of this master's epoch, one per peer; none when it is not the master.
+    public func set(_ stamps: [EpochStamp]) {
+        let made = Dictionary(stamps.map { ($0.you, ($0, $0.headerValue)) }, uniquingKeysWith: { $1 })
+        self.stamps.withLock { $0 = made }
+    }
 
-    public func stamp(for peer: String) -> EpochStamp? { source.withLock { $0 }?(peer) }
+    public func stamp(for peer: String) -> EpochStamp? { stamps.withLock { $0[peer]?.stamp } }
+
+    /// The `Replog-Epoch` header's text for `peer`.
+    public func header(for peer: String) -> String? { stamps.withLock { $0[peer]?.header } }
 }
