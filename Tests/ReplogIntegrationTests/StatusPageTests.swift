@@ -41,6 +41,26 @@ struct StatusPageTests {
         _ = try await runBrowser(browser, ["--screenshot=\(screenshot)", "--window-size=1100,900", master.url + "/"])
     }
 
+    /// The page follows the log from the stream and shows which node holds each message:
+    /// with s2's deliveries delayed, a `w=2` message is held by the master and s1, and not yet
+    /// by s2. The last minute's charts are drawn.
+    @Test(.enabled(if: chromium != nil || browserRequired, "needs Chromium (apt-get install chromium)"))
+    func statusPageShowsWhoHoldsEachMessageAsItIsReplicated() async throws {
+        let browser = try #require(Self.chromium, "Chromium is not installed")
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary(["--delay", "60s"])
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        let reply = try await HTTP.post(master.url + "/messages", ["message": "held by two", "w": 2])
+        #expect(reply.status == 201, "\(reply.text)")
+        let dom = try await render(master.url + "/", with: browser)
+        #expect(dom.contains("held by two"), "the stream delivered the message:\n\(dom)")
+        #expect(dom.contains("title=\"\(master.url) holds seq 1\""), "\(dom)")
+        #expect(dom.contains("title=\"\(s1.url) holds seq 1\""), "\(dom)")
+        #expect(dom.contains("title=\"\(s2.url) does not hold yet seq 1\""), "\(dom)")
+        #expect(dom.contains("<polyline"), "the charts are drawn:\n\(dom)")
+    }
+
     /// On a master whose reads need a client token, the page says so where the messages
     /// would be, and still shows the cluster's health (which stays open).
     @Test(.enabled(if: chromium != nil || browserRequired, "needs Chromium (apt-get install chromium)"))
@@ -76,10 +96,13 @@ struct StatusPageTests {
     }
 
     private func runBrowser(_ browser: String, _ arguments: [String]) async throws -> String {
+        // A profile of its own, removed afterwards (each one is a few hundred kilobytes).
+        let profile = FileManager.default.temporaryDirectory.appendingPathComponent("replog-chromium-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: profile) }
         let process = try await ChildProcess(
             executable: browser,
             arguments: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=5000",
-                        "--user-data-dir=\(FileManager.default.temporaryDirectory.path)/replog-chromium-\(UUID().uuidString)"]
+                        "--user-data-dir=\(profile.path)"]
                 + arguments)
         _ = await process.waitForExit()
         return process.stdout
