@@ -71,6 +71,9 @@ public final class FailoverNode: Service, Sendable {
         var stamped = false
         /// As master: the epoch each member said it is in when it last answered.
         var memberEpochs: [String: Int] = [:]
+        /// The epoch whose master's log this node's log is known to be a prefix of: every
+        /// entry past that master's start came from it (see `synced`).
+        var prefixOfEpoch: Int?
     }
 
     public let settings: Settings
@@ -129,7 +132,8 @@ public final class FailoverNode: Service, Sendable {
         if !settings.members.isEmpty { election.members = settings.members }
         let logID = directory?.metadata.log
         let replica = Self.makeReplica(
-            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
+            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
+            logger: logger)
         // A node that has been in an epoch belongs to a cluster with failover, even before it hears a master again.
         self.state = Mutex(State(election: election, current: .secondary(replica), logID: logID, stamped: election.record.epoch > 0))
         epochGauge.record(election.record.epoch)
@@ -140,11 +144,11 @@ public final class FailoverNode: Service, Sendable {
     /// data dir before acknowledging anything of it.
     private static func makeReplica(
         store: any LogStore, commit: GroupCommit, watch: LogWatch, settings: SecondarySettings, logID: String?, folder: Folder,
-        logger: Logger
+        clock: any NodeClock, logger: Logger
     ) -> SecondaryReplica {
         SecondaryReplica(
-            store: store, logID: logID, settings: settings, onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } },
-            logger: logger, commit: commit, watch: watch)
+            store: store, logID: logID, settings: settings, clock: clock,
+            onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } }, logger: logger, commit: commit, watch: watch)
     }
 
     /// The data dir, shared with the replicas this node creates.
@@ -189,9 +193,10 @@ public final class FailoverNode: Service, Sendable {
     /// A master's delivery (`POST /replicate`).
     public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
         let replica = try follow(stamp)
+        let storedBefore = store.lastSeq
         var answer = try await replica.receive(entries, ids: ids, of: logID, adopt: stamp != nil)
         state.withLock { $0.logID = logID }
-        try synced(answer, stamp: stamp, replica: replica)
+        try synced(answer, stamp: stamp, storedBefore: storedBefore)
         answer.epoch = stamp?.epoch
         return answer
     }
@@ -200,7 +205,7 @@ public final class FailoverNode: Service, Sendable {
     public func probe(stamp: EpochStamp?) throws -> ReplicaState {
         let replica = try follow(stamp)
         var answer = replica.replicaState
-        try synced(answer, stamp: stamp, replica: replica)
+        try synced(answer, stamp: stamp, storedBefore: store.lastSeq)
         answer.epoch = stamp?.epoch
         return answer
     }
@@ -227,6 +232,9 @@ public final class FailoverNode: Service, Sendable {
                 "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
             ])
             try update { $0.onCut(after: seq) }
+            // What is left is this master's log up to where the two agreed (it searched for
+            // that seq by comparing hashes): from here on, everything comes from it.
+            if store.lastSeq == seq { state.withLock { $0.prefixOfEpoch = stamp.epoch } }
         }
         var answer = replica.replicaState
         answer.epoch = stamp.epoch
@@ -287,12 +295,24 @@ public final class FailoverNode: Service, Sendable {
         throw StaleEpoch(answer: StaleEpochAnswer(epoch: stamp.epoch, master: nil))
     }
 
-    /// After serving the master: a log that now holds the master's through its last epoch
-    /// start holds that start too. Recorded before the answer leaves (a vote depends on it).
-    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, replica: SecondaryReplica) throws {
-        guard let stamp, let start = stamp.history.starts.last, answer.seq >= start.after,
-              store.hash(at: start.after) == stamp.startHash
-        else { return }
+    /// After serving the master: a log that holds the master's through its last epoch start,
+    /// and nothing past it but what this master sent, holds that start too. Recorded before
+    /// the answer leaves (a vote depends on it).
+    ///
+    /// "Nothing past it but what this master sent" matters: a deposed master that comes
+    /// back holds the new master's log up to its start, then entries of its own epoch. Taking
+    /// on the new history there would date those entries to the new epoch, and the node
+    /// could win the next election without what the new master's majority acknowledged (the
+    /// real-node simulation, seed 2064). So the start is taken on only when no entry past it
+    /// was stored before this request came (`storedBefore`), or after this master cut the
+    /// rest (`truncate`); from then on everything past it comes from this master.
+    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int) throws {
+        guard let stamp, let start = stamp.history.starts.last, answer.seq >= start.after else { return }
+        let known = state.withLock { $0.prefixOfEpoch == stamp.epoch || $0.election.record.history.starts.last == start }
+        if !known {
+            guard storedBefore <= start.after, store.hash(at: start.after) == stamp.startHash else { return }
+            state.withLock { $0.prefixOfEpoch = stamp.epoch }
+        }
         try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) }
     }
 
@@ -316,7 +336,7 @@ public final class FailoverNode: Service, Sendable {
             carryOut(directives)
         }
         defer { stopMaster() }
-        await cancelWhenGracefulShutdown {
+        await untilShutdown(on: taskExecutor) {
             while !Task.isCancelled {
                 let wake = self.tick()
                 do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { return }
@@ -428,7 +448,8 @@ public final class FailoverNode: Service, Sendable {
         task?.cancel()
         master.shutDown()
         let replica = Self.makeReplica(
-            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, logger: logger)
+            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
+            logger: logger)
         state.withLock { $0.current = .secondary(replica) }
     }
 

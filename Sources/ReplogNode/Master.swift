@@ -372,7 +372,7 @@ public final class Master: Service {
         if commit.durableSeq < store.lastSeq, (try? await commit.makeDurable(through: store.lastSeq)) != nil {
             watch.advanced(to: commit.durableSeq)
         }
-        await cancelWhenGracefulShutdown {
+        await untilShutdown(on: taskExecutor) {
             async let heartbeats: Void = self.monitorHeartbeats()
             await self.runReplicationStreams()
             await heartbeats

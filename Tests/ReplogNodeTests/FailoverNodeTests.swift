@@ -1,0 +1,34 @@
+import Foundation
+import ReplogCore
+import ReplogStorage
+import Testing
+@testable import ReplogNode
+
+/// The node around the election rules (`FailoverNode`), event by event.
+@Suite struct FailoverNodeTests {
+    /// A deposed master comes back holding the new master's log up to the new epoch's start,
+    /// then two entries of its own old epoch. It must not date those entries to the new epoch
+    /// (taking on the new master's history), or it would count as more up to date than a
+    /// candidate that holds the new epoch's first entry, and could win an election without
+    /// what the new master's majority acknowledged (found by the real-node simulation, seed
+    /// 2064). Here it stays at its old position, so it votes for that candidate.
+    @Test func aStaleTailIsNotDatedToTheNewEpoch() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-failover-node-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let store = InMemoryLogStore()
+        try store.append((1...17).map { LogEntry(seq: $0, message: $0 <= 15 ? "m\($0)" : "old epoch \($0)") })
+        let clock = ManualClock()
+        let node = try FailoverNode(
+            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always), directory: DataDirectory(path: folder.path, role: "secondary"),
+            transport: InMemoryTransport(clock: clock), clock: clock)
+        let history = EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 2, after: 15)])
+        let stamp = EpochStamp(
+            epoch: 2, master: "m", members: ["m", "x", "c"], you: "x", history: history, startHash: store.hash(at: 15))
+        _ = try node.probe(stamp: stamp)
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+
+        let answer = try node.vote(VoteRequest(epoch: 3, candidate: "c", log: LogPosition(epoch: 2, seq: 16), preVote: false))
+        #expect(answer.granted, "a node whose last entries are of epoch 1 is behind a log that ends in epoch 2")
+    }
+}
