@@ -16,6 +16,9 @@ struct HTTPAppend: BenchProtocol {
     private let success: HTTPResponseStatus
     /// Status of the answer being read.
     private var status: HTTPResponseStatus?
+    /// Told the seq of every `201` (`--followers`: the answer's body is read for it then).
+    var onCreated: (@Sendable (Int) -> Void)?
+    private var seq: Int?
 
     struct BadURL: Error, CustomStringConvertible {
         let url: String
@@ -70,12 +73,27 @@ struct HTTPAppend: BenchProtocol {
         case .head(let head):
             status = head.status
             return nil
-        case .body:
+        case .body(let body):
+            if onCreated != nil { seq = Self.seq(in: body) ?? seq }
             return nil
         case .end:
-            defer { status = nil }
+            defer { (status, seq) = (nil, nil) }
             guard let status else { return .failed("an answer without a status line") }
+            if status == success, let seq { onCreated?(seq) }
             return status == success ? .succeeded : .failed("HTTP \(status.code)")
         }
+    }
+
+    /// The number after `"seq":` in a `201` body (`{"message":…,"seq":7,"w":2}`).
+    private static func seq(in body: ByteBuffer) -> Int? {
+        let bytes = body.readableBytesView
+        let key = Array(#""seq":"#.utf8)
+        guard let start = bytes.firstRange(of: key)?.upperBound else { return nil }
+        var value = 0
+        for byte in bytes[start...] {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
     }
 }

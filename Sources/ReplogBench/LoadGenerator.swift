@@ -1,5 +1,6 @@
 import Foundation
 import Histogram
+import ReplogCore
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -33,6 +34,11 @@ public struct BenchConfiguration: Sendable {
     public var writeConcerns: [Int?]
     /// Message size in bytes.
     public var messageSize: Int
+    /// At most this many appends per second in all (`nil`: as fast as answers come).
+    public var rate: Double?
+    /// Followers of `GET /messages/stream` on one node while the clients append: how many,
+    /// on which node, and the node's last seq before the run (they start after it).
+    public var followers: (count: Int, node: String, after: Int)?
 
     public init(master: String, clients: Int = 64, duration: Duration? = .seconds(10), count: Int? = nil,
                 writeConcerns: [Int?] = [3], messageSize: Int = 100) {
@@ -64,6 +70,8 @@ public struct BenchResult: Codable, Sendable {
     public let benchCPUCores: Double
     /// The first few distinct errors, for the reader.
     public let errorSamples: [String]
+    /// With followers: how long after its `201` each message reached all of them.
+    public var fanOut: FollowerFanOut.Result?
 }
 
 public enum LoadGenerator {
@@ -73,7 +81,17 @@ public enum LoadGenerator {
         _ configuration: BenchConfiguration, progress: @escaping @Sendable (Int, Double) -> Void = { _, _ in }
     ) async throws -> BenchResult {
         let budget = Budget(
-            count: configuration.count, deadline: configuration.duration.map { .now() + .nanoseconds($0.nanoseconds) })
+            count: configuration.count, deadline: configuration.duration.map { .now() + .nanoseconds($0.nanoseconds) },
+            rate: configuration.rate)
+        // Followers first, so that they are reading when the first append is answered.
+        let fanOut = try configuration.followers.map { followers in
+            let seconds = configuration.duration.map { Double($0.nanoseconds) / 1e9 } ?? 60
+            let most = configuration.count ?? Int((configuration.rate ?? 100_000) * seconds * 1.2) + 10_000
+            guard let node = HTTPBaseURL(followers.node) else { throw HTTPAppend.BadURL(url: followers.node) }
+            return (FollowerFanOut(after: followers.after, capacity: most), node, followers.count)
+        }
+        var streams: [any Channel] = []
+        if let (fanOut, node, count) = fanOut { streams = try await fanOut.follow(node, count: count) }
         let cpuBefore = cpuSeconds()
         let started = NIODeadline.now()
         let elapsed: @Sendable () -> Double = { Double((NIODeadline.now() - started).nanoseconds) / 1e9 }
@@ -89,7 +107,8 @@ public enum LoadGenerator {
         let finished: [EventLoopFuture<Histogram<UInt64>>]
         switch configuration.target {
         case .replog:
-            let http = try HTTPAppend(master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize)
+            var http = try HTTPAppend(master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize)
+            if let fanOut = fanOut?.0 { http.onCreated = { seq in fanOut.acknowledge(seq) } }
             finished = try await startClients(configuration.clients, host: http.host, port: http.port, budget: budget, speaking: http)
         case .redisWait(let host, let port, let replicas):
             let redis = RedisPushAndWait(size: configuration.messageSize, replicas: replicas)
@@ -107,6 +126,14 @@ public enum LoadGenerator {
         }
 
         let seconds = elapsed()
+        var fanOutResult: FollowerFanOut.Result?
+        if let (fanOut, _, count) = fanOut {
+            // Give the followers up to 10 s to read what was acknowledged (a measurement loop).
+            let patience = NIODeadline.now() + .seconds(10)
+            while !fanOut.complete(followers: count), NIODeadline.now() < patience { try? await Task.sleep(for: .milliseconds(50)) }
+            fanOutResult = fanOut.result(followers: count)
+            for stream in streams { try? await stream.close() }
+        }
         let cpu = cpuSeconds() - cpuBefore
         let milliseconds = { (value: UInt64) in Double(value) / 1000 }
         return BenchResult(
@@ -122,7 +149,7 @@ public enum LoadGenerator {
                 p99: milliseconds(histogram.valueAtPercentile(99)), p999: milliseconds(histogram.valueAtPercentile(99.9)),
                 max: milliseconds(histogram.max), mean: histogram.mean / 1000),
             benchCPUCores: cpu / seconds,
-            errorSamples: budget.errorSamples)
+            errorSamples: budget.errorSamples, fanOut: fanOutResult)
     }
 
     /// Connects `clients` connections; each future completes with that client's latencies
@@ -257,9 +284,16 @@ final class ClosedLoopClient<Speaking: BenchProtocol>: ChannelInboundHandler {
     }
 
     private func sendNext(context: ChannelHandlerContext) {
-        guard budget.claim() else {
+        switch budget.claim() {
+        case .stop:
             context.close(promise: nil)
             return
+        case .wait(let delay):
+            let (client, bound) = (NIOLoopBound(self, eventLoop: context.eventLoop), NIOLoopBound(context, eventLoop: context.eventLoop))
+            context.eventLoop.scheduleTask(in: delay) { client.value.sendNext(context: bound.value) }
+            return
+        case .go:
+            break
         }
         turn += 1
         sent = .now()
@@ -299,21 +333,40 @@ final class Budget: Sendable {
     private let deadline: NIODeadline?
     private let state = Mutex(State())
 
-    init(count: Int?, deadline: NIODeadline?) {
+    private let rate: Double?
+    private let started = NIODeadline.now()
+
+    init(count: Int?, deadline: NIODeadline?, rate: Double? = nil) {
         self.count = count
         self.deadline = deadline
+        self.rate = rate
+    }
+
+    enum Claim {
+        case go
+        /// Over the rate: ask again after this long.
+        case wait(TimeAmount)
+        case stop
     }
 
     /// When clients still waiting for an answer give up and close.
     var hardStop: NIODeadline? { deadline.map { $0 + Self.grace } }
 
-    /// Takes one request from the budget; `false` when the count or the time is used up.
-    func claim() -> Bool {
-        if let deadline, NIODeadline.now() >= deadline { return false }
+    /// Takes one request from the budget: go, wait (over the rate), or stop when the count
+    /// or the time is used up.
+    func claim() -> Claim {
+        let now = NIODeadline.now()
+        if let deadline, now >= deadline { return .stop }
         return state.withLock { state in
-            if let count, state.claimed >= count { return false }
+            if let count, state.claimed >= count { return .stop }
+            if let rate {
+                let allowed = rate * Double((now - started).nanoseconds) / 1e9
+                if Double(state.claimed) >= allowed {
+                    return .wait(.nanoseconds(max(100_000, Int64((Double(state.claimed) + 1 - allowed) / rate * 1e9))))
+                }
+            }
             state.claimed += 1
-            return true
+            return .go
         }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import NIOCore
 import ReplogBench
+import ReplogClient
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,6 +36,15 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(help: "Print the result as JSON (for scripts).")
     var json = false
 
+    @Option(help: "At most this many appends per second in all (default: as fast as answers come). Env: REPLOG_BENCH_RATE.")
+    var rate: Double? = Environment.int("REPLOG_BENCH_RATE").map(Double.init)
+
+    @Option(help: "Followers of GET /messages/stream to open on --follow while appending; the result says how long after its 201 each message reached all of them.")
+    var followers = 0
+
+    @Option(help: "With --followers: the node they follow (default: the master).")
+    var follow: String?
+
     @Option(help: "Load a Redis primary at HOST:PORT instead (RPUSH + WAIT <replicas> 0 per operation), for the baseline.")
     var redis: String?
 
@@ -58,6 +68,21 @@ struct BenchCommand: AsyncParsableCommand {
         var configuration = BenchConfiguration(
             master: client.master, clients: clients, duration: duration.duration, count: count,
             writeConcerns: writeConcerns.map { $0 }, messageSize: size)
+        configuration.rate = rate
+        if followers > 0 {
+            // They start after what the node holds now, so that they measure only this run's appends.
+            let node = follow ?? client.master
+            let after: Int
+            do {
+                after = switch try await ReplogClient.command(node, client.token).health() {
+                case .master(let health): health.seq
+                case .secondary(let health): health.seq
+                }
+            } catch {
+                throw ReplogClient.exit(error)
+            }
+            configuration.followers = (followers, node, after)
+        }
         guard [redis, nats, etcd].compactMap({ $0 }).count <= 1 else {
             throw ValidationError("--redis, --nats and --etcd load different systems: pick one")
         }
@@ -92,6 +117,13 @@ struct BenchCommand: AsyncParsableCommand {
             result.errorSamples.isEmpty ? "" : " (" + result.errorSamples.joined(separator: "; ") + ")",
             result.appendsPerSecond, result.latency.p50, result.latency.p90, result.latency.p99, result.latency.p999,
             result.latency.max, result.benchCPUCores))
+        if let fanOut = result.fanOut {
+            let spread = fanOut.toEveryFollower.map { String(format: "p50 %.3f   p90 %.3f   p99 %.3f   max %.3f", $0.p50, $0.p90, $0.p99, $0.max) } ?? "none reached all"
+            announce("""
+                followers    \(fanOut.followers): \(fanOut.reachedEveryFollower) of \(fanOut.acknowledged) acknowledged messages reached all of them, \(fanOut.eventsRead) events read
+                201 → all ms \(spread)
+                """)
+        }
     }
 }
 
