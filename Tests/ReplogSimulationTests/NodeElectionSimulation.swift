@@ -152,11 +152,16 @@ final class NodeElectionSimulation: Sendable {
     }
 
     /// fsyncs take simulated time, so that replication, answers and power losses meet entries
-    /// that are written but not yet durable.
+    /// that are written but not yet durable. As on SwiftNIO's thread pool, an fsync that has
+    /// started finishes even if the task that waits for it is cancelled (a request whose
+    /// sender died): a cancellable wait here left entries written and never fsynced.
     private var fsyncIO: BlockingIO {
-        BlockingIO { [clock, random, fsyncLatency] work in
-            try await clock.sleep(for: random.duration(fsyncLatency))
-            try work()
+        BlockingIO { [clock, random, fsyncLatency, executor] work in
+            let latency = random.duration(fsyncLatency)
+            try await Task(executorPreference: executor) {
+                try? await clock.sleep(for: latency)
+                try work()
+            }.value
         }
     }
 
