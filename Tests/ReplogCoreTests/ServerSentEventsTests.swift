@@ -1,3 +1,4 @@
+import Foundation
 import ReplogCore
 import Testing
 
@@ -7,6 +8,22 @@ struct ServerSentEventsTests {
     @Test func anEventIsItsIDAndItsJSONOnOneDataLine() {
         let bytes = ServerSentEvents.event(seq: 7, json: Array(#"{"message":"a\nb","seq":7}"#.utf8))
         #expect(String(decoding: bytes, as: UTF8.self) == "id: 7\ndata: {\"message\":\"a\\nb\",\"seq\":7}\n\n")
+    }
+
+    /// The hand-written event is byte for byte what the JSON encoder the stream used gave:
+    /// quotes, backslashes, every control character, slashes, non-ASCII text.
+    @Test func theHandWrittenEventIsTheEncodersBytes() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let controls = String(decoding: (0..<32).map { UInt8($0) }, as: UTF8.self)
+        let messages = ["", "plain", "a \"quoted\" \\ back/slash", controls, "\u{7f}", "grüße, 日本語, 🎉", String(repeating: "x", count: 1000)]
+        for (index, message) in messages.enumerated() {
+            let entry = LogEntry(seq: index + 1, message: message)
+            var bytes: [UInt8] = []
+            ServerSentEvents.appendEvent(entry, to: &bytes)
+            let expected = ServerSentEvents.event(seq: entry.seq, json: try encoder.encode(entry))
+            #expect(bytes == expected, "\(String(decoding: bytes, as: UTF8.self)) vs \(String(decoding: expected, as: UTF8.self))")
+        }
     }
 
     @Test func theParserReadsEventsSplitAnywhereAndSkipsComments() {

@@ -63,11 +63,10 @@ extension Router {
                             }
                             continue
                         }
-                        var buffer = ByteBuffer()
-                        for entry in page {
-                            buffer.writeBytes(ServerSentEvents.event(seq: entry.seq, json: try JSON.encoder.encode(entry)))
-                        }
-                        try await writer.write(buffer)
+                        var bytes: [UInt8] = []
+                        bytes.reserveCapacity(page.count * 64)
+                        for entry in page { ServerSentEvents.appendEvent(entry, to: &bytes) }
+                        try await writer.write(ByteBuffer(bytes: bytes))
                         next = last.seq + 1
                     }
                     try await writer.finish(nil)
