@@ -38,6 +38,27 @@ struct BenchProcessTests {
         }
     }
 
+    /// With followers of a secondary's stream, every acknowledged message reaches each of
+    /// them, and the rate caps the appends.
+    @Test func followersOfTheStreamGetEveryAcknowledgedMessage() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary()
+        let s2 = try await cluster.startSecondary()
+        let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
+        _ = try await HTTP.post(master.url + "/messages", ["message": "before the run", "w": 3])
+
+        let started = ContinuousClock.now
+        let result = try await bench([
+            "--master", master.url, "--clients", "4", "--count", "200", "--rate", "400", "--w", "2", "--followers", "5", "--follow", s2.url,
+        ])
+        #expect(ContinuousClock.now - started >= .milliseconds(400), "200 appends at 400/s take half a second")
+        let fanOut = try #require(result["fanOut"] as? [String: Any], "\(result)")
+        #expect(fanOut["followers"] as? Int == 5)
+        #expect(fanOut["acknowledged"] as? Int == 200, "only this run's appends: \(fanOut)")
+        #expect(fanOut["reachedEveryFollower"] as? Int == 200, "\(fanOut)")
+        #expect(fanOut["eventsRead"] as? Int == 1_000, "\(fanOut)")
+    }
+
     /// A timed run ends even if answers never come: here `w=3` with a secondary gone, which
     /// no append can meet. Each client's one request is given up 5 s after the deadline.
     @Test func aTimedRunEndsWhenNoAnswerComes() async throws {
