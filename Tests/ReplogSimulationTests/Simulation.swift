@@ -98,11 +98,16 @@ final class Simulation: Sendable {
     private func tornTail() -> Int { random.chance(0.6) ? 0 : random.int(1...3) }
 
     /// fsyncs take simulated time (0.1–3 ms on a fast disk, 1–40 ms on a slow one), so that
-    /// appends, replication and power losses meet entries that are written but not yet durable.
+    /// appends, replication and power losses meet entries that are written but not yet
+    /// durable. As on SwiftNIO's thread pool, an fsync that has started finishes even if the
+    /// task that waits for it is cancelled.
     private var fsyncIO: BlockingIO {
-        BlockingIO { [clock, random, fsyncLatency] work in
-            try await clock.sleep(for: random.duration(fsyncLatency))
-            try work()
+        BlockingIO { [clock, random, fsyncLatency, executor] work in
+            let latency = random.duration(fsyncLatency)
+            try await Task(executorPreference: executor) {
+                try? await clock.sleep(for: latency)
+                try work()
+            }.value
         }
     }
 
