@@ -19,22 +19,12 @@ import Testing
         }
         let schedules = Self.environment["REPLOG_NODE_SCHEDULES"].flatMap(Int.init) ?? 1_000
         let started = ContinuousClock.now
-        // One thread of its own: a schedule runs synchronously, start to end.
-        let (violations, elections, acknowledged) = await withCheckedContinuation { continuation in
-            Thread {
-                var found: [String] = []
-                var elections = 0
-                var acknowledged = 0
-                for seed in 0..<UInt64(schedules) {
-                    let simulation = NodeElectionSimulation(seed: seed)
-                    found += simulation.run()
-                    elections += simulation.elections
-                    acknowledged += simulation.acknowledged
-                    if found.count > 20 { break }
-                }
-                continuation.resume(returning: (found, elections, acknowledged))
-            }.start()
+        let (violations, counts) = await runSchedules(schedules) { seed in
+            let simulation = NodeElectionSimulation(seed: seed)
+            let violations = simulation.run()
+            return (violations, [simulation.elections, simulation.acknowledged])
         }
+        let (elections, acknowledged) = (counts.first ?? 0, counts.last ?? 0)
         print("node election simulation: \(schedules) schedules, \(elections) masters, \(acknowledged) acknowledged appends in \(ContinuousClock.now - started), \(violations.count) violations")
         #expect(elections > schedules, "the schedules must make elections happen")
         #expect(acknowledged > schedules, "the schedules must get appends acknowledged")

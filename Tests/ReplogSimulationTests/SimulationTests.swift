@@ -23,25 +23,7 @@ import Testing
         // Leave a core to the tests that run real processes at the same time.
         let lanes = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
         let started = ContinuousClock.now
-        // Each lane runs its share of seeds on a thread of its own: a schedule runs its jobs
-        // synchronously, and must not tie up the threads the other tests' tasks run on.
-        let violations = await withTaskGroup(of: [String].self) { group in
-            for lane in 0..<lanes {
-                group.addTask {
-                    await withCheckedContinuation { continuation in
-                        Thread {
-                            var found: [String] = []
-                            for seed in stride(from: UInt64(lane), to: UInt64(schedules), by: lanes) {
-                                found += Simulation(seed: seed).run()
-                                if found.count > 20 { break }
-                            }
-                            continuation.resume(returning: found)
-                        }.start()
-                    }
-                }
-            }
-            return await group.reduce(into: []) { $0 += $1 }
-        }
+        let (violations, _) = await runSchedules(schedules, lanes: lanes) { seed in (Simulation(seed: seed).run(), []) }
         let elapsed = ContinuousClock.now - started
         print("simulation: \(schedules) schedules in \(elapsed), \(violations.count) violations")
         #expect(violations.isEmpty, "replay one with REPLOG_SIM_SEED=<seed>:\n\(violations.prefix(20).joined(separator: "\n"))")
