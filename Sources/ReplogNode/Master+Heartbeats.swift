@@ -59,8 +59,10 @@ extension Master {
                 let cut = TruncateRequest(after: agreed, nextHash: store.hash(at: agreed + 1))
                 let replica = try await transport.truncate(peer, cut, timeout: settings.heartbeatTimeout)
                 logger.info("member cut its log to follow this master", metadata: ["replog.peer": "\(peer)", "replog.after": "\(agreed)"])
-                // It holds exactly what it says now, maybe less than it acknowledged before.
-                handle { $0.onMemberCut(peer, holding: replica.seq) }
+                // It holds exactly what it says now, maybe less than it acknowledged before
+                // (and never, as far as this master counts, more than this master wrote).
+                let holding = min(replica.seq, store.lastSeq)
+                handle { $0.onMemberCut(peer, holding: holding) }
                 onContact(peer, replica)
             } catch {
                 logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
