@@ -3,7 +3,8 @@ import Testing
 
 /// Failovers run against the real node code (`NodeElectionSimulation`), seeded schedules.
 ///
-/// - `REPLOG_NODE_SCHEDULES=N` runs N schedules (default 1,000);
+/// - `REPLOG_NODE_SCHEDULES=N` runs N schedules (default 2,500: the first that finds the
+///   mutant `staletail` is seed 2064);
 /// - `REPLOG_NODE_SEED=S` replays schedule S alone and prints its trace.
 @Suite struct NodeElectionSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
@@ -17,7 +18,7 @@ import Testing
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
             return
         }
-        let schedules = Self.environment["REPLOG_NODE_SCHEDULES"].flatMap(Int.init) ?? 1_000
+        let schedules = Self.environment["REPLOG_NODE_SCHEDULES"].flatMap(Int.init) ?? 2_500
         let started = ContinuousClock.now
         let (violations, counts) = await runSchedules(schedules) { seed in
             let simulation = NodeElectionSimulation(seed: seed)
