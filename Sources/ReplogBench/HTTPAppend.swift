@@ -18,7 +18,8 @@ struct HTTPAppend: BenchProtocol {
     private var status: HTTPResponseStatus?
     /// Told the seq of every `201` (`--followers`: the answer's body is read for it then).
     var onCreated: (@Sendable (Int) -> Void)?
-    private var seq: Int?
+    /// The answer's body so far, kept only with `onCreated` (it may come in several parts).
+    private var body: ByteBuffer?
 
     struct BadURL: Error, CustomStringConvertible {
         let url: String
@@ -73,13 +74,15 @@ struct HTTPAppend: BenchProtocol {
         case .head(let head):
             status = head.status
             return nil
-        case .body(let body):
-            if onCreated != nil { seq = Self.seq(in: body) ?? seq }
+        case .body(var part):
+            if onCreated != nil {
+                if body == nil { body = part } else { body!.writeBuffer(&part) }
+            }
             return nil
         case .end:
-            defer { (status, seq) = (nil, nil) }
+            defer { (status, body) = (nil, nil) }
             guard let status else { return .failed("an answer without a status line") }
-            if status == success, let seq { onCreated?(seq) }
+            if status == success, let body, let seq = Self.seq(in: body) { onCreated?(seq) }
             return status == success ? .succeeded : .failed("HTTP \(status.code)")
         }
     }

@@ -10,15 +10,9 @@
 /// and comment lines (`: …`) that keep an idle connection open. A client that reconnects
 /// sends the last `id` it saw as `Last-Event-ID` and the stream resumes after it.
 public enum ServerSentEvents {
-    /// The event for one entry; `data` is the entry's JSON, which never holds a line break
-    /// (JSON escapes them), so one `data:` line carries it.
-    public static func event(seq: Int, json: some Sequence<UInt8>) -> [UInt8] {
-        Array("id: \(seq)\ndata: ".utf8) + json + Array("\n\n".utf8)
-    }
-
-    /// Appends the event of `entry` to `bytes`: the same bytes as `event(seq:json:)` with the
-    /// entry encoded by a `JSONEncoder` with sorted keys and unescaped slashes, written by
-    /// hand. Every follower of a stream encodes every entry, and `JSONEncoder` made that
+    /// Appends the event of `entry` to `bytes`: `id:` its seq, and `data:` its JSON on one
+    /// line (JSON escapes line breaks), the same bytes a `JSONEncoder` with sorted keys and
+    /// unescaped slashes gives, written by hand. Every follower of a stream encodes every entry, and `JSONEncoder` made that
     /// the secondary's largest cost (100 followers: most of its CPU in JSON writing and the
     /// allocations around it).
     public static func appendEvent(_ entry: LogEntry, to bytes: inout [UInt8]) {

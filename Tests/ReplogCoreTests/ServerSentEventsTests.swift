@@ -6,7 +6,8 @@ struct ServerSentEventsTests {
     typealias Event = ServerSentEvents.Parser.Event
 
     @Test func anEventIsItsIDAndItsJSONOnOneDataLine() {
-        let bytes = ServerSentEvents.event(seq: 7, json: Array(#"{"message":"a\nb","seq":7}"#.utf8))
+        var bytes: [UInt8] = []
+        ServerSentEvents.appendEvent(LogEntry(seq: 7, message: "a\nb"), to: &bytes)
         #expect(String(decoding: bytes, as: UTF8.self) == "id: 7\ndata: {\"message\":\"a\\nb\",\"seq\":7}\n\n")
     }
 
@@ -21,13 +22,13 @@ struct ServerSentEventsTests {
             let entry = LogEntry(seq: index + 1, message: message)
             var bytes: [UInt8] = []
             ServerSentEvents.appendEvent(entry, to: &bytes)
-            let expected = ServerSentEvents.event(seq: entry.seq, json: try encoder.encode(entry))
+            let expected = Array("id: \(entry.seq)\ndata: ".utf8) + (try encoder.encode(entry)) + Array("\n\n".utf8)
             #expect(bytes == expected, "\(String(decoding: bytes, as: UTF8.self)) vs \(String(decoding: expected, as: UTF8.self))")
         }
     }
 
     @Test func theParserReadsEventsSplitAnywhereAndSkipsComments() {
-        let stream = ServerSentEvents.comment("hello") + ServerSentEvents.event(seq: 1, json: Array("one".utf8))
+        let stream = ServerSentEvents.comment("hello") + Array("id: 1\ndata: one\n\n".utf8)
             + ServerSentEvents.comment("keep-alive") + Array("id: 2\r\ndata: two\r\n\r\n".utf8)
         // Every split of the bytes into two pieces gives the same two events.
         for split in 0...stream.count {
