@@ -14,9 +14,10 @@ import Darwin
 /// a node of the other role, or that a newer replog wrote: never silent data loss.
 public struct DataDirectory: Sendable {
     /// 2: a master's records may carry the client's idempotency key (`RecordFraming.idFlag`).
-    /// A replog that reads only format 1 would take such a record for damage and cut the log
-    /// there, so it must refuse the folder instead.
-    public static let formatVersion = 2
+    /// 3: records may carry a batch mark (`RecordFraming.continuesFlag`).
+    /// A replog that reads an older format would take such a record for damage and cut the
+    /// log there, so it must refuse the folder instead.
+    public static let formatVersion = 3
     static let metadataName = "replog.json"
 
     public struct Metadata: Codable, Sendable, Equatable {
@@ -63,8 +64,8 @@ public struct DataDirectory: Sendable {
             }
             self.metadata = metadata
             if metadata.format < Self.formatVersion {
-                // Format 1 records are format 2 records without keys: mark the folder before
-                // anything new is written to it.
+                // Older records are newer records without keys or batch marks: mark the folder
+                // before anything new is written to it.
                 self.metadata.format = Self.formatVersion
                 try save()
             }

@@ -65,15 +65,33 @@ public final class FileLogStore: LogStore {
         let firstSeq: Int
         let path: String
         let descriptor: Int32
-        /// Byte offset of each entry: entry `firstSeq + i` starts at `offsets[i]`.
+        /// Byte offset of each entry: entry `firstSeq + i` starts at `offsets[i] & offsetMask`;
+        /// the top bit is its record's batch mark (`continuesBit`), so that reads can end
+        /// at a batch's end without touching the disk.
         var offsets: [UInt32]
         var size: Int
         var lastSeq: Int { firstSeq + offsets.count - 1 }
+
+        static let continuesBit: UInt32 = 1 << 31
+        static let offsetMask = ~continuesBit
+
+        /// Where the record of `seq` starts.
+        func offset(of seq: Int) -> Int { Int(offsets[seq - firstSeq] & Self.offsetMask) }
+        /// Where the record of `seq` ends.
+        func end(of seq: Int) -> Int { seq == lastSeq ? size : offset(of: seq + 1) }
+        /// Whether the record of `seq` is followed by more of its batch.
+        func continues(_ seq: Int) -> Bool { offsets[seq - firstSeq] & Self.continuesBit != 0 }
+
+        mutating func index(at offset: Int, continues: Bool) {
+            offsets.append(UInt32(offset) | (continues ? Self.continuesBit : 0))
+        }
     }
 
     private struct State {
         var segments: [Segment]
         var lastSeq: Int
+        /// The last seq that ends a batch (`LogStore.completeSeq`).
+        var completeSeq: Int
         /// The running hash of everything written (`HashChain`).
         var chain: HashChain
         /// The latest idempotency keys, oldest first (trimmed in steps, to at most twice the limit).
@@ -122,7 +140,9 @@ public final class FileLogStore: LogStore {
         var chain = HashChain()
         let segments = try Self.recover(directory, &recovery, &recentIDs, keeping: options.recentIDLimit, chain: &chain)
         self.recovery = recovery
-        self.state = Mutex(State(segments: segments, lastSeq: segments.last?.lastSeq ?? 0, chain: chain, recentIDs: recentIDs))
+        let lastSeq = segments.last?.lastSeq ?? 0
+        // Recovery cut any batch it found only part of.
+        self.state = Mutex(State(segments: segments, lastSeq: lastSeq, completeSeq: lastSeq, chain: chain, recentIDs: recentIDs))
     }
 
     deinit {
@@ -130,6 +150,8 @@ public final class FileLogStore: LogStore {
     }
 
     public var lastSeq: Int { state.withLock { $0.lastSeq } }
+
+    public var completeSeq: Int { state.withLock { $0.completeSeq } }
 
     public func hash(at seq: Int) -> String? { state.withLock { $0.chain.hash(at: seq) } }
 
@@ -144,6 +166,10 @@ public final class FileLogStore: LogStore {
     }
 
     public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) {
+        try append(entries, ids: ids, continues: [])
+    }
+
+    public func append(_ entries: [LogEntry], ids: [String?], continues: [Bool]) throws(LogStoreError) {
         guard !entries.isEmpty else { return }
         try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
@@ -154,7 +180,7 @@ public final class FileLogStore: LogStore {
                     throw .notContiguous(expected: state.lastSeq + 1 + index, got: entry.seq)
                 }
                 relativeOffsets.append(bytes.count)
-                RecordFraming.encode(entry, id: index < ids.count ? ids[index] : nil, into: &bytes)
+                RecordFraming.encode(entry, id: ids.at(index) ?? nil, continues: continues.at(index) ?? false, into: &bytes)
             }
             if state.segments.isEmpty || (state.segments[state.segments.count - 1].size > 0
                 && state.segments[state.segments.count - 1].size + bytes.count > options.segmentSize)
@@ -164,7 +190,11 @@ public final class FileLogStore: LogStore {
             var segment = state.segments.removeLast()
             defer { state.segments.append(segment) }
             try Self.write(bytes, to: segment.descriptor, at: segment.size, path: segment.path)
-            segment.offsets.append(contentsOf: relativeOffsets.map { UInt32(segment.size + $0) })
+            for (index, offset) in relativeOffsets.enumerated() {
+                let continuesBatch = continues.at(index) ?? false
+                segment.index(at: segment.size + offset, continues: continuesBatch)
+                if !continuesBatch { state.completeSeq = entries[index].seq }
+            }
             segment.size += bytes.count
             state.lastSeq += entries.count
             for entry in entries { state.chain.append(entry) }
@@ -183,12 +213,12 @@ public final class FileLogStore: LogStore {
     }
 
     public func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry] {
-        guard let batch = try readRecords(from: seq, limit: limit, maxBytes: maxBytes) else { return [] }
+        guard let batch = try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: false) else { return [] }
         var entries: [LogEntry] = []
         entries.reserveCapacity(batch.count)
         batch.bytes.withUnsafeBytes { buffer in
             var offset = 0
-            while case .record(let entry, let size, _) = RecordFraming.decode(buffer, at: offset) {
+            while case .record(let entry, let size, _, _) = RecordFraming.decode(buffer, at: offset) {
                 entries.append(entry)
                 offset += size
             }
@@ -196,8 +226,12 @@ public final class FileLogStore: LogStore {
         return entries
     }
 
-    /// The records as they are on disk (keys included), for replication.
+    /// The records as they are on disk (keys and batch marks included), for replication.
     public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
+        try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: true)
+    }
+
+    private func records(from seq: Int, limit: Int, maxBytes: Int, wholeBatches: Bool) throws(LogStoreError) -> RecordBatch? {
         // Work out which bytes to read under the lock; read them outside it, so a large
         // read never holds up appends. Written bytes never change, so this is safe.
         let (ranges, seqs) = state.withLock { state -> ([(descriptor: Int32, start: Int, end: Int, path: String)], ClosedRange<Int>?) in
@@ -205,14 +239,14 @@ public final class FileLogStore: LogStore {
             guard limit > 0, start <= state.lastSeq else { return ([], nil) }
             var last = start + min(limit, state.lastSeq - start + 1) - 1
             if maxBytes < .max { last = Self.lastSeq(from: start, through: last, within: maxBytes, in: state.segments) }
+            if wholeBatches { last = Self.batchEnd(of: last, in: state) }
             var ranges: [(Int32, Int, Int, String)] = []
             var index = Self.segmentIndex(containing: start, in: state.segments)
             var next = start
             while next <= last, index < state.segments.count {
                 let segment = state.segments[index]
                 let upTo = min(last, segment.lastSeq)
-                let begin = Int(segment.offsets[next - segment.firstSeq])
-                let end = upTo == segment.lastSeq ? segment.size : Int(segment.offsets[upTo + 1 - segment.firstSeq])
+                let (begin, end) = (segment.offset(of: next), segment.end(of: upTo))
                 ranges.append((segment.descriptor, begin, end, segment.path))
                 next = upTo + 1
                 index += 1
@@ -276,7 +310,7 @@ public final class FileLogStore: LogStore {
                 state.segments.removeLast()
             }
             if var segment = state.segments.popLast() {
-                let size = keep + 1 - segment.firstSeq < segment.offsets.count ? Int(segment.offsets[keep + 1 - segment.firstSeq]) : segment.size
+                let size = keep + 1 <= segment.lastSeq ? segment.offset(of: keep + 1) : segment.size
                 guard ftruncate(segment.descriptor, off_t(size)) == 0, options.syncFile(segment.descriptor) == 0 else {
                     throw recordFailedSync("cut \(segment.path) after seq \(keep): \(Self.errnoText())", in: &state)
                 }
@@ -286,6 +320,7 @@ public final class FileLogStore: LogStore {
             }
             Self.syncDirectory(directory)
             state.lastSeq = keep
+            state.completeSeq = Self.completeSeq(through: keep, in: state.segments)
             state.chain = HashChain(of: kept.map(\.message))
             state.recentIDs.removeAll { $0.seq > keep }
         }
@@ -327,15 +362,38 @@ public final class FileLogStore: LogStore {
         while seq <= last, index < segments.count {
             let segment = segments[index]
             while seq <= min(last, segment.lastSeq) {
-                let begin = Int(segment.offsets[seq - segment.firstSeq])
-                let end = seq == segment.lastSeq ? segment.size : Int(segment.offsets[seq + 1 - segment.firstSeq])
-                total += end - begin
+                total += segment.end(of: seq) - segment.offset(of: seq)
                 if total > maxBytes { return max(seq - 1, start) }
                 seq += 1
             }
             index += 1
         }
         return last
+    }
+
+    /// The seq of the last record of the batch that holds `seq`, as far as the log holds it.
+    private static func batchEnd(of seq: Int, in state: State) -> Int {
+        guard seq < state.lastSeq else { return seq }
+        var last = seq
+        var index = segmentIndex(containing: seq, in: state.segments)
+        while last < state.lastSeq {
+            if last > state.segments[index].lastSeq { index += 1 }
+            guard state.segments[index].continues(last) else { break }
+            last += 1
+        }
+        return last
+    }
+
+    /// The last seq at or before `seq` whose record ends a batch (0 if none does).
+    private static func completeSeq(through seq: Int, in segments: [Segment]) -> Int {
+        var candidate = seq
+        var index = segments.count - 1
+        while candidate > 0, index >= 0 {
+            if candidate < segments[index].firstSeq { index -= 1; continue }
+            if !segments[index].continues(candidate) { return candidate }
+            candidate -= 1
+        }
+        return 0
     }
 
     private static func segmentIndex(containing seq: Int, in segments: [Segment]) -> Int {
@@ -370,6 +428,8 @@ public final class FileLogStore: LogStore {
 
         var segments: [Segment] = []
         var nextSeq = 1
+        // Entries of a batch whose last record has not come yet: they join the chain with it.
+        var openBatch: [LogEntry] = []
         for (firstSeq, name) in files {
             let path = directory.appendingPathComponent(name).path
             if recovery.problem != nil || firstSeq != nextSeq {
@@ -389,17 +449,21 @@ public final class FileLogStore: LogStore {
                 var offset = 0
                 scan: while offset < buffer.count {
                     switch RecordFraming.decode(buffer, at: offset) {
-                    case .record(let entry, let size, let id) where entry.seq == nextSeq:
+                    case .record(let entry, let size, let id, let continues) where entry.seq == nextSeq:
                         if let id {
                             recentIDs.append(RememberedID(id: id, seq: entry.seq))
                             // Trim in steps, not per entry: a million keys must not cost a million shifts.
                             if recentIDs.count >= 2 * max(limit, 1) { recentIDs.removeFirst(recentIDs.count - limit) }
                         }
-                        segment.offsets.append(UInt32(offset))
-                        chain.append(entry)
+                        segment.index(at: offset, continues: continues)
+                        openBatch.append(entry)
+                        if !continues {
+                            for entry in openBatch { chain.append(entry) }
+                            openBatch.removeAll()
+                        }
                         offset += size
                         nextSeq += 1
-                    case .record(let entry, _, _):
+                    case .record(let entry, _, _, _):
                         recovery.problem = "\(name) holds seq \(entry.seq) where \(nextSeq) was expected"
                         break scan
                     case .truncated:
@@ -420,10 +484,41 @@ public final class FileLogStore: LogStore {
             }
             segments.append(segment)
         }
+        if let first = openBatch.first {
+            // A batch is all or nothing: one that lost its end (a crash while it was written,
+            // or a secondary that had not received all of it) goes.
+            recovery.problem = recovery.problem ?? "the log ends inside a batch (seqs \(first.seq)...\(nextSeq - 1) without its last record)"
+            try cutOpenBatch(startingAt: first.seq, in: &segments, directory, &recovery)
+            recentIDs.removeAll { $0.seq >= first.seq }
+            nextSeq = first.seq
+        }
         recovery.segments = segments.count
         recovery.entries = nextSeq - 1
         if !recovery.removedSegments.isEmpty { syncDirectory(directory) }
         return segments
+    }
+
+    /// Recovery: removes the records from `seq` on (an unfinished batch) from the segments.
+    private static func cutOpenBatch(
+        startingAt seq: Int, in segments: inout [Segment], _ directory: URL, _ recovery: inout Recovery
+    ) throws(LogStoreError) {
+        while let last = segments.last, last.firstSeq >= seq, segments.count > 1 || last.firstSeq > seq {
+            recovery.truncatedBytes += last.size
+            recovery.removedSegments.append(URL(fileURLWithPath: last.path).lastPathComponent)
+            close(last.descriptor)
+            unlink(last.path)
+            segments.removeLast()
+        }
+        guard var segment = segments.popLast() else { return }
+        let size = seq <= segment.lastSeq ? segment.offset(of: seq) : segment.size
+        guard ftruncate(segment.descriptor, off_t(size)) == 0, fsync(segment.descriptor) == 0 else {
+            throw .io("cannot truncate \(segment.path): \(errnoText())")
+        }
+        recovery.truncatedBytes += segment.size - size
+        segment.offsets.removeLast(max(0, segment.lastSeq - seq + 1))
+        segment.size = size
+        segments.append(segment)
+        syncDirectory(directory)
     }
 
     // MARK: System calls

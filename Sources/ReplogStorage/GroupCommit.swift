@@ -79,7 +79,7 @@ public final class GroupCommit: Service {
         self.storageFailed = Gauge(label: "replog_storage_failed", factory: metricsFactory)
         storageFailed.record(0)
         // What recovery found on disk is durable already.
-        self.state = Mutex(State(durableSeq: store.lastSeq))
+        self.state = Mutex(State(durableSeq: store.completeSeq))
     }
 
     /// Why this node makes nothing durable any more, if an fsync failed: one run by this
@@ -93,8 +93,11 @@ public final class GroupCommit: Service {
     /// Whether callers wait for fsync at all.
     private var waitsForDisk: Bool { policy == .always && store.isDurable }
 
-    /// The highest seq that may leave this node (be replicated or acknowledged).
-    public var durableSeq: Int { waitsForDisk ? state.withLock { $0.durableSeq } : store.lastSeq }
+    /// The highest seq that may leave this node (be replicated or acknowledged): never
+    /// inside a batch (`LogStore.completeSeq`), since part of a batch is no message.
+    public var durableSeq: Int {
+        waitsForDisk ? min(state.withLock { $0.durableSeq }, store.completeSeq) : store.completeSeq
+    }
 
     /// Up to `limit` entries from `seq` on, stopping at the durable prefix.
     public func readDurable(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
@@ -135,8 +138,9 @@ public final class GroupCommit: Service {
     }
 
     private func lead() async throws {
-        // Everything written before this read is covered by the fsync below.
-        let (target, cuts) = (store.lastSeq, state.withLock { $0.cuts })
+        // Everything written before this read is covered by the fsync below (up to the last
+        // whole batch: the rest of an open one is not durable until its end is).
+        let (target, cuts) = (store.completeSeq, state.withLock { $0.cuts })
         let started = clock.now
         defer { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) }
         do {

@@ -15,6 +15,11 @@ import ReplogCore
 /// `seq (UInt64) + id length (UInt16) + id (UTF-8) + text`. A restarted master reads the
 /// keys back, so a client's retry after the restart still appends nothing.
 ///
+/// A batch appended atomically (`"messages": [...]`, data dir format 3) is one record per
+/// message with `continuesFlag` (bit 30 of `length`) set on every record but its last: "the
+/// next record belongs to the same batch". Recovery drops a batch whose last record is
+/// missing, streams never split one, and no node lists or acknowledges part of one.
+///
 /// The log segments are sequences of these records, and so is a replication batch: the
 /// master sends a secondary the bytes it wrote to its own disk, keys included.
 public enum RecordFraming {
@@ -23,6 +28,8 @@ public enum RecordFraming {
     public static let maxPayloadSize = 256 << 20
     /// Set in `length` when the payload carries an idempotency key.
     static let idFlag: UInt32 = 1 << 31
+    /// Set in `length` when the next record belongs to the same atomic batch.
+    static let continuesFlag: UInt32 = 1 << 30
 
     /// How many bytes `entry` (with `id`) takes as a record.
     public static func size(of entry: LogEntry, id: String? = nil) -> Int {
@@ -30,11 +37,14 @@ public enum RecordFraming {
     }
 
     /// Appends the framed `entry` to `bytes`, keeping `id` with it when there is one
-    /// (at most `UInt16.max` bytes; `AppendRequest` allows 256).
-    public static func encode(_ entry: LogEntry, id: String? = nil, into bytes: inout [UInt8]) {
+    /// (at most `UInt16.max` bytes; `AppendRequest` allows 256), and marking it as
+    /// `continues` (the next record belongs to the same batch) when it does.
+    public static func encode(_ entry: LogEntry, id: String? = nil, continues: Bool = false, into bytes: inout [UInt8]) {
         let start = bytes.count
-        let payloadSize = UInt32(size(of: entry, id: id) - headerSize)
-        appendLittleEndian(id == nil ? payloadSize : payloadSize | idFlag, to: &bytes)
+        var lengthField = UInt32(size(of: entry, id: id) - headerSize)
+        if id != nil { lengthField |= idFlag }
+        if continues { lengthField |= continuesFlag }
+        appendLittleEndian(lengthField, to: &bytes)
         appendLittleEndian(UInt32(0), to: &bytes)  // the checksum, filled in once the payload is there
         appendLittleEndian(UInt64(entry.seq), to: &bytes)
         if let id {
@@ -46,11 +56,14 @@ public enum RecordFraming {
         withUnsafeBytes(of: checksum.littleEndian) { bytes.replaceSubrange((start + 4)..<(start + 8), with: $0) }
     }
 
-    /// The records of `entries`, one after the other: a replication batch.
-    public static func encode(_ entries: [LogEntry]) -> [UInt8] {
+    /// The records of `entries`, one after the other: a replication batch. `ids[i]` and
+    /// `continues[i]` belong to `entries[i]` (missing means none, and `false`).
+    public static func encode(_ entries: [LogEntry], ids: [String?] = [], continues: [Bool] = []) -> [UInt8] {
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(entries.reduce(0) { $0 + size(of: $1) })
-        for entry in entries { encode(entry, into: &bytes) }
+        bytes.reserveCapacity(entries.enumerated().reduce(0) { $0 + size(of: $1.element, id: ids.at($1.offset) ?? nil) })
+        for (index, entry) in entries.enumerated() {
+            encode(entry, id: ids.at(index) ?? nil, continues: continues.at(index) ?? false, into: &bytes)
+        }
         return bytes
     }
 
@@ -60,25 +73,38 @@ public enum RecordFraming {
         decodeAllKeyed(bytes).map(\.entries)
     }
 
-    /// Like `decodeAll`, with each record's idempotency key (`nil` where it has none): a
-    /// secondary keeps the keys with the entries, so that a master elected later knows them.
-    public static func decodeAllKeyed(_ bytes: UnsafeRawBufferPointer) -> Result<(entries: [LogEntry], ids: [String?]), BatchError> {
-        var entries: [LogEntry] = []
-        var ids: [String?] = []
+    /// Like `decodeAll`, with each record's idempotency key (`nil` where it has none) and
+    /// batch mark: a secondary keeps both with the entries, so that a master elected later
+    /// knows the keys, and nobody lists part of a batch.
+    public static func decodeAllKeyed(_ bytes: UnsafeRawBufferPointer) -> Result<DecodedRecords, BatchError> {
+        var records = DecodedRecords()
         var offset = 0
         while offset < bytes.count {
             switch decode(bytes, at: offset) {
-            case .record(let entry, let size, let id):
-                entries.append(entry)
-                ids.append(id)
+            case .record(let entry, let size, let id, let continues):
+                records.entries.append(entry)
+                records.ids.append(id)
+                records.continues.append(continues)
                 offset += size
             case .truncated:
-                return .failure(BatchError(description: "record \(entries.count + 1) is cut short at byte \(offset)"))
+                return .failure(BatchError(description: "record \(records.entries.count + 1) is cut short at byte \(offset)"))
             case .corrupt(let reason):
-                return .failure(BatchError(description: "record \(entries.count + 1) at byte \(offset): \(reason)"))
+                return .failure(BatchError(description: "record \(records.entries.count + 1) at byte \(offset): \(reason)"))
             }
         }
-        return .success((entries, ids))
+        return .success(records)
+    }
+
+    /// Records taken apart: `ids[i]` and `continues[i]` belong to `entries[i]`.
+    public struct DecodedRecords: Sendable, Equatable {
+        public var entries: [LogEntry] = []
+        public var ids: [String?] = []
+        public var continues: [Bool] = []
+        public init(entries: [LogEntry] = [], ids: [String?] = [], continues: [Bool] = []) {
+            self.entries = entries
+            self.ids = ids
+            self.continues = continues
+        }
     }
 
     public struct BatchError: Error, Equatable, CustomStringConvertible {
@@ -87,8 +113,9 @@ public enum RecordFraming {
     }
 
     public enum Decoded: Equatable {
-        /// A complete, intact record, the number of bytes it took, and its idempotency key.
-        case record(LogEntry, size: Int, id: String? = nil)
+        /// A complete, intact record, the number of bytes it took, its idempotency key, and
+        /// whether the next record belongs to the same batch.
+        case record(LogEntry, size: Int, id: String? = nil, continues: Bool = false)
         /// The bytes end before the record does (a torn write at the tail).
         case truncated
         /// The record is damaged: wrong checksum or impossible length.
@@ -100,7 +127,7 @@ public enum RecordFraming {
         guard bytes.count - offset >= headerSize else { return .truncated }
         let lengthField = readLittleEndian(UInt32.self, bytes, offset)
         let hasID = lengthField & idFlag != 0
-        let length = Int(lengthField & ~idFlag)
+        let length = Int(lengthField & ~(idFlag | continuesFlag))
         let checksum = readLittleEndian(UInt32.self, bytes, offset + 4)
         guard length >= (hasID ? 10 : 8), length <= maxPayloadSize else { return .corrupt("impossible record length \(length)") }
         guard bytes.count - offset - headerSize >= length else { return .truncated }
@@ -116,7 +143,8 @@ public enum RecordFraming {
             messageStart = 10 + idLength
         }
         let message = String(decoding: payload[messageStart...], as: UTF8.self)
-        return .record(LogEntry(seq: seq, message: message), size: headerSize + length, id: id)
+        return .record(
+            LogEntry(seq: seq, message: message), size: headerSize + length, id: id, continues: lengthField & continuesFlag != 0)
     }
 
     static func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
@@ -169,10 +197,11 @@ public struct RecordBatch: Sendable, Equatable {
         self.seqs = seqs
     }
 
-    /// Encodes `entries` (which MUST be consecutive and not empty).
-    public init(_ entries: [LogEntry]) {
+    /// Encodes `entries` (which MUST be consecutive and not empty), with their keys and
+    /// batch marks (see `RecordFraming.encode(_:ids:continues:)`).
+    public init(_ entries: [LogEntry], ids: [String?] = [], continues: [Bool] = []) {
         precondition(!entries.isEmpty, "a batch holds at least one entry")
-        self.init(bytes: RecordFraming.encode(entries), seqs: entries.first!.seq...entries.last!.seq)
+        self.init(bytes: RecordFraming.encode(entries, ids: ids, continues: continues), seqs: entries.first!.seq...entries.last!.seq)
     }
 
     public var count: Int { seqs.count }
@@ -182,8 +211,14 @@ public struct RecordBatch: Sendable, Equatable {
         try bytes.withUnsafeBytes { RecordFraming.decodeAll($0) }.get()
     }
 
-    /// The entries and their idempotency keys.
-    public func keyedEntries() throws(RecordFraming.BatchError) -> (entries: [LogEntry], ids: [String?]) {
+    /// The entries with their idempotency keys and batch marks.
+    public func keyedEntries() throws(RecordFraming.BatchError) -> RecordFraming.DecodedRecords {
         try bytes.withUnsafeBytes { RecordFraming.decodeAllKeyed($0) }.get()
     }
+}
+
+extension Array {
+    /// The element at `index`, or nil past the end: for the optional parallel arrays (keys,
+    /// batch marks) that may be shorter than the entries they belong to.
+    func at(_ index: Int) -> Element? { index < count ? self[index] : nil }
 }

@@ -339,7 +339,7 @@ final class TemporaryFolder {
         #expect(throws: DataDirectory.Problem.self) { try DataDirectory(path: folder.url.path, role: "secondary") }
     }
 
-    /// A folder of format 1 (no keys in records) is marked format 2 when opened, before
+    /// A folder of format 1 (no keys in records) is marked with the current format when opened, before
     /// anything is written, so that an older replog refuses it instead of cutting its log.
     @Test func marksAnOlderFormatBeforeWriting() throws {
         let folder = TemporaryFolder()
@@ -347,8 +347,8 @@ final class TemporaryFolder {
         let file = folder.url.appendingPathComponent("replog.json")
         try Data(#"{"format": 1, "role": "master", "log": "L"}"#.utf8).write(to: file)
         let directory = try DataDirectory(path: folder.url.path, role: "master")
-        #expect(directory.metadata.format == 2 && directory.metadata.log == "L")
-        #expect(try JSONDecoder().decode(DataDirectory.Metadata.self, from: Data(contentsOf: file)).format == 2)
+        #expect(directory.metadata.format == DataDirectory.formatVersion && directory.metadata.log == "L")
+        #expect(try JSONDecoder().decode(DataDirectory.Metadata.self, from: Data(contentsOf: file)).format == DataDirectory.formatVersion)
     }
 
     @Test func refusesANewerFormat() throws {
