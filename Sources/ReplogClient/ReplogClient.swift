@@ -82,7 +82,21 @@ public struct ReplogClient: Sendable {
     ///   - timeout: how long the master may wait for `w` acknowledgements before it answers
     ///     `504` (`ReplogClientError.writeConcernTimedOut`); the message stays in the log.
     public func append(_ message: String, w: Int? = nil, id: String? = UUID().uuidString, timeout: Duration? = nil) async throws -> AppendResult {
-        let body = try JSONEncoder().encode(AppendRequest(message: message, w: w, id: id, timeout: timeout))
+        try await post(AppendRequest(message: message, w: w, id: id, timeout: timeout), answer: AppendResult.self)
+    }
+
+    /// Appends `batch` atomically (all of it at consecutive seqs, or none of it) and returns
+    /// where it went, once `w` nodes hold all of it; retried like `append(_:w:id:timeout:)`,
+    /// with one key for the whole batch. At most 10,000 messages, and the master's
+    /// `--max-body` bytes in all.
+    public func append(batch: [String], w: Int? = nil, id: String? = UUID().uuidString, timeout: Duration? = nil) async throws -> BatchAppendResult {
+        try await post(AppendRequest(batch: batch, w: w, id: id, timeout: timeout), answer: BatchAppendResult.self)
+    }
+
+    /// `POST /messages` through the master, with retries where they cannot append twice.
+    private func post<Answer: Decodable & Sendable>(_ append: AppendRequest, answer: Answer.Type) async throws -> Answer {
+        let (id, timeout) = (append.id, append.timeout)
+        let body = try JSONEncoder().encode(append)
         return try await withRetries(path: "/messages", retryAfterSending: id != nil) { node in
             var request = request(node + "/messages")
             request.method = .POST
@@ -91,7 +105,7 @@ public struct ReplogClient: Sendable {
             // An append may wait for its write concern as long as the master lets it.
             let (status, answer) = try await exchange(request, within: (timeout ?? .seconds(3600)) + .seconds(10))
             switch status {
-            case 201: return .done(try decode(AppendResult.self, answer, from: node))
+            case 201: return .done(try decode(Answer.self, answer, from: node))
             case 504: throw ReplogClientError.writeConcernTimedOut(seq: seq(in: answer), answer: text(answer))
             case 405, 307, 500...503: return .tryAgain(text(answer))  // not the master; no quorum; a failed disk
             default: throw ReplogClientError.refused(status: status, answer: text(answer))

@@ -3,7 +3,11 @@ import Foundation
 /// A client's `POST /messages` body, checked field by field so that every bad
 /// input gets a reason a person can act on.
 public struct AppendRequest: Sendable, Equatable {
+    /// The message; for a batch, its first message.
     public var message: String
+    /// A batch (`"messages": [...]`): appended atomically, at consecutive seqs, and answered
+    /// once `w` nodes hold all of it. `nil` for one message.
+    public var batch: [String]?
     /// How many nodes must hold the message before the client is answered;
     /// `nil` means every node (blocking replication).
     public var w: Int?
@@ -18,6 +22,18 @@ public struct AppendRequest: Sendable, Equatable {
         self.id = id
         self.timeout = timeout
     }
+
+    /// A batch (which MUST NOT be empty): all or nothing, at consecutive seqs.
+    public init(batch: [String], w: Int? = nil, id: String? = nil, timeout: Duration? = nil) {
+        self.init(message: batch.first ?? "", w: w, id: id, timeout: timeout)
+        self.batch = batch
+    }
+
+    /// The messages to append: the batch, or the one message.
+    public var messages: [String] { batch ?? [message] }
+
+    /// Most messages one batch may hold.
+    public static let maxBatchCount = 10_000
 
     /// Longest accepted idempotency key, in UTF-8 bytes.
     public static let maxIDLength = 256
@@ -51,15 +67,29 @@ public struct AppendRequest: Sendable, Equatable {
 }
 
 extension AppendRequest: Decodable {
-    enum CodingKeys: String, CodingKey { case message, w, id, timeout }
+    enum CodingKeys: String, CodingKey { case message, messages, w, id, timeout }
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        guard container.contains(.message) else { throw Invalid("missing field \"message\"") }
-        guard let message = try? container.decode(String.self, forKey: .message) else {
-            throw Invalid("\"message\" must be a string")
+        if container.contains(.messages) {
+            guard !container.contains(.message) else {
+                throw Invalid("send either \"message\" (one) or \"messages\" (a batch), not both")
+            }
+            guard let batch = try? container.decode([String].self, forKey: .messages) else {
+                throw Invalid("\"messages\" must be an array of strings")
+            }
+            guard (1...Self.maxBatchCount).contains(batch.count) else {
+                throw Invalid("\"messages\" must hold 1 to \(Self.maxBatchCount) messages, got \(batch.count)")
+            }
+            self.message = batch[0]
+            self.batch = batch
+        } else {
+            guard container.contains(.message) else { throw Invalid("missing field \"message\" (or \"messages\" for a batch)") }
+            guard let message = try? container.decode(String.self, forKey: .message) else {
+                throw Invalid("\"message\" must be a string")
+            }
+            self.message = message
         }
-        self.message = message
 
         self.w = try Self.optionalInteger(container, .w, name: "w")
         if let w, w < 1 { throw Invalid("\"w\" must be at least 1, got \(w)") }

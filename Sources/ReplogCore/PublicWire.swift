@@ -15,6 +15,21 @@ public struct AppendResult: Codable, Sendable, Equatable {
     }
 }
 
+/// The `201` answer to a batch (`POST /messages` with `"messages"`): where it went.
+public struct BatchAppendResult: Codable, Sendable, Equatable {
+    public let firstSeq: Int
+    public let lastSeq: Int
+    public let count: Int
+    public let w: Int
+
+    public init(firstSeq: Int, lastSeq: Int, w: Int) {
+        self.firstSeq = firstSeq
+        self.lastSeq = lastSeq
+        self.count = lastSeq - firstSeq + 1
+        self.w = w
+    }
+}
+
 /// `GET /messages` on any node.
 public struct MessagesPage: Codable, Sendable, Equatable {
     public let messages: [LogEntry]
@@ -116,7 +131,11 @@ extension AppendRequest: Encodable {
     /// The body a client sends: `timeout` in whole milliseconds, absent fields left out.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(message, forKey: .message)
+        if let batch {
+            try container.encode(batch, forKey: .messages)
+        } else {
+            try container.encode(message, forKey: .message)
+        }
         try container.encodeIfPresent(w, forKey: .w)
         try container.encodeIfPresent(id, forKey: .id)
         try container.encodeIfPresent(timeout?.milliseconds, forKey: .timeout)

@@ -212,8 +212,10 @@ public struct ReplicationInstance: Sendable {
     }
 
     /// An admitted append is in the log (or is a retry): count it towards its write concern.
+    /// - Parameter count: how many messages it holds (a batch's `id` names its first seq,
+    ///   and it waits until `w` nodes hold its last).
     /// - Returns: the waiter to suspend on, or `nil` when `w` nodes hold it already.
-    public mutating func onAppend(_ admission: Admission, id: String?, w: Int, now: Duration) -> WaiterID? {
+    public mutating func onAppend(_ admission: Admission, id: String?, w: Int, now: Duration, count: Int = 1) -> WaiterID? {
         let seq: Int
         switch admission {
         case .append(let appended):
@@ -224,7 +226,7 @@ public struct ReplicationInstance: Sendable {
         }
         let waiter = nextWaiterID
         nextWaiterID += 1
-        if tracker.onAppend(waiter, seq: seq, required: w) { return nil }
+        if tracker.onAppend(waiter, seq: seq + count - 1, required: w) { return nil }
         lastAppendWithWaiter = now
         return waiter
     }

@@ -192,9 +192,14 @@ public final class FailoverNode: Service, Sendable {
 
     /// A master's delivery (`POST /replicate`).
     public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
+        try await receive(RecordFraming.DecodedRecords(entries: entries, ids: ids), of: logID, stamp: stamp)
+    }
+
+    /// A master's delivery (`POST /replicate`), with keys and batch marks.
+    public func receive(_ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
         let replica = try follow(stamp)
         let storedBefore = store.lastSeq
-        var answer = try await replica.receive(entries, ids: ids, of: logID, adopt: stamp != nil)
+        var answer = try await replica.receive(records, of: logID, adopt: stamp != nil)
         state.withLock { $0.logID = logID }
         try synced(answer, stamp: stamp, storedBefore: storedBefore)
         answer.epoch = stamp?.epoch
@@ -396,6 +401,20 @@ public final class FailoverNode: Service, Sendable {
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
+        // Part of a batch (a delivery from a master that died before sending the rest) is no
+        // message, and the next append would look like its end: cut it before taking any.
+        let complete = store.completeSeq
+        if complete < store.lastSeq {
+            do {
+                let cut = try store.truncate(after: complete)
+                commit.truncated(after: complete)
+                watch.cut(to: complete)
+                logger.notice("cut the part of a batch it held", metadata: ["replog.after": "\(complete)", "replog.cut": "\(cut.count)"])
+            } catch {
+                logger.error("cannot cut the part of a batch it holds; not taking over", metadata: ["replog.error": "\(error)"])
+                return
+            }
+        }
         let (members, me, logID, history) = state.withLock { ($0.election.members, $0.election.me!, $0.logID, $0.election.record.history) }
         let log: String
         do { log = try logID ?? directory.directory.withLock { try $0?.masterLog() } ?? UUID().uuidString } catch {

@@ -57,8 +57,7 @@ public final class InMemoryTransport: ReplicationTransport {
     ) async throws -> ReplicaState {
         let replica = try await reach(peer)
         deliveries.withLock { $0 += 1 }
-        let keyed = try batch.keyedEntries()
-        return try await replica.receive(keyed.entries, ids: keyed.ids, of: logID)
+        return try await replica.receive(try batch.keyedEntries(), of: logID)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {

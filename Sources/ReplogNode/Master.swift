@@ -169,6 +169,26 @@ public final class Master: Service {
     /// A repeated `request.id` appends nothing and answers with the original seq once the
     /// requested write concern holds for it.
     public func append(_ request: AppendRequest) async throws(AppendError) -> AppendResult {
+        let appended = try await appendMeasured(request)
+        return AppendResult(seq: appended.seqs.lowerBound, message: appended.message, w: appended.w)
+    }
+
+    /// Appends a batch (`request.batch`) atomically: all its messages at consecutive seqs, or
+    /// none; answered once `request.w` nodes hold all of it. A repeated `request.id` appends
+    /// nothing, as for one message.
+    public func appendBatch(_ request: AppendRequest) async throws(AppendError) -> BatchAppendResult {
+        let appended = try await appendMeasured(request)
+        return BatchAppendResult(firstSeq: appended.seqs.lowerBound, lastSeq: appended.seqs.upperBound, w: appended.w)
+    }
+
+    /// Where an append went: its seqs, its (first) message as stored, and its write concern.
+    private struct Appended {
+        let seqs: ClosedRange<Int>
+        let message: String
+        let w: Int
+    }
+
+    private func appendMeasured(_ request: AppendRequest) async throws(AppendError) -> Appended {
         let started = ContinuousClock.now
         do {
             let result = try await appendUnmeasured(request)
@@ -185,7 +205,7 @@ public final class Master: Service {
         metrics.recordAppend(.badRequest, w: nil, duration: .zero)
     }
 
-    private func appendUnmeasured(_ request: AppendRequest) async throws(AppendError) -> AppendResult {
+    private func appendUnmeasured(_ request: AppendRequest) async throws(AppendError) -> Appended {
         let w = request.w ?? settings.clusterSize
         guard (1...settings.clusterSize).contains(w) else {
             throw .invalidWriteConcern(w: w, clusterSize: settings.clusterSize)
@@ -205,7 +225,8 @@ public final class Master: Service {
     }
 
     /// An append this master may take: sequence it, store it, wait for `w`.
-    private func admitted(_ request: AppendRequest, w: Int) async throws(AppendError) -> AppendResult {
+    private func admitted(_ request: AppendRequest, w: Int) async throws(AppendError) -> Appended {
+        let count = request.batch?.count ?? 1
         let (admission, waiter) = try state.withLock { state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?) in
             let admission: ReplicationInstance.Admission
             do throws(ReplicationInstance.Refusal) {
@@ -216,28 +237,33 @@ public final class Master: Service {
                 case .shuttingDown: throw .shuttingDown
                 }
             }
-            if case .retry(let seq) = admission, let id = request.id,
-               let original = try? store.read(from: seq, limit: 1).first, original.message != request.message
-            {
+            if case .retry(let seq) = admission, let id = request.id, !holds(request, at: seq) {
                 throw .idConflict(id: id, seq: seq)
             }
             if case .append(let seq) = admission {
                 do {
-                    // The key goes to disk with the message, so that it outlives a restart.
-                    try store.append([LogEntry(seq: seq, message: request.message)], ids: [request.id])
+                    // The key goes to disk with the message (a batch's with its first), so that
+                    // it outlives a restart. One write for a whole batch, marked as one.
+                    if let batch = request.batch {
+                        let entries = batch.enumerated().map { LogEntry(seq: seq + $0.offset, message: $0.element) }
+                        try store.append(entries, ids: [request.id], continues: entries.map { $0.seq < seq + count - 1 })
+                    } else {
+                        try store.append([LogEntry(seq: seq, message: request.message)], ids: [request.id])
+                    }
                 } catch {
                     throw .storeFailed("\(error)")
                 }
             }
-            let waiter = state.instance.onAppend(admission, id: request.id, w: w, now: clock.now)
+            let waiter = state.instance.onAppend(admission, id: request.id, w: w, now: clock.now, count: count)
             if let waiter { state.waiters.register(waiter) }
             return (admission, waiter)
         }
-        let (seq, isRetry) =
+        let (first, isRetry) =
             switch admission {
             case .append(let seq): (seq, false)
             case .retry(let seq): (seq, true)
             }
+        let seq = first + count - 1  // the last of a batch: it waits for all of it
         // With failover the secondaries get the entry while the master's own fsync runs
         // (`sendsBeforeDurable`): the two overlap instead of adding up.
         if !isRetry, sendsBeforeDurable { wakeStreams(hasWaiter: waiter != nil) }
@@ -270,8 +296,17 @@ public final class Master: Service {
                 throw .shuttingDown
             }
         }
-        let message = isRetry ? (try? store.read(from: seq, limit: 1))?.first?.message ?? request.message : request.message
-        return AppendResult(seq: seq, message: message, w: w)
+        let message = isRetry ? (try? store.read(from: first, limit: 1))?.first?.message ?? request.message : request.message
+        return Appended(seqs: first...seq, message: message, w: w)
+    }
+
+    /// Whether the log holds `request`'s messages from `seq` on: a retry must repeat what its
+    /// key was first used for. (A retry is rare, so reading it back costs little.)
+    private func holds(_ request: AppendRequest, at seq: Int) -> Bool {
+        // A failed read is no proof of a conflict: answer as a retry, as the append would.
+        guard let stored = try? store.read(from: seq, limit: request.messages.count) else { return true }
+        guard request.batch != nil else { return stored.first.map { $0.message == request.message } ?? true }
+        return stored.map(\.message) == request.messages
     }
 
     /// Tells every replication stream that the log grew; with a waiting client, a stream
@@ -369,7 +404,7 @@ public final class Master: Service {
         // A node elected master may hold entries whose fsync never ran: a delivery it got as
         // a secondary from a master that died mid-request. It lists and counts them once
         // they are durable, so make them durable now, not at the next append.
-        if commit.durableSeq < store.lastSeq, (try? await commit.makeDurable(through: store.lastSeq)) != nil {
+        if commit.durableSeq < store.completeSeq, (try? await commit.makeDurable(through: store.completeSeq)) != nil {
             watch.advanced(to: commit.durableSeq)
         }
         await untilShutdown(on: taskExecutor) {

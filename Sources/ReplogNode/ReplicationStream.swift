@@ -29,7 +29,7 @@ extension Master {
             while !Task.isCancelled {
                 startWork: while true {
                     // Without failover nothing leaves before the master's fsync (see `sendsBeforeDurable`).
-                    let sendable = sendsBeforeDurable ? store.lastSeq : commit.durableSeq
+                    let sendable = sendsBeforeDurable ? store.completeSeq : commit.durableSeq
                     let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):

@@ -58,6 +58,8 @@ public final class SecondaryReplica: Sendable {
         var logID: String?
         /// The idempotency keys of held-back entries, by seq, until they are stored with them.
         var heldBackIDs: [Int: String] = [:]
+        /// Seqs received ahead of the contiguous prefix whose records continue a batch.
+        var heldBackContinuing: Set<Int> = []
     }
 
     public let store: any LogStore
@@ -136,6 +138,13 @@ public final class SecondaryReplica: Sendable {
     ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
     ///   an fsync (nothing is stored any more then).
     public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, adopt: Bool = false) async throws -> ReplicaState {
+        try await receive(RecordFraming.DecodedRecords(entries: entries, ids: ids), of: logID, adopt: adopt)
+    }
+
+    /// Like `receive(_:ids:of:adopt:)`, with the records' batch marks: a batch counts (is
+    /// acknowledged, listed, claimed) only once all of it is here.
+    public func receive(_ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool = false) async throws -> ReplicaState {
+        let (entries, ids, continues) = (records.entries, records.ids, records.continues)
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
@@ -156,12 +165,20 @@ public final class SecondaryReplica: Sendable {
             for (index, id) in ids.enumerated() where index < entries.count && entries[index].seq > before {
                 if let id { state.heldBackIDs[entries[index].seq] = id }
             }
+            // So do batch marks: a batch is whole here only once its last record is stored.
+            for (index, mark) in continues.enumerated() where mark && index < entries.count && entries[index].seq > before {
+                state.heldBackContinuing.insert(entries[index].seq)
+            }
             let readyIDs = ready.map { state.heldBackIDs[$0.seq] }
+            let readyContinues = state.heldBackContinuing.isEmpty ? [] : ready.map { state.heldBackContinuing.contains($0.seq) }
             do {
-                try store.append(ready, ids: readyIDs)
+                try store.append(ready, ids: readyIDs, continues: readyContinues)
                 let contiguous = state.holdBack.contiguousSeq
                 if !state.heldBackIDs.isEmpty {
                     state.heldBackIDs = state.heldBackIDs.filter { $0.key > contiguous && $0.key <= contiguous + settings.holdBackCapacity }
+                }
+                if !state.heldBackContinuing.isEmpty {
+                    state.heldBackContinuing = state.heldBackContinuing.filter { $0 > contiguous && $0 <= contiguous + settings.holdBackCapacity }
                 }
             } catch {
                 // Not stored (a full disk): not received either, or the buffer would drop
@@ -172,7 +189,8 @@ public final class SecondaryReplica: Sendable {
             metrics.storedEntries.increment(by: ready.count)
             metrics.duplicateEntries.increment(by: entries.count { $0.seq <= before })
             metrics.lastSeq.record(state.holdBack.contiguousSeq)
-            let seq = state.holdBack.contiguousSeq
+            // Part of a batch is no message: claim up to the last whole one.
+            let seq = min(state.holdBack.contiguousSeq, store.completeSeq)
             return ReplicaState(seq: seq, incarnation: incarnation, logID: logID, hash: store.hash(at: seq))
         }
         try await commit.makeDurable(through: replicaState.seq)
@@ -196,6 +214,7 @@ public final class SecondaryReplica: Sendable {
             watch.cut(to: seq)
             state.holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
             state.heldBackIDs = [:]
+            state.heldBackContinuing = []
             return cut
         }
     }

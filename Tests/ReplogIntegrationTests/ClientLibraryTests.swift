@@ -31,9 +31,9 @@ struct ClientLibraryTests {
         let master = try await cluster.startMaster(secondaries: [s1.url, s2.url])
         // A secondary first: the producer finds the master by itself.
         let produced = try await runExample("ReplogProducerExample", [s1.url, master.url])
-        #expect(produced == (1...5).map { "appended seq \($0): order \($0) paid\n" }.joined())
-        let consumed = try await runExample("ReplogConsumerExample", [s2.url], environment: ["COUNT": "5"])
-        #expect(consumed == (1...5).map { "\($0): order \($0) paid\n" }.joined())
+        #expect(produced == (1...5).map { "appended seq \($0): order \($0) paid\n" }.joined() + "appended seqs 6...8 as one batch\n")
+        let consumed = try await runExample("ReplogConsumerExample", [s2.url], environment: ["COUNT": "8"])
+        #expect(consumed == (1...8).map { "\($0): order \($0) paid\n" }.joined())
     }
 
     @Test func anAppendGoesOnToTheNextNodeAndARetryWithItsIDAppendsNothing() async throws {
@@ -47,6 +47,11 @@ struct ClientLibraryTests {
         #expect(first == AppendResult(seq: 1, message: "paid", w: 2))
         #expect(retried == first)
         #expect(try await log.list() == [LogEntry(seq: 1, message: "paid")])
+        // A batch is retried the same way, with one key for all of it.
+        let batch = try await log.append(batch: ["a", "b"], w: 2, id: "batch-1")
+        #expect(batch == BatchAppendResult(firstSeq: 2, lastSeq: 3, w: 2))
+        #expect(try await log.append(batch: ["a", "b"], w: 2, id: "batch-1") == batch)
+        #expect(try await log.list(from: 2).map(\.message) == ["a", "b"])
     }
 
     @Test func finalAnswersAreThrownAtOnceAndNoNodeIsUnavailable() async throws {

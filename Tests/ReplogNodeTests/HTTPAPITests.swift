@@ -204,6 +204,42 @@ import Testing
         }
     }
 
+    /// A batch is appended at consecutive seqs and answered with where it went once `w` nodes
+    /// hold all of it; a retry with its `id` appends nothing, and the same `id` with other
+    /// messages is a conflict. More than 10,000 messages is refused.
+    @Test func aBatchAnswers201WithItsSeqsAndEveryNodeListsAllOfIt() async throws {
+        let cluster = TestCluster()
+        try await cluster.withReplication {
+        try await Application(router: buildMasterRouter(master: cluster.master, maxBodyBytes: 1 << 20)).test(.router) { client in
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "before"}"#)) { response in
+                #expect(response.status == .created)
+            }
+            let batch = #"{"messages": ["a", "b", "c\n"], "w": 3, "id": "batch-1"}"#
+            for _ in 1...2 {
+                try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: batch)) { response in
+                    #expect(response.status == .created)
+                    #expect(String(buffer: response.body) == #"{"count":3,"firstSeq":2,"lastSeq":4,"w":3}"#)
+                }
+            }
+            try await client.execute(
+                uri: "/messages", method: .post, body: ByteBuffer(string: #"{"messages": ["a", "x", "c\n"], "id": "batch-1"}"#)
+            ) { response in
+                #expect(response.status == .conflict)
+            }
+            let tooMany = "{\"messages\": [" + Array(repeating: "\"m\"", count: 10_001).joined(separator: ",") + "]}"
+            try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: tooMany)) { response in
+                #expect(response.status == .badRequest)
+                #expect((json(response.body)["error"] as? String)?.contains("1 to 10000 messages") == true)
+            }
+        }
+        }
+        let expected = ["before", "a", "b", "c\n"].enumerated().map { LogEntry(seq: $0.offset + 1, message: $0.element) }
+        #expect(try cluster.master.read(from: 1, limit: .max) == expected)
+        for name in cluster.names { #expect(try cluster.replica(name).read(from: 1, limit: .max) == expected) }
+        // Written as one batch: a replication read of its first record carries all of it.
+        #expect(try cluster.master.store.readRecords(from: 2, limit: 1, maxBytes: 0)?.seqs == 2...4)
+    }
+
     /// Every bad input gets a JSON `{"error": …}` with the right status, and the log stays empty.
     @Test(arguments: [
         ("not json", HTTPResponse.Status.badRequest, "malformed JSON"),
@@ -214,6 +250,11 @@ import Testing
         (#"{"message": "x", "w": 4}"#, .badRequest, "between 1 and 3"),
         (#"{"message": "x", "timeout": "soon"}"#, .badRequest, "must be an integer"),
         (String(repeating: "x", count: 2048), .contentTooLarge, "larger than 1024 bytes"),
+        (#"{"messages": []}"#, .badRequest, "1 to 10000 messages"),
+        (#"{"messages": ["a", 2]}"#, .badRequest, "array of strings"),
+        (#"{"messages": "a"}"#, .badRequest, "array of strings"),
+        (#"{"messages": ["a"], "message": "b"}"#, .badRequest, "not both"),
+        (#"{"messages": ["a", "b"], "w": 4}"#, .badRequest, "between 1 and 3"),
     ])
     func badInputIsRefusedAndChangesNothing(body: String, status: HTTPResponse.Status, reason: String) async throws {
         let cluster = TestCluster()

@@ -38,7 +38,8 @@ final class NodeElectionSimulation: Sendable {
     enum Target: Sendable { case master, anyNode }
 
     enum Event: Sendable, CustomStringConvertible {
-        case append(message: String, w: Int, timeout: Duration, id: String?, via: Int)
+        /// One message, or a batch (`messages.count > 1`) appended atomically.
+        case append(messages: [String], w: Int, timeout: Duration, id: String?, via: Int)
         case crash(Target, downFor: Duration)
         case restart(String)
         case isolate(Target, lasts: Duration)
@@ -46,8 +47,8 @@ final class NodeElectionSimulation: Sendable {
 
         var description: String {
             switch self {
-            case .append(let message, let w, let timeout, let id, let via):
-                "append \(message) w=\(w) timeout=\(timeout) id=\(id ?? "none") via node \(via + 1)"
+            case .append(let messages, let w, let timeout, let id, let via):
+                "append \(messages.joined(separator: "+")) w=\(w) timeout=\(timeout) id=\(id ?? "none") via node \(via + 1)"
             case .crash(let target, let downFor): "crash \(target) for \(downFor)"
             case .restart(let name): "restart \(name)"
             case .isolate(let target, let lasts): "isolate \(target) for \(lasts)"
@@ -102,6 +103,10 @@ final class NodeElectionSimulation: Sendable {
         /// The masters (name and epoch) whose log was checked for the committed entries.
         var mastersChecked: Set<String> = []
         var acknowledged = 0
+        /// The batches appended (their messages, in order): each is in a log whole or not at all.
+        var batches: [[String]] = []
+        /// Each batch message's place in its batch: (index, count).
+        var placeInBatch: [String: (index: Int, count: Int)] = [:]
         var violations: [String] = []
         var traceLines: [String] = []
     }
@@ -121,25 +126,32 @@ final class NodeElectionSimulation: Sendable {
         // tmpfs where there is one: the election record is fsynced at every vote.
         let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
         folder = base.appendingPathComponent("replog-node-sim-\(ProcessInfo.processInfo.processIdentifier)-\(seed)")
-        let events = Self.schedule(random, nodes: names.count, majority: names.count / 2 + 1)
+        let batchSizes = SimulationRandom(seed: seed ^ 0xBA7C_4E5_0000_0000)
+        let events = Self.schedule(random, batchSizes: batchSizes, nodes: names.count, majority: names.count / 2 + 1)
         state.withLock { $0.events = events }
     }
 
     /// Draws the schedule's appends and faults from the generator.
-    private static func schedule(_ random: SimulationRandom, nodes: Int, majority: Int) -> [(at: Duration, event: Event)] {
+    /// - Parameter batchSizes: a generator of its own, so that adding batches left every
+    ///   other draw of a seed as it was.
+    private static func schedule(
+        _ random: SimulationRandom, batchSizes: SimulationRandom, nodes: Int, majority: Int
+    ) -> [(at: Duration, event: Event)] {
         var events: [(at: Duration, event: Event)] = []
-        var ids: [(id: String, message: String)] = []
+        var ids: [(id: String, messages: [String])] = []
         for index in 0..<random.int(20...60) {
             let at = random.duration(.zero...faultyFor)
             let w = [1, majority, nodes, majority][random.int(0...3)]
             let timeout = random.duration(.milliseconds(50)...(.seconds(1)))
             let via = random.int(0...(nodes - 1))
             if random.chance(0.2), let earlier = ids.isEmpty ? nil : ids[random.int(0...(ids.count - 1))] {
-                events.append((at, .append(message: earlier.message, w: w, timeout: timeout, id: earlier.id, via: via)))
+                events.append((at, .append(messages: earlier.messages, w: w, timeout: timeout, id: earlier.id, via: via)))
             } else {
                 let id = random.chance(0.6) ? "id-\(index)" : nil
-                if let id { ids.append((id, "m\(index)")) }
-                events.append((at, .append(message: "m\(index)", w: w, timeout: timeout, id: id, via: via)))
+                let size = batchSizes.chance(0.3) ? batchSizes.int(2...5) : 1
+                let messages = size == 1 ? ["m\(index)"] : (1...size).map { "m\(index).\($0)" }
+                if let id { ids.append((id, messages)) }
+                events.append((at, .append(messages: messages, w: w, timeout: timeout, id: id, via: via)))
             }
         }
         for _ in 0..<random.int(1...5) {
@@ -294,8 +306,8 @@ final class NodeElectionSimulation: Sendable {
     private func apply(_ event: Event) {
         log(event.description)
         switch event {
-        case .append(let message, let w, let timeout, let id, let via):
-            append(message: message, w: w, timeout: timeout, id: id, via: names[via])
+        case .append(let messages, let w, let timeout, let id, let via):
+            append(messages: messages, w: w, timeout: timeout, id: id, via: names[via])
         case .crash(let target, let downFor):
             let name = resolve(target)
             log("crash \(name)")
@@ -340,10 +352,16 @@ final class NodeElectionSimulation: Sendable {
 
     /// A client appends through node `via` and follows one redirect to the master it names,
     /// as `curl -L` does.
-    private func append(message: String, w: Int, timeout: Duration, id: String?, via: String) {
-        let index = state.withLock { state in
-            state.records.append(Record(message: message, w: w))
-            return state.records.count - 1
+    private func append(messages: [String], w: Int, timeout: Duration, id: String?, via: String) {
+        // One record per message: a batch's messages are checked like single ones, and
+        // together (`checkBatches`).
+        let indices = state.withLock { state in
+            if messages.count > 1, state.placeInBatch[messages[0]] == nil {
+                state.batches.append(messages)
+                for (index, message) in messages.enumerated() { state.placeInBatch[message] = (index, messages.count) }
+            }
+            state.records.append(contentsOf: messages.map { Record(message: $0, w: w) })
+            return (state.records.count - messages.count)..<state.records.count
         }
         Task(executorPreference: executor) {
             var node = self.state.withLock { $0.running[via]?.node }
@@ -351,13 +369,18 @@ final class NodeElectionSimulation: Sendable {
                 node = self.state.withLock { $0.running[master]?.node }
             }
             guard let node, case .master(let master) = node.current else {
-                self.record(index, .refused("no master reached through \(via)"))
+                for index in indices { self.record(index, .refused("no master reached through \(via)")) }
                 return
             }
             let outcome: Outcome
             do throws(Master.AppendError) {
-                let result = try await master.append(AppendRequest(message: message, w: w, id: id, timeout: timeout))
-                outcome = .ok(seq: result.seq)
+                if messages.count > 1 {
+                    let result = try await master.appendBatch(AppendRequest(batch: messages, w: w, id: id, timeout: timeout))
+                    outcome = .ok(seq: result.firstSeq)
+                } else {
+                    let result = try await master.append(AppendRequest(message: messages[0], w: w, id: id, timeout: timeout))
+                    outcome = .ok(seq: result.seq)
+                }
             } catch .timedOut {
                 outcome = .unknown("timed out")
             } catch .shuttingDown {
@@ -367,7 +390,10 @@ final class NodeElectionSimulation: Sendable {
             } catch {
                 outcome = .refused("\(error)")
             }
-            self.record(index, outcome, epoch: node.status.epoch ?? 0)
+            for (offset, index) in indices.enumerated() {
+                let each = if case .ok(let first) = outcome { Outcome.ok(seq: first + offset) } else { outcome }
+                self.record(index, each, epoch: node.status.epoch ?? 0)
+            }
         }
     }
 
@@ -399,6 +425,13 @@ final class NodeElectionSimulation: Sendable {
     private func checkEveryStep() {
         let running = state.withLock { $0.running }
         for name in names {
+            // What each node lists ends with a batch's last message, never inside a batch
+            // (checked at the end of the list only: a list only ever grows there).
+            if let node = running[name]?.node, case let end = node.commit.durableSeq, end > 0,
+               let last = (try? node.store.read(from: end, limit: 1))?.first,
+               let place = state.withLock({ $0.placeInBatch[last.message] }), place.index < place.count - 1 {
+                violation("\(name) lists part of a batch: up to \(last.message) at seq \(end), message \(place.index + 1) of \(place.count)")
+            }
             // What each disk holds fsynced, at which seq (read again after a cut or power loss).
             let disk = disks[name]!
             let (changes, durable) = (disk.changes, disk.durableCount)
@@ -459,6 +492,22 @@ final class NodeElectionSimulation: Sendable {
         }
         let logs = names.map { ($0, disks[$0]!.entries) }
         for problem in HistoryChecker.check(history, logs: logs) { violation(problem) }
+        for (name, log) in logs { checkBatches(in: log, of: "\(name)'s log") }
+    }
+
+    /// Each batch is in `log` whole, at consecutive seqs in its order, or not at all.
+    private func checkBatches(in log: [LogEntry], of what: String) {
+        let batches = state.withLock { $0.batches }
+        guard !batches.isEmpty else { return }
+        let seqOf = Dictionary(log.map { ($0.message, $0.seq) }, uniquingKeysWith: { first, _ in first })
+        for batch in batches {
+            let seqs = batch.map { seqOf[$0] }
+            guard seqs.contains(where: { $0 != nil }) else { continue }
+            guard let first = seqs[0], seqs == batch.indices.map({ Optional(first + $0) }) else {
+                violation("\(what) part of batch \(batch.joined(separator: "+")): at seqs \(seqs.map { $0.map(String.init) ?? "-" })")
+                return
+            }
+        }
     }
 }
 

@@ -90,7 +90,7 @@ final class NodeNetwork: Sendable {
         func replicate(_ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState {
             let keyed = try batch.keyedEntries()
             let stamp = stamps.stamp(for: peer)
-            return try await network.exchange(from: self, to: peer) { try await $0.receive(keyed.entries, ids: keyed.ids, of: logID, stamp: stamp) }
+            return try await network.exchange(from: self, to: peer) { try await $0.receive(keyed, of: logID, stamp: stamp) }
         }
 
         func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {

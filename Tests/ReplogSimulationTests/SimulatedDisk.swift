@@ -12,6 +12,8 @@ final class SimulatedDisk: Sendable {
     private struct State {
         var entries: [LogEntry] = []
         var ids: [String?] = []
+        /// Batch marks (`RecordFraming`): `continues[i]` when entry `i + 1`'s batch goes on.
+        var continues: [Bool] = []
         /// The running hash of `entries`, as a real store keeps it (rebuilt after a power loss,
         /// as a real store rebuilds it when it opens).
         var chain = HashChain()
@@ -48,9 +50,16 @@ final class SimulatedDisk: Sendable {
             let kept = state.durable + min(keptUnsynced, state.entries.count - state.durable)
             state.entries.removeLast(state.entries.count - kept)
             state.ids.removeLast(state.ids.count - kept)
+            state.continues.removeLast(state.continues.count - kept)
+            // Recovery drops a batch whose end is missing, as `FileLogStore` does.
+            while state.continues.last == true {
+                state.entries.removeLast()
+                state.ids.removeLast()
+                state.continues.removeLast()
+            }
             state.chain = HashChain()
             for entry in state.entries { state.chain.append(entry) }
-            state.durable = kept
+            state.durable = state.entries.count
             state.generation += 1
             state.changes += 1
         }
@@ -86,7 +95,9 @@ final class SimulatedDisk: Sendable {
 
         func append(_ entries: [LogEntry]) throws(LogStoreError) { try append(entries, ids: []) }
 
-        func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) {
+        func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries, ids: ids, continues: []) }
+
+        func append(_ entries: [LogEntry], ids: [String?], continues: [Bool]) throws(LogStoreError) {
             try withLiveDisk { (state: inout State) throws(LogStoreError) in
                 for (offset, entry) in entries.enumerated() {
                     guard entry.seq == state.entries.count + 1 else {
@@ -95,9 +106,12 @@ final class SimulatedDisk: Sendable {
                     state.entries.append(entry)
                     state.chain.append(entry)
                     state.ids.append(offset < ids.count ? ids[offset] : nil)
+                    state.continues.append(offset < continues.count ? continues[offset] : false)
                 }
             }
         }
+
+        var completeSeq: Int { (try? withLiveDisk { ($0.continues.lastIndex(of: false) ?? -1) + 1 }) ?? 0 }
 
         func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
             try withLiveDisk { state in
@@ -107,17 +121,19 @@ final class SimulatedDisk: Sendable {
             }
         }
 
-        /// The records as a file store reads them for replication: keys included.
+        /// The records as a file store reads them for replication: keys and batch marks
+        /// included, and never ending inside a batch.
         func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
             try withLiveDisk { state in
                 let start = max(seq, 1)
                 guard limit > 0, start <= state.entries.count else { return nil }
                 var bytes: [UInt8] = []
                 var last = start - 1
-                for index in (start - 1)..<min(state.entries.count, start - 1 + limit) {
+                for index in (start - 1)..<state.entries.count {
                     let size = RecordFraming.size(of: state.entries[index], id: state.ids[index])
-                    if last >= start, bytes.count + size > maxBytes { break }  // one larger entry goes alone
-                    RecordFraming.encode(state.entries[index], id: state.ids[index], into: &bytes)
+                    let batchGoesOn = index > 0 && state.continues[index - 1]
+                    if !batchGoesOn, last >= start, index >= start - 1 + limit || bytes.count + size > maxBytes { break }  // one larger entry goes alone
+                    RecordFraming.encode(state.entries[index], id: state.ids[index], continues: state.continues[index], into: &bytes)
                     last = index + 1
                 }
                 return RecordBatch(bytes: bytes, seqs: start...last)
@@ -139,6 +155,7 @@ final class SimulatedDisk: Sendable {
                 let cut = Array(state.entries[max(seq, 0)...])
                 state.entries.removeLast(cut.count)
                 state.ids.removeLast(cut.count)
+                state.continues.removeLast(cut.count)
                 state.chain = HashChain()
                 for entry in state.entries { state.chain.append(entry) }
                 state.durable = min(state.durable, state.entries.count)

@@ -15,7 +15,7 @@ public func buildFailoverRouter(
     nodeRouter(maxBodyBytes: maxReplicationBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
         router.addInternalRoutes(
             secret: secret, maxBodyBytes: maxReplicationBodyBytes,
-            receive: { entries, ids, log, stamp in try await node.receive(entries, ids: ids, of: log, stamp: stamp) },
+            receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp) },
             probe: { stamp in try node.probe(stamp: stamp) },
             hash: { node.hash(at: $0) },
             vote: { try node.vote($0) },

@@ -59,9 +59,9 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
         master.countBadRequest()
         throw APIError(.badRequest, error.description)
     }
-    let result: Master.AppendResult
     do {
-        result = try await master.append(append)
+        if append.batch != nil { return JSON.response(.created, try await master.appendBatch(append)) }
+        return try await master.append(append).response
     } catch {
         // Read-only: say why each missing secondary is missing, when the master knows
         // (another log after an in-memory master restarted, a failed disk).
@@ -71,7 +71,6 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
         }
         throw APIError(error, clusterSize: master.settings.clusterSize, problems: problems)
     }
-    return result.response
 }
 
 extension APIError {

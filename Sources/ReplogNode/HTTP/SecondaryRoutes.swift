@@ -19,14 +19,19 @@ struct ReplicationBatch: Decodable {
     let entries: [LogEntry]
     /// The clients' idempotency keys of the entries (records only; none from JSON).
     var ids: [String?] = []
+    /// The entries' batch marks (records only; JSON carries no batches).
+    var continues: [Bool] = []
 
     private enum CodingKeys: String, CodingKey { case log, entries }
 
-    init(log: String, entries: [LogEntry], ids: [String?] = []) {
+    init(log: String, records: RecordFraming.DecodedRecords) {
         self.log = log
-        self.entries = entries
-        self.ids = ids
+        self.entries = records.entries
+        self.ids = records.ids
+        self.continues = records.continues
     }
+
+    var records: RecordFraming.DecodedRecords { .init(entries: entries, ids: ids, continues: continues) }
 
     /// Reads either form, or says what is wrong with the request.
     static func read(from request: Request, body: ByteBuffer) throws(APIError) -> ReplicationBatch {
@@ -52,7 +57,7 @@ struct ReplicationBatch: Decodable {
             throw APIError(.badRequest, "\(contentType) needs the master log's id in the \(logHeader) header")
         }
         switch body.withUnsafeReadableBytes({ RecordFraming.decodeAllKeyed($0) }) {
-        case .success(let keyed): return ReplicationBatch(log: log, entries: keyed.entries, ids: keyed.ids)
+        case .success(let records): return ReplicationBatch(log: log, records: records)
         case .failure(let damage): throw APIError(.badRequest, "damaged replication batch: \(damage)")
         }
     }
@@ -75,7 +80,7 @@ public func buildSecondaryRouter(
     nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
         router.addInternalRoutes(
             secret: secret, maxBodyBytes: maxBodyBytes,
-            receive: { entries, ids, log, _ in try await replica.receive(entries, ids: ids, of: log) },
+            receive: { records, log, _ in try await replica.receive(records, of: log) },
             probe: { _ in replica.replicaState },
             hash: { replica.hash(at: $0) })
 
@@ -109,7 +114,7 @@ extension SecondaryHealthReport {
 
 /// What the internal endpoints do on a node (a plain secondary, or a `FailoverNode`). Each
 /// gets the master's epoch stamp, if the request carries one.
-typealias Receive = @Sendable (_ entries: [LogEntry], _ ids: [String?], _ log: String, _ stamp: EpochStamp?) async throws -> ReplicaState
+typealias Receive = @Sendable (_ records: RecordFraming.DecodedRecords, _ log: String, _ stamp: EpochStamp?) async throws -> ReplicaState
 
 extension Router<BasicRequestContext> {
     /// `POST /replicate` (a delivery), `GET /replicate` (a heartbeat) and
@@ -126,7 +131,7 @@ extension Router<BasicRequestContext> {
             let body = try await request.collectBody(upTo: maxBodyBytes)
             let stamp = try checkSignature(secret, of: request, log: request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!], body: body)
             let delivery = try ReplicationBatch.read(from: request, body: body)
-            return try await answeringInternally { try await receive(delivery.entries, delivery.ids, delivery.log, stamp) }
+            return try await answeringInternally { try await receive(delivery.records, delivery.log, stamp) }
         }
 
         // The master's heartbeat: what this node holds, in the internal answer type.
