@@ -26,12 +26,13 @@ struct HTTPAppend: BenchProtocol {
         var description: String { "\(url) is not an http://host:port URL" }
     }
 
-    /// `POST /messages` to a replog master, answered `201`.
-    init(master: String, writeConcerns: [Int?], size: Int) throws {
+    /// `POST /messages` to a replog master (a batch of `batch` messages when it is over 1),
+    /// answered `201`.
+    init(master: String, writeConcerns: [Int?], size: Int, batch: Int = 1) throws {
         guard let url = HTTPBaseURL(master) else { throw BadURL(url: master) }
         self.init(
             host: url.host, port: url.port, path: url.pathPrefix + "/messages", success: .created,
-            bodies: writeConcerns.map { benchMessageJSON(size: size, w: $0) })
+            bodies: writeConcerns.map { benchMessageJSON(size: size, w: $0, batch: batch) })
     }
 
     /// `POST /v3/kv/put` to an etcd member's JSON gateway, answered `200` once the put is

@@ -36,6 +36,9 @@ public struct BenchConfiguration: Sendable {
     public var messageSize: Int
     /// At most this many appends per second in all (`nil`: as fast as answers come).
     public var rate: Double?
+    /// Messages per append: a batch (`"messages"`) of this many for replog, an `RPUSH` of
+    /// this many for Redis.
+    public var batch = 1
     /// Followers of `GET /messages/stream` on one node while the clients append: how many,
     /// on which node, and the node's last seq before the run (they start after it).
     public var followers: (count: Int, node: String, after: Int)?
@@ -64,6 +67,9 @@ public struct BenchResult: Codable, Sendable {
     public let appends: Int
     public let errors: Int
     public let appendsPerSecond: Double
+    /// Messages per append, and messages per second (`appendsPerSecond * batch`).
+    public let batch: Int
+    public let messagesPerSecond: Double
     /// Milliseconds.
     public let latency: Latency
     /// CPU the load generator itself used, in cores (1.0 = one core busy all the time).
@@ -107,11 +113,13 @@ public enum LoadGenerator {
         let finished: [EventLoopFuture<Histogram<UInt64>>]
         switch configuration.target {
         case .replog:
-            var http = try HTTPAppend(master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize)
+            var http = try HTTPAppend(
+                master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize,
+                batch: configuration.batch)
             if let fanOut = fanOut?.0 { http.onCreated = { seq in fanOut.acknowledge(seq) } }
             finished = try await startClients(configuration.clients, host: http.host, port: http.port, budget: budget, speaking: http)
         case .redisWait(let host, let port, let replicas):
-            let redis = RedisPushAndWait(size: configuration.messageSize, replicas: replicas)
+            let redis = RedisPushAndWait(size: configuration.messageSize, replicas: replicas, batch: configuration.batch)
             finished = try await startClients(configuration.clients, host: host, port: port, budget: budget, speaking: redis)
         case .natsJetStream(let host, let port, let subject):
             let nats = NATSJetStreamPublish(subject: subject, size: configuration.messageSize)
@@ -144,6 +152,8 @@ public enum LoadGenerator {
             appends: budget.done,
             errors: budget.errors,
             appendsPerSecond: Double(budget.done) / seconds,
+            batch: configuration.batch,
+            messagesPerSecond: Double(budget.done * configuration.batch) / seconds,
             latency: .init(
                 p50: milliseconds(histogram.valueAtPercentile(50)), p90: milliseconds(histogram.valueAtPercentile(90)),
                 p99: milliseconds(histogram.valueAtPercentile(99)), p999: milliseconds(histogram.valueAtPercentile(99.9)),
@@ -223,8 +233,10 @@ extension BenchProtocol {
 
 /// The message every benchmark writes, the same for every system: `{"message":"xxx…"}` with
 /// `size` x's, and `"w"` when a write concern is given.
-func benchMessageJSON(size: Int, w: Int? = nil) -> String {
-    "{\"message\":\"" + String(repeating: "x", count: size) + "\"" + (w.map { ",\"w\":\($0)" } ?? "") + "}"
+func benchMessageJSON(size: Int, w: Int? = nil, batch: Int = 1) -> String {
+    let message = "\"" + String(repeating: "x", count: size) + "\""
+    let messages = batch > 1 ? "\"messages\":[" + Array(repeating: message, count: batch).joined(separator: ",") + "]" : "\"message\":" + message
+    return "{" + messages + (w.map { ",\"w\":\($0)" } ?? "") + "}"
 }
 
 enum Outcome {

@@ -11,9 +11,10 @@ struct RedisPushAndWait: BenchProtocol {
     /// RPUSH's answer while WAIT's is still coming.
     private var pushed: String?
 
-    init(size: Int, replicas: Int) {
+    /// - Parameter batch: messages per `RPUSH` (Redis appends them to the list at once).
+    init(size: Int, replicas: Int, batch: Int = 1) {
         let payload = benchMessageJSON(size: size)
-        let command = Self.command(["RPUSH", "replog", payload]) + Self.command(["WAIT", "\(replicas)", "0"])
+        let command = Self.command(["RPUSH", "replog"] + Array(repeating: payload, count: batch)) + Self.command(["WAIT", "\(replicas)", "0"])
         self.command = ByteBuffer(string: command)
         self.replicas = replicas
     }

@@ -4,6 +4,7 @@ import Hummingbird
 import NIOCore
 import ReplogBench
 import ReplogClient
+import ReplogCore
 
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -39,6 +40,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "At most this many appends per second in all (default: as fast as answers come). Env: REPLOG_BENCH_RATE.")
     var rate: Double? = Environment.int("REPLOG_BENCH_RATE").map(Double.init)
 
+    @Option(help: "Messages per append: a batch (\"messages\") of this many, or an RPUSH of this many with --redis. Env: REPLOG_BENCH_BATCH.")
+    var batch: Int = Environment.int("REPLOG_BENCH_BATCH") ?? 1
+
     @Option(help: "Followers of GET /messages/stream to open on --follow while appending; the result says how long after its 201 each message reached all of them.")
     var followers = 0
 
@@ -69,6 +73,11 @@ struct BenchCommand: AsyncParsableCommand {
             master: client.master, clients: clients, duration: duration.duration, count: count,
             writeConcerns: writeConcerns.map { $0 }, messageSize: size)
         configuration.rate = rate
+        guard (1...AppendRequest.maxBatchCount).contains(batch) else {
+            throw ValidationError("--batch takes 1 to \(AppendRequest.maxBatchCount) messages")
+        }
+        guard batch == 1 || (nats == nil && etcd == nil) else { throw ValidationError("--batch works with replog and --redis only") }
+        configuration.batch = batch
         if followers > 0 {
             // They start after what the node holds now, so that they measure only this run's appends.
             let node = follow ?? client.master
@@ -117,6 +126,9 @@ struct BenchCommand: AsyncParsableCommand {
             result.errorSamples.isEmpty ? "" : " (" + result.errorSamples.joined(separator: "; ") + ")",
             result.appendsPerSecond, result.latency.p50, result.latency.p90, result.latency.p99, result.latency.p999,
             result.latency.max, result.benchCPUCores))
+        if result.batch > 1 {
+            announce(String(format: "messages     %.0f/s (%d per append)", result.messagesPerSecond, result.batch))
+        }
         if let fanOut = result.fanOut {
             let spread = fanOut.toEveryFollower.map { String(format: "p50 %.3f   p90 %.3f   p99 %.3f   max %.3f", $0.p50, $0.p90, $0.p99, $0.max) } ?? "none reached all"
             announce("""
