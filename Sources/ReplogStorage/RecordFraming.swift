@@ -157,26 +157,62 @@ public enum RecordFraming {
 }
 
 /// CRC-32C (Castagnoli), the checksum of iSCSI, ext4 and many logs.
+///
+/// Computed eight bytes at a time with eight tables ("slicing-by-8", as in Intel's and
+/// zlib's software CRCs): every record is checksummed when it is written and again when a
+/// secondary receives it, and byte by byte this was the master's largest cost for batches
+/// (13 % of its CPU). `checksumBytewise` is the plain definition, which the tests compare
+/// it with.
 public enum CRC32C {
-    private static let table: [UInt32] = (0..<256).map { index in
-        var crc = UInt32(index)
-        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
-        return crc
-    }
+    /// `tables[k][i]`: the CRC of byte `i` followed by `k` zero bytes; `tables[0]` is the
+    /// classic byte-at-a-time table.
+    private static let tables: [[UInt32]] = {
+        var first = [UInt32](repeating: 0, count: 256)
+        for index in 0..<256 {
+            var crc = UInt32(index)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0x82F6_3B78 : crc >> 1 }
+            first[index] = crc
+        }
+        var tables = [first]
+        for k in 1..<8 {
+            tables.append((0..<256).map { tables[k - 1][$0] >> 8 ^ first[Int(tables[k - 1][$0] & 0xFF)] })
+        }
+        return tables
+    }()
+    /// The eight tables one after the other, for unchecked indexing on the hot path.
+    private static let flat: [UInt32] = tables.flatMap { $0 }
 
     public static func checksum(_ bytes: some Sequence<UInt8>) -> UInt32 {
+        let array = Array(bytes)
+        return array.withUnsafeBytes { checksum($0) }
+    }
+
+    /// The definition, one byte at a time.
+    public static func checksumBytewise(_ bytes: some Sequence<UInt8>) -> UInt32 {
         var crc: UInt32 = 0xFFFF_FFFF
         for byte in bytes {
-            crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
+            crc = tables[0][Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
         }
         return crc ^ 0xFFFF_FFFF
     }
 
     public static func checksum(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
-        table.withUnsafeBufferPointer { table in
+        flat.withUnsafeBufferPointer { table in
             var crc: UInt32 = 0xFFFF_FFFF
-            for byte in bytes {
-                crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8)
+            var offset = 0
+            let count = bytes.count
+            while count - offset >= 8 {
+                let low = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) ^ crc
+                let high = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self))
+                crc = table[7 * 256 + Int(low & 0xFF)] ^ table[6 * 256 + Int((low >> 8) & 0xFF)]
+                    ^ table[5 * 256 + Int((low >> 16) & 0xFF)] ^ table[4 * 256 + Int(low >> 24)]
+                    ^ table[3 * 256 + Int(high & 0xFF)] ^ table[2 * 256 + Int((high >> 8) & 0xFF)]
+                    ^ table[1 * 256 + Int((high >> 16) & 0xFF)] ^ table[Int(high >> 24)]
+                offset += 8
+            }
+            while offset < count {
+                crc = table[Int((crc ^ UInt32(bytes[offset])) & 0xFF)] ^ (crc >> 8)
+                offset += 1
             }
             return crc ^ 0xFFFF_FFFF
         }

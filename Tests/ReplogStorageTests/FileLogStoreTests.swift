@@ -13,6 +13,19 @@ final class TemporaryFolder {
 @Suite struct RecordFramingTests {
     @Test func crc32cMatchesTheStandardCheckValue() {
         #expect(CRC32C.checksum(Array("123456789".utf8)) == 0xE306_9283)
+        #expect(CRC32C.checksumBytewise(Array("123456789".utf8)) == 0xE306_9283)
+    }
+
+    /// Eight bytes at a time gives the definition's checksum for every length and alignment.
+    @Test func theFastChecksumIsTheDefinitionsForEveryLengthAndOffset() {
+        var generator = SplitMix64(seed: 7)
+        let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        for start in 0..<9 {
+            for end in start...bytes.count where end - start < 40 || end % 37 == 0 {
+                let slice = Array(bytes[start..<end])
+                #expect(slice.withUnsafeBytes { CRC32C.checksum($0) } == CRC32C.checksumBytewise(slice), "\(start)..<\(end)")
+            }
+        }
     }
 
     @Test(arguments: ["", "hello", "ünïcødé ✓", String(repeating: "x", count: 100_000)])
