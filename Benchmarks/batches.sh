@@ -10,19 +10,8 @@ batch=${2:-100}
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 build_replog
 
-# Redis primary 7479 with replicas 7480 and 7481, nothing on disk (as in run.sh).
-for port in 7479 7480 7481; do
-  replica=()
-  [ $port != 7479 ] && replica=(--replicaof 127.0.0.1 7479)
-  mkdir -p "$scratch/redis-$port"
-  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$scratch/redis-$port" "${replica[@]}" \
-    > "$scratch/redis-$port.log" 2>&1 &
-  pids+=($!)
-done
-for _ in $(seq 1 100); do
-  redis-cli -p 7479 info replication 2>/dev/null | grep -q "connected_slaves:2" && break
-  sleep 0.1
-done
+# Redis primary 7479 with replicas 7480 and 7481, nothing on disk.
+start_redis 7479
 cluster mem 7500
 STORAGE=always cluster always 7510
 STORAGE=always cluster failover 7520 --failover

@@ -56,4 +56,22 @@ cluster() {
     --secondary "http://127.0.0.1:$((port + 1))" --secondary "http://127.0.0.1:$((port + 2))" "${storage[@]}" "$@"
 }
 
+# start_redis PORT : a Redis primary on PORT with replicas on PORT+1 and PORT+2, nothing on
+# disk; returns once both replicas are connected.
+start_redis() {
+  local primary=$1 port
+  for port in "$primary" $((primary + 1)) $((primary + 2)); do
+    local replica=()
+    [ "$port" != "$primary" ] && replica=(--replicaof 127.0.0.1 "$primary")
+    mkdir -p "$scratch/redis-$port"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$scratch/redis-$port" "${replica[@]}" \
+      > "$scratch/redis-$port.log" 2>&1 &
+    pids+=($!)
+  done
+  for _ in $(seq 1 100); do
+    redis-cli -p "$primary" info replication 2>/dev/null | grep -q "connected_slaves:2" && break
+    sleep 0.1
+  done
+}
+
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }

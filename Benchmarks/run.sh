@@ -25,18 +25,7 @@ fi
 build_replog
 
 # Redis primary 7379 with replicas 7380 and 7381, nothing on disk.
-for port in 7379 7380 7381; do
-  replica=()
-  [ $port != 7379 ] && replica=(--replicaof 127.0.0.1 7379)
-  mkdir -p "$scratch/redis-$port"
-  redis-server --port $port --bind 127.0.0.1 --save "" --appendonly no --daemonize no --dir "$scratch/redis-$port" "${replica[@]}" \
-    > "$scratch/redis-$port.log" 2>&1 &
-  pids+=($!)
-done
-for _ in $(seq 1 100); do
-  redis-cli -p 7379 info replication 2>/dev/null | grep -q "connected_slaves:2" && break
-  sleep 0.1
-done
+start_redis 7379
 
 # NATS: servers on 4222-4224 routed to each other on 6222-6224, JetStream on disk.
 for i in 1 2 3; do
