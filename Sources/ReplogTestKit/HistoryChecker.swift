@@ -64,4 +64,20 @@ public enum HistoryChecker {
         }
         return violations
     }
+
+    /// The violations of batch atomicity: each batch (its messages in order) must be in every
+    /// log whole, at consecutive seqs in its order, or not at all.
+    public static func checkBatches(_ batches: [[String]], logs: [(node: String, log: [LogEntry])]) -> [String] {
+        var violations: [String] = []
+        for (node, log) in logs {
+            let seqOf = Dictionary(log.map { ($0.message, $0.seq) }, uniquingKeysWith: { first, _ in first })
+            for batch in batches {
+                let seqs = batch.map { seqOf[$0] }
+                guard seqs.contains(where: { $0 != nil }) else { continue }
+                if let first = seqs[0], seqs == batch.indices.map({ Optional(first + $0) }) { continue }
+                violations.append("\(node) holds part of batch \(batch.joined(separator: "+")): at seqs \(seqs.map { $0.map(String.init) ?? "-" })")
+            }
+        }
+        return violations
+    }
 }

@@ -203,6 +203,7 @@ struct ChaosTests {
         for index in [1, 2, 0] { try await nodes[index].start() }
 
         let history = Locked<[HistoryChecker.Record]>([])
+        let batches = Locked<[[String]]>([])
         let faults = Locked<[String]>([])
         let deadline = ContinuousClock.now + .seconds(seconds)
         /// Whom `/health` on any live node names as master (the nemesis's favourite target).
@@ -222,19 +223,36 @@ struct ChaosTests {
                     while ContinuousClock.now < deadline {
                         index += 1
                         let message = "c\(client)-\(index)"
-                        let (w, node, id) = random.withLock { generator in
-                            ([1, 2, 3, 2][Int(generator.next() % 4)], Int(generator.next() % 3), generator.next() % 2 == 0 ? "id-\(message)" : nil)
+                        let (w, node, id, isBatch) = random.withLock { generator in
+                            ([1, 2, 3, 2][Int(generator.next() % 4)], Int(generator.next() % 3), generator.next() % 2 == 0 ? "id-\(message)" : nil,
+                             generator.next() % 4 == 0)
                         }
-                        var body: [String: any Sendable] = ["message": message, "w": w, "timeout": 2000]
+                        // One append in four is a batch of three: all of it or none, in every log.
+                        let messages = isBatch ? (1...3).map { "\(message).\($0)" } : [message]
+                        var body: [String: any Sendable] = ["w": w, "timeout": 2000]
+                        if isBatch {
+                            body["messages"] = messages
+                            batches.withLock { $0.append(messages) }
+                        } else {
+                            body["message"] = message
+                        }
                         if let id { body["id"] = id }
+                        @Sendable func record(_ outcome: HistoryChecker.Outcome) {
+                            history.withLock { history in
+                                for (offset, each) in messages.enumerated() {
+                                    let shifted = if case .ok(let first) = outcome { HistoryChecker.Outcome.ok(seq: first + offset) } else { outcome }
+                                    history.append(.init(message: each, outcome: shifted))
+                                }
+                            }
+                        }
                         var outcome = await Self.append(urls[node], body, timeout: .seconds(3))
                         // A w=1 write may be cut in a failover: the client only knows it was taken.
                         if w < 2, case .ok = outcome { outcome = .unknown }
-                        history.withLock { $0.append(.init(message: message, outcome: outcome)) }
+                        record(outcome)
                         if id != nil, outcome == .unknown, w >= 2, ContinuousClock.now < deadline {
                             try? await Task.sleep(for: .milliseconds(100))
                             outcome = await Self.append(urls[(node + 1) % 3], body, timeout: .seconds(3))
-                            history.withLock { $0.append(.init(message: message, outcome: outcome)) }
+                            record(outcome)
                         }
                         if case .ok = outcome {} else { try? await Task.sleep(for: .milliseconds(20)) }
                     }
@@ -275,10 +293,10 @@ struct ChaosTests {
         }
         #expect(Set(views).count == 1, "epoch:master:seq:hash per node: \(views)")
         let records = history.withLock { $0 }
-        let violations = HistoryChecker.check(records, logs: logs)
+        let violations = HistoryChecker.check(records, logs: logs) + HistoryChecker.checkBatches(batches.withLock { $0 }, logs: logs)
         let acknowledged = records.count { if case .ok = $0.outcome { true } else { false } }
         let epoch = views.first.flatMap { Int($0.split(separator: ":").first ?? "") } ?? 0
-        print("failover chaos: \(records.count) appends (\(acknowledged) acknowledged with w >= 2), \(faults.withLock { $0.count }) faults, epoch \(epoch) at the end, log of \(logs[0].log.count) entries, \(violations.count) violations")
+        print("failover chaos: \(records.count) messages appended (\(batches.withLock { $0.count }) batches of 3; \(acknowledged) acknowledged with w >= 2), \(faults.withLock { $0.count }) faults, epoch \(epoch) at the end, log of \(logs[0].log.count) entries, \(violations.count) violations")
         for fault in faults.withLock({ $0 }) { print("  fault: \(fault)") }
         #expect(acknowledged > 0, "no append succeeded")
         #expect(epoch > 1, "the nemesis made no failover happen")
@@ -317,7 +335,7 @@ struct ChaosTests {
     static func append(_ master: String, _ body: [String: any Sendable], timeout: Duration = .seconds(60)) async -> HistoryChecker.Outcome {
         guard let reply = try? await HTTP.post(master + "/messages", body, timeout: timeout) else { return .unknown }
         switch reply.status {
-        case 201: return (reply.json["seq"] as? Int).map { .ok(seq: $0) } ?? .unknown
+        case 201: return (reply.json["seq"] as? Int ?? reply.json["firstSeq"] as? Int).map { .ok(seq: $0) } ?? .unknown
         case 400, 413, 415: return .refused
         case 503 where (reply.json["error"] as? String)?.hasPrefix("no quorum") == true: return .refused
         case 503 where (reply.json["error"] as? String)?.hasPrefix("no master") == true: return .refused

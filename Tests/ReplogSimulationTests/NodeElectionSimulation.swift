@@ -492,22 +492,7 @@ final class NodeElectionSimulation: Sendable {
         }
         let logs = names.map { ($0, disks[$0]!.entries) }
         for problem in HistoryChecker.check(history, logs: logs) { violation(problem) }
-        for (name, log) in logs { checkBatches(in: log, of: "\(name)'s log") }
-    }
-
-    /// Each batch is in `log` whole, at consecutive seqs in its order, or not at all.
-    private func checkBatches(in log: [LogEntry], of what: String) {
-        let batches = state.withLock { $0.batches }
-        guard !batches.isEmpty else { return }
-        let seqOf = Dictionary(log.map { ($0.message, $0.seq) }, uniquingKeysWith: { first, _ in first })
-        for batch in batches {
-            let seqs = batch.map { seqOf[$0] }
-            guard seqs.contains(where: { $0 != nil }) else { continue }
-            guard let first = seqs[0], seqs == batch.indices.map({ Optional(first + $0) }) else {
-                violation("\(what) part of batch \(batch.joined(separator: "+")): at seqs \(seqs.map { $0.map(String.init) ?? "-" })")
-                return
-            }
-        }
+        for problem in HistoryChecker.checkBatches(state.withLock { $0.batches }, logs: logs) { violation(problem) }
     }
 }
 

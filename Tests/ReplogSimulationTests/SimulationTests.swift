@@ -61,4 +61,12 @@ import Testing
         #expect(!HistoryChecker.check([], logs: [("m", log("a", "a"))]).isEmpty)
         #expect(!HistoryChecker.check([.init(message: "a", outcome: .refused)], logs: [("m", log("a"))]).isEmpty)
     }
+
+    @Test func catchesPartOfABatchAndABatchOutOfOrder() {
+        let batches = [["b1", "b2", "b3"]]
+        #expect(HistoryChecker.checkBatches(batches, logs: [("m", log("a", "b1", "b2", "b3")), ("s1", log("a"))]).isEmpty)
+        #expect(!HistoryChecker.checkBatches(batches, logs: [("m", log("a", "b1", "b2"))]).isEmpty)
+        #expect(!HistoryChecker.checkBatches(batches, logs: [("m", log("b1", "a", "b2", "b3"))]).isEmpty)
+        #expect(!HistoryChecker.checkBatches(batches, logs: [("m", log("b2", "b1", "b3"))]).isEmpty)
+    }
 }
