@@ -70,6 +70,9 @@ public final class FileLogStore: LogStore {
         /// at a batch's end without touching the disk.
         var offsets: [UInt32]
         var size: Int
+        /// The hash chain's full link at `firstSeq - 1` (`HashChain.lastLink`): a cut rebuilds
+        /// the chain from here, reading one segment rather than the whole log.
+        let startLink: [UInt8]
         var lastSeq: Int { firstSeq + offsets.count - 1 }
 
         static let continuesBit: UInt32 = 1 << 31
@@ -295,12 +298,19 @@ public final class FileLogStore: LogStore {
 
     /// Cuts the entries after `seq`: later segments are removed, the one holding `seq + 1`
     /// is shortened, and both reach the disk before this returns. The chain is rebuilt from
-    /// what stays (a read of the whole log: failover cuts rarely).
+    /// the start of the segment that then ends the log (its `startLink`), so a cut reads that
+    /// segment, not the whole log.
     public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
         let keep = max(0, seq)
         let cut = try read(from: keep + 1, limit: .max)
         guard !cut.isEmpty else { return [] }
-        let kept = try read(from: 1, limit: keep)
+        // The segment that ends the log after the cut: the last one starting at or before
+        // `keep + 1` (the cut keeps none of it when it starts there).
+        let (start, startLink) = state.withLock { state in
+            let segment = state.segments.last { $0.firstSeq <= keep + 1 } ?? state.segments[0]
+            return (segment.firstSeq, segment.startLink)
+        }
+        let keptOfLast = keep >= start ? try read(from: start, limit: keep - start + 1) : []
         try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
             while let last = state.segments.last, last.firstSeq > keep + 1 || (last.firstSeq == keep + 1 && state.segments.count > 1) {
@@ -321,7 +331,8 @@ public final class FileLogStore: LogStore {
             Self.syncDirectory(directory)
             state.lastSeq = keep
             state.completeSeq = Self.completeSeq(through: keep, in: state.segments)
-            state.chain = HashChain(of: kept.map(\.message))
+            state.chain.cut(after: start - 1, link: startLink)
+            for entry in keptOfLast { state.chain.append(entry) }
             state.recentIDs.removeAll { $0.seq > keep }
         }
         return cut
@@ -345,7 +356,8 @@ public final class FileLogStore: LogStore {
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else { throw .io("cannot create \(path): \(Self.errnoText())") }
         state.directoryUnsynced = true
-        state.segments.append(Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0))
+        state.segments.append(
+            Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0, startLink: state.chain.lastLink))
     }
 
     static func segmentName(_ firstSeq: Int) -> String {
@@ -428,8 +440,10 @@ public final class FileLogStore: LogStore {
 
         var segments: [Segment] = []
         var nextSeq = 1
-        // Entries of a batch whose last record has not come yet: they join the chain with it.
+        // Entries of a batch whose last record has not come yet, and the chain's link before
+        // them: if the batch's end never comes, the chain goes back there.
         var openBatch: [LogEntry] = []
+        var linkBeforeOpenBatch = chain.lastLink
         for (firstSeq, name) in files {
             let path = directory.appendingPathComponent(name).path
             if recovery.problem != nil || firstSeq != nextSeq {
@@ -444,7 +458,7 @@ public final class FileLogStore: LogStore {
             guard descriptor >= 0 else { throw .io("cannot open \(path): \(errnoText())") }
             let size = Int(lseek(descriptor, 0, SEEK_END))
             let bytes = try readBytes(descriptor, from: 0, count: size, path: path)
-            var segment = Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0)
+            var segment = Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0, startLink: chain.lastLink)
             bytes.withUnsafeBytes { buffer in
                 var offset = 0
                 scan: while offset < buffer.count {
@@ -456,11 +470,10 @@ public final class FileLogStore: LogStore {
                             if recentIDs.count >= 2 * max(limit, 1) { recentIDs.removeFirst(recentIDs.count - limit) }
                         }
                         segment.index(at: offset, continues: continues)
+                        if openBatch.isEmpty { linkBeforeOpenBatch = chain.lastLink }
+                        chain.append(entry)
                         openBatch.append(entry)
-                        if !continues {
-                            for entry in openBatch { chain.append(entry) }
-                            openBatch.removeAll()
-                        }
+                        if !continues { openBatch.removeAll() }
                         offset += size
                         nextSeq += 1
                     case .record(let entry, _, _, _):
@@ -489,6 +502,7 @@ public final class FileLogStore: LogStore {
             // or a secondary that had not received all of it) goes.
             recovery.problem = recovery.problem ?? "the log ends inside a batch (seqs \(first.seq)...\(nextSeq - 1) without its last record)"
             try cutOpenBatch(startingAt: first.seq, in: &segments, directory, &recovery)
+            chain.cut(after: first.seq - 1, link: linkBeforeOpenBatch)
             recentIDs.removeAll { $0.seq >= first.seq }
             nextSeq = first.seq
         }

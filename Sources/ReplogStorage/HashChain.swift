@@ -28,6 +28,18 @@ public struct HashChain: Sendable, Equatable {
     /// How many entries the chain covers.
     public var count: Int { prefixes.count }
 
+    /// The full link at `count`: what a store keeps where a segment starts, so that a cut
+    /// can rebuild the chain from there instead of from seq 1.
+    public var lastLink: [UInt8] { last }
+
+    /// Forgets every link after `seq`; `link` MUST be the full link at `seq` (`lastLink` as
+    /// it was then), from which the chain goes on.
+    public mutating func cut(after seq: Int, link: [UInt8]) {
+        precondition((0...prefixes.count).contains(seq) && link.count == SHA256.byteCount, "a cut inside the chain, with a full link")
+        prefixes.removeLast(prefixes.count - seq)
+        last = link
+    }
+
     /// Extends the chain by the next entry (its seq must be `count + 1`).
     public mutating func append(_ entry: LogEntry) {
         precondition(entry.seq == prefixes.count + 1, "a hash chain grows one seq at a time")

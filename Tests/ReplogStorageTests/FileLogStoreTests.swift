@@ -409,6 +409,24 @@ final class TemporaryFolder {
         #expect(try reopened.read(from: 1, limit: .max) == Array(entries(1...10).prefix(min(seq, 10))) + entries((min(seq, 10) + 1)...12, "new"))
     }
 
+    /// A cut reads only the segment that ends the log afterwards, and rebuilds the chain from
+    /// that segment's start: in a large log it costs one segment, not the log. Shown by
+    /// damaging the first segment underneath, which a read from seq 1 would stumble on.
+    @Test func aCutReadsOnlyTheSegmentThatEndsTheLog() throws {
+        let folder = TemporaryFolder()
+        let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 60))
+        for seq in 1...10 { try store.append(entries(seq...seq)) }  // segments of about three records
+        let hashAt8 = store.hash(at: 8)
+        let first = folder.url.appendingPathComponent("00000000000000000001.seg")
+        let handle = try FileHandle(forWritingTo: first)
+        try handle.write(contentsOf: Data(repeating: 0, count: 16))
+        try handle.close()
+        #expect(try store.truncate(after: 8) == entries(9...10))
+        #expect(store.hash(at: 8) == hashAt8)
+        try store.append(entries(9...9, "new"))
+        #expect(store.hash(at: 9) == InMemoryLogStore.chainHash(of: entries(1...8) + entries(9...9, "new")))
+    }
+
     @Test func theInMemoryLogCutsToo() {
         let store = InMemoryLogStore()
         try? store.append(entries(1...5))
