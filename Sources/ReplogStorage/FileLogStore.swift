@@ -106,6 +106,10 @@ public final class FileLogStore: LogStore {
         /// lock (a rollover used to fsync inside the master's lock).
         var closedUnsynced: [Int] = []
         var directoryUnsynced = false
+        /// Descriptors of segments that retention removed, closed at its next pass: a read
+        /// that found its range before the removal may still be reading from one.
+        var retired: [Int32] = []
+        var firstSeq: Int { chain.base + 1 }
 
         func refuseAfterFailedSync() throws(LogStoreError) {
             if let failedSync {
@@ -143,13 +147,16 @@ public final class FileLogStore: LogStore {
         var chain = HashChain()
         let segments = try Self.recover(directory, &recovery, &recentIDs, keeping: options.recentIDLimit, chain: &chain)
         self.recovery = recovery
-        let lastSeq = segments.last?.lastSeq ?? 0
+        let lastSeq = chain.count
         // Recovery cut any batch it found only part of.
         self.state = Mutex(State(segments: segments, lastSeq: lastSeq, completeSeq: lastSeq, chain: chain, recentIDs: recentIDs))
     }
 
     deinit {
-        state.withLock { $0.segments.forEach { close($0.descriptor) } }
+        state.withLock { state in
+            state.segments.forEach { close($0.descriptor) }
+            state.retired.forEach { close($0) }
+        }
     }
 
     public var lastSeq: Int { state.withLock { $0.lastSeq } }
@@ -236,10 +243,16 @@ public final class FileLogStore: LogStore {
 
     private func records(from seq: Int, limit: Int, maxBytes: Int, wholeBatches: Bool) throws(LogStoreError) -> RecordBatch? {
         // Work out which bytes to read under the lock; read them outside it, so a large
-        // read never holds up appends. Written bytes never change, so this is safe.
+        // read never holds up appends. Written bytes never change, so this is safe (and a
+        // segment that retention removes meanwhile stays open until its next pass).
+        var gone: Int?
         let (ranges, seqs) = state.withLock { state -> ([(descriptor: Int32, start: Int, end: Int, path: String)], ClosedRange<Int>?) in
             let start = max(seq, 1)
             guard limit > 0, start <= state.lastSeq else { return ([], nil) }
+            guard start >= state.firstSeq else {
+                gone = state.firstSeq
+                return ([], nil)
+            }
             var last = start + min(limit, state.lastSeq - start + 1) - 1
             if maxBytes < .max { last = Self.lastSeq(from: start, through: last, within: maxBytes, in: state.segments) }
             if wholeBatches { last = Self.batchEnd(of: last, in: state) }
@@ -256,6 +269,7 @@ public final class FileLogStore: LogStore {
             }
             return (ranges, start...last)
         }
+        if let gone { throw .gone(firstSeq: gone) }
         guard let seqs else { return nil }
         var bytes: [UInt8] = []
         for range in ranges {
@@ -338,6 +352,63 @@ public final class FileLogStore: LogStore {
         return cut
     }
 
+    public var start: LogStart {
+        state.withLock { LogStart(firstSeq: $0.firstSeq, link: $0.chain.baseLink) }
+    }
+
+    /// Drops the oldest whole segments that `policy` no longer keeps. The new start is on disk
+    /// (`start.json`) before any segment goes, so a crash between the two leaves segments
+    /// that recovery removes, never a log without its start.
+    public func applyRetention(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int {
+        let plan = state.withLock { state -> (drop: [Segment], start: LogStart)? in
+            for descriptor in state.retired { close(descriptor) }
+            state.retired.removeAll()
+            let views = state.segments.map { segment in
+                var status = stat()
+                let written = fstat(segment.descriptor, &status) == 0 ? Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)) : now
+                return RetentionPolicy.Segment(lastSeq: segment.lastSeq, bytes: segment.size, lastWrite: written)
+            }
+            let count = policy.segmentsToDrop(views, lastSeq: state.lastSeq, now: now)
+            guard count > 0, state.failedSync == nil else { return nil }
+            let next = state.segments[count]
+            return (Array(state.segments.prefix(count)), LogStart(firstSeq: next.firstSeq, link: next.startLink))
+        }
+        guard let plan else { return 0 }
+        try plan.start.save(in: directory)
+        state.withLock { state in
+            state.segments.removeFirst(plan.drop.count)
+            state.chain.forget(before: plan.start.firstSeq, link: plan.start.linkBytes!)
+            state.closedUnsynced.removeAll { $0 < plan.start.firstSeq }
+            state.recentIDs.removeAll { $0.seq < plan.start.firstSeq }
+            state.retired += plan.drop.map(\.descriptor)
+        }
+        for segment in plan.drop { unlink(segment.path) }
+        Self.syncDirectory(directory)
+        return plan.start.firstSeq - (plan.drop.first?.firstSeq ?? plan.start.firstSeq)
+    }
+
+    /// Replaces the log with an empty one that starts at `start`: the start reaches the disk
+    /// first, then every segment goes (recovery would remove them too).
+    public func restart(at start: LogStart) throws(LogStoreError) {
+        guard let link = start.linkBytes, start.firstSeq >= 1 else { throw .io("a log start needs a seq and a 64-digit link") }
+        try state.withLock { (state: inout State) throws(LogStoreError) in try state.refuseAfterFailedSync() }
+        try start.save(in: directory)
+        let dropped = state.withLock { state in
+            let dropped = state.segments
+            state.retired += dropped.map(\.descriptor)
+            state.segments = []
+            state.lastSeq = start.firstSeq - 1
+            state.completeSeq = start.firstSeq - 1
+            state.chain = HashChain(base: start.firstSeq - 1, link: link)
+            state.recentIDs = []
+            state.closedUnsynced = []
+            state.directoryUnsynced = true
+            return dropped
+        }
+        for segment in dropped { unlink(segment.path) }
+        Self.syncDirectory(directory)
+    }
+
     /// An fsync just failed: the store refuses everything from now on. Returns the error to throw.
     private func recordFailedSync(_ reason: String, in state: inout State) -> LogStoreError {
         state.failedSync = state.failedSync ?? reason
@@ -405,7 +476,7 @@ public final class FileLogStore: LogStore {
             if !segments[index].continues(candidate) { return candidate }
             candidate -= 1
         }
-        return 0
+        return max(0, (segments.first?.firstSeq ?? 1) - 1)
     }
 
     private static func segmentIndex(containing seq: Int, in segments: [Segment]) -> Int {
@@ -433,13 +504,24 @@ public final class FileLogStore: LogStore {
         } catch {
             throw .io("cannot list \(directory.path): \(error.localizedDescription)")
         }
-        let files = names.compactMap { name -> (Int, String)? in
+        var files = names.compactMap { name -> (Int, String)? in
             guard name.hasSuffix(".seg"), let first = Int(name.dropLast(4)) else { return nil }
             return (first, name)
         }.sorted { $0.0 < $1.0 }
 
         var segments: [Segment] = []
         var nextSeq = 1
+        // Retention (or a restart at the master's first seq) moved the log's start: the chain
+        // goes on from the link kept there, and segments before it are leftovers of a crash
+        // between writing the start and removing them.
+        if let start = try LogStart.load(from: directory), let link = start.linkBytes {
+            nextSeq = start.firstSeq
+            chain = HashChain(base: start.firstSeq - 1, link: link)
+            for (firstSeq, name) in files where firstSeq < start.firstSeq {
+                try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
+            }
+            files.removeAll { $0.0 < start.firstSeq }
+        }
         // Entries of a batch whose last record has not come yet, and the chain's link before
         // them: if the batch's end never comes, the chain goes back there.
         var openBatch: [LogEntry] = []

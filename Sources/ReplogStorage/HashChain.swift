@@ -14,10 +14,25 @@ import ReplogCore
 /// nodes show and compare. The full last link is kept to extend the chain.
 public struct HashChain: Sendable, Equatable {
     private var last = [UInt8](repeating: 0, count: SHA256.byteCount)
-    /// `prefixes[n - 1]`: the first 8 bytes of link n, big-endian.
+    /// The seq before the first link kept: 0, or where retention dropped the log's start.
+    public private(set) var base = 0
+    /// The full link at `base` (32 zero bytes for the empty log): what a node restarting its
+    /// log at `base + 1` needs to go on with the same chain.
+    public private(set) var baseLink = [UInt8](repeating: 0, count: SHA256.byteCount)
+    private var basePrefix: UInt64 { Self.prefix(of: baseLink) }
+    /// `prefixes[n - base - 1]`: the first 8 bytes of link n, big-endian.
     private var prefixes: [UInt64] = []
 
     public init() {}
+
+    /// A chain whose links before `base` are gone (retention): it goes on from `link`, the
+    /// full link at `base`.
+    public init(base: Int, link: [UInt8]) {
+        precondition(base >= 0 && link.count == SHA256.byteCount, "a base needs its full link")
+        self.base = base
+        last = link
+        baseLink = link
+    }
 
     /// The chain of a log holding `messages` at seqs 1, 2, … (rebuilt after a cut: only
     /// the last full link can extend a chain, and it is not kept for earlier seqs).
@@ -25,8 +40,8 @@ public struct HashChain: Sendable, Equatable {
         for (index, message) in messages.enumerated() { append(LogEntry(seq: index + 1, message: message)) }
     }
 
-    /// How many entries the chain covers.
-    public var count: Int { prefixes.count }
+    /// The last seq the chain covers.
+    public var count: Int { base + prefixes.count }
 
     /// The full link at `count`: what a store keeps where a segment starts, so that a cut
     /// can rebuild the chain from there instead of from seq 1.
@@ -35,27 +50,41 @@ public struct HashChain: Sendable, Equatable {
     /// Forgets every link after `seq`; `link` MUST be the full link at `seq` (`lastLink` as
     /// it was then), from which the chain goes on.
     public mutating func cut(after seq: Int, link: [UInt8]) {
-        precondition((0...prefixes.count).contains(seq) && link.count == SHA256.byteCount, "a cut inside the chain, with a full link")
-        prefixes.removeLast(prefixes.count - seq)
+        precondition((base...count).contains(seq) && link.count == SHA256.byteCount, "a cut inside the chain, with a full link")
+        prefixes.removeLast(count - seq)
         last = link
+    }
+
+    /// Forgets the links before `seq` (retention dropped those entries); `link` MUST be the
+    /// full link at `seq - 1`.
+    public mutating func forget(before seq: Int, link: [UInt8]) {
+        precondition((base + 1...count + 1).contains(seq) && link.count == SHA256.byteCount, "forget inside the chain, with a full link")
+        prefixes.removeFirst(seq - 1 - base)
+        base = seq - 1
+        baseLink = link
     }
 
     /// Extends the chain by the next entry (its seq must be `count + 1`).
     public mutating func append(_ entry: LogEntry) {
-        precondition(entry.seq == prefixes.count + 1, "a hash chain grows one seq at a time")
+        precondition(entry.seq == count + 1, "a hash chain grows one seq at a time")
         var hasher = SHA256()
         hasher.update(data: last)
         withUnsafeBytes(of: UInt64(entry.seq).bigEndian) { hasher.update(bufferPointer: $0) }
         hasher.update(data: Array(entry.message.utf8))
         last = Array(hasher.finalize())
-        prefixes.append(last.prefix(8).reduce(0) { $0 << 8 | UInt64($1) })
+        prefixes.append(Self.prefix(of: last))
     }
 
-    /// The hash at `seq` (16 hex digits), `0000000000000000` at 0, nil beyond the chain.
+    /// The hash at `seq` (16 hex digits), `0000000000000000` at 0; nil beyond the chain and
+    /// before its base.
     public func hash(at seq: Int) -> String? {
-        guard seq >= 0, seq <= prefixes.count else { return nil }
-        let value = seq == 0 ? 0 : prefixes[seq - 1]
+        guard seq >= base, seq <= count else { return nil }
+        let value = seq == base ? basePrefix : prefixes[seq - base - 1]
         let hex = String(value, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    private static func prefix(of link: [UInt8]) -> UInt64 {
+        link.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 }

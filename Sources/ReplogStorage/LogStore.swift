@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 import ReplogCore
 
@@ -62,6 +63,19 @@ public protocol LogStore: Sendable {
     /// nil beyond, or from a store that keeps no chain.
     func hash(at seq: Int) -> String?
 
+    /// Where the log starts: seq 1, or later once retention dropped its beginning (reads
+    /// before `start.firstSeq` throw `LogStoreError.gone`).
+    var start: LogStart { get }
+
+    /// Drops the oldest whole segments that `policy` no longer keeps (never the one being
+    /// written), durably; returns how many entries went. Runs file I/O: call it off the
+    /// cooperative threads.
+    func applyRetention(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int
+
+    /// Replaces the whole log with an empty one that starts at `start` (a secondary that
+    /// fell behind its master's first seq), durably.
+    func restart(at start: LogStart) throws(LogStoreError)
+
     /// Cuts every entry after `seq` and returns them, oldest first; durable before it
     /// returns. Only failover does this: a node that was master (or followed one) holds
     /// entries the new master lacks, and must drop them to follow it.
@@ -78,6 +92,11 @@ extension LogStore {
         try append(entries, ids: ids)
     }
     public var completeSeq: Int { lastSeq }
+    public var start: LogStart { LogStart(firstSeq: 1, link: HashChain().lastLink) }
+    public func applyRetention(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int { 0 }
+    public func restart(at start: LogStart) throws(LogStoreError) {
+        throw .io("this log store cannot start its log again")
+    }
     public var recentIDs: [RememberedID] { [] }
     public func hash(at seq: Int) -> String? { nil }
     public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
@@ -111,6 +130,8 @@ public enum LogStoreError: Error, Equatable, CustomStringConvertible {
     case notContiguous(expected: Int, got: Int)
     /// The operating system refused a file operation.
     case io(String)
+    /// The entries asked for are no longer kept: the log starts at `firstSeq` (retention).
+    case gone(firstSeq: Int)
 
     public var description: String {
         switch self {
@@ -118,37 +139,69 @@ public enum LogStoreError: Error, Equatable, CustomStringConvertible {
             "append must continue the log: expected seq \(expected), got \(got)"
         case .io(let reason):
             reason
+        case .gone(let firstSeq):
+            "no longer kept: the log starts at seq \(firstSeq) (retention)"
         }
     }
 }
 
 /// The course's log: kept in memory, gone when the process ends.
+///
+/// Retention works as in the file store: the log is cut into virtual segments of
+/// `segmentBytes` (counted as records would take on disk) and whole old ones go, so
+/// `--retain-*` bound a node's memory too.
 public final class InMemoryLogStore: LogStore {
+    private struct Segment {
+        let firstSeq: Int
+        var bytes = 0
+        var lastWrite: Date
+        /// The chain's full link at `firstSeq - 1`.
+        let startLink: [UInt8]
+    }
+
     private struct State {
+        /// `messages[i]` is the entry at seq `chain.base + 1 + i`.
         var messages: [String] = []
-        /// `continues[i]`: the entry at seq `i + 1` is not the last of its batch.
+        /// `continues[i]`: that entry is not the last of its batch.
         var continues: [Bool] = []
         var chain = HashChain()
         var completeSeq = 0
+        var segments: [Segment] = []
+
+        var firstSeq: Int { chain.base + 1 }
+        var lastSeq: Int { chain.base + messages.count }
 
         mutating func findCompleteSeq() {
-            completeSeq = (continues.lastIndex(of: false) ?? -1) + 1
+            completeSeq = continues.lastIndex(of: false).map { firstSeq + $0 } ?? chain.base
         }
 
+        func message(at seq: Int) -> String { messages[seq - firstSeq] }
+        func continues(_ seq: Int) -> Bool { continues[seq - firstSeq] }
+
         func entries(from start: Int, limit: Int) -> [LogEntry] {
-            guard limit > 0, start <= messages.count else { return [] }
-            let count = min(limit, messages.count - start + 1)  // no `start + limit`: limit may be Int.max
-            return (start..<start + count).map { LogEntry(seq: $0, message: messages[$0 - 1]) }
+            guard limit > 0, start <= lastSeq else { return [] }
+            let count = min(limit, lastSeq - start + 1)  // no `start + limit`: limit may be Int.max
+            return (start..<start + count).map { LogEntry(seq: $0, message: message(at: $0)) }
+        }
+
+        func refuseBeforeStart(_ seq: Int) throws(LogStoreError) {
+            if seq < firstSeq { throw .gone(firstSeq: firstSeq) }
         }
     }
 
     private let state = Mutex(State())
+    /// Where a virtual segment closes (`--segment-bytes`).
+    public let segmentBytes: Int
 
-    public init() {}
+    public init(segmentBytes: Int = 64 << 20) {
+        self.segmentBytes = segmentBytes
+    }
 
-    public var lastSeq: Int { state.withLock { $0.messages.count } }
+    public var lastSeq: Int { state.withLock { $0.lastSeq } }
 
     public var completeSeq: Int { state.withLock { $0.completeSeq } }
+
+    public var start: LogStart { state.withLock { LogStart(firstSeq: $0.firstSeq, link: $0.chain.baseLink) } }
 
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
         try append(entries, ids: [], continues: [])
@@ -161,9 +214,16 @@ public final class InMemoryLogStore: LogStore {
     public func append(_ entries: [LogEntry], ids: [String?], continues: [Bool]) throws(LogStoreError) {
         try state.withLock { (state: inout State) throws(LogStoreError) in
             // Nothing of a broken batch is kept: check all of it before storing any.
-            for (offset, entry) in entries.enumerated() where entry.seq != state.messages.count + 1 + offset {
-                throw .notContiguous(expected: state.messages.count + 1 + offset, got: entry.seq)
+            for (offset, entry) in entries.enumerated() where entry.seq != state.lastSeq + 1 + offset {
+                throw .notContiguous(expected: state.lastSeq + 1 + offset, got: entry.seq)
             }
+            guard let first = entries.first else { return }
+            let bytes = entries.reduce(0) { $0 + RecordFraming.size(of: $1) }
+            if state.segments.last.map({ $0.bytes > 0 && $0.bytes + bytes > segmentBytes }) ?? true {
+                state.segments.append(Segment(firstSeq: first.seq, lastWrite: Date(), startLink: state.chain.lastLink))
+            }
+            state.segments[state.segments.count - 1].bytes += bytes
+            state.segments[state.segments.count - 1].lastWrite = Date()
             for (index, entry) in entries.enumerated() {
                 state.messages.append(entry.message)
                 let continuesBatch = continues.at(index) ?? false
@@ -174,16 +234,17 @@ public final class InMemoryLogStore: LogStore {
         }
     }
 
-    public func readRecords(from seq: Int, limit: Int, maxBytes: Int) -> RecordBatch? {
-        state.withLock { state in
+    public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
+        try state.withLock { (state: inout State) throws(LogStoreError) -> RecordBatch? in
             let start = max(seq, 1)
-            guard limit > 0, start <= state.messages.count else { return nil }
+            guard limit > 0, start <= state.lastSeq else { return nil }
+            try state.refuseBeforeStart(start)
             var entries = Array(state.entries(from: start, limit: limit).prefix(recordBytes: maxBytes))
             // Never end inside a batch: go on to its last record.
-            while let last = entries.last, last.seq < state.messages.count, state.continues[last.seq - 1] {
-                entries.append(LogEntry(seq: last.seq + 1, message: state.messages[last.seq]))
+            while let last = entries.last, last.seq < state.lastSeq, state.continues(last.seq) {
+                entries.append(LogEntry(seq: last.seq + 1, message: state.message(at: last.seq + 1)))
             }
-            return RecordBatch(entries, continues: entries.map { state.continues[$0.seq - 1] })
+            return RecordBatch(entries, continues: entries.map { state.continues($0.seq) })
         }
     }
 
@@ -191,19 +252,62 @@ public final class InMemoryLogStore: LogStore {
         state.withLock { $0.chain.hash(at: seq) }
     }
 
-    public func truncate(after seq: Int) -> [LogEntry] {
-        state.withLock { state in
-            let keep = max(0, min(seq, state.messages.count))
-            let cut = (keep..<state.messages.count).map { LogEntry(seq: $0 + 1, message: state.messages[$0]) }
-            state.messages.removeLast(state.messages.count - keep)
-            state.continues.removeLast(state.continues.count - keep)
+    public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+        try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
+            let keep = min(seq, state.lastSeq)
+            guard keep < state.lastSeq else { return [] }
+            try state.refuseBeforeStart(keep + 1)
+            let cut = state.entries(from: keep + 1, limit: .max)
+            state.messages.removeLast(cut.count)
+            state.continues.removeLast(cut.count)
             state.findCompleteSeq()
-            state.chain = HashChain(of: state.messages)
+            // The chain goes back to the start of the segment that now ends the log.
+            while let last = state.segments.last, last.firstSeq > keep + 1 || (last.firstSeq == keep + 1 && state.segments.count > 1) {
+                state.segments.removeLast()
+            }
+            if let last = state.segments.last {
+                let kept = state.entries(from: last.firstSeq, limit: max(0, keep - last.firstSeq + 1))
+                state.chain.cut(after: last.firstSeq - 1, link: last.startLink)
+                for entry in kept { state.chain.append(entry) }
+                state.segments[state.segments.count - 1].bytes = kept.reduce(0) { $0 + RecordFraming.size(of: $1) }
+            }
             return cut
         }
     }
 
-    public func read(from seq: Int, limit: Int) -> [LogEntry] {
-        state.withLock { $0.entries(from: max(seq, 1), limit: limit) }
+    public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+        try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
+            let start = max(seq, 1)
+            guard limit > 0, start <= state.lastSeq else { return [] }
+            try state.refuseBeforeStart(start)
+            return state.entries(from: start, limit: limit)
+        }
+    }
+
+    public func applyRetention(_ policy: RetentionPolicy, now: Date) -> Int {
+        state.withLock { state in
+            let views = state.segments.enumerated().map { index, segment in
+                let lastSeq = index + 1 < state.segments.count ? state.segments[index + 1].firstSeq - 1 : state.lastSeq
+                return RetentionPolicy.Segment(lastSeq: lastSeq, bytes: segment.bytes, lastWrite: segment.lastWrite)
+            }
+            let count = policy.segmentsToDrop(views, lastSeq: state.lastSeq, now: now)
+            guard count > 0 else { return 0 }
+            let next = state.segments[count]
+            let dropped = next.firstSeq - state.firstSeq
+            state.messages.removeFirst(dropped)
+            state.continues.removeFirst(dropped)
+            state.chain.forget(before: next.firstSeq, link: next.startLink)
+            state.segments.removeFirst(count)
+            return dropped
+        }
+    }
+
+    public func restart(at start: LogStart) throws(LogStoreError) {
+        guard let link = start.linkBytes, start.firstSeq >= 1 else { throw .io("a log start needs a seq and a 64-digit link") }
+        state.withLock { state in
+            state = State()
+            state.chain = HashChain(base: start.firstSeq - 1, link: link)
+            state.completeSeq = start.firstSeq - 1
+        }
     }
 }

@@ -48,7 +48,7 @@ import Testing
         #expect(store.lastSeq == 1 && store.completeSeq == 1)
         let appended = try await master.append(AppendRequest(message: "next", w: 1))
         #expect(appended.seq == 2)
-        #expect(store.read(from: 1, limit: .max).map(\.message) == ["m1", "next"])
+        #expect(try store.read(from: 1, limit: .max).map(\.message) == ["m1", "next"])
     }
 
     private func waitForMaster(_ node: FailoverNode) async throws -> Master {

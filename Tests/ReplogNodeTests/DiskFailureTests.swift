@@ -31,7 +31,7 @@ final class FailingDiskStore: LogStore {
     }
     func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
         if readFails.load(ordering: .relaxed) { throw .io("read 00000000000000000001.seg at byte 0: Input/output error") }
-        return inner.read(from: seq, limit: limit)
+        return try inner.read(from: seq, limit: limit)
     }
     func sync() throws(LogStoreError) {
         syncs.withLock { $0 += 1 }

@@ -37,7 +37,7 @@ final class GatedSyncStore: LogStore {
     var lastSeq: Int { inner.lastSeq }
     var isDurable: Bool { true }
     func append(_ entries: [LogEntry]) throws(LogStoreError) { try inner.append(entries) }
-    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { try inner.read(from: seq, limit: limit) }
     private let syncs = Mutex(0)
     var syncCount: Int { syncs.withLock { $0 } }
     private let failing = Mutex(false)
@@ -67,7 +67,7 @@ final class AppendObservedStore: LogStore {
         try inner.append(entries)
         if !entries.isEmpty { appendedContinuation.yield(entries.map(\.seq)) }
     }
-    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { inner.read(from: seq, limit: limit) }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { try inner.read(from: seq, limit: limit) }
 }
 
 @Suite(.timeLimit(.minutes(1)))

@@ -427,11 +427,11 @@ final class TemporaryFolder {
         #expect(store.hash(at: 9) == InMemoryLogStore.chainHash(of: entries(1...8) + entries(9...9, "new")))
     }
 
-    @Test func theInMemoryLogCutsToo() {
+    @Test func theInMemoryLogCutsToo() throws {
         let store = InMemoryLogStore()
         try? store.append(entries(1...5))
-        #expect(store.truncate(after: 2) == entries(3...5))
-        #expect(store.read(from: 1, limit: .max) == entries(1...2))
+        #expect(try store.truncate(after: 2) == entries(3...5))
+        #expect(try store.read(from: 1, limit: .max) == entries(1...2))
         #expect(store.hash(at: 2) == InMemoryLogStore.chainHash(of: entries(1...2)))
     }
 }

@@ -1,0 +1,118 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How much of its log a node keeps (`--retain-messages`, `--retain-bytes`, `--retain-age`;
+/// by default everything). Whole segments go, oldest first, and never the one being written,
+/// so a node keeps at least what the limits ask and at most one segment more.
+public struct RetentionPolicy: Sendable, Equatable {
+    /// Keep at least the newest this many messages.
+    public var messages: Int?
+    /// Keep at least this many bytes of records (the newest).
+    public var bytes: Int?
+    /// Keep what was written within this long.
+    public var age: Duration?
+
+    public init(messages: Int? = nil, bytes: Int? = nil, age: Duration? = nil) {
+        self.messages = messages
+        self.bytes = bytes
+        self.age = age
+    }
+
+    public var keepsEverything: Bool { messages == nil && bytes == nil && age == nil }
+
+    /// A segment as retention sees it.
+    public struct Segment: Sendable, Equatable {
+        public var lastSeq: Int
+        public var bytes: Int
+        /// When its last record was written.
+        public var lastWrite: Date
+        public init(lastSeq: Int, bytes: Int, lastWrite: Date) {
+            self.lastSeq = lastSeq
+            self.bytes = bytes
+            self.lastWrite = lastWrite
+        }
+    }
+
+    /// How many of the oldest `segments` (oldest first; the last is being written) go now: a
+    /// segment goes when what stays after it still holds `messages` messages or `bytes`
+    /// bytes, or when its newest record is older than `age`.
+    public func segmentsToDrop(_ segments: [Segment], lastSeq: Int, now: Date) -> Int {
+        guard !keepsEverything else { return 0 }
+        var remainingBytes = segments.reduce(0) { $0 + $1.bytes }
+        var dropped = 0
+        for segment in segments.dropLast() {
+            let tooMany = messages.map { lastSeq - segment.lastSeq >= $0 } ?? false
+            let tooLarge = bytes.map { remainingBytes - segment.bytes >= $0 } ?? false
+            let tooOld = age.map { now.timeIntervalSince(segment.lastWrite) > Double($0.components.seconds) } ?? false
+            guard tooMany || tooLarge || tooOld else { break }
+            remainingBytes -= segment.bytes
+            dropped += 1
+        }
+        return dropped
+    }
+}
+
+/// Where a log starts when retention dropped its beginning (or a secondary restarted its
+/// log at the master's first seq): the first seq it holds and the hash chain's full link
+/// before it, so that the chain goes on as on every other node.
+///
+/// A file store keeps it in `start.json`, written (and fsynced) before the segments it
+/// replaces are removed; replication sends it to a secondary that fell behind it.
+public struct LogStart: Codable, Sendable, Equatable {
+    public let firstSeq: Int
+    /// The link at `firstSeq - 1`, 64 hex digits.
+    public let link: String
+
+    public init(firstSeq: Int, link: [UInt8]) {
+        self.firstSeq = firstSeq
+        self.link = link.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The link's bytes, or nil when `link` is not 64 hex digits.
+    public var linkBytes: [UInt8]? {
+        guard link.utf8.count == 64 else { return nil }
+        var bytes: [UInt8] = []
+        var index = link.startIndex
+        while index < link.endIndex {
+            let next = link.index(index, offsetBy: 2)
+            guard let byte = UInt8(link[index..<next], radix: 16) else { return nil }
+            bytes.append(byte)
+            index = next
+        }
+        return bytes
+    }
+
+    static let fileName = "start.json"
+
+    /// Reads `start.json` in `directory`; nil when there is none (the log starts at 1).
+    static func load(from directory: URL) throws(LogStoreError) -> LogStart? {
+        let url = directory.appendingPathComponent(fileName)
+        guard let data = try? Data(contentsOf: url) else { return nil }
+        guard let start = try? JSONDecoder().decode(LogStart.self, from: data), start.firstSeq >= 1, start.linkBytes != nil else {
+            throw .io("\(url.path) is not a replog log start; refusing to guess where the log starts")
+        }
+        return start
+    }
+
+    /// Writes `start.json` atomically and durably (write, fsync, rename, fsync the folder).
+    func save(in directory: URL) throws(LogStoreError) {
+        let url = directory.appendingPathComponent(Self.fileName)
+        let temporary = directory.appendingPathComponent(Self.fileName + ".tmp")
+        do {
+            let data = try JSONEncoder().encode(self)
+            try data.write(to: temporary)
+            let handle = try FileHandle(forWritingTo: temporary)
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            throw .io("cannot write \(url.path): \(error.localizedDescription)")
+        }
+        guard rename(temporary.path, url.path) == 0 else { throw .io("cannot write \(url.path): \(FileLogStore.errnoText())") }
+        FileLogStore.syncDirectory(directory)
+    }
+}
