@@ -23,6 +23,10 @@ public enum InternalWire {
     public static let truncatePath = "/replicate/truncate"
     /// With failover, every request of a master carries its `EpochStamp` as JSON here.
     public static let epochHeader = "Replog-Epoch"
+    /// On a delivery to a secondary that fell behind the master's first kept seq
+    /// (retention): `<first seq> <64 hex digits of the hash chain's link before it>`. The
+    /// secondary starts its log again there. Signed with the log id when there is a secret.
+    public static let logStartHeader = "Replog-Log-Start"
 }
 
 /// What a master of an epoch says about itself in every request to a member (failover):

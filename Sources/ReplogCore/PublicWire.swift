@@ -69,6 +69,8 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
     }
 
     public var role = "master"
+    /// The first seq the node still keeps (1 until retention drops the log's start).
+    public var firstSeq: Int?
     /// Failover: the epoch this node is in, and the master it follows (itself here);
     /// `nil` on a cluster without failover.
     public var epoch: Int?
@@ -96,6 +98,11 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
 public struct SecondaryHealthReport: Codable, Sendable, Equatable {
     /// `secondary`, or with failover `candidate` / `pre-candidate` during an election.
     public var role = "secondary"
+    /// The first seq the node still keeps (1 until retention drops the log's start).
+    public var firstSeq: Int?
+    /// The seq where this secondary last started its log again because it had fallen
+    /// behind the master's `firstSeq`; absent when it never did since it started.
+    public var restartedAt: Int?
     /// Failover: the epoch this node is in, and the master it follows (`nil` while it knows
     /// none, and on a cluster without failover).
     public var epoch: Int?

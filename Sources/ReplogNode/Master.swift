@@ -60,6 +60,8 @@ public final class Master: Service {
     public struct Health: Sendable, Equatable {
         /// The last seq the master lists: the end of its durable prefix.
         public let lastSeq: Int
+        /// The first seq it still keeps (retention).
+        public var firstSeq = 1
         public let quorum: Quorum
         public let secondaries: [SecondaryHealth]
         /// Why the master's disk can make nothing durable any more, if it failed an fsync.
@@ -372,8 +374,9 @@ public final class Master: Service {
         let lastSeq = commit.durableSeq
         let storageFailure = commit.failure?.description
         let hash = store.hash(at: lastSeq)
+        let firstSeq = store.start.firstSeq
         let (now, date) = (clock.now, clock.date)
-        return state.withLock { state in
+        var health = state.withLock { state in
             Health(
                 lastSeq: lastSeq,
                 quorum: state.instance.quorum,
@@ -387,6 +390,8 @@ public final class Master: Service {
                 },
                 storageFailure: storageFailure, hash: hash)
         }
+        health.firstSeq = firstSeq
+        return health
     }
 
     // MARK: Running

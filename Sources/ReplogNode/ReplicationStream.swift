@@ -34,9 +34,20 @@ extension Master {
                     switch step {
                     case .send(let from, let limit):
                         // The records as they are on disk: nothing is decoded or encoded again.
-                        let batch: RecordBatch?
+                        var batch: RecordBatch?
                         do {
                             batch = try store.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
+                        } catch LogStoreError.gone {
+                            // Retention dropped what the secondary lacks: send from the log's
+                            // start, marked, so that it starts its log again there.
+                            let start = store.start
+                            batch = try? store.readRecords(from: start.firstSeq, limit: limit, maxBytes: settings.maxBatchBytes)
+                            batch?.start = start
+                            if batch == nil {
+                                let failure = ReplicationInstance.Failure(reason: "the log no longer holds seq \(from)", seqs: from...from)
+                                state.withLock { $0.instance.onReadFailed(for: peer, failure) }
+                                continue startWork
+                            }
                         } catch {
                             let failure = ReplicationInstance.Failure(reason: "\(error)", seqs: from...from)
                             state.withLock { $0.instance.onReadFailed(for: peer, failure) }

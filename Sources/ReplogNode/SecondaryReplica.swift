@@ -60,7 +60,13 @@ public final class SecondaryReplica: Sendable {
         var heldBackIDs: [Int: String] = [:]
         /// Seqs received ahead of the contiguous prefix whose records continue a batch.
         var heldBackContinuing: Set<Int> = []
+        /// Where this secondary last started its log again because it had fallen behind the
+        /// master's first kept seq (retention), if it did since it started.
+        var restartedAt: Int?
     }
+
+    /// Where this secondary last started its log again, behind the master's retention.
+    public var restartedAt: Int? { state.withLock { $0.restartedAt } }
 
     public let store: any LogStore
     /// Flushes the log; nothing is acknowledged before it is durable.
@@ -72,6 +78,7 @@ public final class SecondaryReplica: Sendable {
     private let random: @Sendable () -> Double
     private let onFollow: @Sendable (String) throws -> Void
     private let metrics: SecondaryMetrics
+    private let logger: Logger
     /// Wakes long-polling readers as the durable prefix grows.
     let watch: LogWatch
 
@@ -98,6 +105,7 @@ public final class SecondaryReplica: Sendable {
         self.store = store
         self.commit = commit ?? GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
         self.metrics = SecondaryMetrics(factory: metricsFactory)
+        self.logger = logger
         self.settings = settings
         self.clock = clock
         self.incarnation = incarnation
@@ -156,6 +164,21 @@ public final class SecondaryReplica: Sendable {
             if state.logID != logID {
                 try onFollow(logID)  // rare: once per master log, so done under the lock
                 state.logID = logID
+            }
+            // The master no longer holds what this secondary lacks before its first kept seq
+            // (retention): start the log again there, as a Kafka follower does.
+            if let start = records.start, start.firstSeq > state.holdBack.contiguousSeq + 1 {
+                let before = state.holdBack.contiguousSeq
+                try store.restart(at: start)
+                commit.restarted(at: start.firstSeq - 1)
+                watch.cut(to: start.firstSeq - 1)
+                state.holdBack = HoldBackBuffer(contiguousSeq: start.firstSeq - 1, capacity: settings.holdBackCapacity)
+                state.heldBackIDs = [:]
+                state.heldBackContinuing = []
+                state.restartedAt = start.firstSeq
+                logger.warning("restarted the log at the master's first kept seq: it no longer holds what this node lacked", metadata: [
+                    "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(before)",
+                ])
             }
             // Storing under the same lock keeps the store's order equal to the buffer's.
             let before = state.holdBack.contiguousSeq

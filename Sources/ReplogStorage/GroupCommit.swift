@@ -129,6 +129,15 @@ public final class GroupCommit: Service {
         if role == .lead { try await lead() }
     }
 
+    /// The log was started again after `seq` (`LogStore.restart(at:)`, durable by itself):
+    /// everything up to `seq` counts as durable, there being nothing to lose there.
+    public func restarted(at seq: Int) {
+        state.withLock { state in
+            state.durableSeq = seq
+            state.cuts += 1
+        }
+    }
+
     /// The log was cut after `seq` (the store made the cut durable itself).
     public func truncated(after seq: Int) {
         state.withLock { state in

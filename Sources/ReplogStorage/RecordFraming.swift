@@ -100,6 +100,8 @@ public enum RecordFraming {
         public var entries: [LogEntry] = []
         public var ids: [String?] = []
         public var continues: [Bool] = []
+        /// Where the sender's log starts, when the receiver may lack what comes before.
+        public var start: LogStart?
         public init(entries: [LogEntry] = [], ids: [String?] = [], continues: [Bool] = []) {
             self.entries = entries
             self.ids = ids
@@ -227,6 +229,9 @@ public struct RecordBatch: Sendable, Equatable {
     public let bytes: [UInt8]
     /// The seqs they carry.
     public let seqs: ClosedRange<Int>
+    /// Set when the sender no longer holds what comes before `seqs` (retention): a receiver
+    /// that lacks it starts its log again at `start` (`LogStore.restart(at:)`).
+    public var start: LogStart?
 
     public init(bytes: [UInt8], seqs: ClosedRange<Int>) {
         self.bytes = bytes
@@ -247,9 +252,11 @@ public struct RecordBatch: Sendable, Equatable {
         try bytes.withUnsafeBytes { RecordFraming.decodeAll($0) }.get()
     }
 
-    /// The entries with their idempotency keys and batch marks.
+    /// The entries with their idempotency keys, batch marks and the log's start, if set.
     public func keyedEntries() throws(RecordFraming.BatchError) -> RecordFraming.DecodedRecords {
-        try bytes.withUnsafeBytes { RecordFraming.decodeAllKeyed($0) }.get()
+        var records = try bytes.withUnsafeBytes { RecordFraming.decodeAllKeyed($0) }.get()
+        records.start = start
+        return records
     }
 }
 

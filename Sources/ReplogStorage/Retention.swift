@@ -1,4 +1,10 @@
+import CoreMetrics
 import Foundation
+import Logging
+import Metrics
+import ReplogCore
+import ServiceLifecycle
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -87,6 +93,17 @@ public struct LogStart: Codable, Sendable, Equatable {
         return bytes
     }
 
+    /// `InternalWire.logStartHeader`'s text: the first seq and the link, space-separated.
+    public var headerValue: String { "\(firstSeq) \(link)" }
+
+    public init?(headerValue: String) {
+        let parts = headerValue.split(separator: " ")
+        guard parts.count == 2, let firstSeq = Int(parts[0]), firstSeq >= 1 else { return nil }
+        self.firstSeq = firstSeq
+        self.link = String(parts[1])
+        guard linkBytes != nil else { return nil }
+    }
+
     static let fileName = "start.json"
 
     /// Reads `start.json` in `directory`; nil when there is none (the log starts at 1).
@@ -114,5 +131,65 @@ public struct LogStart: Codable, Sendable, Equatable {
         }
         guard rename(temporary.path, url.path) == 0 else { throw .io("cannot write \(url.path): \(FileLogStore.errnoText())") }
         FileLogStore.syncDirectory(directory)
+    }
+}
+
+/// Applies a node's `RetentionPolicy` once a second, off the cooperative threads (it
+/// removes files and fsyncs the folder), until the node shuts down.
+public final class RetentionService: Service {
+    public static let interval: Duration = .seconds(1)
+
+    public let store: any LogStore
+    public let policy: RetentionPolicy
+    private let io: BlockingIO
+    private let clock: any NodeClock
+    private let logger: Logger
+    private let firstSeq: Gauge
+
+    public init(
+        store: any LogStore, policy: RetentionPolicy, io: BlockingIO = .threadPool, clock: any NodeClock = SystemClock(),
+        logger: Logger = Logger(label: "replog.storage"), metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
+        self.store = store
+        self.policy = policy
+        self.io = io
+        self.clock = clock
+        self.logger = logger
+        self.firstSeq = Gauge(label: "replog_first_seq", factory: metricsFactory)
+        firstSeq.record(store.start.firstSeq)
+    }
+
+    /// One pass: drops what the policy no longer keeps; returns how many entries went.
+    @discardableResult
+    public func applyOnce() async throws -> Int {
+        let dropped = Mutex(0)
+        try await io.run { [store, policy] in
+            let count = try store.applyRetention(policy, now: Date())
+            dropped.withLock { $0 = count }
+        }
+        let count = dropped.withLock { $0 }
+        if count > 0 {
+            let start = store.start.firstSeq
+            firstSeq.record(start)
+            logger.info("retention dropped old segments", metadata: ["replog.entries": "\(count)", "replog.firstSeq": "\(start)"])
+        }
+        return count
+    }
+
+    public func run() async throws {
+        guard !policy.keepsEverything else {
+            try? await gracefulShutdown()
+            return
+        }
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            try? await clock.sleep(for: Self.interval)
+            do {
+                try await applyOnce()
+            } catch let error as LogStoreError {
+                logger.error("retention failed; the log keeps its segments", metadata: ["replog.error": "\(error)"])
+            } catch {
+                return  // the thread pool shut down: so does the node
+            }
+        }
     }
 }

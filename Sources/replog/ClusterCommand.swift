@@ -41,6 +41,8 @@ struct ClusterCommand: AsyncParsableCommand {
     @Option(help: "Log level of every node. Env: REPLOG_LOG_LEVEL.")
     var logLevel: String = Environment.string("REPLOG_LOG_LEVEL") ?? "info"
 
+    @OptionGroup var retain: RetentionOptions
+
     func validate() throws {
         guard (0...16).contains(secondaries) else { throw ValidationError("--secondaries must be 0...16") }
     }
@@ -162,7 +164,7 @@ struct ClusterCommand: AsyncParsableCommand {
     private var failoverArguments: [String] { inMemory ? [] : ["--failover"] }
 
     private func storageArguments(node: String) -> [String] {
-        inMemory ? [] : ["--data-dir", absoluteDataDir + "/" + node, "--fsync", fsync.rawValue]
+        (inMemory ? [] : ["--data-dir", absoluteDataDir + "/" + node, "--fsync", fsync.rawValue]) + retain.childArguments
     }
 
 }

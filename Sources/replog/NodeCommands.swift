@@ -7,6 +7,47 @@ import ReplogStorage
 import ReplogNode
 
 /// Where a node keeps its log.
+/// `--retain-*` and `--segment-bytes`: how much of its log a node keeps (every node, and
+/// `replog cluster`, which passes them on).
+struct RetentionOptions: ParsableArguments {
+    @Option(name: .customLong("retain-messages"), help: "Keep at least the newest N messages and drop older whole segments (default: keep everything). Env: REPLOG_RETAIN_MESSAGES.")
+    var retainMessagesFlag: Int?
+
+    @Option(name: .customLong("retain-bytes"), help: "Keep at least this much of the log, e.g. 10GiB, and drop older whole segments. Env: REPLOG_RETAIN_BYTES.")
+    var retainBytesFlag: ByteSizeArgument?
+
+    @Option(name: .customLong("retain-age"), help: "Drop whole segments whose newest message is older than this, e.g. 7d. Env: REPLOG_RETAIN_AGE.")
+    var retainAgeFlag: DurationArgument?
+
+    @Option(name: .customLong("segment-bytes"), help: "Where the log starts a new segment (what retention drops whole), e.g. 64MiB. Env: REPLOG_SEGMENT_BYTES.")
+    var segmentBytesFlag: ByteSizeArgument?
+
+    var segmentBytes: Int { (segmentBytesFlag ?? Environment.size("REPLOG_SEGMENT_BYTES"))?.bytes ?? 64 << 20 }
+
+    /// What `--retain-*` keep (everything by default).
+    var policy: RetentionPolicy {
+        RetentionPolicy(
+            messages: retainMessagesFlag ?? Environment.int("REPLOG_RETAIN_MESSAGES"),
+            bytes: (retainBytesFlag ?? Environment.size("REPLOG_RETAIN_BYTES"))?.bytes,
+            age: (retainAgeFlag ?? Environment.duration("REPLOG_RETAIN_AGE"))?.duration)
+    }
+
+    func validate() throws {
+        if let messages = policy.messages, messages < 1 { throw ValidationError("--retain-messages must be 1 or more") }
+        if let age = policy.age, age <= .zero { throw ValidationError("--retain-age must be longer than 0") }
+    }
+
+    /// The same settings as node flags, for `replog cluster`'s children (which do not
+    /// inherit `REPLOG_` variables).
+    var childArguments: [String] {
+        var arguments = ["--segment-bytes", "\(segmentBytes)"]
+        if let messages = policy.messages { arguments += ["--retain-messages", "\(messages)"] }
+        if let bytes = policy.bytes { arguments += ["--retain-bytes", "\(bytes)"] }
+        if let age = policy.age { arguments += ["--retain-age", "\(age.components.seconds)s"] }
+        return arguments
+    }
+}
+
 struct StorageOptions: ParsableArguments {
     @Option(name: .customLong("data-dir"), help: "Keep the log in this folder and recover it after a crash; without it the log lives in memory. Env: REPLOG_DATA_DIR.")
     var dataDirFlag: String?
@@ -20,6 +61,11 @@ struct StorageOptions: ParsableArguments {
     var failFsyncAfterFlag: Int?
 
     var failFsyncAfter: Int? { failFsyncAfterFlag ?? Environment.int("REPLOG_FAIL_FSYNC_AFTER") }
+
+    @OptionGroup var retain: RetentionOptions
+
+    var segmentBytes: Int { retain.segmentBytes }
+    var retention: RetentionPolicy { retain.policy }
 
     func validate() throws {
         guard let failFsyncAfter else { return }
@@ -42,12 +88,12 @@ struct StorageOptions: ParsableArguments {
     func open(role: String, logger: Logger) throws -> (store: any LogStore, directory: DataDirectory?) {
         guard let dataDir else {
             logger.info("log kept in memory (no --data-dir): a restart starts empty")
-            return (InMemoryLogStore(), nil)
+            return (InMemoryLogStore(segmentBytes: segmentBytes), nil)
         }
         do {
             let directory = try DataDirectory(path: dataDir, role: role)
             let started = ContinuousClock.now
-            let store = try FileLogStore(directory: directory.url, options: .init(syncFile: syncFile))
+            let store = try FileLogStore(directory: directory.url, options: .init(segmentSize: segmentBytes, syncFile: syncFile))
             let recoveryTime = ContinuousClock.now - started
             let metadata: Logger.Metadata = [
                 "replog.dataDir": "\(dataDir)", "replog.entries": "\(store.recovery.entries)",
@@ -237,8 +283,8 @@ struct MasterCommand: AsyncParsableCommand {
                 FailoverNode.Settings(
                     me: me, members: [me] + settings.secondaries, electionTimeout: election.electionTimeouts, master: settings,
                     canVote: true, bootstrap: true),
-                store: store, directory: directory, fsync: storage.fsync, secret: clusterSecret, host: host, port: port,
-                maxBody: maxBody, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
+                store: store, directory: directory, fsync: storage.fsync, retention: storage.retention, secret: clusterSecret, host: host,
+                port: port, maxBody: maxBody, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
             return
         }
         let logID: String
@@ -253,7 +299,8 @@ struct MasterCommand: AsyncParsableCommand {
         }
         // The data dir's lock is held until the node has stopped.
         defer { withExtendedLifetime(directory) {} }
-        try await NodeApplications.run([master.commit, app, master], stopWhenDone: parent.watch, logger: logger)
+        let retention = RetentionService(store: store, policy: storage.retention, logger: logger)
+        try await NodeApplications.run([master.commit, retention, app, master], stopWhenDone: parent.watch, logger: logger)
     }
 }
 
@@ -305,14 +352,15 @@ struct SecondaryCommand: AsyncParsableCommand {
                 me: nil, members: [], electionTimeout: election.electionTimeouts,
                 master: MasterSettings(secondaries: [], heartbeatInterval: heartbeatInterval.duration, maxLongPoll: maxLongPoll.duration),
                 secondary: secondarySettings, canVote: directory != nil, bootstrap: false),
-            store: store, directory: directory, fsync: storage.fsync, secret: clusterSecret, host: host, port: port,
-            maxBody: 1 << 20, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
+            store: store, directory: directory, fsync: storage.fsync, retention: storage.retention, secret: clusterSecret, host: host,
+            port: port, maxBody: 1 << 20, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
     }
 }
 
 /// Runs a node that follows elections (`FailoverNode`) behind its HTTP server until it is stopped.
 func runNode(
-    _ settings: FailoverNode.Settings, store: any LogStore, directory: DataDirectory?, fsync: FsyncPolicy, secret: ClusterSecret?,
+    _ settings: FailoverNode.Settings, store: any LogStore, directory: DataDirectory?, fsync: FsyncPolicy, retention: RetentionPolicy,
+    secret: ClusterSecret?,
     host: String, port: Int, maxBody: Int, clientTokens: ClientTokens?, stopWhenDone: ParentWatch?, logger: Logger,
     metrics: (@Sendable () -> String)?
 ) async throws {
@@ -337,5 +385,6 @@ func runNode(
     }
     // The data dir's lock is held until the node has stopped.
     defer { withExtendedLifetime(directory) {} }
-    try await NodeApplications.run([commit, app, node], stopWhenDone: stopWhenDone, logger: logger)
+    let retentionService = RetentionService(store: store, policy: retention, logger: logger)
+    try await NodeApplications.run([commit, retentionService, app, node], stopWhenDone: stopWhenDone, logger: logger)
 }

@@ -23,6 +23,7 @@ enum Environment {
         }
     }
     static func duration(_ name: String) -> DurationArgument? { string(name).flatMap(DurationArgument.init(argument:)) }
+    static func size(_ name: String) -> ByteSizeArgument? { string(name).flatMap(ByteSizeArgument.init(argument:)) }
     static func list(_ name: String) -> [String] {
         string(name)?.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } ?? []
     }
@@ -40,6 +41,18 @@ struct DurationArgument: ExpressibleByArgument, CustomStringConvertible {
     }
 
     init(_ text: String) { self.init(argument: text)! }
+}
+
+/// A size as people write it (`64MiB`, `1GB`, `1048576`; see `parseByteSize`).
+struct ByteSizeArgument: ExpressibleByArgument, CustomStringConvertible {
+    let bytes: Int
+    let description: String
+
+    init?(argument: String) {
+        guard let bytes = parseByteSize(argument) else { return nil }
+        self.bytes = bytes
+        self.description = argument
+    }
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

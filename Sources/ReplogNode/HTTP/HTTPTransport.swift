@@ -23,9 +23,11 @@ public struct HTTPTransport: ReplicationTransport {
     public func replicate(
         _ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
-        let headers = headers(.POST, InternalWire.replicatePath, to: peer, log: logID, body: batch.bytes, [
-            ("Content-Type", InternalWire.recordsContentType), (InternalWire.logHeader, logID),
-        ])
+        var extra = [("Content-Type", InternalWire.recordsContentType), (InternalWire.logHeader, logID)]
+        if let start = batch.start { extra.append((InternalWire.logStartHeader, start.headerValue)) }
+        // The log's start (if any) is signed with the log id.
+        let signedLog = batch.start.map { "\(logID) \($0.headerValue)" } ?? logID
+        let headers = headers(.POST, InternalWire.replicatePath, to: peer, log: signedLog, body: batch.bytes, extra)
         let body = ByteBuffer(bytes: batch.bytes)
         return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
     }

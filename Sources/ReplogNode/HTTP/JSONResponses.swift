@@ -95,6 +95,20 @@ public struct APIError: Error, HTTPResponseError {
     }
 }
 
+extension APIError {
+    /// A read the store refused: `410` with the log's first seq when retention dropped what
+    /// was asked for, `500` when the disk failed (never a shorter list).
+    init(_ error: LogStoreError) {
+        if case .gone(let firstSeq) = error {
+            self.init(
+                .gone, "those messages are no longer kept: the log starts at seq \(firstSeq) (retention); read from there",
+                details: ["firstSeq": .int(firstSeq)])
+        } else {
+            self.init(.internalServerError, "the log store could not be read: \(error)")
+        }
+    }
+}
+
 /// The few JSON shapes error details need.
 public enum JSONValue: Encodable, Sendable, Equatable {
     case string(String)
@@ -195,12 +209,21 @@ extension Router {
     /// A store that cannot read its log answers 500 with the reason; once the listing is
     /// streaming, the connection is cut instead, so a client never takes a short list for
     /// the whole log.
+    /// The error a read at `from` throws, if any (a probe before answering `410`).
+    static func readError(_ read: @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry], from: Int) -> LogStoreError? {
+        do { _ = try read(from, 1) } catch { return error }
+        return nil
+    }
+
     func addMessagesRoute(
         read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
         wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
     ) {
         get("/messages") { request, _ in
-            let from = try request.integerQuery("from", minimum: 1) ?? 1
+            let asked = try request.integerQuery("from", minimum: 1)
+            // Without `from`, the list starts where the log does (after retention, past 1).
+            var from = asked ?? 1
+            if asked == nil, case .gone(let first)? = Self.readError(read, from: from) { from = first }
             let limit = try request.integerQuery("limit", minimum: 0) ?? Int.max
             let waitMilliseconds = try request.integerQuery("wait", minimum: 0) ?? 0
             guard waitMilliseconds <= Self.maxWaitMilliseconds else {
@@ -215,6 +238,8 @@ extension Router {
                 } else {
                     firstPage = now
                 }
+            } catch let error as LogStoreError {
+                throw APIError(error)
             } catch {
                 throw APIError(.internalServerError, "the log store could not be read: \(error)")
             }

@@ -145,5 +145,6 @@ extension MasterHealthReport {
                     lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem)
             },
             storageFailure: health.storageFailure, hash: health.hash)
+        firstSeq = health.firstSeq
     }
 }

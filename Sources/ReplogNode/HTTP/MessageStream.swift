@@ -38,12 +38,19 @@ extension Router {
         wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
     ) {
         get("/messages/stream") { request, _ in
-            var from = try request.integerQuery("from", minimum: 1) ?? 1
+            var asked = try request.integerQuery("from", minimum: 1)
             if let lastEventID = request.headers[Self.lastEventID] {
                 guard let seq = Int(lastEventID), seq >= 0, seq < Int.max else {
                     throw APIError(.badRequest, "header Last-Event-ID must be a seq (an integer >= 0), got \"\(lastEventID)\"")
                 }
-                from = seq + 1
+                asked = seq + 1
+            }
+            // Before the first byte: `410` for a seq retention dropped, or (without `from`)
+            // the log's first seq.
+            var from = asked ?? 1
+            if case .gone(let first)? = Self.readError(read, from: from) {
+                guard asked == nil else { throw APIError(LogStoreError.gone(firstSeq: first)) }
+                from = first
             }
             let start = from
             return Response(

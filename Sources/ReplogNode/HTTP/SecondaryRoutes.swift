@@ -21,6 +21,8 @@ struct ReplicationBatch: Decodable {
     var ids: [String?] = []
     /// The entries' batch marks (records only; JSON carries no batches).
     var continues: [Bool] = []
+    /// Where the master's log starts, when it sends one (records only).
+    var start: LogStart?
 
     private enum CodingKeys: String, CodingKey { case log, entries }
 
@@ -29,9 +31,14 @@ struct ReplicationBatch: Decodable {
         self.entries = records.entries
         self.ids = records.ids
         self.continues = records.continues
+        self.start = records.start
     }
 
-    var records: RecordFraming.DecodedRecords { .init(entries: entries, ids: ids, continues: continues) }
+    var records: RecordFraming.DecodedRecords {
+        var records = RecordFraming.DecodedRecords(entries: entries, ids: ids, continues: continues)
+        records.start = start
+        return records
+    }
 
     /// Reads either form, or says what is wrong with the request.
     static func read(from request: Request, body: ByteBuffer) throws(APIError) -> ReplicationBatch {
@@ -56,8 +63,17 @@ struct ReplicationBatch: Decodable {
         guard let log = request.headers[HTTPFields.Element.Name(logHeader)!], !log.isEmpty else {
             throw APIError(.badRequest, "\(contentType) needs the master log's id in the \(logHeader) header")
         }
+        var start: LogStart?
+        if let text = request.headers[HTTPFields.Element.Name(InternalWire.logStartHeader)!] {
+            guard let parsed = LogStart(headerValue: text) else {
+                throw APIError(.badRequest, "\(InternalWire.logStartHeader) must be \"<first seq> <64 hex digits>\"")
+            }
+            start = parsed
+        }
         switch body.withUnsafeReadableBytes({ RecordFraming.decodeAllKeyed($0) }) {
-        case .success(let records): return ReplicationBatch(log: log, records: records)
+        case .success(var records):
+            records.start = start
+            return ReplicationBatch(log: log, records: records)
         case .failure(let damage): throw APIError(.badRequest, "damaged replication batch: \(damage)")
         }
     }
@@ -109,6 +125,8 @@ extension SecondaryHealthReport {
             seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: replica.settings.delay.milliseconds,
             errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure,
             hash: state.hash)
+        firstSeq = replica.store.start.firstSeq
+        restartedAt = replica.restartedAt
     }
 }
 
@@ -129,7 +147,9 @@ extension Router<BasicRequestContext> {
         post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
             var request = request
             let body = try await request.collectBody(upTo: maxBodyBytes)
-            let stamp = try checkSignature(secret, of: request, log: request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!], body: body)
+            let log = request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!]
+            let start = request.headers[HTTPFields.Element.Name(InternalWire.logStartHeader)!]
+            let stamp = try checkSignature(secret, of: request, log: start.map { "\(log ?? "") \($0)" } ?? log, body: body)
             let delivery = try ReplicationBatch.read(from: request, body: body)
             return try await answeringInternally { try await receive(delivery.records, delivery.log, stamp) }
         }
