@@ -1,5 +1,6 @@
 import Logging
 import ReplogCore
+import ReplogStorage
 
 /// Heartbeats, and how the master carries out what the protocol (`ReplicationInstance`)
 /// decides when a secondary answers or stays silent.
@@ -48,7 +49,20 @@ extension Master {
     /// find the seq where they start to differ. An elected master then has the member cut its
     /// log there. If the member stops answering, the search starts again at its next answer.
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
-        guard let (agreed, differs) = await whereLogsPart(with: peer, atOrBefore: last) else {
+        // After retention the search starts at this log's start; a member whose log parts
+        // from this one before it starts its log again there (failover only).
+        let start = store.start
+        if failover != nil, start.firstSeq > 1 {
+            guard let theirs = try? await transport.hash(of: peer, at: start.firstSeq - 1, timeout: settings.heartbeatTimeout) else {
+                await restartLog(of: peer, at: start)
+                return
+            }
+            if theirs != start.hash {
+                await restartLog(of: peer, at: start)
+                return
+            }
+        }
+        guard let (agreed, differs) = await whereLogsPart(with: peer, atOrBefore: last, from: start.firstSeq - 1) else {
             state.withLock { $0.instance.onDivergenceRetry(peer) }
             return
         }
@@ -74,13 +88,33 @@ extension Master {
         if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
     }
 
+    /// Sends `peer` this log from its start, marked so that the member starts its log again
+    /// there (its own parts from this one before the start, or it lacks what went).
+    private func restartLog(of peer: String, at start: LogStart) async {
+        do {
+            guard var batch = try store.readRecords(from: start.firstSeq, limit: settings.maxBatchSize, maxBytes: settings.maxBatchBytes) else {
+                state.withLock { $0.instance.onDivergenceRetry(peer) }
+                return
+            }
+            batch.start = start
+            let replica = try await transport.replicate(batch, of: logID, to: peer, timeout: settings.replicationTimeout)
+            logger.info("member started its log again at this log's start", metadata: ["replog.peer": "\(peer)", "replog.firstSeq": "\(start.firstSeq)"])
+            handle { $0.onMemberCut(peer, holding: min(replica.seq, store.lastSeq)) }
+            onContact(peer, replica)
+        } catch {
+            logger.info("member did not start its log again yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
+            state.withLock { $0.instance.onDivergenceRetry(peer) }
+        }
+    }
+
     /// The last seq where `peer`'s log and this master's agree and the next, where they
-    /// differ; nil if `peer` did not answer one of the questions.
-    private func whereLogsPart(with peer: String, atOrBefore last: Int) async -> (agreed: Int, differs: Int)? {
-        var (agreed, differs) = (0, last)
+    /// differ; nil if `peer` did not answer one of the questions. `from`: a seq where they
+    /// agree (this log's start, or 0).
+    private func whereLogsPart(with peer: String, atOrBefore last: Int, from: Int) async -> (agreed: Int, differs: Int)? {
+        var (agreed, differs) = (from, last)
         // A member ahead of this master's log (a deposed master's tail) may agree up to its end.
         if last > store.lastSeq {
-            (agreed, differs) = (0, store.lastSeq + 1)
+            (agreed, differs) = (from, store.lastSeq + 1)
             guard let theirs = try? await transport.hash(of: peer, at: store.lastSeq, timeout: settings.heartbeatTimeout) else { return nil }
             if theirs == store.hash(at: store.lastSeq) { agreed = store.lastSeq }
         }

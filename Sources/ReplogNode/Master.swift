@@ -374,7 +374,7 @@ public final class Master: Service {
         let lastSeq = commit.durableSeq
         let storageFailure = commit.failure?.description
         let hash = store.hash(at: lastSeq)
-        let firstSeq = store.start.firstSeq
+        let firstSeq = store.firstSeq
         let (now, date) = (clock.now, clock.date)
         var health = state.withLock { state in
             Health(

@@ -166,8 +166,11 @@ public final class SecondaryReplica: Sendable {
                 state.logID = logID
             }
             // The master no longer holds what this secondary lacks before its first kept seq
-            // (retention): start the log again there, as a Kafka follower does.
-            if let start = records.start, start.firstSeq > state.holdBack.contiguousSeq + 1 {
+            // (retention), or this secondary's log parts from the master's before it (a
+            // deposed master's tail): start the log again there, as a Kafka follower does.
+            if let start = records.start,
+               start.firstSeq > state.holdBack.contiguousSeq + 1 || store.hash(at: start.firstSeq - 1) != start.hash
+            {
                 let before = state.holdBack.contiguousSeq
                 try store.restart(at: start)
                 commit.restarted(at: start.firstSeq - 1)

@@ -356,6 +356,8 @@ public final class FileLogStore: LogStore {
         state.withLock { LogStart(firstSeq: $0.firstSeq, link: $0.chain.baseLink) }
     }
 
+    public var firstSeq: Int { state.withLock { $0.firstSeq } }
+
     /// Drops the oldest whole segments that `policy` no longer keeps. The new start is on disk
     /// (`start.json`) before any segment goes, so a crash between the two leaves segments
     /// that recovery removes, never a log without its start.

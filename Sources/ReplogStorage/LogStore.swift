@@ -67,6 +67,9 @@ public protocol LogStore: Sendable {
     /// before `start.firstSeq` throw `LogStoreError.gone`).
     var start: LogStart { get }
 
+    /// `start.firstSeq`, without building the link's text (asked on every heartbeat).
+    var firstSeq: Int { get }
+
     /// Drops the oldest whole segments that `policy` no longer keeps (never the one being
     /// written), durably; returns how many entries went. Runs file I/O: call it off the
     /// cooperative threads.
@@ -93,6 +96,7 @@ extension LogStore {
     }
     public var completeSeq: Int { lastSeq }
     public var start: LogStart { LogStart(firstSeq: 1, link: HashChain().lastLink) }
+    public var firstSeq: Int { 1 }
     public func applyRetention(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int { 0 }
     public func restart(at start: LogStart) throws(LogStoreError) {
         throw .io("this log store cannot start its log again")
@@ -202,6 +206,8 @@ public final class InMemoryLogStore: LogStore {
     public var completeSeq: Int { state.withLock { $0.completeSeq } }
 
     public var start: LogStart { state.withLock { LogStart(firstSeq: $0.firstSeq, link: $0.chain.baseLink) } }
+
+    public var firstSeq: Int { state.withLock { $0.firstSeq } }
 
     public func append(_ entries: [LogEntry]) throws(LogStoreError) {
         try append(entries, ids: [], continues: [])

@@ -76,7 +76,8 @@ public struct LogStart: Codable, Sendable, Equatable {
 
     public init(firstSeq: Int, link: [UInt8]) {
         self.firstSeq = firstSeq
-        self.link = link.map { String(format: "%02x", $0) }.joined()
+        let digits = Array("0123456789abcdef".utf8)
+        self.link = String(decoding: link.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0xF)]] }, as: UTF8.self)
     }
 
     /// The link's bytes, or nil when `link` is not 64 hex digits.
@@ -92,6 +93,9 @@ public struct LogStart: Codable, Sendable, Equatable {
         }
         return bytes
     }
+
+    /// The hash nodes show for the link (`HashChain.hash(at:)`): its first 8 bytes in hex.
+    public var hash: String { String(link.prefix(16)) }
 
     /// `InternalWire.logStartHeader`'s text: the first seq and the link, space-separated.
     public var headerValue: String { "\(firstSeq) \(link)" }
@@ -156,7 +160,7 @@ public final class RetentionService: Service {
         self.clock = clock
         self.logger = logger
         self.firstSeq = Gauge(label: "replog_first_seq", factory: metricsFactory)
-        firstSeq.record(store.start.firstSeq)
+        firstSeq.record(store.firstSeq)
     }
 
     /// One pass: drops what the policy no longer keeps; returns how many entries went.
@@ -169,7 +173,7 @@ public final class RetentionService: Service {
         }
         let count = dropped.withLock { $0 }
         if count > 0 {
-            let start = store.start.firstSeq
+            let start = store.firstSeq
             firstSeq.record(start)
             logger.info("retention dropped old segments", metadata: ["replog.entries": "\(count)", "replog.firstSeq": "\(start)"])
         }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import ReplogCore
+import ReplogStorage
 import ReplogTestKit
 import Synchronization
 @testable import ReplogNode
@@ -22,7 +23,8 @@ final class TestCluster: Sendable {
         thresholds: PeerHealth.Thresholds = .init(suspectAfterMisses: 2, unhealthyAfterMisses: 4),
         secondarySettings: SecondarySettings = SecondarySettings(),
         replicationLinger: Duration = .zero,
-        random: @escaping @Sendable () -> Double = { 0.5 }
+        random: @escaping @Sendable () -> Double = { 0.5 },
+        masterStore: any LogStore = InMemoryLogStore()
     ) {
         let clock = self.clock
         transport = InMemoryTransport(clock: clock)
@@ -38,7 +40,7 @@ final class TestCluster: Sendable {
             settings: MasterSettings(
                 secondaries: names, heartbeatInterval: heartbeatInterval, healthThresholds: thresholds,
                 replicationLinger: replicationLinger, retryPolicy: retryPolicy),
-            transport: transport, clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            transport: transport, store: masterStore, clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
             random: random)
     }
 

@@ -9,7 +9,7 @@ import Testing
 @Suite struct FailoverSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func seededElectionSchedulesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_FAILOVER_SEED"].flatMap(UInt64.init) {
             let simulation = FailoverSimulation(seed: seed, tracing: true)

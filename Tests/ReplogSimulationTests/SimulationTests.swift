@@ -10,7 +10,7 @@ import Testing
 @Suite struct SimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    @Test(.timeLimit(.minutes(5)))
+    @Test(.timeLimit(.minutes(10)))
     func seededFaultSchedulesKeepEveryGuarantee() async throws {
         if let seed = Self.environment["REPLOG_SIM_SEED"].flatMap(UInt64.init) {
             let simulation = Simulation(seed: seed, trace: true)

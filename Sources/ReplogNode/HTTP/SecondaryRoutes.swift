@@ -125,7 +125,7 @@ extension SecondaryHealthReport {
             seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: replica.settings.delay.milliseconds,
             errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure,
             hash: state.hash)
-        firstSeq = replica.store.start.firstSeq
+        firstSeq = replica.store.firstSeq
         restartedAt = replica.restartedAt
     }
 }
