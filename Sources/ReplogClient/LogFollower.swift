@@ -79,6 +79,14 @@ public struct LogFollower: AsyncSequence, Sendable {
                     let response = try await LogFollower.streams.execute(follower.client.request(url), timeout: .hours(24 * 365))
                     guard response.status == .ok else {
                         let answer = try await response.body.collect(upTo: 1 << 20)
+                        // From seq 1 means the whole log: after retention, what is still kept.
+                        // (Any later seq that is gone is a gap the caller must hear of.)
+                        if response.status == .gone, next == 1,
+                           let first = (try? JSONDecoder().decode(GoneAnswer.self, from: answer))?.firstSeq, first > 1
+                        {
+                            next = first
+                            continue
+                        }
                         throw ReplogClientError.refused(status: Int(response.status.code), answer: String(buffer: answer))
                     }
                     body = response.body.makeAsyncIterator()
@@ -105,4 +113,9 @@ public struct LogFollower: AsyncSequence, Sendable {
             delay = Swift.min(delay * 2, follower.client.configuration.maxRetryDelay)
         }
     }
+}
+
+/// A `410` answer: where the log now starts.
+private struct GoneAnswer: Decodable {
+    let firstSeq: Int
 }

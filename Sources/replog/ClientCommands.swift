@@ -174,7 +174,7 @@ struct TailCommand: AsyncParsableCommand {
             network fails) it reconnects after the last seq it printed: no gap, no repeat.
             """)
 
-    @Option(help: "First seq to print (default: the whole log).")
+    @Option(help: "First seq to print (default: the whole log, as far as retention kept it).")
     var from = 1
 
     @Option(help: "Base URL of the node to follow (master or secondary).")

@@ -54,6 +54,34 @@ struct ClientLibraryTests {
         #expect(try await log.list(from: 2).map(\.message) == ["a", "b"])
     }
 
+    /// Retention on the real binary: `/health` shows the first kept seq, a list from seq 1 is
+    /// `410`, and a follower of the whole log starts where the log now starts.
+    @Test func aFollowerOfTheWholeLogStartsWhereRetentionLeftIt() async throws {
+        let cluster = LocalCluster()
+        let s1 = try await cluster.startSecondary(port: 0, ["--retain-messages", "5", "--segment-bytes", "200"])
+        let master = try await cluster.startMaster(
+            secondaries: [s1.url], LocalCluster.fastHeartbeats + ["--retain-messages", "5", "--segment-bytes", "200"])
+        let log = ReplogClient(nodes: [master.url])
+        for index in 1...30 { _ = try await log.append("m\(index)", w: 2) }
+        var first = 1
+        try await eventually("retention dropped the log's start on both nodes") {
+            guard case .master(let health) = try await log.health(), let firstSeq = health.firstSeq, firstSeq > 1,
+                  case .secondary(let s1Health) = try await log.health(of: s1.url), s1Health.firstSeq == firstSeq
+            else { return false }
+            first = firstSeq
+            return true
+        }
+        do {
+            _ = try await log.list(from: 1)
+            Issue.record("a list of what retention dropped was answered")
+        } catch ReplogClientError.refused(let status, let answer) {
+            #expect(status == 410 && answer.contains("\"firstSeq\":\(first)"), "\(answer)")
+        }
+        var followed: [Int] = []
+        for try await entry in log.follow(from: 1).prefix(2) { followed.append(entry.seq) }
+        #expect(followed == [first, first + 1])
+    }
+
     @Test func finalAnswersAreThrownAtOnceAndNoNodeIsUnavailable() async throws {
         let cluster = LocalCluster()
         let s1 = try await cluster.startSecondary()

@@ -194,7 +194,8 @@ enum StatusPage {
             quorum.textContent = (health.storageFailure ? "Read-only: " + health.storageFailure + " "
                 : health.readOnly ? "Read-only: no quorum. " : "Writable. ")
               + health.quorum.available + " of " + (health.secondaries.length + 1)
-              + " nodes available, " + health.quorum.required + " needed.";
+              + " nodes available, " + health.quorum.required + " needed."
+              + (health.firstSeq > 1 ? " The log is kept from seq " + health.firstSeq + " on (retention)." : "");
             const role = health.epoch ? "master, epoch " + health.epoch : "master";
             const rows = [row([location.origin, role, badge("healthy"), health.seq, 0, "—"])];
             moveToNow();
@@ -223,9 +224,10 @@ enum StatusPage {
         async function follow() {
           for (;;) {
             try {
-              const from = lastSeq > 0 ? lastSeq + 1 : Math.max(1, (health ? health.seq : 0) - 19);
+              const from = lastSeq > 0 ? lastSeq + 1 : Math.max((health && health.firstSeq) || 1, (health ? health.seq : 0) - 19);
               const reply = await fetch("/messages/stream?from=" + from, { headers: auth() });
               readsNeedToken = reply.status === 401;
+              if (reply.status === 410) lastSeq = 0;  // retention dropped what came next: start again from the latest
               if (!reply.ok) { renderMessages(); await sleep(2000); continue; }
               const reader = reply.body.getReader();
               const decoder = new TextDecoder();
