@@ -130,6 +130,9 @@ public final class FileLogStore: LogStore {
         }
     }
     private let state: Mutex<State>
+    /// Held by retention and by a restart of the log for as long as each writes `start.json`
+    /// and changes the segments, so that an older start never lands after a newer one.
+    private let startWrites = Mutex(())
     /// Set once with `State.failedSync`: nodes ask on every append, without the lock.
     private let hasFailedSync = Atomic(false)
 
@@ -327,6 +330,8 @@ public final class FileLogStore: LogStore {
         let keptOfLast = keep >= start ? try read(from: start, limit: keep - start + 1) : []
         try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
+            // Retention dropped the segment the chain is rebuilt from meanwhile: nothing changes.
+            guard start - 1 >= state.chain.base else { throw .gone(firstSeq: state.firstSeq) }
             while let last = state.segments.last, last.firstSeq > keep + 1 || (last.firstSeq == keep + 1 && state.segments.count > 1) {
                 close(last.descriptor)
                 unlink(last.path)
@@ -362,6 +367,11 @@ public final class FileLogStore: LogStore {
     /// (`start.json`) before any segment goes, so a crash between the two leaves segments
     /// that recovery removes, never a log without its start.
     public func applyRetention(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int {
+        try startWrites.withLock { _ throws(LogStoreError) in try applyRetentionAlone(policy, now: now) }
+    }
+
+    /// `applyRetention` while no restart writes the start (`startWrites` held).
+    private func applyRetentionAlone(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int {
         let plan = state.withLock { state -> (drop: [Segment], start: LogStart)? in
             for descriptor in state.retired { close(descriptor) }
             state.retired.removeAll()
@@ -377,13 +387,20 @@ public final class FileLogStore: LogStore {
         }
         guard let plan else { return 0 }
         try plan.start.save(in: directory)
-        state.withLock { state in
+        let applied = state.withLock { state in
+            // A cut or a restart of the log since the plan: leave it to the next pass (the
+            // start on disk is no later than what the log holds, so recovery is unharmed).
+            guard state.segments.prefix(plan.drop.count).map(\.firstSeq) == plan.drop.map(\.firstSeq),
+                  state.segments.count > plan.drop.count, state.segments[plan.drop.count].firstSeq == plan.start.firstSeq
+            else { return false }
             state.segments.removeFirst(plan.drop.count)
             state.chain.forget(before: plan.start.firstSeq, link: plan.start.linkBytes!)
             state.closedUnsynced.removeAll { $0 < plan.start.firstSeq }
             state.recentIDs.removeAll { $0.seq < plan.start.firstSeq }
             state.retired += plan.drop.map(\.descriptor)
+            return true
         }
+        guard applied else { return 0 }
         for segment in plan.drop { unlink(segment.path) }
         Self.syncDirectory(directory)
         return plan.start.firstSeq - (plan.drop.first?.firstSeq ?? plan.start.firstSeq)
@@ -392,6 +409,11 @@ public final class FileLogStore: LogStore {
     /// Replaces the log with an empty one that starts at `start`: the start reaches the disk
     /// first, then every segment goes (recovery would remove them too).
     public func restart(at start: LogStart) throws(LogStoreError) {
+        try startWrites.withLock { _ throws(LogStoreError) in try restartAlone(at: start) }
+    }
+
+    /// `restart(at:)` while no retention pass writes the start (`startWrites` held).
+    private func restartAlone(at start: LogStart) throws(LogStoreError) {
         guard let link = start.linkBytes, start.firstSeq >= 1 else { throw .io("a log start needs a seq and a 64-digit link") }
         try state.withLock { (state: inout State) throws(LogStoreError) in try state.refuseAfterFailedSync() }
         try start.save(in: directory)
