@@ -51,16 +51,15 @@ extension Master {
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
         // After retention the search starts at this log's start; a member whose log parts
         // from this one before it starts its log again there (failover only).
+        // (No answer, or no hash there: the member lacks that seq, and the stream restarts
+        // it when it asks for what is gone; or its own start is later, and it is kept.)
         let start = store.start
-        if failover != nil, start.firstSeq > 1 {
-            guard let theirs = try? await transport.hash(of: peer, at: start.firstSeq - 1, timeout: settings.heartbeatTimeout) else {
-                await restartLog(of: peer, at: start)
-                return
-            }
-            if theirs != start.hash {
-                await restartLog(of: peer, at: start)
-                return
-            }
+        if failover != nil, start.firstSeq > 1,
+           let theirs = try? await transport.hash(of: peer, at: start.firstSeq - 1, timeout: settings.heartbeatTimeout),
+           theirs != start.hash
+        {
+            await restartLog(of: peer, at: start)
+            return
         }
         guard let (agreed, differs) = await whereLogsPart(with: peer, atOrBefore: last, from: start.firstSeq - 1) else {
             state.withLock { $0.instance.onDivergenceRetry(peer) }

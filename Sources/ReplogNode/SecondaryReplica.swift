@@ -168,8 +168,9 @@ public final class SecondaryReplica: Sendable {
             // The master no longer holds what this secondary lacks before its first kept seq
             // (retention), or this secondary's log parts from the master's before it (a
             // deposed master's tail): start the log again there, as a Kafka follower does.
+            // (A log whose own start is past the master's holds no hash there: it is kept.)
             if let start = records.start,
-               start.firstSeq > state.holdBack.contiguousSeq + 1 || store.hash(at: start.firstSeq - 1) != start.hash
+               start.firstSeq > state.holdBack.contiguousSeq + 1 || store.hash(at: start.firstSeq - 1).map({ $0 != start.hash }) == true
             {
                 let before = state.holdBack.contiguousSeq
                 try store.restart(at: start)
