@@ -164,17 +164,9 @@ final class NodeElectionSimulation: Sendable {
     }
 
     /// fsyncs take simulated time, so that replication, answers and power losses meet entries
-    /// that are written but not yet durable. As on SwiftNIO's thread pool, an fsync that has
-    /// started finishes even if the task that waits for it is cancelled (a request whose
-    /// sender died): a cancellable wait here left entries written and never fsynced.
+    /// that are written but not yet durable (`BlockingIO.simulated`).
     private var fsyncIO: BlockingIO {
-        BlockingIO { [clock, random, fsyncLatency, executor] work in
-            let latency = random.duration(fsyncLatency)
-            try await Task(executorPreference: executor) {
-                try? await clock.sleep(for: latency)
-                try work()
-            }.value
-        }
+        .simulated(clock: clock, random: random, latency: fsyncLatency, executor: executor)
     }
 
     /// How many unsynced entries a power loss leaves on disk: usually none, sometimes a few.

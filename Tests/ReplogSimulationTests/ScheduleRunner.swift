@@ -1,4 +1,6 @@
 import Foundation
+import ReplogCore
+import ReplogStorage
 
 /// Runs seeded schedules 0 ..< `count`, each one synchronously from start to end, on
 /// threads of their own (`lanes` of them, sharing the seeds): a schedule must not tie up
@@ -29,6 +31,24 @@ func runSchedules(
         return await group.reduce(into: ([], [])) { total, lane in
             total.0 += lane.0
             total.1 = total.1.isEmpty ? lane.1 : zip(total.1, lane.1).map { $0 + $1 }
+        }
+    }
+}
+
+extension BlockingIO {
+    /// A simulated disk's fsyncs: each takes a latency drawn from `random` in simulated
+    /// time, on the simulation's executor. As on SwiftNIO's thread pool, an fsync that has
+    /// started finishes even if the task that waits for it is cancelled (a request whose
+    /// sender died): a cancellable wait left entries written and never fsynced.
+    static func simulated(
+        clock: ManualClock, random: SimulationRandom, latency: ClosedRange<Duration>, executor: SimulationExecutor
+    ) -> BlockingIO {
+        BlockingIO { work in
+            let latency = random.duration(latency)
+            try await Task(executorPreference: executor) {
+                try? await clock.sleep(for: latency)
+                try work()
+            }.value
         }
     }
 }

@@ -99,16 +99,9 @@ final class Simulation: Sendable {
 
     /// fsyncs take simulated time (0.1–3 ms on a fast disk, 1–40 ms on a slow one), so that
     /// appends, replication and power losses meet entries that are written but not yet
-    /// durable. As on SwiftNIO's thread pool, an fsync that has started finishes even if the
-    /// task that waits for it is cancelled.
+    /// durable (`BlockingIO.simulated`).
     private var fsyncIO: BlockingIO {
-        BlockingIO { [clock, random, fsyncLatency, executor] work in
-            let latency = random.duration(fsyncLatency)
-            try await Task(executorPreference: executor) {
-                try? await clock.sleep(for: latency)
-                try work()
-            }.value
-        }
+        .simulated(clock: clock, random: random, latency: fsyncLatency, executor: executor)
     }
 
     init(seed: UInt64, trace: Bool = false) {
