@@ -349,7 +349,9 @@ public struct ReplicationInstance: Sendable {
             peer.stream.failedRounds += 1
             peer.stream.phase = .backingOff
             peer.replicationFailure = failure.reason
-            if failure.foreignLog { peer.problem = failure.reason }
+            // A heartbeat's answer says the same in this master's words (`onContact`): keep
+            // those, so that what the master shows does not flip between two wordings.
+            if failure.foreignLog { peer.problem = peer.problem ?? failure.reason }
             return .backOff(attempt: peer.stream.failedRounds, status: peer.health.status, failure: failure)
         }
         peer.stream.sentThrough = max(peer.stream.sentThrough, peer.matched)
