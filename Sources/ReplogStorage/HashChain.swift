@@ -34,12 +34,6 @@ public struct HashChain: Sendable, Equatable {
         baseLink = link
     }
 
-    /// The chain of a log holding `messages` at seqs 1, 2, … (rebuilt after a cut: only
-    /// the last full link can extend a chain, and it is not kept for earlier seqs).
-    public init(of messages: some Sequence<String>) {
-        for (index, message) in messages.enumerated() { append(LogEntry(seq: index + 1, message: message)) }
-    }
-
     /// The last seq the chain covers.
     public var count: Int { base + prefixes.count }
 
