@@ -91,7 +91,7 @@ extension Master {
     /// there (its own parts from this one before the start, or it lacks what went).
     private func restartLog(of peer: String, at start: LogStart) async {
         do {
-            guard var batch = try store.readRecords(from: start.firstSeq, limit: settings.maxBatchSize, maxBytes: settings.maxBatchBytes) else {
+            guard var batch = try await commit.readRecords(from: start.firstSeq, limit: settings.maxBatchSize, maxBytes: settings.maxBatchBytes) else {
                 state.withLock { $0.instance.onDivergenceRetry(peer) }
                 return
             }

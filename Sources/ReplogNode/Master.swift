@@ -214,6 +214,7 @@ public final class Master: Service {
         }
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
+        await commit.retryRefusedWrite()
         if let failover, var refusal = failover.refusal() {
             if case .notTheMaster(nil) = refusal {
                 // Just elected: a majority will hold the log through its start within a heartbeat.
@@ -361,6 +362,11 @@ public final class Master: Service {
     /// reader never sees a message that a crash (or a failed fsync) could still take back.
     public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
         try commit.readDurable(from: seq, limit: limit)
+    }
+
+    /// `read(from:limit:)` for readers over HTTP: off the cooperative threads when the log is on disk.
+    public func list(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
+        try await commit.readDurable(from: seq, limit: limit)
     }
 
     /// Returns once the master lists something at `seq` or later, or after `timeout`.

@@ -36,12 +36,12 @@ extension Master {
                         // The records as they are on disk: nothing is decoded or encoded again.
                         var batch: RecordBatch?
                         do {
-                            batch = try store.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
+                            batch = try await commit.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
                         } catch LogStoreError.gone {
                             // Retention dropped what the secondary lacks: send from the log's
                             // start, marked, so that it starts its log again there.
                             let start = store.start
-                            batch = try? store.readRecords(from: start.firstSeq, limit: limit, maxBytes: settings.maxBatchBytes)
+                            batch = try? await commit.readRecords(from: start.firstSeq, limit: limit, maxBytes: settings.maxBatchBytes)
                             batch?.start = start
                             if batch == nil {
                                 let failure = ReplicationInstance.Failure(reason: "the log no longer holds seq \(from)", seqs: from...from)

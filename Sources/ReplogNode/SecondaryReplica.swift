@@ -157,6 +157,7 @@ public final class SecondaryReplica: Sendable {
             try await clock.sleep(for: settings.delay)
         }
         if let failure = commit.failure { throw failure }
+        await commit.retryRefusedWrite()
         let replicaState = try state.withLock { state in
             if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0, !adopt {
                 throw ForeignLog(held: held, offered: logID)
@@ -266,6 +267,11 @@ public final class SecondaryReplica: Sendable {
     /// master, a secondary never lists what a crash or a failed fsync could take back).
     public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
         try commit.readDurable(from: seq, limit: limit)
+    }
+
+    /// `read(from:limit:)` for readers over HTTP: off the cooperative threads when the log is on disk.
+    public func list(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
+        try await commit.readDurable(from: seq, limit: limit)
     }
 }
 

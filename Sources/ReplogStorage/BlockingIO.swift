@@ -1,4 +1,5 @@
 import NIOPosix
+import Synchronization
 import ReplogCore
 
 /// Where a node runs the file I/O that may block (fsync): never on Swift Concurrency's
@@ -17,6 +18,18 @@ public struct BlockingIO: Sendable {
     /// Runs `work` and returns its result; errors of `work` are rethrown as they are.
     public func run(_ work: @escaping @Sendable () throws -> Void) async throws {
         try await body(work)
+    }
+
+    /// Runs `work` and returns its result; an error that is not the store's (the thread pool
+    /// shut down) becomes `LogStoreError.io`.
+    public func run<Value: Sendable>(_ work: @escaping @Sendable () throws(LogStoreError) -> Value) async throws(LogStoreError) -> Value {
+        let result = Mutex<Result<Value, LogStoreError>?>(nil)
+        do {
+            try await body { result.withLock { $0 = Result { () throws(LogStoreError) in try work() } } }
+        } catch {
+            throw error as? LogStoreError ?? .io("\(error)")
+        }
+        return try result.withLock { $0! }.get()
     }
 
     /// SwiftNIO's shared thread pool (throws once the pool has shut down).

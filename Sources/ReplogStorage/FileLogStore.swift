@@ -15,8 +15,14 @@ import Darwin
 ///   passes `segmentSize`; a new one starts.
 /// - An index in memory (one 4-byte offset per entry) maps seq to file position, so a read
 ///   of any range goes straight to its bytes and never scans the log.
-/// - `append` writes; `sync` makes everything written so far durable (fsync). The caller
-///   decides when to sync (group commit lives in the node, not here).
+/// - `append` touches no file: it encodes the records into the segment's unwritten bytes,
+///   so nothing slow happens under the appender's lock (the master's sequencing lock).
+///   `flush` hands them to the operating system (one `pwrite` per segment for everything
+///   appended since the last one) and `sync` flushes and makes it durable (fsync). Both
+///   run where the caller runs them: `GroupCommit`, on SwiftNIO's thread pool. Reads see
+///   unwritten bytes too (from memory).
+/// - A write the disk refuses (a full disk) is not final: the bytes stay unwritten, appends
+///   are refused until a `flush` succeeds (`refusedWrite`), and nothing is lost or reordered.
 /// - Opening the store recovers it: segments are replayed and checked, and a torn or
 ///   corrupt tail is cut off and reported in `recovery`.
 /// - A failed fsync is final: every later `append` and `sync` fails too, until the store is
@@ -30,13 +36,17 @@ public final class FileLogStore: LogStore {
         public var recentIDLimit: Int
         /// The fsync system call; tests replace it to make the disk fail.
         public var syncFile: @Sendable (Int32) -> Int32
+        /// The pwrite system call (descriptor, bytes, offset); tests replace it to fill the disk.
+        public var writeFile: @Sendable (Int32, UnsafeRawBufferPointer, Int) -> Int
         public init(
             segmentSize: Int = 64 << 20, recentIDLimit: Int = IdempotencyWindow.defaultCapacity,
-            syncFile: @escaping @Sendable (Int32) -> Int32 = systemFsync
+            syncFile: @escaping @Sendable (Int32) -> Int32 = systemFsync,
+            writeFile: @escaping @Sendable (Int32, UnsafeRawBufferPointer, Int) -> Int = systemPwrite
         ) {
             self.segmentSize = segmentSize
             self.recentIDLimit = recentIDLimit
             self.syncFile = syncFile
+            self.writeFile = writeFile
         }
     }
 
@@ -64,12 +74,19 @@ public final class FileLogStore: LogStore {
     private struct Segment {
         let firstSeq: Int
         let path: String
-        let descriptor: Int32
+        /// -1 until the first `flush` creates the file: a rollover opens nothing under the
+        /// appender's lock.
+        var descriptor: Int32
         /// Byte offset of each entry: entry `firstSeq + i` starts at `offsets[i] & offsetMask`;
         /// the top bit is its record's batch mark (`continuesBit`), so that reads can end
         /// at a batch's end without touching the disk.
         var offsets: [UInt32]
+        /// Bytes of records, written or not.
         var size: Int
+        /// Bytes in the file; the rest (`size - written`) are `unwritten`, in memory until a
+        /// `flush`.
+        var written: Int
+        var unwritten: [UInt8] = []
         /// The hash chain's full link at `firstSeq - 1` (`HashChain.lastLink`): a cut rebuilds
         /// the chain from here, reading one segment rather than the whole log.
         let startLink: [UInt8]
@@ -101,13 +118,17 @@ public final class FileLogStore: LogStore {
         var recentIDs: [RememberedID]
         /// The first fsync that failed; nothing is written or synced after it.
         var failedSync: String?
+        /// Why the last `flush` could not write (a full disk): appends wait until one can.
+        var refusedWrite: String?
         /// Segments closed since the last `sync`, by first seq, and whether a new segment's
-        /// name still has to reach the disk: the next `sync` flushes them, off the appender's
-        /// lock (a rollover used to fsync inside the master's lock).
+        /// name still has to reach the disk (set when `flush` creates its file): the next
+        /// `sync` flushes them, off the appender's lock (a rollover used to fsync inside the
+        /// master's lock).
         var closedUnsynced: [Int] = []
         var directoryUnsynced = false
-        /// Descriptors of segments that retention removed, closed at its next pass: a read
-        /// that found its range before the removal may still be reading from one.
+        /// Descriptors of segments that retention, a cut or a restart removed, closed at the
+        /// next retention pass: a read that found its range before the removal may still be
+        /// reading from one (a closed number could already name another file).
         var retired: [Int32] = []
         var firstSeq: Int { chain.base + 1 }
 
@@ -115,6 +136,12 @@ public final class FileLogStore: LogStore {
             if let failedSync {
                 throw .io("an earlier fsync failed (\(failedSync)); reopen the log to recover what is on disk")
             }
+        }
+
+        /// Appends wait while the disk refuses the bytes before them: a full disk must not
+        /// fill the memory too.
+        func refuseWhileWritesAreRefused() throws(LogStoreError) {
+            if let refusedWrite { throw .refusedWrite("the disk refused a write (\(refusedWrite)); appends wait until it takes one") }
         }
     }
 
@@ -133,8 +160,13 @@ public final class FileLogStore: LogStore {
     /// Held by retention and by a restart of the log for as long as each writes `start.json`
     /// and changes the segments, so that an older start never lands after a newer one.
     private let startWrites = Mutex(())
+    /// Held by whatever writes segment files (`flush`, `sync`, a cut, a restart), one at a
+    /// time; never by `append`, which only adds to the unwritten bytes. Taken before `state`.
+    private let fileWrites = Mutex(())
     /// Set once with `State.failedSync`: nodes ask on every append, without the lock.
     private let hasFailedSync = Atomic(false)
+    /// Whether `State.refusedWrite` is set, for the same reason.
+    private let hasRefusedWrite = Atomic(false)
 
     /// Opens (creating if needed) the log in `directory` and recovers it.
     public init(directory: URL, options: Options = Options()) throws(LogStoreError) {
@@ -155,9 +187,12 @@ public final class FileLogStore: LogStore {
         self.state = Mutex(State(segments: segments, lastSeq: lastSeq, completeSeq: lastSeq, chain: chain, recentIDs: recentIDs))
     }
 
+    /// Closing the store writes what it still holds, as closing a file does (a crash of the
+    /// process skips this, and loses only what no `flush` wrote).
     deinit {
+        try? flushAlone()
         state.withLock { state in
-            state.segments.forEach { close($0.descriptor) }
+            state.segments.forEach { if $0.descriptor >= 0 { close($0.descriptor) } }
             state.retired.forEach { close($0) }
         }
     }
@@ -169,6 +204,12 @@ public final class FileLogStore: LogStore {
     public func hash(at seq: Int) -> String? { state.withLock { $0.chain.hash(at: seq) } }
 
     public var isDurable: Bool { true }
+
+    public var readsFromDisk: Bool { true }
+
+    public var refusedWrite: String? {
+        hasRefusedWrite.load(ordering: .acquiring) ? state.withLock { $0.refusedWrite } : nil
+    }
 
     public var failedSync: String? {
         hasFailedSync.load(ordering: .acquiring) ? state.withLock { $0.failedSync } : nil
@@ -186,6 +227,7 @@ public final class FileLogStore: LogStore {
         guard !entries.isEmpty else { return }
         try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
+            try state.refuseWhileWritesAreRefused()
             var bytes: [UInt8] = []
             var relativeOffsets: [Int] = []
             for (index, entry) in entries.enumerated() {
@@ -198,11 +240,11 @@ public final class FileLogStore: LogStore {
             if state.segments.isEmpty || (state.segments[state.segments.count - 1].size > 0
                 && state.segments[state.segments.count - 1].size + bytes.count > options.segmentSize)
             {
-                try rollOver(&state, firstSeq: state.lastSeq + 1)
+                rollOver(&state, firstSeq: state.lastSeq + 1)
             }
             var segment = state.segments.removeLast()
             defer { state.segments.append(segment) }
-            try Self.write(bytes, to: segment.descriptor, at: segment.size, path: segment.path)
+            segment.unwritten += bytes
             for (index, offset) in relativeOffsets.enumerated() {
                 let continuesBatch = continues.at(index) ?? false
                 segment.index(at: segment.size + offset, continues: continuesBatch)
@@ -247,9 +289,10 @@ public final class FileLogStore: LogStore {
     private func records(from seq: Int, limit: Int, maxBytes: Int, wholeBatches: Bool) throws(LogStoreError) -> RecordBatch? {
         // Work out which bytes to read under the lock; read them outside it, so a large
         // read never holds up appends. Written bytes never change, so this is safe (and a
-        // segment that retention removes meanwhile stays open until its next pass).
+        // segment removed meanwhile stays open until the next retention pass). Bytes not
+        // written yet are copied from memory under the lock.
         var gone: Int?
-        let (ranges, seqs) = state.withLock { state -> ([(descriptor: Int32, start: Int, end: Int, path: String)], ClosedRange<Int>?) in
+        let (pieces, seqs) = state.withLock { state -> ([Piece], ClosedRange<Int>?) in
             let start = max(seq, 1)
             guard limit > 0, start <= state.lastSeq else { return ([], nil) }
             guard start >= state.firstSeq else {
@@ -259,44 +302,129 @@ public final class FileLogStore: LogStore {
             var last = start + min(limit, state.lastSeq - start + 1) - 1
             if maxBytes < .max { last = Self.lastSeq(from: start, through: last, within: maxBytes, in: state.segments) }
             if wholeBatches { last = Self.batchEnd(of: last, in: state) }
-            var ranges: [(Int32, Int, Int, String)] = []
+            var pieces: [Piece] = []
             var index = Self.segmentIndex(containing: start, in: state.segments)
             var next = start
             while next <= last, index < state.segments.count {
                 let segment = state.segments[index]
                 let upTo = min(last, segment.lastSeq)
                 let (begin, end) = (segment.offset(of: next), segment.end(of: upTo))
-                ranges.append((segment.descriptor, begin, end, segment.path))
+                if begin < segment.written {
+                    pieces.append(.file(segment.descriptor, begin, min(end, segment.written), segment.path))
+                }
+                if end > segment.written {
+                    let from = max(begin, segment.written) - segment.written
+                    pieces.append(.memory(Array(segment.unwritten[from..<end - segment.written])))
+                }
                 next = upTo + 1
                 index += 1
             }
-            return (ranges, start...last)
+            return (pieces, start...last)
         }
         if let gone { throw .gone(firstSeq: gone) }
         guard let seqs else { return nil }
         var bytes: [UInt8] = []
-        for range in ranges {
-            let read = try Self.readBytes(range.descriptor, from: range.start, count: range.end - range.start, path: range.path)
-            if ranges.count == 1 { return RecordBatch(bytes: read, seqs: seqs) }
+        for piece in pieces {
+            let read: [UInt8]
+            switch piece {
+            case .file(let descriptor, let start, let end, let path):
+                read = try Self.readBytes(descriptor, from: start, count: end - start, path: path)
+            case .memory(let unwritten):
+                read = unwritten
+            }
+            if pieces.count == 1 { return RecordBatch(bytes: read, seqs: seqs) }
             bytes += read
         }
         return RecordBatch(bytes: bytes, seqs: seqs)
     }
 
-    /// Makes every entry appended before this call durable.
+    /// Part of a read: a range of a segment file, or bytes not written yet.
+    private enum Piece {
+        case file(Int32, Int, Int, String)
+        case memory([UInt8])
+    }
+
+    /// Hands every unwritten byte to the operating system: after it returns, a crash of the
+    /// process (not of the machine) loses nothing appended before the call.
+    /// - Throws: `LogStoreError.refusedWrite` when the disk refuses (a full disk): the
+    ///   bytes stay unwritten, and appends are refused until a later `flush` succeeds.
+    public func flush() throws(LogStoreError) {
+        try fileWrites.withLock { _ throws(LogStoreError) in try flushAlone() }
+    }
+
+    /// `flush` with `fileWrites` held.
+    private func flushAlone() throws(LogStoreError) {
+        // A snapshot of each segment's unwritten bytes (copy on write: appends that come
+        // meanwhile copy them once). Under `fileWrites` no segment goes away but by
+        // retention, which drops only segments with nothing unwritten.
+        let pending = try state.withLock { (state: inout State) throws(LogStoreError) -> [Segment] in
+            try state.refuseAfterFailedSync()
+            return state.segments.filter { !$0.unwritten.isEmpty }
+        }
+        for segment in pending {
+            var descriptor = segment.descriptor
+            do throws(LogStoreError) {
+                if descriptor < 0 {
+                    descriptor = open(segment.path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+                    guard descriptor >= 0 else { throw .io("cannot create \(segment.path): \(Self.errnoText())") }
+                    state.withLock { state in
+                        state.directoryUnsynced = true
+                        Self.update(segment.firstSeq, in: &state) { $0.descriptor = descriptor }
+                    }
+                }
+                try write(segment.unwritten, to: descriptor, at: segment.written, path: segment.path)
+            } catch {
+                let reason = "\(error)"
+                state.withLock { $0.refusedWrite = reason }
+                hasRefusedWrite.store(true, ordering: .releasing)
+                throw .refusedWrite(reason)
+            }
+            state.withLock { state in
+                Self.update(segment.firstSeq, in: &state) { written in
+                    written.written += segment.unwritten.count
+                    written.unwritten.removeFirst(segment.unwritten.count)
+                }
+            }
+        }
+        if hasRefusedWrite.load(ordering: .acquiring) {
+            state.withLock { $0.refusedWrite = nil }
+            hasRefusedWrite.store(false, ordering: .releasing)
+        }
+    }
+
+    /// Changes the segment that starts at `firstSeq`, if the log still holds it.
+    private static func update(_ firstSeq: Int, in state: inout State, _ change: (inout Segment) -> Void) {
+        let index = segmentIndex(containing: firstSeq, in: state.segments)
+        guard index < state.segments.count, state.segments[index].firstSeq == firstSeq else { return }
+        change(&state.segments[index])
+    }
+
+    /// Makes every entry appended before this call durable: writes what is unwritten, then
+    /// fsyncs (`fileWrites` is held throughout, so no file is created meanwhile).
     public func sync() throws(LogStoreError) {
+        try fileWrites.withLock { _ throws(LogStoreError) in
+            try flushAlone()
+            try syncWritten()
+        }
+    }
+
+    /// Fsyncs what is written, with `fileWrites` held.
+    private func syncWritten() throws(LogStoreError) {
         // What to flush, in order: segments closed since the last sync, the folder (their
         // successors' names), then the segment being written. A later segment's entries are
         // durable only once every earlier one is; recovery removes segments after a gap.
         // (Only names and descriptors leave the lock: a copy of the current segment's index
-        // would make the next append copy all of it.)
+        // would make the next append copy all of it.) A closed segment that got bytes after
+        // the flush above (appended before its close) stays on the list for the next sync;
+        // a segment whose file no `flush` created yet holds nothing written.
         typealias File = (firstSeq: Int, descriptor: Int32, path: String)
-        let (closed, directoryUnsynced, current) = try state.withLock { (state: inout State) throws(LogStoreError) in
+        let (closed, closedWhole, directoryUnsynced, current) = try state.withLock { (state: inout State) throws(LogStoreError) in
             try state.refuseAfterFailedSync()
-            let closed: [File] = state.segments.filter { state.closedUnsynced.contains($0.firstSeq) }.map {
-                ($0.firstSeq, $0.descriptor, $0.path)
-            }
-            return (closed, state.directoryUnsynced, state.segments.last.map { File($0.firstSeq, $0.descriptor, $0.path) })
+            let closedSegments = state.segments.filter { state.closedUnsynced.contains($0.firstSeq) && $0.descriptor >= 0 }
+            let closed: [File] = closedSegments.map { ($0.firstSeq, $0.descriptor, $0.path) }
+            let closedWhole = closedSegments.filter { $0.unwritten.isEmpty }.map(\.firstSeq)
+            let current = state.segments.last.flatMap { $0.descriptor >= 0 && !state.closedUnsynced.contains($0.firstSeq) ? File($0.firstSeq, $0.descriptor, $0.path) : nil }
+            return (closed, closedWhole, state.directoryUnsynced, current)
         }
         for segment in closed + (current.map { [$0] } ?? []) {
             guard options.syncFile(segment.descriptor) == 0 else {
@@ -308,7 +436,7 @@ public final class FileLogStore: LogStore {
         guard !closed.isEmpty || directoryUnsynced else { return }
         if closed.isEmpty { Self.syncDirectory(directory) }
         state.withLock { state in
-            state.closedUnsynced.removeAll { seq in closed.contains { $0.firstSeq == seq } }
+            state.closedUnsynced.removeAll { closedWhole.contains($0) }
             if directoryUnsynced { state.directoryUnsynced = false }
         }
     }
@@ -318,6 +446,15 @@ public final class FileLogStore: LogStore {
     /// the start of the segment that then ends the log (its `startLink`), so a cut reads that
     /// segment, not the whole log.
     public func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] {
+        try fileWrites.withLock { _ throws(LogStoreError) in
+            // Everything in the files first: the cut below works on them.
+            try flushAlone()
+            return try truncateWritten(after: seq)
+        }
+    }
+
+    /// `truncate(after:)` once everything is written, with `fileWrites` held.
+    private func truncateWritten(after seq: Int) throws(LogStoreError) -> [LogEntry] {
         let keep = max(0, seq)
         let cut = try read(from: keep + 1, limit: .max)
         guard !cut.isEmpty else { return [] }
@@ -333,7 +470,7 @@ public final class FileLogStore: LogStore {
             // Retention dropped the segment the chain is rebuilt from meanwhile: nothing changes.
             guard start - 1 >= state.chain.base else { throw .gone(firstSeq: state.firstSeq) }
             while let last = state.segments.last, last.firstSeq > keep + 1 || (last.firstSeq == keep + 1 && state.segments.count > 1) {
-                close(last.descriptor)
+                state.retired.append(last.descriptor)  // a read may still be using it
                 unlink(last.path)
                 state.closedUnsynced.removeAll { $0 == last.firstSeq }
                 state.segments.removeLast()
@@ -345,6 +482,8 @@ public final class FileLogStore: LogStore {
                 }
                 segment.offsets.removeLast(segment.offsets.count - (keep + 1 - segment.firstSeq))
                 segment.size = size
+                segment.written = size
+                segment.unwritten = []
                 state.segments.append(segment)
             }
             Self.syncDirectory(directory)
@@ -377,11 +516,14 @@ public final class FileLogStore: LogStore {
             state.retired.removeAll()
             let views = state.segments.map { segment in
                 var status = stat()
-                let written = fstat(segment.descriptor, &status) == 0 ? Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)) : now
+                let written = segment.descriptor >= 0 && fstat(segment.descriptor, &status) == 0
+                    ? Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)) : now
                 return RetentionPolicy.Segment(lastSeq: segment.lastSeq, bytes: segment.size, lastWrite: written)
             }
             let count = policy.segmentsToDrop(views, lastSeq: state.lastSeq, now: now)
-            guard count > 0, state.failedSync == nil else { return nil }
+            // A segment still (partly) in memory waits for the next pass: its flush is on the way.
+            guard count > 0, state.failedSync == nil, state.segments.prefix(count).allSatisfy({ $0.unwritten.isEmpty && $0.descriptor >= 0 })
+            else { return nil }
             let next = state.segments[count]
             return (Array(state.segments.prefix(count)), LogStart(firstSeq: next.firstSeq, link: next.startLink))
         }
@@ -409,7 +551,9 @@ public final class FileLogStore: LogStore {
     /// Replaces the log with an empty one that starts at `start`: the start reaches the disk
     /// first, then every segment goes (recovery would remove them too).
     public func restart(at start: LogStart) throws(LogStoreError) {
-        try startWrites.withLock { _ throws(LogStoreError) in try restartAlone(at: start) }
+        try startWrites.withLock { _ throws(LogStoreError) in
+            try fileWrites.withLock { _ throws(LogStoreError) in try restartAlone(at: start) }
+        }
     }
 
     /// `restart(at:)` while no retention pass writes the start (`startWrites` held).
@@ -419,13 +563,15 @@ public final class FileLogStore: LogStore {
         try start.save(in: directory)
         let dropped = state.withLock { state in
             let dropped = state.segments
-            state.retired += dropped.map(\.descriptor)
+            state.retired += dropped.map(\.descriptor).filter { $0 >= 0 }
             state.segments = []
             state.lastSeq = start.firstSeq - 1
             state.completeSeq = start.firstSeq - 1
             state.chain = HashChain(base: start.firstSeq - 1, link: link)
             state.recentIDs = []
             state.closedUnsynced = []
+            state.refusedWrite = nil
+            hasRefusedWrite.store(false, ordering: .releasing)
             state.directoryUnsynced = true
             return dropped
         }
@@ -442,17 +588,15 @@ public final class FileLogStore: LogStore {
 
     // MARK: Segments
 
-    /// Closes the current segment and starts the next. Nothing is fsynced here (this runs
-    /// under the appender's lock): the next `sync` flushes the closed segment and the new
-    /// name, before anything of the new segment counts as durable.
-    private func rollOver(_ state: inout State, firstSeq: Int) throws(LogStoreError) {
+    /// Closes the current segment and starts the next. No file is touched here (this runs
+    /// under the appender's lock): the next `flush` creates the file, and the next `sync`
+    /// flushes the closed segment and the new name before anything of the new segment counts
+    /// as durable.
+    private func rollOver(_ state: inout State, firstSeq: Int) {
         if let current = state.segments.last { state.closedUnsynced.append(current.firstSeq) }
         let path = directory.appendingPathComponent(Self.segmentName(firstSeq)).path
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw .io("cannot create \(path): \(Self.errnoText())") }
-        state.directoryUnsynced = true
         state.segments.append(
-            Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0, startLink: state.chain.lastLink))
+            Segment(firstSeq: firstSeq, path: path, descriptor: -1, offsets: [], size: 0, written: 0, startLink: state.chain.lastLink))
     }
 
     static func segmentName(_ firstSeq: Int) -> String {
@@ -564,7 +708,7 @@ public final class FileLogStore: LogStore {
             guard descriptor >= 0 else { throw .io("cannot open \(path): \(errnoText())") }
             let size = Int(lseek(descriptor, 0, SEEK_END))
             let bytes = try readBytes(descriptor, from: 0, count: size, path: path)
-            var segment = Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0, startLink: chain.lastLink)
+            var segment = Segment(firstSeq: firstSeq, path: path, descriptor: descriptor, offsets: [], size: 0, written: 0, startLink: chain.lastLink)
             bytes.withUnsafeBytes { buffer in
                 var offset = 0
                 scan: while offset < buffer.count {
@@ -594,6 +738,7 @@ public final class FileLogStore: LogStore {
                     }
                 }
                 segment.size = offset
+                segment.written = offset
             }
             if segment.size < size {
                 recovery.truncatedBytes += size - segment.size
@@ -637,22 +782,23 @@ public final class FileLogStore: LogStore {
         recovery.truncatedBytes += segment.size - size
         segment.offsets.removeLast(max(0, segment.lastSeq - seq + 1))
         segment.size = size
+        segment.written = size
         segments.append(segment)
         syncDirectory(directory)
     }
 
     // MARK: System calls
 
-    private static func write(_ bytes: [UInt8], to descriptor: Int32, at offset: Int, path: String) throws(LogStoreError) {
+    private func write(_ bytes: [UInt8], to descriptor: Int32, at offset: Int, path: String) throws(LogStoreError) {
         var written = 0
         while written < bytes.count {
             let result = bytes.withUnsafeBytes { buffer in
-                pwrite(descriptor, buffer.baseAddress! + written, buffer.count - written, off_t(offset + written))
+                options.writeFile(descriptor, UnsafeRawBufferPointer(rebasing: buffer[written...]), offset + written)
             }
             if result < 0 {
                 if errno == EINTR { continue }
-                let reason = errnoText()
-                // Leave no half record behind: the next append starts at the same offset.
+                let reason = Self.errnoText()
+                // Leave no half record behind: the next flush writes from the same offset.
                 _ = ftruncate(descriptor, off_t(offset))
                 throw .io("write \(path): \(reason)")
             }
@@ -686,4 +832,8 @@ public final class FileLogStore: LogStore {
     static func errnoText() -> String { String(cString: strerror(errno)) }
 
     public static let systemFsync: @Sendable (Int32) -> Int32 = { fsync($0) }
+
+    public static let systemPwrite: @Sendable (Int32, UnsafeRawBufferPointer, Int) -> Int = { descriptor, bytes, offset in
+        pwrite(descriptor, bytes.baseAddress, bytes.count, off_t(offset))
+    }
 }

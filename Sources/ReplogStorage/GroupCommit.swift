@@ -16,7 +16,9 @@ public enum FsyncPolicy: String, Sendable, CaseIterable {
 }
 
 /// Makes appended entries durable, sharing one fsync among all callers that wait at
-/// the same time (group commit).
+/// the same time (group commit). It is also the store's one writer: a file store's
+/// `append` only adds to memory, and the leader's `sync` (or, under `interval` and `never`,
+/// `flush`) writes everything appended so far in one go, on the thread pool.
 ///
 /// The first caller to find no fsync running becomes the leader: it runs one fsync, which
 /// covers every entry written before it started, wakes everyone it covered, and hands the
@@ -55,8 +57,8 @@ public final class GroupCommit: Service {
 
     public let store: any LogStore
     public let policy: FsyncPolicy
-    /// Where fsyncs run (off the cooperative threads).
-    private let io: BlockingIO
+    /// Where writes, fsyncs and reads of a disk run (off the cooperative threads).
+    public let io: BlockingIO
     private let clock: any NodeClock
     private let state: Mutex<State>
     /// Set once with `State.failure`, read without the lock on every append.
@@ -90,24 +92,52 @@ public final class GroupCommit: Service {
         return fail(LogStoreError.io(reason))
     }
 
-    /// Whether callers wait for fsync at all.
-    private var waitsForDisk: Bool { policy == .always && store.isDurable }
+    /// Whether callers wait for the disk at all: for a store that keeps nothing, no.
+    private var waitsForDisk: Bool { store.isDurable }
 
     /// The highest seq that may leave this node (be replicated or acknowledged): never
-    /// inside a batch (`LogStore.completeSeq`), since part of a batch is no message.
+    /// inside a batch (`LogStore.completeSeq`), since part of a batch is no message. Under
+    /// `always` it is fsynced; under `interval` and `never`, written (a crash of the process
+    /// loses none of it).
     public var durableSeq: Int {
         waitsForDisk ? min(state.withLock { $0.durableSeq }, store.completeSeq) : store.completeSeq
     }
 
     /// Up to `limit` entries from `seq` on, stopping at the durable prefix.
     public func readDurable(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+        try durableEntries(from: seq, limit: limit)
+    }
+
+    private func durableEntries(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
         let durable = durableSeq
         guard seq <= durable else { return [] }
         return try store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
     }
 
-    /// Returns once every entry up to `seq` is durable (at once unless the policy is `always`).
-    /// - Throws: `Failed` once an fsync has failed, whatever the policy.
+    /// `readDurable`, on `io` when the store reads from a disk (off the cooperative threads).
+    public func readDurable(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
+        guard store.readsFromDisk else { return try durableEntries(from: seq, limit: limit) }
+        return try await io.run { () throws(LogStoreError) in try self.durableEntries(from: seq, limit: limit) }
+    }
+
+    /// `store.readRecords`, on `io` when the store reads from a disk.
+    public func readRecords(from seq: Int, limit: Int, maxBytes: Int) async throws(LogStoreError) -> RecordBatch? {
+        guard store.readsFromDisk else { return try store.readRecords(from: seq, limit: limit, maxBytes: maxBytes) }
+        return try await io.run { () throws(LogStoreError) in try self.store.readRecords(from: seq, limit: limit, maxBytes: maxBytes) }
+    }
+
+    /// Before an append: when the disk refused the last write (a full disk), the store
+    /// refuses appends until one succeeds; try again now, so that room on the disk is noticed
+    /// by the next append rather than never.
+    public func retryRefusedWrite() async {
+        guard store.refusedWrite != nil else { return }
+        _ = try? await io.run { () throws(LogStoreError) in try self.store.flush() }
+    }
+
+    /// Returns once every entry up to `seq` is durable: fsynced under `always`, written under
+    /// `interval` and `never` (at once for a store that keeps nothing).
+    /// - Throws: `Failed` once an fsync has failed, whatever the policy; the store's
+    ///   `refusedWrite` when the disk refuses the write (not final).
     public func makeDurable(through seq: Int) async throws {
         guard waitsForDisk else {
             if let failure { throw failure }
@@ -151,13 +181,18 @@ public final class GroupCommit: Service {
         // whole batch: the rest of an open one is not durable until its end is).
         let (target, cuts) = (store.completeSeq, state.withLock { $0.cuts })
         let started = clock.now
-        defer { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) }
+        defer { if policy == .always { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) } }
         do {
-            try await io.run { try self.store.sync() }
+            if policy == .always {
+                try await io.run { try self.store.sync() }
+            } else {
+                try await io.run { try self.store.flush() }
+            }
         } catch {
-            // The disk's error is final (see above); anything else (the thread pool shut
-            // down) fails only the callers waiting now.
-            let failure: any Error = error is LogStoreError ? fail(error) : error
+            // A failed fsync is final (see above). A refused write is not (the bytes stay,
+            // and the store tries again), nor is anything else (the thread pool shut down):
+            // those fail only the callers waiting now.
+            let failure: any Error = (error as? LogStoreError)?.isFinal == true ? fail(error) : error
             let waiters = state.withLock { state in
                 state.leading = false
                 defer { state.waiters.removeAll() }
@@ -200,21 +235,34 @@ public final class GroupCommit: Service {
     }
 
     /// With the `interval` policy, flushes in the background; otherwise waits for shutdown.
+    /// Either way, what is still unwritten at shutdown is written (a message whose append
+    /// was answered "shutting down" stays in the log).
     public func run() async throws {
         guard policy == .interval, store.isDurable else {
             try? await gracefulShutdown()
+            if store.isDurable, failure == nil { try? await io.run { try self.store.flush() } }
             return
         }
         while !Task.isCancelled, !Task.isShuttingDownGracefully, failure == nil {
             try? await clock.sleep(for: Self.interval)
             do {
                 try await io.run { try self.store.sync() }
-            } catch let error as LogStoreError {
+            } catch let error as LogStoreError where error.isFinal {
                 _ = fail(error)
+            } catch is LogStoreError {
+                continue  // a refused write: the next round tries again
             } catch {
                 return  // the thread pool shut down: so does the node
             }
         }
         if failure == nil { try? store.sync() }
+    }
+}
+
+extension LogStoreError {
+    /// Whether this error ends the node's durability for good: a failed fsync (or any other
+    /// disk error of a sync), but not a write the disk refused, whose bytes are still there.
+    var isFinal: Bool {
+        if case .refusedWrite = self { false } else { true }
     }
 }

@@ -50,8 +50,23 @@ public protocol LogStore: Sendable {
     /// there is nothing at `seq`.
     func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch?
 
-    /// Makes every entry appended before the call durable (a no-op for memory).
+    /// Makes every entry appended before the call durable (a no-op for memory). Runs file
+    /// I/O: call it off the cooperative threads.
     func sync() throws(LogStoreError)
+
+    /// Hands every entry appended before the call to the operating system, so that a crash
+    /// of the process (not of the machine) loses none of them (a no-op for memory, and for
+    /// a store whose `append` writes). Runs file I/O: call it off the cooperative threads.
+    /// - Throws: `LogStoreError.refusedWrite` when the disk refuses: not final, and nothing
+    ///   is lost; the store refuses appends until a later `flush` or `sync` succeeds.
+    func flush() throws(LogStoreError)
+
+    /// Why the last write failed, while appends wait for one that succeeds (a full disk).
+    var refusedWrite: String? { get }
+
+    /// Whether reads may wait for a disk: then nodes read through `BlockingIO`, off the
+    /// cooperative threads.
+    var readsFromDisk: Bool { get }
 
     /// Whether `sync` does anything: `false` for a store that forgets everything anyway.
     var isDurable: Bool { get }
@@ -87,6 +102,9 @@ public protocol LogStore: Sendable {
 
 extension LogStore {
     public func sync() throws(LogStoreError) {}
+    public func flush() throws(LogStoreError) {}
+    public var refusedWrite: String? { nil }
+    public var readsFromDisk: Bool { false }
     public var isDurable: Bool { false }
     public var failedSync: String? { nil }
     public func append(_ entries: [LogEntry], ids: [String?]) throws(LogStoreError) { try append(entries) }
@@ -136,12 +154,14 @@ public enum LogStoreError: Error, Equatable, CustomStringConvertible {
     case io(String)
     /// The entries asked for are no longer kept: the log starts at `firstSeq` (retention).
     case gone(firstSeq: Int)
+    /// The disk refused a write (a full disk): not final, the store tries again.
+    case refusedWrite(String)
 
     public var description: String {
         switch self {
         case .notContiguous(let expected, let got):
             "append must continue the log: expected seq \(expected), got \(got)"
-        case .io(let reason):
+        case .io(let reason), .refusedWrite(let reason):
             reason
         case .gone(let firstSeq):
             "no longer kept: the log starts at seq \(firstSeq) (retention)"

@@ -22,6 +22,7 @@ final class ObservedStore: LogStore {
         syncs.withLock { $0 += 1 }
         try inner.sync()
     }
+    func flush() throws(LogStoreError) { try inner.flush() }
 }
 
 /// A store in memory whose fsync blocks until the test opens the gate.
@@ -105,6 +106,48 @@ struct GroupCommitTests {
             #expect(commit.durableSeq == seq)
         }
         #expect(store.syncCount == 0)
+    }
+
+    /// Under `never` and `interval` an append is answered once it is written (no fsync):
+    /// a file store's `append` only fills memory, so `makeDurable` waits for the write, and
+    /// a crash of the process (another process reads the files) loses nothing answered.
+    @Test func neverAndIntervalAnswerOnlyWhatIsWritten() async throws {
+        for policy in [FsyncPolicy.never, .interval] {
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-gc-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let store = try FileLogStore(directory: folder)
+            let commit = GroupCommit(store: store, policy: policy)
+            try store.append([LogEntry(seq: 1, message: "a")])
+            #expect(commit.durableSeq == 0, "\(policy): not written yet")
+            try await commit.makeDurable(through: 1)
+            #expect(commit.durableSeq == 1)
+            #expect(try FileLogStore(directory: folder).read(from: 1, limit: 9).map(\.message) == ["a"], "\(policy)")
+        }
+    }
+
+    /// A write the disk refuses fails the appends waiting for it, but is not final like a
+    /// failed fsync: the next append tries again, and once there is room the log goes on.
+    @Test func aRefusedWriteFailsItsWaitersButIsNotFinal() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-gc-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let full = Atomic(true)
+        let store = try FileLogStore(directory: folder, options: .init(writeFile: { descriptor, bytes, offset in
+            if full.load(ordering: .relaxed) {
+                errno = ENOSPC
+                return -1
+            }
+            return FileLogStore.systemPwrite(descriptor, bytes, offset)
+        }))
+        let commit = GroupCommit(store: store, policy: .always)
+        try store.append([LogEntry(seq: 1, message: "a")])
+        await #expect(throws: LogStoreError.self) { try await commit.makeDurable(through: 1) }
+        #expect(commit.failure == nil && commit.durableSeq == 0)
+        full.store(false, ordering: .relaxed)
+        await commit.retryRefusedWrite()
+        #expect(store.refusedWrite == nil)
+        try store.append([LogEntry(seq: 2, message: "b")])
+        try await commit.makeDurable(through: 2)
+        #expect(commit.durableSeq == 2)
     }
 
     /// The master replicates only what is durable: a secondary never holds a message the

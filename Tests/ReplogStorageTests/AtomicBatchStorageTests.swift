@@ -93,6 +93,7 @@ import Testing
         if damage == "open batch" { #expect(store.recovery.problem?.contains("inside a batch") == true) }
         // The log goes on cleanly, and a reopen finds nothing more to cut.
         try store.append(entries(4...4, "new"))
+        try store.flush()
         let reopened = try FileLogStore(directory: folder.url, options: options)
         #expect(reopened.recovery.problem == nil)
         #expect(try reopened.read(from: 1, limit: .max) == entries(1...3) + entries(4...4, "new"))

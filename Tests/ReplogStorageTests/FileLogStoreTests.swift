@@ -280,6 +280,7 @@ final class TemporaryFolder {
         let folder = TemporaryFolder()
         let store = try FileLogStore(directory: folder.url)
         try store.append(entries(1...5))
+        try store.flush()  // into the file, which is then cut underneath
         let handle = try FileHandle(forWritingTo: try newestSegment(in: folder.url))
         try handle.truncate(atOffset: 40)  // inside entry 2 (each record here is 25 bytes)
         try handle.close()
@@ -315,6 +316,7 @@ final class TemporaryFolder {
         #expect(store.recovery.problem?.contains("torn write") == true)
         #expect(store.recovery.truncatedBytes > 0)
         try store.append(entries(5...6))  // the log continues cleanly after the cut
+        try store.flush()
         #expect(try FileLogStore(directory: folder.url).read(from: 1, limit: .max) == entries(1...6))
     }
 
@@ -335,6 +337,99 @@ final class TemporaryFolder {
         #expect(!store.recovery.removedSegments.isEmpty)
         #expect(try store.read(from: 1, limit: .max) == entries(1...store.lastSeq))
         #expect(store.lastSeq < 20)
+    }
+
+    /// `append` touches no file, so nothing slow happens under the master's lock: the bytes
+    /// wait in memory, where reads find them, until a `flush` writes them all in one go.
+    @Test func appendsWaitInMemoryUntilAFlushWritesThemAtOnce() throws {
+        let folder = TemporaryFolder()
+        let writes = Mutex(0)
+        let store = try FileLogStore(directory: folder.url, options: .init(writeFile: { descriptor, bytes, offset in
+            writes.withLock { $0 += 1 }
+            return FileLogStore.systemPwrite(descriptor, bytes, offset)
+        }))
+        try store.append(entries(1...2))
+        try store.append(entries(3...3))
+        #expect(writes.withLock { $0 } == 0)
+        #expect(try FileLogStore(directory: folder.url).lastSeq == 0, "nothing is in a file yet")
+        #expect(try store.read(from: 1, limit: .max) == entries(1...3))
+        try store.flush()
+        #expect(writes.withLock { $0 } == 1, "one write for three appends")
+        try store.append(entries(4...5))
+        // A read across what is written and what is not yet.
+        #expect(try store.read(from: 2, limit: .max) == entries(2...5))
+        #expect(try store.readRecords(from: 1, limit: .max, maxBytes: .max)?.bytes == RecordBatch(entries(1...5)).bytes)
+        try store.flush()
+        #expect(try FileLogStore(directory: folder.url).read(from: 1, limit: .max) == entries(1...5))
+    }
+
+    /// Appends go on while a sync writes (they take no file lock). One that lands in a segment
+    /// during the write and is then closed by the next append leaves that segment with bytes
+    /// the sync did not write: the next sync must still fsync it once it writes them, or a
+    /// power loss could take entries it called durable. Checked as: after each sync, every
+    /// file's last write is followed by an fsync of that file.
+    @Test func aSegmentClosedWhileASyncWritesIsFsyncedOnceItsLastBytesAreWritten() throws {
+        let folder = TemporaryFolder()
+        let events = Mutex<[(String, Int32)]>([])
+        let store = Mutex<FileLogStore?>(nil)
+        let raced = Atomic(false)
+        let options = FileLogStore.Options(segmentSize: 60, syncFile: { descriptor in
+            events.withLock { $0.append(("fsync", descriptor)) }
+            return FileLogStore.systemFsync(descriptor)
+        }, writeFile: { descriptor, bytes, offset in
+            events.withLock { $0.append(("write", descriptor)) }
+            if !raced.exchange(true, ordering: .relaxed), let store = store.withLock({ $0 }) {
+                try? store.append([LogEntry(seq: 2, message: "message 2")])  // fits in segment 1, after the snapshot
+                try? store.append([LogEntry(seq: 3, message: "message 3")])  // closes segment 1
+            }
+            return FileLogStore.systemPwrite(descriptor, bytes, offset)
+        })
+        let opened = try FileLogStore(directory: folder.url, options: options)
+        store.withLock { $0 = opened }
+        defer { store.withLock { $0 = nil } }
+        try opened.append(entries(1...1))
+        for _ in 1...2 {
+            try opened.sync()
+            let unsynced = events.withLock { events in
+                Set(events.map(\.1)).filter { descriptor in events.last { $0.1 == descriptor }?.0 == "write" }
+            }
+            #expect(unsynced.isEmpty, "written but not fsynced since: \(unsynced)")
+        }
+        let didRace = raced.load(ordering: .relaxed)
+        #expect(didRace)
+        #expect(try FileLogStore(directory: folder.url).read(from: 1, limit: .max) == entries(1...3))
+    }
+
+    /// A write the disk refuses (a full disk) is not final, unlike a failed fsync: the bytes
+    /// stay in memory, appends are refused meanwhile (a full disk must not fill the memory
+    /// too), and once a write succeeds the log goes on with nothing lost or reordered.
+    @Test func aRefusedWriteKeepsTheBytesAndRefusesAppendsUntilAWriteSucceeds() throws {
+        let folder = TemporaryFolder()
+        let full = Atomic(true)
+        let store = try FileLogStore(directory: folder.url, options: .init(writeFile: { descriptor, bytes, offset in
+            if full.load(ordering: .relaxed) {
+                errno = ENOSPC
+                return -1
+            }
+            return FileLogStore.systemPwrite(descriptor, bytes, offset)
+        }))
+        try store.append(entries(1...2))
+        #expect { try store.flush() } throws: { error in
+            guard case .refusedWrite(let reason) = error as? LogStoreError else { return false }
+            return reason.contains("No space left on device")
+        }
+        #expect(store.refusedWrite?.contains("No space left on device") == true)
+        #expect(store.failedSync == nil, "not final")
+        #expect { try store.append(entries(3...3)) } throws: { error in
+            if case .refusedWrite = error as? LogStoreError { true } else { false }
+        }
+        #expect(try store.read(from: 1, limit: .max) == entries(1...2))
+        full.store(false, ordering: .relaxed)
+        try store.flush()
+        #expect(store.refusedWrite == nil)
+        try store.append(entries(3...3))
+        try store.sync()
+        #expect(try FileLogStore(directory: folder.url).read(from: 1, limit: .max) == entries(1...3))
     }
 }
 
@@ -416,6 +511,7 @@ final class TemporaryFolder {
         let folder = TemporaryFolder()
         let store = try FileLogStore(directory: folder.url, options: .init(segmentSize: 60))
         for seq in 1...10 { try store.append(entries(seq...seq)) }  // segments of about three records
+        try store.flush()  // into the files, the first of which is then damaged
         let hashAt8 = store.hash(at: 8)
         let first = folder.url.appendingPathComponent("00000000000000000001.seg")
         let handle = try FileHandle(forWritingTo: first)

@@ -38,8 +38,8 @@ public func buildFailoverRouter(
         router.addReadingRoutes(
             read: { from, limit throws(LogStoreError) in
                 switch node.current {
-                case .master(let master): try master.read(from: from, limit: limit)
-                case .secondary(let replica): try replica.read(from: from, limit: limit)
+                case .master(let master): try await master.list(from: from, limit: limit)
+                case .secondary(let replica): try await replica.list(from: from, limit: limit)
                 }
             },
             wait: { from, timeout in

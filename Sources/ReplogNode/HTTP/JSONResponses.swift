@@ -210,20 +210,20 @@ extension Router {
     /// streaming, the connection is cut instead, so a client never takes a short list for
     /// the whole log.
     /// The error a read at `from` throws, if any (a probe before answering `410`).
-    static func readError(_ read: @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry], from: Int) -> LogStoreError? {
-        do { _ = try read(from, 1) } catch { return error }
+    static func readError(_ read: @Sendable (_ from: Int, _ limit: Int) async throws(LogStoreError) -> [LogEntry], from: Int) async -> LogStoreError? {
+        do { _ = try await read(from, 1) } catch { return error }
         return nil
     }
 
     func addMessagesRoute(
-        read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
+        read: @escaping @Sendable (_ from: Int, _ limit: Int) async throws(LogStoreError) -> [LogEntry],
         wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
     ) {
         get("/messages") { request, _ in
             let asked = try request.integerQuery("from", minimum: 1)
             // Without `from`, the list starts where the log does (after retention, past 1).
             var from = asked ?? 1
-            if asked == nil, case .gone(let first)? = Self.readError(read, from: from) { from = first }
+            if asked == nil, case .gone(let first)? = await Self.readError(read, from: from) { from = first }
             let limit = try request.integerQuery("limit", minimum: 0) ?? Int.max
             let waitMilliseconds = try request.integerQuery("wait", minimum: 0) ?? 0
             guard waitMilliseconds <= Self.maxWaitMilliseconds else {
@@ -231,10 +231,10 @@ extension Router {
             }
             let firstPage: [LogEntry]
             do {
-                let now = try read(from, min(limit, listingPageSize))
+                let now = try await read(from, min(limit, listingPageSize))
                 if now.isEmpty, waitMilliseconds > 0, limit > 0 {
                     await wait(from, .milliseconds(waitMilliseconds))
-                    firstPage = try read(from, min(limit, listingPageSize))
+                    firstPage = try await read(from, min(limit, listingPageSize))
                 } else {
                     firstPage = now
                 }
@@ -261,7 +261,7 @@ extension Router {
                         buffer.clear()
                         remaining -= page.count
                         let next = page.last!.seq + 1
-                        page = remaining > 0 ? try read(next, min(remaining, listingPageSize)) : []
+                        page = remaining > 0 ? try await read(next, min(remaining, listingPageSize)) : []
                     }
                     buffer.writeString("]}")
                     try await writer.write(buffer)

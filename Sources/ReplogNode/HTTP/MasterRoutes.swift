@@ -15,7 +15,7 @@ public func buildMasterRouter(
         }
 
         router.addReadingRoutes(
-            read: { from, limit throws(LogStoreError) in try master.read(from: from, limit: limit) },
+            read: { from, limit throws(LogStoreError) in try await master.list(from: from, limit: limit) },
             wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
 
         router.get("/health") { _, _ in

@@ -8,7 +8,7 @@ extension Router {
     /// Every way to read the log, the same on every node: `GET /messages` (a page, or a
     /// long poll) and `GET /messages/stream`, over the node's visible log and its watch.
     func addReadingRoutes(
-        read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
+        read: @escaping @Sendable (_ from: Int, _ limit: Int) async throws(LogStoreError) -> [LogEntry],
         wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
     ) {
         addMessagesRoute(read: read, wait: wait)
@@ -34,7 +34,7 @@ extension Router {
     /// A store that cannot read its log ends the stream (the client reconnects, and is
     /// never shown a gap).
     func addMessageStreamRoute(
-        read: @escaping @Sendable (_ from: Int, _ limit: Int) throws(LogStoreError) -> [LogEntry],
+        read: @escaping @Sendable (_ from: Int, _ limit: Int) async throws(LogStoreError) -> [LogEntry],
         wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
     ) {
         get("/messages/stream") { request, _ in
@@ -48,7 +48,7 @@ extension Router {
             // Before the first byte: `410` for a seq retention dropped, or (without `from`)
             // the log's first seq.
             var from = asked ?? 1
-            if case .gone(let first)? = Self.readError(read, from: from) {
+            if case .gone(let first)? = await Self.readError(read, from: from) {
                 guard asked == nil else { throw APIError(LogStoreError.gone(firstSeq: first)) }
                 from = first
             }
@@ -60,12 +60,12 @@ extension Router {
                     var next = start
                     try await writer.write(ByteBuffer(bytes: ServerSentEvents.comment("replog: the log from seq \(start) on")))
                     while !Task.isCancelled, !Task.isShuttingDownGracefully {
-                        let page = try read(next, listingPageSize)
+                        let page = try await read(next, listingPageSize)
                         guard let last = page.last else {
                             // Up to date: wait for the next entry, or for the node to stop.
                             let awaited = next
                             await cancelWhenGracefulShutdown { await wait(awaited, Self.streamKeepAlive) }
-                            if try read(next, 1).isEmpty, !Task.isShuttingDownGracefully {
+                            if try await read(next, 1).isEmpty, !Task.isShuttingDownGracefully {
                                 try await writer.write(ByteBuffer(bytes: ServerSentEvents.comment("keep-alive")))
                             }
                             continue

@@ -107,7 +107,7 @@ public func buildSecondaryRouter(
         }
 
         router.addReadingRoutes(
-            read: { from, limit throws(LogStoreError) in try replica.read(from: from, limit: limit) },
+            read: { from, limit throws(LogStoreError) in try await replica.list(from: from, limit: limit) },
             wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
 
         router.get("/health") { _, _ in
