@@ -214,7 +214,7 @@ public final class Master: Service {
         }
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
-        await commit.retryRefusedWrite()
+        if commit.writeWasRefused { await commit.retryRefusedWrite() }
         if let failover, var refusal = failover.refusal() {
             if case .notTheMaster(nil) = refusal {
                 // Just elected: a majority will hold the log through its start within a heartbeat.

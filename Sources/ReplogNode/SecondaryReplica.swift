@@ -157,7 +157,7 @@ public final class SecondaryReplica: Sendable {
             try await clock.sleep(for: settings.delay)
         }
         if let failure = commit.failure { throw failure }
-        await commit.retryRefusedWrite()
+        if commit.writeWasRefused { await commit.retryRefusedWrite() }
         let replicaState = try state.withLock { state in
             if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0, !adopt {
                 throw ForeignLog(held: held, offered: logID)

@@ -126,11 +126,13 @@ public final class GroupCommit: Service {
         return try await io.run { () throws(LogStoreError) in try self.store.readRecords(from: seq, limit: limit, maxBytes: maxBytes) }
     }
 
-    /// Before an append: when the disk refused the last write (a full disk), the store
-    /// refuses appends until one succeeds; try again now, so that room on the disk is noticed
-    /// by the next append rather than never.
+    /// Whether the disk refused the last write (a full disk): the store then refuses appends
+    /// until a write succeeds, so call `retryRefusedWrite` before the next one.
+    public var writeWasRefused: Bool { store.refusedWrite != nil }
+
+    /// Tries the refused write again, so that room on the disk is noticed by the next
+    /// append rather than never.
     public func retryRefusedWrite() async {
-        guard store.refusedWrite != nil else { return }
         _ = try? await io.run { () throws(LogStoreError) in try self.store.flush() }
     }
 

@@ -173,6 +173,37 @@ struct DiskFailureTests {
         #expect(replica.commit.failure == nil)
     }
 
+    /// A full disk on a master with a file log: the append whose write the disk refused gets
+    /// `500`, later ones are refused (nothing of them kept) while the disk stays full, and the
+    /// first append after there is room tries the write again and goes on. The refused
+    /// message lands then, in its place: like a `504`, a `500` may still be in the log.
+    @Test func aMasterRefusesAppendsWhileTheDiskIsFullAndGoesOnOnceThereIsRoom() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-disk-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let full = Atomic(true)
+        let store = try FileLogStore(directory: folder, options: .init(writeFile: { descriptor, bytes, offset in
+            if full.load(ordering: .relaxed) {
+                errno = ENOSPC
+                return -1
+            }
+            return FileLogStore.systemPwrite(descriptor, bytes, offset)
+        }))
+        let master = Master(
+            settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
+            store: store, fsync: .always, logger: Self.quiet)
+        for message in ["a", "b"] {
+            await #expect { try await master.append(AppendRequest(message: message, w: 1)) } throws: { error in
+                guard case .storeFailed(let reason) = error as? Master.AppendError else { return false }
+                return reason.contains("No space left on device")
+            }
+        }
+        #expect(master.health.storageFailure == nil, "a full disk is not final")
+        full.store(false, ordering: .relaxed)
+        let appended = try await master.append(AppendRequest(message: "c", w: 1))
+        #expect(appended.seq == 2)
+        #expect(try master.read(from: 1, limit: 10).map(\.message) == ["a", "c"])
+    }
+
     /// A segment that an append closed is fsynced by the next group commit, off the master's
     /// lock. If that fsync fails, the append fails and the node shows the failure like any other.
     @Test func aFailedFsyncWhileClosingASegmentIsReportedToo() async throws {
