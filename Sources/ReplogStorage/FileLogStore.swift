@@ -528,7 +528,10 @@ public final class FileLogStore: LogStore {
             return (Array(state.segments.prefix(count)), LogStart(firstSeq: next.firstSeq, link: next.startLink))
         }
         guard let plan else { return 0 }
-        try plan.start.save(in: directory)
+        // The keys of what goes stay known (in memory, and in `start.json` for recovery): a
+        // retry of one is answered with its seq, not appended again.
+        let droppedIDs = state.withLock { state in state.recentIDs.filter { $0.seq < plan.start.firstSeq }.suffix(options.recentIDLimit) }
+        try plan.start.save(in: directory, ids: Array(droppedIDs))
         let applied = state.withLock { state in
             // A cut or a restart of the log since the plan: leave it to the next pass (the
             // start on disk is no later than what the log holds, so recovery is unharmed).
@@ -538,7 +541,6 @@ public final class FileLogStore: LogStore {
             state.segments.removeFirst(plan.drop.count)
             state.chain.forget(before: plan.start.firstSeq, link: plan.start.linkBytes!)
             state.closedUnsynced.removeAll { $0 < plan.start.firstSeq }
-            state.recentIDs.removeAll { $0.seq < plan.start.firstSeq }
             state.retired += plan.drop.map(\.descriptor)
             return true
         }
@@ -685,6 +687,7 @@ public final class FileLogStore: LogStore {
         if let start = try LogStart.load(from: directory), let link = start.linkBytes {
             nextSeq = start.firstSeq
             chain = HashChain(base: start.firstSeq - 1, link: link)
+            recentIDs = LogStart.loadIDs(from: directory).filter { $0.seq < start.firstSeq }
             for (firstSeq, name) in files where firstSeq < start.firstSeq {
                 try? FileManager.default.removeItem(at: directory.appendingPathComponent(name))
             }

@@ -120,12 +120,35 @@ public struct LogStart: Codable, Sendable, Equatable {
         return start
     }
 
-    /// Writes `start.json` atomically and durably (write, fsync, rename, fsync the folder).
-    func save(in directory: URL) throws(LogStoreError) {
+    /// What `start.json` holds: the start, and the idempotency keys of the latest entries
+    /// before it, so that retention never makes a node forget a key it would otherwise still
+    /// know (a retry of one is answered, not appended again).
+    private struct File: Codable {
+        let firstSeq: Int
+        let link: String
+        var ids: [Key]?
+        struct Key: Codable {
+            let id: String
+            let seq: Int
+        }
+    }
+
+    /// The keys `start.json` in `directory` keeps (none when there is no such file).
+    static func loadIDs(from directory: URL) -> [RememberedID] {
+        guard let data = try? Data(contentsOf: directory.appendingPathComponent(fileName)),
+              let file = try? JSONDecoder().decode(File.self, from: data)
+        else { return [] }
+        return (file.ids ?? []).map { RememberedID(id: $0.id, seq: $0.seq) }
+    }
+
+    /// Writes `start.json` atomically and durably (write, fsync, rename, fsync the folder),
+    /// with the keys of the latest entries before the start.
+    func save(in directory: URL, ids: [RememberedID] = []) throws(LogStoreError) {
         let url = directory.appendingPathComponent(Self.fileName)
         let temporary = directory.appendingPathComponent(Self.fileName + ".tmp")
         do {
-            let data = try JSONEncoder().encode(self)
+            let file = File(firstSeq: firstSeq, link: link, ids: ids.isEmpty ? nil : ids.map { File.Key(id: $0.id, seq: $0.seq) })
+            let data = try JSONEncoder().encode(file)
             try data.write(to: temporary)
             let handle = try FileHandle(forWritingTo: temporary)
             try handle.synchronize()

@@ -56,6 +56,22 @@ import Testing
         }
     }
 
+    /// Retention drops entries, not what the node knows of their idempotency keys: a node
+    /// elected later still answers a retry of a dropped entry's key with its seq instead of
+    /// appending it again. The keys are kept in memory and, for recovery, in `start.json`.
+    @Test func retentionKeepsTheKeysOfWhatItDrops() throws {
+        let folder = TemporaryFolder()
+        let options = FileLogStore.Options(segmentSize: 60)
+        let store = try FileLogStore(directory: folder.url, options: options)
+        for seq in 1...20 { try store.append(entries(seq...seq), ids: ["key-\(seq)"]) }
+        try store.flush()
+        let dropped = try store.applyRetention(RetentionPolicy(messages: 5), now: Date())
+        #expect(dropped > 0)
+        let keys = (1...20).map { RememberedID(id: "key-\($0)", seq: $0) }
+        #expect(store.recentIDs == keys)
+        #expect(try FileLogStore(directory: folder.url, options: options).recentIDs == keys)
+    }
+
     /// A secondary that fell behind its master's first seq starts its log again there: its
     /// chain goes on from the master's link, so its hashes are the master's.
     @Test func aRestartedLogGoesOnWithTheSameChain() throws {
