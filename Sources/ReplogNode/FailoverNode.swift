@@ -198,10 +198,10 @@ public final class FailoverNode: Service, Sendable {
     /// A master's delivery (`POST /replicate`), with keys and batch marks.
     public func receive(_ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
         let replica = try follow(stamp)
-        let storedBefore = store.lastSeq
-        var answer = try await replica.receive(records, of: logID, adopt: stamp != nil)
+        let (storedBefore, restartsBefore) = (store.lastSeq, replica.logRestarts)
+        var answer = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch)
         state.withLock { $0.logID = logID }
-        try synced(answer, stamp: stamp, storedBefore: storedBefore)
+        try synced(answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore)
         answer.epoch = stamp?.epoch
         return answer
     }
@@ -311,11 +311,18 @@ public final class FailoverNode: Service, Sendable {
     /// real-node simulation, seed 2064). So the start is taken on only when no entry past it
     /// was stored before this request came (`storedBefore`), or after this master cut the
     /// rest (`truncate`); from then on everything past it comes from this master.
-    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int) throws {
+    ///
+    /// A log this request started again at the master's start (retention, `startedAgain`)
+    /// holds nothing but what this master sent, and the master's log up to its start (its
+    /// link): past the epoch's start already, it holds that start without a hash to show
+    /// for it. Otherwise the node would date the master's entries to an older epoch and vote
+    /// for a shorter log than its own (the real-node simulation, seed 1564).
+    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) throws {
         guard let stamp, let start = stamp.history.starts.last, answer.seq >= start.after else { return }
         let known = state.withLock { $0.prefixOfEpoch == stamp.epoch || $0.election.record.history.starts.last == start }
         if !known {
-            guard storedBefore <= start.after, store.hash(at: start.after) == stamp.startHash else { return }
+            let holdsStart = store.hash(at: start.after) == stamp.startHash || (startedAgain && store.firstSeq - 1 >= start.after)
+            guard storedBefore <= start.after || startedAgain, holdsStart else { return }
             state.withLock { $0.prefixOfEpoch = stamp.epoch }
         }
         try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) }

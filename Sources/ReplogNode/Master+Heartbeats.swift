@@ -38,10 +38,22 @@ extension Master {
 
     /// A secondary answered a heartbeat with what it holds.
     func onContact(_ peer: String, _ replica: ReplicaState) {
+        let replica = vouched(replica)
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
         handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
         failover?.answered(peer, replica)
+    }
+
+    /// What a secondary's answer shows of this log. One that holds only seqs before this
+    /// log's start (retention) cannot be checked against any hash here: it counts as holding
+    /// nothing of it, towards no `w`, and its stream starts its log again at the start.
+    func vouched(_ replica: ReplicaState) -> ReplicaState {
+        guard replica.seq > 0, replica.seq < store.firstSeq - 1 else { return replica }
+        var unknown = replica
+        unknown.seq = 0
+        unknown.hash = nil
+        return unknown
     }
 
     /// Finds the first seq where a diverged secondary's log parts from the master's, by
@@ -49,17 +61,23 @@ extension Master {
     /// find the seq where they start to differ. An elected master then has the member cut its
     /// log there. If the member stops answering, the search starts again at its next answer.
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
-        // After retention the search starts at this log's start; a member whose log parts
-        // from this one before it starts its log again there (failover only).
-        // (No answer, or no hash there: the member lacks that seq, and the stream restarts
-        // it when it asks for what is gone; or its own start is later, and it is kept.)
+        // After retention the search starts at this log's start; a member that cannot show
+        // it holds this log through there (another hash, or none: it lacks that seq, or its
+        // own start is later and nothing shows what came before it) starts its log again at
+        // this log's start (failover only). It could not be cut to a seq it holds no hash of.
         let start = store.start
-        if failover != nil, start.firstSeq > 1,
-           let theirs = try? await transport.hash(of: peer, at: start.firstSeq - 1, timeout: settings.heartbeatTimeout),
-           theirs != start.hash
-        {
-            await restartLog(of: peer, at: start)
-            return
+        if failover != nil, start.firstSeq > 1 {
+            let theirs: String?
+            do {
+                theirs = try await transport.hash(of: peer, at: start.firstSeq - 1, timeout: settings.heartbeatTimeout)
+            } catch {
+                state.withLock { $0.instance.onDivergenceRetry(peer) }
+                return
+            }
+            if theirs != start.hash {
+                await restartLog(of: peer, at: start)
+                return
+            }
         }
         guard let (agreed, differs) = await whereLogsPart(with: peer, atOrBefore: last, from: start.firstSeq - 1) else {
             state.withLock { $0.instance.onDivergenceRetry(peer) }

@@ -90,7 +90,8 @@ extension Master {
                 case .lingerOver:
                     lingerTimerRunning = false
                     state.withLock { $0.instance.onLingerOver(for: peer) }
-                case .delivered(let replica, let entries, let started):
+                case .delivered(let answer, let entries, let started):
+                    let replica = vouched(answer)
                     let peerMetrics = metrics.peers[peer]!
                     peerMetrics.replicationDuration.recordNanoseconds((clock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)

@@ -63,10 +63,24 @@ public final class SecondaryReplica: Sendable {
         /// Where this secondary last started its log again because it had fallen behind the
         /// master's first kept seq (retention), if it did since it started.
         var restartedAt: Int?
+        /// How many times it started its log again.
+        var logRestarts = 0
+        /// The epoch of the master whose entries wait in the hold-back buffer (failover).
+        var heldBackEpoch: Int?
     }
 
     /// Where this secondary last started its log again, behind the master's retention.
     public var restartedAt: Int? { state.withLock { $0.restartedAt } }
+
+    /// How many times this secondary started its log again at its master's start.
+    public var logRestarts: Int { state.withLock { $0.logRestarts } }
+
+    /// The incarnation it answers with: a log started again is news to the master as a new
+    /// process is (what it holds now is the truth, and its stream resends from there), or
+    /// requests sent before the restart would leave a gap that no answer shows the master.
+    private func incarnation(after logRestarts: Int) -> String {
+        logRestarts == 0 ? incarnation : "\(incarnation)+\(logRestarts)"
+    }
 
     public let store: any LogStore
     /// Flushes the log; nothing is acknowledged before it is durable.
@@ -125,7 +139,8 @@ public final class SecondaryReplica: Sendable {
             // Read under the lock that stores, so the durable prefix is never past the stored one.
             let seq = min($0.holdBack.contiguousSeq, commit.durableSeq)
             return ReplicaState(
-                seq: seq, incarnation: incarnation, logID: $0.logID, storageFailure: storageFailure, hash: store.hash(at: seq))
+                seq: seq, incarnation: incarnation(after: $0.logRestarts), logID: $0.logID, storageFailure: storageFailure,
+                hash: store.hash(at: seq))
         }
     }
 
@@ -151,7 +166,13 @@ public final class SecondaryReplica: Sendable {
 
     /// Like `receive(_:ids:of:adopt:)`, with the records' batch marks: a batch counts (is
     /// acknowledged, listed, claimed) only once all of it is here.
-    public func receive(_ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool = false) async throws -> ReplicaState {
+    /// - Parameter epoch: with failover, the epoch of the master that sent them. Entries an
+    ///   earlier epoch's master sent and that still wait for a gap to fill are dropped
+    ///   first: the new master may hold other entries at those seqs, and its own would
+    ///   otherwise release them behind its first (the real-node simulation, seed 4667).
+    public func receive(
+        _ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool = false, epoch: Int? = nil
+    ) async throws -> ReplicaState {
         let (entries, ids, continues) = (records.entries, records.ids, records.continues)
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
@@ -166,13 +187,20 @@ public final class SecondaryReplica: Sendable {
                 try onFollow(logID)  // rare: once per master log, so done under the lock
                 state.logID = logID
             }
+            if let epoch, epoch != state.heldBackEpoch {
+                if state.holdBack.heldBackCount > 0 {
+                    state.holdBack = HoldBackBuffer(contiguousSeq: state.holdBack.contiguousSeq, capacity: settings.holdBackCapacity)
+                    state.heldBackIDs = [:]
+                    state.heldBackContinuing = []
+                }
+                state.heldBackEpoch = epoch
+            }
             // The master no longer holds what this secondary lacks before its first kept seq
             // (retention), or this secondary's log parts from the master's before it (a
-            // deposed master's tail): start the log again there, as a Kafka follower does.
-            // (A log whose own start is past the master's holds no hash there: it is kept.)
-            if let start = records.start,
-               start.firstSeq > state.holdBack.contiguousSeq + 1 || store.hash(at: start.firstSeq - 1).map({ $0 != start.hash }) == true
-            {
+            // deposed master's tail), or nothing here shows it holds the master's log through
+            // there (its own start is later): start the log again there, as a Kafka follower
+            // does. Only a log with the master's hash at the seq before the start goes on.
+            if let start = records.start, store.hash(at: start.firstSeq - 1) != start.hash {
                 let before = state.holdBack.contiguousSeq
                 try store.restart(at: start)
                 commit.restarted(at: start.firstSeq - 1)
@@ -181,6 +209,7 @@ public final class SecondaryReplica: Sendable {
                 state.heldBackIDs = [:]
                 state.heldBackContinuing = []
                 state.restartedAt = start.firstSeq
+                state.logRestarts += 1
                 logger.warning("restarted the log at the master's first kept seq: it no longer holds what this node lacked", metadata: [
                     "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(before)",
                 ])
@@ -219,7 +248,7 @@ public final class SecondaryReplica: Sendable {
             metrics.lastSeq.record(state.holdBack.contiguousSeq)
             // Part of a batch is no message: claim up to the last whole one.
             let seq = min(state.holdBack.contiguousSeq, store.completeSeq)
-            return ReplicaState(seq: seq, incarnation: incarnation, logID: logID, hash: store.hash(at: seq))
+            return ReplicaState(seq: seq, incarnation: incarnation(after: state.logRestarts), logID: logID, hash: store.hash(at: seq))
         }
         try await commit.makeDurable(through: replicaState.seq)
         watch.advanced(to: min(replicaState.seq, commit.durableSeq))

@@ -27,13 +27,20 @@ import Synchronization
 /// - a `201` for `w` only once `w` nodes held the message at its seq, fsynced;
 /// - every `201` with `w` of a majority or more is in the log of every master of a later
 ///   epoch at its seq;
-/// - after healing, one master, every log equal to its log, and the history checker finds
-///   every majority-acknowledged message once at its seq and nothing twice.
+/// - after healing, one master, every log equal to its log (the same hash chain, so equal
+///   where retention dropped entries too), and the history checker finds every
+///   majority-acknowledged message once at its seq and nothing twice.
+///
+/// In half of the schedules every node runs retention (`--retain-messages` 2 to 8, segments
+/// of 2 to 4 entries) every 100 ms: secondaries that fall behind the master's first seq,
+/// members that part from a new master's log before its start, and crashes in between meet
+/// logs started again at another node's start.
 final class NodeElectionSimulation: Sendable {
     static let heartbeat: Duration = .milliseconds(50)
     static let electionTimeout: ClosedRange<Duration> = .milliseconds(150)...(.milliseconds(300))
     static let faultyFor: Duration = .seconds(6)
     static let settleLimit: Duration = .seconds(40)
+    static let retentionEvery: Duration = .milliseconds(100)
 
     enum Target: Sendable { case master, anyNode }
 
@@ -81,6 +88,8 @@ final class NodeElectionSimulation: Sendable {
     private let faults: NodeNetwork.Faults
     private let fsyncLatency: ClosedRange<Duration>
     private let disks: [String: SimulatedDisk]
+    /// What every node keeps (`--retain-messages`), in the schedules that run retention.
+    let retention: RetentionPolicy?
 
     private struct Running {
         let node: FailoverNode
@@ -102,6 +111,13 @@ final class NodeElectionSimulation: Sendable {
         var masterOfEpoch: [Int: String] = [:]
         /// The masters (name and epoch) whose log was checked for the committed entries.
         var mastersChecked: Set<String> = []
+        /// Logs a node started again at its master's start (retention), and where each
+        /// node's known history starts.
+        var restartedLogs = 0
+        var knownFrom: [String: Int] = [:]
+        /// Where the log of each master started, when it was elected with a log started again
+        /// (retention): it knew no idempotency key before that seq.
+        var restartedMasterStarts: [Int] = []
         var acknowledged = 0
         /// The batches appended (their messages, in order): each is in a log whole or not at all.
         var batches: [[String]] = []
@@ -119,7 +135,13 @@ final class NodeElectionSimulation: Sendable {
         random = SimulationRandom(seed: seed)
         network = NodeNetwork(clock: clock, random: random)
         names = (1...(random.chance(0.5) ? 3 : 5)).map { "n\($0)" }
-        disks = Dictionary(uniqueKeysWithValues: names.map { ($0, SimulatedDisk()) })
+        // Retention draws from a generator of its own, so that every other draw of a seed
+        // stays as it was before retention came.
+        let retentionDraws = SimulationRandom(seed: seed ^ 0x5E7E_4710_0000_0000)
+        let segmentEntries = retentionDraws.int(2...4)
+        let retention = retentionDraws.chance(0.5) ? RetentionPolicy(messages: retentionDraws.int(2...8)) : nil
+        self.retention = retention
+        disks = Dictionary(uniqueKeysWithValues: names.map { ($0, SimulatedDisk(segmentEntries: retention == nil ? 64 : segmentEntries)) })
         faults = NodeNetwork.Faults(
             maxDelay: random.duration(.milliseconds(1)...(.milliseconds(30))), lossRate: random.chance(0.5) ? random.unit() * 0.2 : 0)
         fsyncLatency = random.chance(0.5) ? .microseconds(100)...(.milliseconds(3)) : .milliseconds(1)...(.milliseconds(40))
@@ -181,9 +203,16 @@ final class NodeElectionSimulation: Sendable {
         // The secondaries first, then the node started as master, as `replog cluster` does.
         for name in names.dropFirst() + [names[0]] { start(name) }
         var healed = false
+        var nextRetention = Self.retentionEvery
         while clock.now < Self.settleLimit {
             executor.runUntilIdle()
             checkEveryStep()
+            if let retention, clock.now >= nextRetention {
+                applyRetention(retention)
+                nextRetention = clock.now + Self.retentionEvery
+                executor.runUntilIdle()
+                checkEveryStep()
+            }
             while let next = state.withLock({ $0.events.first }), next.at <= clock.now {
                 _ = state.withLock { $0.events.removeFirst() }
                 apply(next.event)
@@ -197,7 +226,7 @@ final class NodeElectionSimulation: Sendable {
             }
             if healed, converged() { break }
             let pending = state.withLock { $0.events.first?.at }
-            let target = [clock.nextDeadline, pending, healed ? nil : Self.faultyFor].compactMap { $0 }.min()
+            let target = [clock.nextDeadline, pending, healed ? nil : Self.faultyFor, retention == nil ? nil : nextRetention].compactMap { $0 }.min()
             guard let target else { break }
             clock.advance(by: max(target - clock.now, .zero))
         }
@@ -210,6 +239,7 @@ final class NodeElectionSimulation: Sendable {
     var traceText: String { state.withLock { $0.traceLines.joined(separator: "\n") } }
     var acknowledged: Int { state.withLock { $0.acknowledged } }
     var elections: Int { state.withLock { $0.masterOfEpoch.count } }
+    var restartedLogs: Int { state.withLock { $0.restartedLogs } }
 
     private func log(_ line: @autoclosure () -> String) {
         guard trace else { return }
@@ -274,6 +304,15 @@ final class NodeElectionSimulation: Sendable {
         running.task.cancel()
     }
 
+    /// A retention pass on every running node, as `RetentionService` runs one every second.
+    private func applyRetention(_ policy: RetentionPolicy) {
+        let running = state.withLock { $0.running }
+        for name in names {
+            guard let node = running[name]?.node, let dropped = try? node.store.applyRetention(policy, now: clock.date), dropped > 0 else { continue }
+            log("\(name)'s retention drops \(dropped) entries: its log starts at seq \(disks[name]!.firstSeq)")
+        }
+    }
+
     private func crash(_ name: String) {
         stop(name)
         let unsynced = disks[name]!.unsyncedCount
@@ -333,9 +372,9 @@ final class NodeElectionSimulation: Sendable {
         guard let master = currentMaster else { return false }
         let (running, unanswered) = state.withLock { state in (state.running, state.records.contains { $0.outcome == nil }) }
         guard !unanswered, running.count == names.count else { return false }
-        let log = disks[master]!.entries
+        let (lastSeq, hash) = (disks[master]!.lastSeq, disks[master]!.lastHash)
         return names.allSatisfy { name in
-            disks[name]!.entries == log && disks[name]!.durableCount == log.count
+            disks[name]!.lastSeq == lastSeq && disks[name]!.lastHash == hash && disks[name]!.durableSeq == lastSeq
                 && (name == master || running[name]!.node.status.master == master)
         }
     }
@@ -397,7 +436,10 @@ final class NodeElectionSimulation: Sendable {
         log("answer to \(record.message) w=\(record.w): \(outcome)")
         guard case .ok(let seq) = outcome else { return }
         checkEveryStep()  // who holds it right now
-        let holders = state.withLock { $0.heldBy["\(seq) \(record.message)"] ?? [] }
+        // A node whose log was started again past `seq` (at its master's start, retention)
+        // holds it through the chain's link, durably, though not the entry itself.
+        let restartedPast = Set(names.filter { disks[$0]!.knownFrom > seq })
+        let holders = state.withLock { $0.heldBy["\(seq) \(record.message)"] ?? [] }.union(restartedPast)
         if holders.count < record.w {
             violation("201 for \(record.message) w=\(record.w) at seq \(seq), but only \(holders.sorted()) held it there, fsynced")
         }
@@ -426,13 +468,19 @@ final class NodeElectionSimulation: Sendable {
             }
             // What each disk holds fsynced, at which seq (read again after a cut or power loss).
             let disk = disks[name]!
-            let (changes, durable) = (disk.changes, disk.durableCount)
+            let (changes, durable, knownFrom) = (disk.changes, disk.durableSeq, disk.knownFrom)
             let checked = state.withLock { $0.checked[name] }
-            let from = checked?.changes == changes ? checked!.count : 0
+            let from = checked?.changes == changes ? checked!.count : knownFrom - 1
+            state.withLock { state in
+                if knownFrom > state.knownFrom[name] ?? 1 { state.restartedLogs += 1 }
+                state.knownFrom[name] = knownFrom
+            }
             if durable > from {
                 let entries = disk.entries
                 state.withLock { state in
-                    for entry in entries[from..<durable] { state.heldBy["\(entry.seq) \(entry.message)", default: []].insert(name) }
+                    for entry in entries[(from - knownFrom + 1)..<(durable - knownFrom + 1)] {
+                        state.heldBy["\(entry.seq) \(entry.message)", default: []].insert(name)
+                    }
                     state.checked[name] = (changes, durable)
                 }
             } else if checked?.changes != changes {
@@ -448,9 +496,12 @@ final class NodeElectionSimulation: Sendable {
             if let other, other != name { violation("two masters in epoch \(epoch): \(other) and \(name)") }
             guard isNew else { continue }
             log("\(name) is master of epoch \(epoch)")
+            if disk.knownFrom > 1 { state.withLock { $0.restartedMasterStarts.append(disk.knownFrom) } }
             let log = disk.entries
-            for (seq, committed) in state.withLock({ $0.committed }).sorted(by: { $0.key < $1.key }) where committed.epoch < epoch {
-                if log.count < seq || log[seq - 1].message != committed.message {
+            // Before a log started again the node never held anything: the end's chain check covers it.
+            for (seq, committed) in state.withLock({ $0.committed }).sorted(by: { $0.key < $1.key })
+            where committed.epoch < epoch && seq >= knownFrom {
+                if seq - knownFrom >= log.count || log[seq - knownFrom].message != committed.message {
                     violation("\(name), master of epoch \(epoch), lacks \(committed.message) at seq \(seq), acknowledged in epoch \(committed.epoch)")
                 }
             }
@@ -465,7 +516,7 @@ final class NodeElectionSimulation: Sendable {
             let nodes = names.map { name in
                 let status = running[name]?.node.status
                 return "\(name) \(status?.role ?? "down") epoch \(status?.epoch ?? 0) following \(status?.master ?? "none") log "
-                    + "\(disks[name]!.entries.count) (\(disks[name]!.durableCount) fsynced)"
+                    + "\(disks[name]!.firstSeq)...\(disks[name]!.lastSeq) (\(disks[name]!.durableSeq) fsynced)"
             }
             let unanswered = state.withLock { $0.records.filter { $0.outcome == nil }.map(\.message) }
             violation("did not converge after healing: \(nodes.joined(separator: ", ")); unanswered: \(unanswered)")
@@ -482,8 +533,26 @@ final class NodeElectionSimulation: Sendable {
             default: HistoryChecker.Record(message: record.message, outcome: .unknown)
             }
         }
-        let logs = names.map { ($0, disks[$0]!.entries) }
-        for problem in HistoryChecker.check(history, logs: logs) { violation(problem) }
+        // Each node's whole history: what it holds and what retention dropped. A log started
+        // again at its master's start has no history before it, but the same chain (checked
+        // by `converged`), so the nodes with their whole history speak for it.
+        let logs = names.filter { disks[$0]!.knownFrom == 1 }.map { ($0, disks[$0]!.entries) }
+        guard !logs.isEmpty else {
+            if converged { log("every node started its log again: the history is checked through the chain only") }
+            return
+        }
+        // A node that started its log again knows no key before its start; elected, it
+        // appends a retry of such a key again (guarantees.md says so). Forgiven only then:
+        // a retried message whose key was first stored before the start of such a master's log.
+        let restartedStarts = state.withLock { $0.restartedMasterStarts }
+        let firstSeq = Dictionary(logs[0].1.map { ($0.message, $0.seq) }, uniquingKeysWith: min)
+        let placeInBatch = state.withLock { $0.placeInBatch }
+        let mayRepeat = retried.filter { message in
+            // A batch's key is stored with its first message.
+            guard let first = firstSeq[message].map({ $0 - (placeInBatch[message]?.index ?? 0) }) else { return false }
+            return restartedStarts.contains { $0 > first }
+        }
+        for problem in HistoryChecker.check(history, logs: logs, mayRepeat: mayRepeat) { violation(problem) }
         for problem in HistoryChecker.checkBatches(state.withLock { $0.batches }, logs: logs) { violation(problem) }
     }
 }

@@ -3,8 +3,9 @@ import Testing
 
 /// Failovers run against the real node code (`NodeElectionSimulation`), seeded schedules.
 ///
-/// - `REPLOG_NODE_SCHEDULES=N` runs N schedules (default 2,500: the first that finds the
-///   mutant `staletail` is seed 2064);
+/// - `REPLOG_NODE_SCHEDULES=N` runs N schedules (default 4,000: the first that finds the
+///   mutant `staletail` is seed 2064, and the hold-back bug `heldbackepoch` plants was
+///   first found at seed 3692);
 /// - `REPLOG_NODE_SEED=S` replays schedule S alone and prints its trace.
 @Suite struct NodeElectionSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
@@ -18,15 +19,16 @@ import Testing
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
             return
         }
-        let schedules = Self.environment["REPLOG_NODE_SCHEDULES"].flatMap(Int.init) ?? 2_500
+        let schedules = Self.environment["REPLOG_NODE_SCHEDULES"].flatMap(Int.init) ?? 4_000
         let started = ContinuousClock.now
         let (violations, counts) = await runSchedules(schedules) { seed in
             let simulation = NodeElectionSimulation(seed: seed)
             let violations = simulation.run()
-            return (violations, [simulation.elections, simulation.acknowledged])
+            return (violations, [simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs])
         }
-        let (elections, acknowledged) = (counts.first ?? 0, counts.last ?? 0)
-        print("node election simulation: \(schedules) schedules, \(elections) masters, \(acknowledged) acknowledged appends in \(ContinuousClock.now - started), \(violations.count) violations")
+        let (elections, acknowledged) = (counts[0], counts[1])
+        print("node election simulation: \(schedules) schedules, \(elections) masters, \(acknowledged) acknowledged appends, "
+            + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, in \(ContinuousClock.now - started), \(violations.count) violations")
         #expect(elections > schedules, "the schedules must make elections happen")
         #expect(acknowledged > schedules, "the schedules must get appends acknowledged")
         #expect(violations.isEmpty, "replay one with REPLOG_NODE_SEED=<seed>:\n\(violations.prefix(20).joined(separator: "\n"))")

@@ -383,7 +383,7 @@ final class Simulation: Sendable {
         }
         // The durable-prefix rule: nothing leaves the master before its fsync, so no
         // secondary ever has on disk (even unsynced) what a power loss could take from the master.
-        let masterDurable = masterDisk.durableCount
+        let masterDurable = masterDisk.durableSeq
         for (peer, disk) in state.withLock({ $0.disks }).sorted(by: { $0.key < $1.key }) where disk.entries.count > masterDurable {
             violation("\(peer) wrote seq \(disk.entries.count), past the master's durable prefix (seq \(masterDurable))")
         }
