@@ -123,7 +123,7 @@ let package = Package(
         // Helpers shared by the test targets (not a product): the history checker.
         .target(
             name: "ReplogTestKit",
-            dependencies: ["ReplogCore"],
+            dependencies: ["ReplogCore", "ReplogStorage"],
             swiftSettings: swiftSettings
         ),
         // The `replog` command: argument parsing and wiring only.
@@ -173,7 +173,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ReplogStorageTests",
-            dependencies: ["ReplogCore", "ReplogStorage"],
+            dependencies: ["ReplogCore", "ReplogStorage", "ReplogTestKit"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

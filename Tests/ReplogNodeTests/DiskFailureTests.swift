@@ -180,14 +180,8 @@ struct DiskFailureTests {
     @Test func aMasterRefusesAppendsWhileTheDiskIsFullAndGoesOnOnceThereIsRoom() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-disk-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let full = Atomic(true)
-        let store = try FileLogStore(directory: folder, options: .init(writeFile: { descriptor, bytes, offset in
-            if full.load(ordering: .relaxed) {
-                errno = ENOSPC
-                return -1
-            }
-            return FileLogStore.systemPwrite(descriptor, bytes, offset)
-        }))
+        let disk = FillableDisk(full: true)
+        let store = try FileLogStore(directory: folder, options: .init(writeFile: disk.write))
         let master = Master(
             settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
             store: store, fsync: .always, logger: Self.quiet)
@@ -198,7 +192,7 @@ struct DiskFailureTests {
             }
         }
         #expect(master.health.storageFailure == nil, "a full disk is not final")
-        full.store(false, ordering: .relaxed)
+        disk.makeRoom()
         let appended = try await master.append(AppendRequest(message: "c", w: 1))
         #expect(appended.seq == 2)
         #expect(try master.read(from: 1, limit: 10).map(\.message) == ["a", "c"])

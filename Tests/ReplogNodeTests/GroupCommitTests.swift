@@ -1,6 +1,7 @@
 import Foundation
 import ReplogCore
 import ReplogStorage
+import ReplogTestKit
 import Synchronization
 import Testing
 @testable import ReplogNode
@@ -130,19 +131,13 @@ struct GroupCommitTests {
     @Test func aRefusedWriteFailsItsWaitersButIsNotFinal() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-gc-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let full = Atomic(true)
-        let store = try FileLogStore(directory: folder, options: .init(writeFile: { descriptor, bytes, offset in
-            if full.load(ordering: .relaxed) {
-                errno = ENOSPC
-                return -1
-            }
-            return FileLogStore.systemPwrite(descriptor, bytes, offset)
-        }))
+        let disk = FillableDisk(full: true)
+        let store = try FileLogStore(directory: folder, options: .init(writeFile: disk.write))
         let commit = GroupCommit(store: store, policy: .always)
         try store.append([LogEntry(seq: 1, message: "a")])
         await #expect(throws: LogStoreError.self) { try await commit.makeDurable(through: 1) }
         #expect(commit.failure == nil && commit.durableSeq == 0)
-        full.store(false, ordering: .relaxed)
+        disk.makeRoom()
         await commit.retryRefusedWrite()
         #expect(store.refusedWrite == nil)
         try store.append([LogEntry(seq: 2, message: "b")])

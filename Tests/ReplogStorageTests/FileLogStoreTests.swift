@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import ReplogCore
 import ReplogStorage
+import ReplogTestKit
 import Testing
 
 /// A fresh folder under the system temp dir, removed when the test ends.
@@ -405,14 +406,8 @@ final class TemporaryFolder {
     /// too), and once a write succeeds the log goes on with nothing lost or reordered.
     @Test func aRefusedWriteKeepsTheBytesAndRefusesAppendsUntilAWriteSucceeds() throws {
         let folder = TemporaryFolder()
-        let full = Atomic(true)
-        let store = try FileLogStore(directory: folder.url, options: .init(writeFile: { descriptor, bytes, offset in
-            if full.load(ordering: .relaxed) {
-                errno = ENOSPC
-                return -1
-            }
-            return FileLogStore.systemPwrite(descriptor, bytes, offset)
-        }))
+        let disk = FillableDisk(full: true)
+        let store = try FileLogStore(directory: folder.url, options: .init(writeFile: disk.write))
         try store.append(entries(1...2))
         #expect { try store.flush() } throws: { error in
             guard case .refusedWrite(let reason) = error as? LogStoreError else { return false }
@@ -424,7 +419,7 @@ final class TemporaryFolder {
             if case .refusedWrite = error as? LogStoreError { true } else { false }
         }
         #expect(try store.read(from: 1, limit: .max) == entries(1...2))
-        full.store(false, ordering: .relaxed)
+        disk.makeRoom()
         try store.flush()
         #expect(store.refusedWrite == nil)
         try store.append(entries(3...3))
