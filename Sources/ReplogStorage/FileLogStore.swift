@@ -355,11 +355,13 @@ public final class FileLogStore: LogStore {
     /// `flush` with `fileWrites` held.
     private func flushAlone() throws(LogStoreError) {
         // A snapshot of each segment's unwritten bytes (copy on write: appends that come
-        // meanwhile copy them once). Under `fileWrites` no segment goes away but by
+        // meanwhile copy them once), and nothing else of it: a copy of the index would make
+        // the next append copy all of it. Under `fileWrites` no segment goes away but by
         // retention, which drops only segments with nothing unwritten.
-        let pending = try state.withLock { (state: inout State) throws(LogStoreError) -> [Segment] in
+        typealias Pending = (firstSeq: Int, descriptor: Int32, path: String, written: Int, unwritten: [UInt8])
+        let pending = try state.withLock { (state: inout State) throws(LogStoreError) -> [Pending] in
             try state.refuseAfterFailedSync()
-            return state.segments.filter { !$0.unwritten.isEmpty }
+            return state.segments.filter { !$0.unwritten.isEmpty }.map { ($0.firstSeq, $0.descriptor, $0.path, $0.written, $0.unwritten) }
         }
         for segment in pending {
             var descriptor = segment.descriptor
