@@ -40,10 +40,13 @@ let package = Package(
         ),
         // The log on disk or in memory, and the only way into it: the record format, segments
         // and recovery, the data dir, group commit (fsync off the cooperative threads).
+        // One system call Swift's Glibc does not show: a read that never waits for the disk.
+        .target(name: "CReplogReadNowait"),
         .target(
             name: "ReplogStorage",
             dependencies: [
                 "ReplogCore",
+                "CReplogReadNowait",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+import CReplogReadNowait
 import Foundation
 import ReplogCore
 import Synchronization
@@ -268,7 +269,9 @@ public final class FileLogStore: LogStore {
     }
 
     public func read(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> [LogEntry] {
-        guard let batch = try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: false) else { return [] }
+        guard case .done(let read) = try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: false, waiting: true),
+              let batch = read
+        else { return [] }
         var entries: [LogEntry] = []
         entries.reserveCapacity(batch.count)
         batch.bytes.withUnsafeBytes { buffer in
@@ -283,10 +286,24 @@ public final class FileLogStore: LogStore {
 
     /// The records as they are on disk (keys and batch marks included), for replication.
     public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
-        try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: true)
+        guard case .done(let batch) = try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: true, waiting: true) else { return nil }
+        return batch
     }
 
-    private func records(from seq: Int, limit: Int, maxBytes: Int, wholeBatches: Bool) throws(LogStoreError) -> RecordBatch? {
+    /// `readRecords` if the bytes are in memory or the page cache (recent ones are): `.none`
+    /// when a part would have to come from the disk (`RWF_NOWAIT`).
+    public func readRecordsWithoutWaiting(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch?? {
+        guard case .done(let batch) = try records(from: seq, limit: limit, maxBytes: maxBytes, wholeBatches: true, waiting: false) else { return .none }
+        return .some(batch)
+    }
+
+    private enum Records {
+        case done(RecordBatch?)
+        /// A read that was not allowed to wait needed the disk.
+        case wouldWait
+    }
+
+    private func records(from seq: Int, limit: Int, maxBytes: Int, wholeBatches: Bool, waiting: Bool) throws(LogStoreError) -> Records {
         // Work out which bytes to read under the lock; read them outside it, so a large
         // read never holds up appends. Written bytes never change, so this is safe (and a
         // segment removed meanwhile stays open until the next retention pass). Bytes not
@@ -322,20 +339,25 @@ public final class FileLogStore: LogStore {
             return (pieces, start...last)
         }
         if let gone { throw .gone(firstSeq: gone) }
-        guard let seqs else { return nil }
+        guard let seqs else { return .done(nil) }
         var bytes: [UInt8] = []
         for piece in pieces {
             let read: [UInt8]
             switch piece {
             case .file(let descriptor, let start, let end, let path):
-                read = try Self.readBytes(descriptor, from: start, count: end - start, path: path)
+                if waiting {
+                    read = try Self.readBytes(descriptor, from: start, count: end - start, path: path)
+                } else {
+                    guard let cached = Self.readCachedBytes(descriptor, from: start, count: end - start) else { return .wouldWait }
+                    read = cached
+                }
             case .memory(let unwritten):
                 read = unwritten
             }
-            if pieces.count == 1 { return RecordBatch(bytes: read, seqs: seqs) }
+            if pieces.count == 1 { return .done(RecordBatch(bytes: read, seqs: seqs)) }
             bytes += read
         }
-        return RecordBatch(bytes: bytes, seqs: seqs)
+        return .done(RecordBatch(bytes: bytes, seqs: seqs))
     }
 
     /// Part of a read: a range of a segment file, or bytes not written yet.
@@ -825,6 +847,16 @@ public final class FileLogStore: LogStore {
             done += result
         }
         return bytes
+    }
+
+    /// The bytes, if the kernel has all of them in memory; nil when reading them would wait
+    /// for the disk (or fails: the caller reads again where it may wait, and sees the error).
+    private static func readCachedBytes(_ descriptor: Int32, from offset: Int, count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let result = bytes.withUnsafeMutableBytes { buffer in
+            replog_pread_nowait(descriptor, buffer.baseAddress, count, off_t(offset))
+        }
+        return result == count ? bytes : nil
     }
 
     static func syncDirectory(_ directory: URL) {

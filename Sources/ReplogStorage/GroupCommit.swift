@@ -120,9 +120,12 @@ public final class GroupCommit: Service {
         return try await io.run { () throws(LogStoreError) in try self.durableEntries(from: seq, limit: limit) }
     }
 
-    /// `store.readRecords`, on `io` when the store reads from a disk.
+    /// `store.readRecords`: at once when nothing of it has to come from the disk (recent
+    /// records, which a replication stream mostly reads, are in memory or the page cache),
+    /// otherwise on `io`, so that a secondary catching up on old records never holds a
+    /// cooperative thread while the disk seeks.
     public func readRecords(from seq: Int, limit: Int, maxBytes: Int) async throws(LogStoreError) -> RecordBatch? {
-        guard store.readsFromDisk else { return try store.readRecords(from: seq, limit: limit, maxBytes: maxBytes) }
+        if case .some(let batch) = try store.readRecordsWithoutWaiting(from: seq, limit: limit, maxBytes: maxBytes) { return batch }
         return try await io.run { () throws(LogStoreError) in try self.store.readRecords(from: seq, limit: limit, maxBytes: maxBytes) }
     }
 

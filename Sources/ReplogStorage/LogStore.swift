@@ -50,6 +50,10 @@ public protocol LogStore: Sendable {
     /// there is nothing at `seq`.
     func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch?
 
+    /// `readRecords`, if that needs no wait for a disk; `.none` when part of it would have
+    /// to come from the disk (then read it where waiting is fine: `BlockingIO`).
+    func readRecordsWithoutWaiting(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch??
+
     /// Makes every entry appended before the call durable (a no-op for memory). Runs file
     /// I/O: call it off the cooperative threads.
     func sync() throws(LogStoreError)
@@ -103,6 +107,9 @@ public protocol LogStore: Sendable {
 extension LogStore {
     public func sync() throws(LogStoreError) {}
     public func flush() throws(LogStoreError) {}
+    public func readRecordsWithoutWaiting(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch?? {
+        .some(try readRecords(from: seq, limit: limit, maxBytes: maxBytes))
+    }
     public var refusedWrite: String? { nil }
     public var readsFromDisk: Bool { false }
     public var isDurable: Bool { false }

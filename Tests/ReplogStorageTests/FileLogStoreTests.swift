@@ -401,6 +401,25 @@ final class TemporaryFolder {
         #expect(try FileLogStore(directory: folder.url).read(from: 1, limit: .max) == entries(1...3))
     }
 
+    /// A replication stream reads recent records at once, from memory or the page cache,
+    /// without a hop to the thread pool; only a read that would wait for the disk goes there.
+    /// The same bytes either way.
+    @Test func recentRecordsAreReadWithoutWaiting() throws {
+        let folder = TemporaryFolder()
+        let store = try FileLogStore(directory: folder.url)
+        try store.append(entries(1...3))
+        try store.flush()
+        try store.append(entries(4...5))
+        let cached = try store.readRecordsWithoutWaiting(from: 2, limit: .max, maxBytes: .max)
+        let waited = try store.readRecords(from: 2, limit: .max, maxBytes: .max)
+        #if os(Linux)
+        #expect(cached == .some(waited), "just written: in the page cache")
+        #else
+        #expect(cached == nil || cached == .some(waited))
+        #endif
+        #expect(waited?.seqs == 2...5)
+    }
+
     /// A write the disk refuses (a full disk) is not final, unlike a failed fsync: the bytes
     /// stay in memory, appends are refused meanwhile (a full disk must not fill the memory
     /// too), and once a write succeeds the log goes on with nothing lost or reordered.
