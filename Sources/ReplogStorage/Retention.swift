@@ -203,8 +203,11 @@ public final class RetentionService: Service {
         return count
     }
 
+    /// Runs a pass every second. A file log gets one even when it keeps everything: a pass
+    /// also closes the descriptors of segments that a cut or a restart of the log removed
+    /// (one pass after, since a read may still use one).
     public func run() async throws {
-        guard !policy.keepsEverything else {
+        guard !policy.keepsEverything || store.readsFromDisk else {
             try? await gracefulShutdown()
             return
         }
