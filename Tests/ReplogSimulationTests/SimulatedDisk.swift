@@ -54,7 +54,7 @@ final class SimulatedDisk: Sendable {
                 segmentLinks.removeLast()
             }
             chain = HashChain(base: chain.base, link: chain.baseLink)
-            for seq in firstSeq...max(firstSeq, lastSeq) where seq <= lastSeq { chain.append(entries[index(seq)]) }
+            for seq in stride(from: firstSeq, through: lastSeq, by: 1) { chain.append(entries[index(seq)]) }
         }
 
         func refuseBeforeStart(_ seq: Int) throws(LogStoreError) {
@@ -234,8 +234,8 @@ final class SimulatedDisk: Sendable {
             try withLiveDisk { state in
                 let views = state.segmentStarts.enumerated().map { index, first in
                     let last = index + 1 < state.segmentStarts.count ? state.segmentStarts[index + 1] - 1 : state.lastSeq
-                    let bytes = (first...max(first, last)).reduce(0) { total, seq in
-                        seq <= last ? total + RecordFraming.size(of: state.entries[state.index(seq)], id: state.ids[state.index(seq)]) : total
+                    let bytes = stride(from: first, through: last, by: 1).reduce(0) { total, seq in
+                        total + RecordFraming.size(of: state.entries[state.index(seq)], id: state.ids[state.index(seq)])
                     }
                     return RetentionPolicy.Segment(lastSeq: last, bytes: bytes, lastWrite: now)
                 }
