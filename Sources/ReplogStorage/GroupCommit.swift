@@ -58,7 +58,7 @@ public final class GroupCommit: Service {
     public let store: any LogStore
     public let policy: FsyncPolicy
     /// Where writes, fsyncs and reads of a disk run (off the cooperative threads).
-    public let io: BlockingIO
+    private let io: BlockingIO
     private let clock: any NodeClock
     private let state: Mutex<State>
     /// Set once with `State.failure`, read without the lock on every append.
@@ -188,11 +188,7 @@ public final class GroupCommit: Service {
         let started = clock.now
         defer { if policy == .always { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) } }
         do {
-            if policy == .always {
-                try await io.run { try self.store.sync() }
-            } else {
-                try await io.run { try self.store.flush() }
-            }
+            try await io.run { [policy] in try policy == .always ? self.store.sync() : self.store.flush() }
         } catch {
             // A failed fsync is final (see above). A refused write is not (the bytes stay,
             // and the store tries again), nor is anything else (the thread pool shut down):
