@@ -244,6 +244,11 @@ MUTANTS = [
            "if complete < store.lastSeq {",
            "if complete < store.lastSeq, Bool(\"false\")! {",
            "a node elected with part of a batch keeps it, and its next append reads as the batch's end"),
+    Mutant("chunkescape", "every answer and event is valid JSON: control characters are escaped",
+           "Sources/ReplogCore/JSONText.swift",
+           "let special = (chunk .< 0x20) .| (chunk .== 0x22) .| (chunk .== 0x5C)",
+           "let special = (chunk .< 0x10) .| (chunk .== 0x22) .| (chunk .== 0x5C)",
+           "a control character from 0x10 to 0x1f inside a 16-byte run is copied unescaped"),
 ]
 
 

@@ -17,34 +17,8 @@ public enum ServerSentEvents {
     /// allocations around it).
     public static func appendEvent(_ entry: LogEntry, to bytes: inout [UInt8]) {
         bytes.append(contentsOf: "id: \(entry.seq)\ndata: {\"message\":\"".utf8)
-        appendJSONEscaped(entry.message, to: &bytes)
+        JSONText.appendEscaped(entry.message, to: &bytes)
         bytes.append(contentsOf: "\",\"seq\":\(entry.seq)}\n\n".utf8)
-    }
-
-    /// The string's JSON escaping, as Foundation's `JSONEncoder` writes it.
-    static func appendJSONEscaped(_ text: String, to bytes: inout [UInt8]) {
-        // Most messages need no escape: copy them whole.
-        if text.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
-            bytes.append(contentsOf: text.utf8)
-            return
-        }
-        let hex = Array("0123456789abcdef".utf8)
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x0A: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0x08: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "b")])
-            case 0x0C: bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "f")])
-            case 0x00..<0x20:
-                bytes.append(contentsOf: Array("\\u00".utf8))
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0x0F)])
-            default: bytes.append(byte)
-            }
-        }
     }
 
     /// A comment: ignored by readers, it keeps proxies and clients from closing an idle stream.

@@ -33,37 +33,13 @@ extension Master.AppendResult {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(message.utf8.count + 48)
         bytes.append(contentsOf: #"{"message":"#.utf8)
-        appendJSONString(message, to: &bytes)
+        JSONText.appendString(message, to: &bytes)
         bytes.append(contentsOf: #","seq":\#(seq),"w":\#(w)}"#.utf8)
         return Response(
             status: .created,
             headers: [.contentType: "application/json; charset=utf-8"],
             body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
-}
-
-/// Appends `string` as a JSON string literal: quotation mark, reverse solidus and control
-/// characters escaped (RFC 8259, section 7), everything else as its UTF-8 bytes.
-func appendJSONString(_ string: String, to bytes: inout [UInt8]) {
-    func hexDigit(_ value: UInt8) -> UInt8 { value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10 }
-    bytes.append(UInt8(ascii: "\""))
-    for byte in string.utf8 {
-        switch byte {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"):
-            bytes.append(UInt8(ascii: "\\"))
-            bytes.append(byte)
-        case UInt8(ascii: "\n"): bytes.append(contentsOf: #"\n"#.utf8)
-        case UInt8(ascii: "\r"): bytes.append(contentsOf: #"\r"#.utf8)
-        case UInt8(ascii: "\t"): bytes.append(contentsOf: #"\t"#.utf8)
-        case 0..<0x20:
-            bytes.append(contentsOf: #"\u00"#.utf8)
-            bytes.append(hexDigit(byte >> 4))
-            bytes.append(hexDigit(byte & 0xF))
-        default:
-            bytes.append(byte)
-        }
-    }
-    bytes.append(UInt8(ascii: "\""))
 }
 
 /// An error answered as `{"error": "human readable reason", …details}`.
