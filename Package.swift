@@ -42,11 +42,14 @@ let package = Package(
         // and recovery, the data dir, group commit (fsync off the cooperative threads).
         // One system call Swift's Glibc does not show: a read that never waits for the disk.
         .target(name: "CReplogReadNowait"),
+        // And one instruction Swift has no intrinsic for: CRC-32C in hardware.
+        .target(name: "CReplogCRC32C"),
         .target(
             name: "ReplogStorage",
             dependencies: [
                 "ReplogCore",
                 "CReplogReadNowait",
+                "CReplogCRC32C",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

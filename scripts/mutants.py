@@ -249,6 +249,11 @@ MUTANTS = [
            "let special = (chunk .< 0x20) .| (chunk .== 0x22) .| (chunk .== 0x5C)",
            "let special = (chunk .< 0x10) .| (chunk .== 0x22) .| (chunk .== 0x5C)",
            "a control character from 0x10 to 0x1f inside a 16-byte run is copied unescaped"),
+    Mutant("hwcrc", "a damaged record is never read as good: the CRC-32C in hardware is the definition's",
+           "Sources/CReplogCRC32C/CReplogCRC32C.c",
+           "crc = _mm_crc32_u64(crc, word);",
+           "crc = _mm_crc32_u64(crc, word & ~1ull);",
+           "the hardware checksum ignores one bit in every eight bytes"),
 ]
 
 

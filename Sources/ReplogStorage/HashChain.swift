@@ -64,7 +64,8 @@ public struct HashChain: Sendable, Equatable {
         var hasher = SHA256()
         hasher.update(data: last)
         withUnsafeBytes(of: UInt64(entry.seq).bigEndian) { hasher.update(bufferPointer: $0) }
-        hasher.update(data: Array(entry.message.utf8))
+        var message = entry.message  // (its bytes in place, not a copy: messages may be megabytes)
+        message.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
         last = Array(hasher.finalize())
         prefixes.append(Self.prefix(of: last))
     }

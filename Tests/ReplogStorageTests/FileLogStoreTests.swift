@@ -17,16 +17,26 @@ final class TemporaryFolder {
         #expect(CRC32C.checksumBytewise(Array("123456789".utf8)) == 0xE306_9283)
     }
 
-    /// Eight bytes at a time gives the definition's checksum for every length and alignment.
-    @Test func theFastChecksumIsTheDefinitionsForEveryLengthAndOffset() {
+    /// The processor's instruction and the eight tables both give the definition's checksum
+    /// for every length and alignment.
+    @Test func theFastChecksumsAreTheDefinitionsForEveryLengthAndOffset() {
         var generator = SplitMix64(seed: 7)
         let bytes = (0..<300).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
         for start in 0..<9 {
             for end in start...bytes.count where end - start < 40 || end % 37 == 0 {
                 let slice = Array(bytes[start..<end])
-                #expect(slice.withUnsafeBytes { CRC32C.checksum($0) } == CRC32C.checksumBytewise(slice), "\(start)..<\(end)")
+                let definition = CRC32C.checksumBytewise(slice)
+                #expect(slice.withUnsafeBytes { CRC32C.checksum($0) } == definition, "\(start)..<\(end)")
+                #expect(slice.withUnsafeBytes { CRC32C.checksumInSoftware($0) } == definition, "\(start)..<\(end)")
             }
         }
+    }
+
+    /// The build machines (x86-64) have the instruction: the fast path is the one measured.
+    @Test func theChecksumUsesTheProcessorsInstructionWhereThereIsOne() {
+        #if arch(x86_64) || arch(arm64)
+        #expect(CRC32C.inHardware)
+        #endif
     }
 
     @Test(arguments: ["", "hello", "ünïcødé ✓", String(repeating: "x", count: 100_000)])
