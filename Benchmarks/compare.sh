@@ -6,6 +6,9 @@
 #
 #   Benchmarks/compare.sh OLD_BINARY NEW_BINARY [ROUNDS=4] [SECONDS=6] [W=3] [CLIENTS=64]
 #
+# STORAGE=always|interval|never puts the nodes' logs on disk (default: in memory); SIZE=N
+# sends N-byte messages (default 100; the master takes bodies of twice that).
+#
 # Build the two binaries first, e.g. `git worktree add /tmp/old <rev>` and
 # `swift build -c release --product replog` in each. The load generator is always the
 # first binary's `replog bench`, so only the cluster differs.
@@ -14,6 +17,7 @@ source "$(dirname "$0")/common.sh"
 old=${1:?usage: compare.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS] [W] [CLIENTS]}
 new=${2:?usage: compare.sh OLD_BINARY NEW_BINARY [ROUNDS] [SECONDS] [W] [CLIENTS]}
 rounds=${3:-4} seconds=${4:-6} w=${5:-3} clients=${6:-64}
+size=${SIZE:-100}
 port=7600
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # user + system CPU, in clock ticks
 hz=$(getconf CLK_TCK)
@@ -25,11 +29,11 @@ for round in $(seq "$rounds"); do
     # shellcheck disable=SC2034  # read by cluster() in common.sh
     REPLOG=$binary
     before=${#pids[@]}
-    cluster "r$round" $port
+    cluster "r$round" $port --max-body $(( size * 2 + 4096 > 1048576 ? size * 2 + 4096 : 1048576 ))
     cluster_pids=("${pids[@]:$before}")  # s1, s2, master
     declare -A start_ticks=()
     for pid in "${cluster_pids[@]}"; do start_ticks[$pid]=$(ticks "$pid"); done
-    result=$("$old" bench --master "http://127.0.0.1:$port" --clients "$clients" --duration "${seconds}s" --w "$w" --json 2>/dev/null)
+    result=$("$old" bench --master "http://127.0.0.1:$port" --clients "$clients" --duration "${seconds}s" --w "$w" --size "$size" --json 2>/dev/null)
     spent=()
     for pid in "${cluster_pids[@]}"; do spent+=($(( $(ticks "$pid") - start_ticks[$pid] ))); done
     kill "${cluster_pids[@]}" 2>/dev/null || true

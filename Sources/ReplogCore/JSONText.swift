@@ -14,7 +14,7 @@ public enum JSONText {
     /// Appends `text`'s escaping (RFC 8259 §7: quotation mark, reverse solidus and control
     /// characters), without the quotation marks.
     ///
-    /// Runs that need no escape are copied whole, and found 16 bytes at a time: a 1 MiB
+    /// Runs that need no escape are copied whole, and found eight bytes at a time: a 1 MiB
     /// message went through a byte-by-byte loop here at about 28 % of the master's CPU.
     public static func appendEscaped(_ text: String, to bytes: inout [UInt8]) {
         var text = text
@@ -27,13 +27,11 @@ public enum JSONText {
         var copiedUpTo = 0
         var index = 0
         while index < utf8.count {
-            if index + 16 <= utf8.count {
-                let chunk = UnsafeRawPointer(base + index).loadUnaligned(as: SIMD16<UInt8>.self)
-                let special = (chunk .< 0x20) .| (chunk .== 0x22) .| (chunk .== 0x5C)
-                if !any(special) {
-                    index += 16
-                    continue
-                }
+            if index + 8 <= utf8.count,
+                !mayNeedEscape(UInt64(littleEndian: UnsafeRawPointer(base + index).loadUnaligned(as: UInt64.self)))
+            {
+                index += 8
+                continue
             }
             let byte = utf8[index]
             if let escape = escape(byte) {
@@ -44,6 +42,18 @@ public enum JSONText {
             index += 1
         }
         bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[copiedUpTo...]))
+    }
+
+    /// Whether any of eight bytes is below 0x20, a quotation mark or a reverse solidus: the
+    /// "has a byte less than n" and "has a zero byte" tricks of Bit Twiddling Hacks, exact
+    /// as yes-or-no answers. (Swift's `SIMD16` comparisons compiled to a scalar loop here,
+    /// slower than the plain byte loop.)
+    @inline(__always)
+    private static func mayNeedEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        func hasByteBelow(_ word: UInt64, _ limit: UInt64) -> Bool { (word &- ones &* limit) & ~word & highBits != 0 }
+        return hasByteBelow(word, 0x20) || hasByteBelow(word ^ (ones &* 0x22), 1) || hasByteBelow(word ^ (ones &* 0x5C), 1)
     }
 
     /// The letter of a short escape (`\n`), `u` for `\u00XX`, or nil for a byte that stays.

@@ -4,7 +4,7 @@ import Testing
 
 @Suite struct JSONTextTests {
     /// The hand-written string literal is byte for byte what JSONEncoder writes, wherever the
-    /// bytes that need an escape fall: inside, across and after the 16-byte chunks that
+    /// bytes that need an escape fall: inside, across and after the 8-byte words that
     /// are copied whole.
     @Test func theHandWrittenLiteralIsTheEncodersBytesWhereverEscapesFall() throws {
         let encoder = JSONEncoder()
