@@ -254,6 +254,16 @@ MUTANTS = [
            "crc = _mm_crc32_u64(crc, word);",
            "crc = _mm_crc32_u64(crc, word & ~1ull);",
            "the hardware checksum ignores one bit in every eight bytes"),
+    Mutant("usualcontrol", "bad input gets a clear error: the hand-written parser refuses what JSONDecoder refuses",
+           "Sources/ReplogCore/AppendRequest.swift",
+           'if byte == UInt8(ascii: "\\\\") || byte < 0x20 { return fail() }',
+           'if byte == UInt8(ascii: "\\\\") { return fail() }',
+           "a message with a raw control character is taken instead of refused as malformed JSON"),
+    Mutant("usualtrailing", "bad input gets a clear error: the hand-written parser refuses what JSONDecoder refuses",
+           "Sources/ReplogCore/AppendRequest.swift",
+           "guard message != nil, reader.atEnd else { return nil }",
+           "guard message != nil else { return nil }",
+           "a body with bytes after its object is taken instead of refused as malformed JSON"),
 ]
 
 

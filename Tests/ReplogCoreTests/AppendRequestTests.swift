@@ -1,5 +1,5 @@
 import Foundation
-import ReplogCore
+@testable import ReplogCore
 import Testing
 
 @Suite struct AppendRequestTests {
@@ -75,5 +75,64 @@ import Testing
     @Test(arguments: ["", "2", "-1s", "abc", "1x"])
     func refusesOthers(text: String) {
         #expect(Duration(parsing: text) == nil)
+    }
+}
+
+/// The two parsers of an append body: by hand for the usual body, JSONDecoder for the rest.
+@Suite struct AppendRequestParsersTests {
+    /// The hand-written parser of the usual body and JSONDecoder give the same request, or
+    /// the same refusal, for thousands of generated bodies: usual ones, and ones with every
+    /// thing the hand-written one leaves to JSONDecoder (escapes, nulls, batches, other keys,
+    /// duplicates, fractions, leading zeros, invalid UTF-8, control characters, broken syntax).
+    @Test func theUsualBodyParserAgreesWithJSONDecoder() {
+        let spaces = ["", "", " ", "\n\t ", "\r"]
+        let keys = ["message", "message", "w", "w", "id", "timeout", "messages", "other", #"mess\u0061ge"#]
+        let strings = [
+            "hi", "", "grüße ✓ 😀", String(repeating: "x", count: 300), #"a\"b"#, #"back\\slash"#, #"line\n"#,
+            #"\u00e9\ud83d\ude00"#, "raw\u{1}control", "tab\there", "slash/ok",
+        ]
+        let integers = ["0", "1", "3", "-1", "-0", "007", "1.5", "1e2", "2E0", "250", "99999999999999999999", "86400000", "86400001"]
+        let others = ["null", "true", #"["a", "b"]"#, "[]", #"{"x": 1}"#, "-", ""]
+        var random = SplitMix64(seed: 2024)
+        func pick<T>(_ options: [T]) -> T { options[Int(random.next() % UInt64(options.count))] }
+        func value(for key: String) -> [UInt8] {
+            switch random.next() % 10 {
+            case 0: return Array(pick(others).utf8)
+            case 1: return [0x22, 0xFF, 0xFE, 0x22]  // a string that is not UTF-8
+            case 2...5 where key == "w" || key == "timeout": return Array(pick(integers).utf8)
+            case 6 where key == "messages": return Array(#"["one", "two"]"#.utf8)
+            default: return Array("\"\(pick(strings))\"".utf8)
+            }
+        }
+        for _ in 0..<5_000 {
+            var body = Array("\(pick(spaces)){".utf8)
+            let count = Int(random.next() % 4) + (random.next() % 5 == 0 ? 0 : 1)
+            for index in 0..<count {
+                if index > 0 { body += Array("\(pick(spaces)),".utf8) }
+                let key = index == 0 && random.next() % 3 != 0 ? "message" : pick(keys)
+                body += Array("\(pick(spaces))\"\(key)\"\(pick(spaces)):\(pick(spaces))".utf8) + value(for: key)
+            }
+            body += Array("\(pick(spaces))}\(pick(spaces))".utf8)
+            switch random.next() % 12 {  // now and then, break the syntax
+            case 0: body.removeLast(Int(random.next() % UInt64(body.count)))
+            case 1: body += Array("x".utf8)
+            case 2: body.insert(UInt8(ascii: ","), at: Int(random.next() % UInt64(body.count)))
+            default: break
+            }
+            let byHand = body.withUnsafeBytes { bytes in Result { () throws(AppendRequest.Invalid) in try AppendRequest.parse(bytes: bytes) } }
+            let byDecoder = Result { () throws(AppendRequest.Invalid) in try AppendRequest.parseWithDecoder(Data(body)) }
+            #expect(byHand == byDecoder, "\(String(decoding: body, as: UTF8.self).debugDescription)")
+        }
+    }
+
+    /// The hand-written parser takes the usual bodies itself (else the test above compares
+    /// JSONDecoder with itself).
+    @Test func theUsualBodyIsReadByHand() {
+        for body in [#"{"message":"hi"}"#, #" { "message" : "hi", "w" : 3, "id": "k-1", "timeout": 250 } "#, #"{"w":2,"message":""}"#] {
+            #expect(Array(body.utf8).withUnsafeBytes { UsualBody($0) } != nil, "\(body)")
+        }
+        for body in [#"{"message":"a\"b"}"#, #"{"message":"hi","w":null}"#, #"{"messages":["a"]}"#, #"{"message":"hi","w":1.0}"#] {
+            #expect(Array(body.utf8).withUnsafeBytes { UsualBody($0) } == nil, "\(body)")
+        }
     }
 }

@@ -54,7 +54,7 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
     let body = try await request.collectBody(upTo: maxBodyBytes)
     let append: AppendRequest
     do {
-        append = try AppendRequest.parse(Data(buffer: body))
+        append = try body.withUnsafeReadableBytes { bytes in Result { () throws(AppendRequest.Invalid) in try AppendRequest.parse(bytes: bytes) } }.get()
     } catch {
         master.countBadRequest()
         throw APIError(.badRequest, error.description)
