@@ -167,6 +167,12 @@ struct UsualBody {
         mutating func plainString() -> UnsafeRawBufferPointer? {
             guard take(UInt8(ascii: "\"")) else { return fail() }
             let start = offset
+            // Eight bytes at a time up to the first that may end the string or need an escape.
+            while offset + 8 <= bytes.count,
+                !JSONText.mayNeedEscape(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
+            {
+                offset += 8
+            }
             while offset < bytes.count {
                 let byte = bytes[offset]
                 if byte == UInt8(ascii: "\"") {

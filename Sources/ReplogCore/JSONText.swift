@@ -49,7 +49,7 @@ public enum JSONText {
     /// as yes-or-no answers. (Swift's `SIMD16` comparisons compiled to a scalar loop here,
     /// slower than the plain byte loop.)
     @inline(__always)
-    private static func mayNeedEscape(_ word: UInt64) -> Bool {
+    static func mayNeedEscape(_ word: UInt64) -> Bool {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highBits: UInt64 = 0x8080_8080_8080_8080
         func hasByteBelow(_ word: UInt64, _ limit: UInt64) -> Bool { (word &- ones &* limit) & ~word & highBits != 0 }

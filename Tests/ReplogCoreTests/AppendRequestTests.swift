@@ -90,6 +90,7 @@ import Testing
         let strings = [
             "hi", "", "grüße ✓ 😀", String(repeating: "x", count: 300), #"a\"b"#, #"back\\slash"#, #"line\n"#,
             #"\u00e9\ud83d\ude00"#, "raw\u{1}control", "tab\there", "slash/ok",
+            "sixteen bytes in\u{1f}then a control", #"seventeen bytes in\"then an escape"#, "ünïcødé, then a\nline",
         ]
         let integers = ["0", "1", "3", "-1", "-0", "007", "1.5", "1e2", "2E0", "250", "99999999999999999999", "86400000", "86400001"]
         let others = ["null", "true", #"["a", "b"]"#, "[]", #"{"x": 1}"#, "-", ""]
