@@ -70,7 +70,7 @@ for _ in $(seq 1 100); do
 done
 
 start floor floor-server --port 7200
-cluster mem 7000
+cluster mem 7000 --max-body 2200000  # (room for the 1 MiB row's bodies)
 STORAGE=always cluster always 7100
 STORAGE=never cluster never 7300
 # With failover an elected master's fsync overlaps the replication (docs/failover.md).
@@ -100,6 +100,8 @@ for clients in 1 64; do
   for w in 1 2 3; do row "replog" "fsync always, failover (fsync overlaps replication), w=$w" $clients --master http://127.0.0.1:7400 --w $w; done
   row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3
 done
+# Large messages (issue 17, target 5): 1 MiB each, 8 clients; MB/s of payload = ops/s × 1.048576.
+row "replog" "in memory, w=3, 1 MiB messages" 8 --master http://127.0.0.1:7000 --w 3 --size 1048576
 message=$(printf 'x%.0s' $(seq 1 100))
 python3 Benchmarks/wrk-row.py "HTTP floor (wrk)" "Hummingbird POST → 201" http://127.0.0.1:7200/messages "{\"message\":\"$message\"}" 64 "$duration"
 python3 Benchmarks/wrk-row.py "replog (wrk)" "in memory, w=3" http://127.0.0.1:7000/messages "{\"message\":\"$message\",\"w\":3}" 64 "$duration"
