@@ -264,6 +264,22 @@ MUTANTS = [
            "guard message != nil, reader.atEnd else { return nil }",
            "guard message != nil else { return nil }",
            "a body with bytes after its object is taken instead of refused as malformed JSON"),
+    Mutant("fastpathoff", "appends take the fast path (issue 17)", "Sources/ReplogNode/HTTP/AppendFastPath.swift",
+           "if unanswered == 1, let master = takes(head) {",
+           "if unanswered == 1, let master = takes(head), Bool(\"false\")! {",
+           "every append goes through Hummingbird's router again"),
+    Mutant("fastpathorder", "HTTP/1.1 answers in request order (fast path)", "Sources/ReplogNode/HTTP/AppendFastPath.swift",
+           "if unanswered == 1, let master = takes(head) {",
+           "if let master = takes(head) {",
+           "an append behind a request Hummingbird still answers is answered first"),
+    Mutant("fastpathtoken", "no append without a client token (fast path)", "Sources/ReplogNode/HTTP/AppendFastPath.swift",
+           "configuration.clientTokens.map({ $0.admits(head.headerFields[.authorization]) }) ?? true",
+           "true",
+           "the fast path appends without checking the client token"),
+    Mutant("fastpathheld", "pipelined requests behind a waiting append are read (fast path)", "Sources/ReplogNode/HTTP/AppendFastPath.swift",
+           "        for (index, part) in waiting.enumerated() {",
+           "        for (index, part) in waiting.enumerated().prefix(0) {",
+           "what a client pipelined behind an append is never answered"),
 ]
 
 

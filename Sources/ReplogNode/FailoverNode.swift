@@ -169,6 +169,11 @@ public final class FailoverNode: Service, Sendable {
     /// The role now.
     public var current: Current { state.withLock { $0.current } }
 
+    /// The master this node runs now, if it is the master.
+    public var currentMaster: Master? {
+        if case .master(let master) = current { master } else { nil }
+    }
+
     /// Role, epoch and master for `/health` (`nil` fields on a cluster without failover).
     public var status: (role: String?, epoch: Int?, master: String?) {
         state.withLock { state in

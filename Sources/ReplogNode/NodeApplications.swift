@@ -15,6 +15,8 @@ public enum NodeApplications {
     ) -> some ApplicationProtocol {
         Application(
             router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens),
+            server: HTTP1ChannelWithAppendFastPath.builder(
+                .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog-master")),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-master"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
@@ -41,6 +43,8 @@ public enum NodeApplications {
     ) -> some ApplicationProtocol {
         Application(
             router: buildFailoverRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, secret: secret, clientTokens: clientTokens),
+            server: HTTP1ChannelWithAppendFastPath.builder(
+                .init(master: { node.currentMaster }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog")),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)

@@ -13,8 +13,13 @@ import Testing
 @Suite struct HTTPAPITests {
     private let maxBodyBytes = 1024
 
+    /// The master's server as `replog master` runs it: in `.live` tests, appends take the
+    /// fast path (`AppendFastPath`); in `.router` tests, Hummingbird's route.
     private func masterApp(_ master: Master) -> some ApplicationProtocol {
-        Application(router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes))
+        Application(
+            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes),
+            server: HTTP1ChannelWithAppendFastPath.builder(
+                .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: nil, serverName: "replog-master")))
     }
 
     @Test func appendAnswers201WithSeqMessageAndW() async throws {

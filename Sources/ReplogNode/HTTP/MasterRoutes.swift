@@ -45,6 +45,10 @@ func nodeRouter(
 }
 
 /// `POST /messages` on a master: validate, append, answer `201` or a JSON error.
+///
+/// The usual append does not come this way but through `AppendFastPath`, on the
+/// connection's event loop; it ends in the same `answer(_:to:)`. This route takes every
+/// request the fast path leaves to Hummingbird (a bad body, a missing token, …).
 func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) async throws -> Response {
     guard acceptsAsJSON(incoming.headers[.contentType]) else {
         master.countBadRequest()
@@ -59,9 +63,14 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
         master.countBadRequest()
         throw APIError(.badRequest, error.description)
     }
+    return await answer(append, to: master).response
+}
+
+/// Appends a parsed request and answers `201`, or the JSON error of why not.
+func answer(_ append: AppendRequest, to master: Master) async -> JSONAnswer {
     do {
-        if append.batch != nil { return JSON.response(.created, try await master.appendBatch(append)) }
-        return try await master.append(append).response
+        if append.batch != nil { return JSON.answer(.created, try await master.appendBatch(append)) }
+        return try await master.append(append).answer
     } catch {
         // Read-only: say why each missing secondary is missing, when the master knows
         // (another log after an in-memory master restarted, a failed disk).
@@ -69,7 +78,7 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
         if case .readOnly = error {
             problems = master.health.secondaries.compactMap { secondary in secondary.problem.map { "\(secondary.url): \($0)" } }
         }
-        throw APIError(error, clusterSize: master.settings.clusterSize, problems: problems)
+        return APIError(error, clusterSize: master.settings.clusterSize, problems: problems).answer
     }
 }
 
