@@ -109,8 +109,7 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             reading = .nothing  // (so that `body` is not copied when it grows)
             if body.readableBytes + chunk.readableBytes > configuration.maxBodyBytes {
                 // Too large: Hummingbird answers 413, as on every route.
-                for earlier in [HTTPRequestPart.head(head), .body(body)] { handOn(earlier, context: context) }
-                handOn(part, context: context)
+                handOn([.head(head), .body(body), part], context: context)
                 return
             }
             body.writeImmutableBuffer(chunk)
@@ -122,8 +121,7 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             }
             guard case .success(let request) = parsed else {
                 // Hummingbird answers 400 with the reason, and counts the bad request.
-                for earlier in [HTTPRequestPart.head(head), .body(body)] { handOn(earlier, context: context) }
-                handOn(part, context: context)
+                handOn([.head(head), .body(body), part], context: context)
                 return
             }
             append(request, to: master, context: context)
@@ -142,6 +140,11 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             configuration.clientTokens.map({ $0.admits(head.headerFields[.authorization]) }) ?? true
         else { return nil }
         return configuration.master()
+    }
+
+    /// Hands on a request read so far (its head, the body collected, the part just read).
+    private func handOn(_ parts: [HTTPRequestPart], context: ChannelHandlerContext) {
+        for part in parts { handOn(part, context: context) }
     }
 
     private func handOn(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
