@@ -160,7 +160,12 @@ struct UsualBody {
         }
 
         mutating func skipWhitespace() {
-            while offset < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[offset]) { offset += 1 }
+            while offset < bytes.count {
+                switch bytes[offset] {
+                case 0x20, 0x09, 0x0A, 0x0D: offset += 1  // space, tab, line feed, carriage return
+                default: return
+                }
+            }
         }
 
         /// The bytes of a string with no escape and no control character, without its quotes.

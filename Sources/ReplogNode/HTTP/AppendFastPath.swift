@@ -116,10 +116,7 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             reading = .append(head, body: body, master: master)
         case (.end, .append(let head, let body, let master)):
             reading = .nothing
-            let parsed = body.withUnsafeReadableBytes { bytes in
-                Result { () throws(AppendRequest.Invalid) in try AppendRequest.parse(bytes: bytes) }
-            }
-            guard case .success(let request) = parsed else {
+            guard let request = try? AppendRequest.parse(body) else {
                 // Hummingbird answers 400 with the reason, and counts the bad request.
                 handOn([.head(head), .body(body), part], context: context)
                 return
@@ -136,7 +133,7 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
             acceptsAsJSON(head.headerFields[.contentType]),
             head.headerFields[.expect] == nil,
             // A browser's request: CrossSiteGuard decides.
-            head.headerFields[.origin] == nil, head.headerFields[HTTPField.Name("Sec-Fetch-Site")!] == nil,
+            head.headerFields[.origin] == nil, head.headerFields[.secFetchSite] == nil,
             configuration.clientTokens.map({ $0.admits(head.headerFields[.authorization]) }) ?? true
         else { return nil }
         return configuration.master()

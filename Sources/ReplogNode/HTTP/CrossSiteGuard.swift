@@ -1,4 +1,5 @@
 import Hummingbird
+import HTTPTypes
 
 /// Keeps web pages of other sites from writing to a node through a visitor's browser.
 ///
@@ -9,14 +10,12 @@ import Hummingbird
 /// and changes nothing, and so is every CORS preflight (no site is allowed). curl and other
 /// programs send neither header, and the status page's own form is same-origin.
 struct CrossSiteGuard<Context: RequestContext>: RouterMiddleware {
-    private static var secFetchSite: HTTPFields.Element.Name { HTTPFields.Element.Name("Sec-Fetch-Site")! }
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         if request.method == .options, request.headers[.origin] != nil {
             throw APIError(.forbidden, "cross-origin requests are not allowed: replog answers no CORS preflight")
         }
         guard request.method != .get, request.method != .head else { return try await next(request, context) }
-        if request.headers[Self.secFetchSite] == "cross-site" {
+        if request.headers[.secFetchSite] == "cross-site" {
             throw APIError(.forbidden, "a page of another site cannot write to this node (Sec-Fetch-Site: cross-site)")
         }
         if let origin = request.headers[.origin], !Self.isSameOrigin(origin, host: request.head.authority) {
@@ -32,4 +31,9 @@ struct CrossSiteGuard<Context: RequestContext>: RouterMiddleware {
         guard let host, origin != "null" else { return false }
         return origin.lowercased() == "http://" + host.lowercased()
     }
+}
+
+extension HTTPField.Name {
+    /// Where a browser says a request comes from (`same-origin`, `same-site`, `cross-site`, `none`).
+    static let secFetchSite = HTTPField.Name("Sec-Fetch-Site")!
 }

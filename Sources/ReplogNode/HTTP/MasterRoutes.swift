@@ -58,7 +58,7 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
     let body = try await request.collectBody(upTo: maxBodyBytes)
     let append: AppendRequest
     do {
-        append = try body.withUnsafeReadableBytes { bytes in Result { () throws(AppendRequest.Invalid) in try AppendRequest.parse(bytes: bytes) } }.get()
+        append = try AppendRequest.parse(body)
     } catch {
         master.countBadRequest()
         throw APIError(.badRequest, error.description)
@@ -155,5 +155,12 @@ extension MasterHealthReport {
             },
             storageFailure: health.storageFailure, hash: health.hash)
         firstSeq = health.firstSeq
+    }
+}
+
+extension AppendRequest {
+    /// `parse(bytes:)` of a request body as it arrived, without copying it.
+    static func parse(_ body: ByteBuffer) throws(Invalid) -> AppendRequest {
+        try body.withUnsafeReadableBytes { bytes in Result { () throws(Invalid) in try parse(bytes: bytes) } }.get()
     }
 }
