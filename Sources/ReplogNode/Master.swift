@@ -434,11 +434,12 @@ public final class Master: Service {
         for continuation in continuations { continuation.resume(returning: .shutdown) }
     }
 
-    /// Runs one replication stream per secondary until cancelled.
+    /// Runs one replication stream per secondary until cancelled, each where the transport
+    /// wants it (over HTTP: on the event loop of its connections to that secondary).
     func runReplicationStreams() async {
         await withDiscardingTaskGroup { group in
             for peer in settings.secondaries {
-                group.addTask { await self.replicate(to: peer) }
+                group.addTask(executorPreference: transport.executor(for: peer) ?? taskExecutor) { await self.replicate(to: peer) }
             }
         }
     }

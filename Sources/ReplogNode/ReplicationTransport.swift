@@ -20,9 +20,15 @@ public protocol ReplicationTransport: Sendable {
 
     /// Failover: asks `peer` for its vote.
     func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer
+
+    /// Where the replication stream to `peer` runs best (the thread its answers arrive on),
+    /// or nil to run it where the master's other tasks run.
+    func executor(for peer: String) -> (any TaskExecutor)?
 }
 
 extension ReplicationTransport {
+    public func executor(for peer: String) -> (any TaskExecutor)? { nil }
+
     public func truncate(_ peer: String, _ request: TruncateRequest, timeout: Duration) async throws -> ReplicaState {
         throw TransportError.unreachable(peer)
     }

@@ -199,20 +199,6 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Runs a task's jobs on one SwiftNIO event loop: an append that starts on the loop that
-/// read it continues there, and so does its answer.
-final class EventLoopTaskExecutor: TaskExecutor {
-    let eventLoop: any EventLoop
-
-    init(_ eventLoop: any EventLoop) { self.eventLoop = eventLoop }
-
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let executor = asUnownedTaskExecutor()
-        eventLoop.execute { job.runSynchronously(on: executor) }
-    }
-}
-
 /// Hummingbird's HTTP/1.1 channel with `AppendFastPath` behind its connection-state handler,
 /// which so sees every request and answer (keep-alive, idle time-out, graceful shutdown).
 struct HTTP1ChannelWithAppendFastPath: ServerChildChannel {

@@ -32,6 +32,10 @@ public struct HTTPTransport: ReplicationTransport {
         return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
     }
 
+    public func executor(for peer: String) -> (any TaskExecutor)? {
+        connections.executor(for: peer)
+    }
+
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
         try await send(.GET, InternalWire.replicatePath, to: peer, headers: headers(.GET, InternalWire.replicatePath, to: peer), timeout: timeout)
     }

@@ -16,6 +16,10 @@ import Synchronization
 /// back when the answer was complete and the peer keeps it alive. Requests to one peer run
 /// side by side on separate connections, so a slow (`--delay`ed) secondary works on
 /// several batches at once.
+///
+/// All connections to one peer live on one event loop, chosen at its first request. The
+/// replication stream to that peer runs there too (`executor(for:)`): a request is written
+/// and its answer read and handled on one thread, without waking another.
 final class PeerConnections: Sendable {
     struct Answer {
         var status: HTTPResponseStatus
@@ -35,6 +39,8 @@ final class PeerConnections: Sendable {
     let opened = Atomic<Int>(0)
     private let idle = Mutex<[String: [any Channel]]>([:])
     private let endpoints = Mutex<[String: HTTPBaseURL]>([:])
+    /// Each peer's event loop, and the executor that runs tasks on it.
+    private let loops = Mutex<[String: EventLoopTaskExecutor]>([:])
     /// Answers are a few hundred bytes of JSON; anything far larger is not a replog peer.
     private static let maxAnswerBytes = 1 << 20
 
@@ -62,7 +68,7 @@ final class PeerConnections: Sendable {
                 // timed it out). Every replog request is safe to repeat: try a fresh one.
             }
         }
-        let channel = try await connect(to: endpoint, deadline: deadline)
+        let channel = try await connect(to: endpoint, on: executor(for: peer).eventLoop, deadline: deadline)
         return try await exchange(head, body, on: channel, of: peer, deadline: deadline)
     }
 
@@ -103,6 +109,16 @@ final class PeerConnections: Sendable {
         return nil
     }
 
+    /// The executor of `peer`'s event loop: tasks that talk mostly to `peer` run best there.
+    func executor(for peer: String) -> EventLoopTaskExecutor {
+        loops.withLock { loops in
+            if let known = loops[peer] { return known }
+            let executor = EventLoopTaskExecutor(group.next())
+            loops[peer] = executor
+            return executor
+        }
+    }
+
     /// Where a peer listens, parsed once.
     private func endpoint(of peer: String) throws(Failure) -> HTTPBaseURL {
         if let known = endpoints.withLock({ $0[peer] }) { return known }
@@ -111,10 +127,10 @@ final class PeerConnections: Sendable {
         return endpoint
     }
 
-    private func connect(to endpoint: HTTPBaseURL, deadline: NIODeadline) async throws -> any Channel {
+    private func connect(to endpoint: HTTPBaseURL, on loop: any EventLoop, deadline: NIODeadline) async throws -> any Channel {
         opened.add(1, ordering: .relaxed)
         do {
-            return try await ClientBootstrap(group: group)
+            return try await ClientBootstrap(group: loop)
                 .connectTimeout(max(.zero, deadline - .now()))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
