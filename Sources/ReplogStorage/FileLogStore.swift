@@ -1,5 +1,6 @@
 import CReplogReadNowait
 import Foundation
+import NIOCore
 import ReplogCore
 import Synchronization
 
@@ -340,7 +341,7 @@ public final class FileLogStore: LogStore {
         }
         if let gone { throw .gone(firstSeq: gone) }
         guard let seqs else { return .done(nil) }
-        var bytes: [UInt8] = []
+        var records = ByteBuffer()
         for piece in pieces {
             let read: [UInt8]
             switch piece {
@@ -354,10 +355,9 @@ public final class FileLogStore: LogStore {
             case .memory(let unwritten):
                 read = unwritten
             }
-            if pieces.count == 1 { return .done(RecordBatch(bytes: read, seqs: seqs)) }
-            bytes += read
+            records.writeBytes(read)
         }
-        return .done(RecordBatch(bytes: bytes, seqs: seqs))
+        return .done(RecordBatch(buffer: records, seqs: seqs))
     }
 
     /// Part of a read: a range of a segment file, or bytes not written yet.

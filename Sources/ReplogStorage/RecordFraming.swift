@@ -1,4 +1,5 @@
 import CReplogCRC32C
+import NIOCore
 import ReplogCore
 
 /// The shape of one log entry on disk and on the wire.
@@ -42,19 +43,45 @@ public enum RecordFraming {
     /// `continues` (the next record belongs to the same batch) when it does.
     public static func encode(_ entry: LogEntry, id: String? = nil, continues: Bool = false, into bytes: inout [UInt8]) {
         let start = bytes.count
-        var lengthField = UInt32(size(of: entry, id: id) - headerSize)
+        let size = size(of: entry, id: id)
+        bytes.append(contentsOf: repeatElement(0, count: size))
+        bytes.withUnsafeMutableBytes { write(entry, id: id, continues: continues, size: size, to: UnsafeMutableRawBufferPointer(rebasing: $0[start...])) }
+    }
+
+    /// Appends the framed `entry` to `buffer`, as `encode(_:id:continues:into:)` does.
+    public static func encode(_ entry: LogEntry, id: String? = nil, continues: Bool = false, into buffer: inout ByteBuffer) {
+        let size = size(of: entry, id: id)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+            write(entry, id: id, continues: continues, size: size, to: $0)
+            return size
+        }
+    }
+
+    /// Writes the record of `entry` (`size` bytes) at the start of `bytes`: the one place
+    /// that knows the layout.
+    private static func write(_ entry: LogEntry, id: String?, continues: Bool, size: Int, to bytes: UnsafeMutableRawBufferPointer) {
+        var lengthField = UInt32(size - headerSize)
         if id != nil { lengthField |= idFlag }
         if continues { lengthField |= continuesFlag }
-        appendLittleEndian(lengthField, to: &bytes)
-        appendLittleEndian(UInt32(0), to: &bytes)  // the checksum, filled in once the payload is there
-        appendLittleEndian(UInt64(entry.seq), to: &bytes)
-        if let id {
-            appendLittleEndian(UInt16(id.utf8.count), to: &bytes)
-            bytes.append(contentsOf: id.utf8)
+        bytes.storeBytes(of: lengthField.littleEndian, toByteOffset: 0, as: UInt32.self)
+        bytes.storeBytes(of: UInt64(entry.seq).littleEndian, toByteOffset: headerSize, as: UInt64.self)
+        var offset = headerSize + 8
+        func copy(_ text: String) {
+            var text = text  // `withUTF8` may make the text contiguous first
+            text.withUTF8 { utf8 in
+                UnsafeMutableRawBufferPointer(rebasing: bytes[offset..<offset + utf8.count]).copyMemory(from: UnsafeRawBufferPointer(utf8))
+                offset += utf8.count
+            }
         }
-        bytes.append(contentsOf: entry.message.utf8)
-        let checksum = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + headerSize)...])) }
-        withUnsafeBytes(of: checksum.littleEndian) { bytes.replaceSubrange((start + 4)..<(start + 8), with: $0) }
+        if let id {
+            bytes.storeBytes(of: UInt16(id.utf8.count).littleEndian, toByteOffset: offset, as: UInt16.self)
+            offset += 2
+            copy(id)
+        }
+        copy(entry.message)
+        // The checksum covers the payload, so it is written last.
+        let checksum = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[headerSize..<size]))
+        bytes.storeBytes(of: checksum.littleEndian, toByteOffset: 4, as: UInt32.self)
     }
 
     /// The records of `entries`, one after the other: a replication batch. `ids[i]` and
@@ -150,10 +177,6 @@ public enum RecordFraming {
             LogEntry(seq: seq, message: message), size: headerSize + length, id: id, continues: lengthField & continuesFlag != 0)
     }
 
-    static func appendLittleEndian<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
-    }
-
     static func readLittleEndian<T: FixedWidthInteger>(_: T.Type, _ bytes: UnsafeRawBufferPointer, _ offset: Int) -> T {
         T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
@@ -235,37 +258,52 @@ public enum CRC32C {
 /// Consecutive entries as the log's own records (`RecordFraming`): what a master sends a
 /// secondary, read from its log as it is on disk, keys included, with nothing decoded or
 /// encoded again on the way.
+///
+/// The records are kept in a `ByteBuffer`, which goes to the socket as it is: a batch of
+/// large messages is written into memory once, not copied again for the network.
 public struct RecordBatch: Sendable, Equatable {
     /// The records, one after the other.
-    public let bytes: [UInt8]
+    public let buffer: ByteBuffer
     /// The seqs they carry.
     public let seqs: ClosedRange<Int>
     /// Set when the sender no longer holds what comes before `seqs` (retention): a receiver
     /// that lacks it starts its log again at `start` (`LogStore.restart(at:)`).
     public var start: LogStart?
 
-    public init(bytes: [UInt8], seqs: ClosedRange<Int>) {
-        self.bytes = bytes
+    public init(buffer: ByteBuffer, seqs: ClosedRange<Int>) {
+        self.buffer = buffer
         self.seqs = seqs
+    }
+
+    public init(bytes: [UInt8], seqs: ClosedRange<Int>) {
+        self.init(buffer: ByteBuffer(bytes: bytes), seqs: seqs)
     }
 
     /// Encodes `entries` (which MUST be consecutive and not empty), with their keys and
     /// batch marks (see `RecordFraming.encode(_:ids:continues:)`).
     public init(_ entries: [LogEntry], ids: [String?] = [], continues: [Bool] = []) {
         precondition(!entries.isEmpty, "a batch holds at least one entry")
-        self.init(bytes: RecordFraming.encode(entries, ids: ids, continues: continues), seqs: entries.first!.seq...entries.last!.seq)
+        let sizes = entries.enumerated().map { RecordFraming.size(of: $1, id: ids.at($0) ?? nil) }
+        var buffer = ByteBufferAllocator().buffer(capacity: sizes.reduce(0, +))
+        for (index, entry) in entries.enumerated() {
+            RecordFraming.encode(entry, id: ids.at(index) ?? nil, continues: continues.at(index) ?? false, into: &buffer)
+        }
+        self.init(buffer: buffer, seqs: entries.first!.seq...entries.last!.seq)
     }
 
     public var count: Int { seqs.count }
 
+    /// The records as an array (tests; a copy).
+    public var bytes: [UInt8] { Array(buffer.readableBytesView) }
+
     /// The entries, for a receiver in the same process (the in-memory transports).
     public func entries() throws(RecordFraming.BatchError) -> [LogEntry] {
-        try bytes.withUnsafeBytes { RecordFraming.decodeAll($0) }.get()
+        try buffer.withUnsafeReadableBytes { RecordFraming.decodeAll($0) }.get()
     }
 
     /// The entries with their idempotency keys, batch marks and the log's start, if set.
     public func keyedEntries() throws(RecordFraming.BatchError) -> RecordFraming.DecodedRecords {
-        var records = try bytes.withUnsafeBytes { RecordFraming.decodeAllKeyed($0) }.get()
+        var records = try buffer.withUnsafeReadableBytes { RecordFraming.decodeAllKeyed($0) }.get()
         records.start = start
         return records
     }

@@ -27,9 +27,8 @@ public struct HTTPTransport: ReplicationTransport {
         if let start = batch.start { extra.append((InternalWire.logStartHeader, start.headerValue)) }
         // The log's start (if any) is signed with the log id.
         let signedLog = batch.start.map { "\(logID) \($0.headerValue)" } ?? logID
-        let headers = headers(.POST, InternalWire.replicatePath, to: peer, log: signedLog, body: batch.bytes, extra)
-        let body = ByteBuffer(bytes: batch.bytes)
-        return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: body, timeout: timeout)
+        let headers = headers(.POST, InternalWire.replicatePath, to: peer, log: signedLog, body: batch.buffer.readableBytesView, extra)
+        return try await send(.POST, InternalWire.replicatePath, to: peer, headers: headers, body: batch.buffer, timeout: timeout)
     }
 
     public func executor(for peer: String) -> (any TaskExecutor)? {
@@ -48,20 +47,20 @@ public struct HTTPTransport: ReplicationTransport {
 
     public func truncate(_ peer: String, _ request: TruncateRequest, timeout: Duration) async throws -> ReplicaState {
         let body = try JSON.encoder.encode(request)
-        let headers = headers(.POST, InternalWire.truncatePath, to: peer, body: Array(body), [("Content-Type", "application/json")])
+        let headers = headers(.POST, InternalWire.truncatePath, to: peer, body: body, [("Content-Type", "application/json")])
         return try await send(.POST, InternalWire.truncatePath, to: peer, headers: headers, body: ByteBuffer(bytes: body), timeout: timeout)
     }
 
     public func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer {
         let body = try JSON.encoder.encode(request)
-        let headers = headers(.POST, InternalWire.votePath, to: peer, body: Array(body), [("Content-Type", "application/json")])
+        let headers = headers(.POST, InternalWire.votePath, to: peer, body: body, [("Content-Type", "application/json")])
         return try await send(.POST, InternalWire.votePath, to: peer, headers: headers, body: ByteBuffer(bytes: body), timeout: timeout)
     }
 
     /// The request's headers: its epoch stamp (as master, with failover) and its signature
     /// (with a secret), which covers the stamp too.
     private func headers(
-        _ method: HTTPMethod, _ path: String, to peer: String, log: String? = nil, body: [UInt8] = [],
+        _ method: HTTPMethod, _ path: String, to peer: String, log: String? = nil, body: some DataProtocol = [UInt8](),
         _ extra: [(String, String)] = []
     ) -> HTTPHeaders {
         var headers = HTTPHeaders(extra)
