@@ -15,8 +15,8 @@ public enum NodeApplications {
     ) -> some ApplicationProtocol {
         Application(
             router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens),
-            server: HTTP1ChannelWithAppendFastPath.builder(
-                .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog-master")),
+            server: NodeHTTPChannel.builder(
+                fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog-master")),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-master"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
@@ -30,6 +30,7 @@ public enum NodeApplications {
     ) -> some ApplicationProtocol {
         Application(
             router: buildSecondaryRouter(replica: replica, metrics: metrics, secret: secret, clientTokens: clientTokens),
+            server: NodeHTTPChannel.builder(),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-secondary"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
@@ -43,8 +44,8 @@ public enum NodeApplications {
     ) -> some ApplicationProtocol {
         Application(
             router: buildFailoverRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, secret: secret, clientTokens: clientTokens),
-            server: HTTP1ChannelWithAppendFastPath.builder(
-                .init(master: { node.currentMaster }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog")),
+            server: NodeHTTPChannel.builder(
+                fastPath: .init(master: { node.currentMaster }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog")),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)

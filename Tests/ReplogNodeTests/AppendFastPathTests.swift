@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
+import NIOPosix
 import ReplogCore
 import Testing
 
@@ -15,8 +16,8 @@ import Testing
     private func server(_ master: Master, maxBodyBytes: Int = 1024, tokens: ClientTokens? = nil) -> some ApplicationProtocol {
         Application(
             router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, clientTokens: tokens),
-            server: HTTP1ChannelWithAppendFastPath.builder(
-                .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: tokens, serverName: "replog-master")),
+            server: NodeHTTPChannel.builder(
+                fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: tokens, serverName: "replog-master")),
             configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: "replog-master"))
     }
 
@@ -73,6 +74,25 @@ import Testing
             }
         }
         #expect(try cluster.master.read(from: 1, limit: 10).map(\.message) == ["x"])
+    }
+
+    /// Every node's Hummingbird routes run on the connection's event loop too
+    /// (`NodeHTTPChannel`): a secondary's replication requests, the master's other requests.
+    @Test func routesRunOnTheConnectionsEventLoop() async throws {
+        for fastPath in [nil, AppendFastPath.Configuration(master: { nil }, maxBodyBytes: 1024, clientTokens: nil, serverName: "replog")] {
+            let router = Router()
+            router.get("/where") { _, _ in MultiThreadedEventLoopGroup.currentEventLoop == nil ? "elsewhere" : "event loop" }
+            let app = Application(
+                router: router, server: NodeHTTPChannel.builder(fastPath: fastPath),
+                configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)))
+            try await app.test(.live) { client in
+                for _ in 1...3 {
+                    try await client.execute(uri: "/where", method: .get) { response in
+                        #expect(String(buffer: response.body) == "event loop", "fast path: \(fastPath != nil)")
+                    }
+                }
+            }
+        }
     }
 
     /// Pipelined requests are answered in the order they came, whichever path each takes:

@@ -18,8 +18,8 @@ import Testing
     private func masterApp(_ master: Master) -> some ApplicationProtocol {
         Application(
             router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes),
-            server: HTTP1ChannelWithAppendFastPath.builder(
-                .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: nil, serverName: "replog-master")))
+            server: NodeHTTPChannel.builder(
+                fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: nil, serverName: "replog-master")))
     }
 
     @Test func appendAnswers201WithSeqMessageAndW() async throws {

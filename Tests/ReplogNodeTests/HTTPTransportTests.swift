@@ -69,6 +69,31 @@ import Testing
         }
     }
 
+    /// All connections to a peer live on one event loop, the one its replication stream runs
+    /// on (`executor(for:)`): a batch is written, and its answer read and handled, on one
+    /// thread, where before the answer woke a task on another (issue 17).
+    @Test func aPeersConnectionsLiveOnTheLoopItsStreamRunsOn() async throws {
+        let replica = SecondaryReplica()
+        try await Application(router: buildSecondaryRouter(replica: replica)).test(.live) { client in
+            let peer = "http://127.0.0.1:\(try #require(client.port))"
+            let transport = HTTPTransport()
+            let executor = try #require(transport.executor(for: peer) as? EventLoopTaskExecutor)
+            #expect(transport.executor(for: peer) === executor, "one executor per peer")
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for seq in 1...4 {
+                    group.addTask(executorPreference: executor) {
+                        _ = try await transport.replicate([LogEntry(seq: seq, message: "m\(seq)")], of: "L", to: peer, timeout: timeout)
+                        return executor.eventLoop.inEventLoop
+                    }
+                }
+                for try await resumedOnTheLoop in group { #expect(resumedOnTheLoop) }
+            }
+            let connections = transport.connections.idleConnections(to: peer)
+            #expect(connections.count >= 2, "requests in flight together had connections of their own")
+            #expect(connections.allSatisfy { $0.eventLoop === executor.eventLoop })
+        }
+    }
+
     @Test func nothingListeningIsUnreachable() async throws {
         let peer = "http://127.0.0.1:\(try freePort())"
         await #expect(throws: TransportError.unreachable(peer)) {

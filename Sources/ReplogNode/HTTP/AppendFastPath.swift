@@ -199,32 +199,6 @@ final class AppendFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     }
 }
 
-/// Hummingbird's HTTP/1.1 channel with `AppendFastPath` behind its connection-state handler,
-/// which so sees every request and answer (keep-alive, idle time-out, graceful shutdown).
-struct HTTP1ChannelWithAppendFastPath: ServerChildChannel {
-    let http1: HTTP1Channel
-    let fastPath: AppendFastPath.Configuration
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<HTTP1Channel.Value> {
-        http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let pipeline = channel.pipeline.syncOperations
-            let connectionState = try pipeline.handler(type: HTTPConnectionStateHandler.self)
-            try pipeline.addHandler(AppendFastPath(fastPath), position: .after(connectionState))
-            return value
-        }
-    }
-
-    func handle(value: HTTP1Channel.Value, logger: Logger) async {
-        await http1.handle(value: value, logger: logger)
-    }
-
-    static func builder(_ fastPath: AppendFastPath.Configuration) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in
-            HTTP1ChannelWithAppendFastPath(http1: HTTP1Channel(responder: responder), fastPath: fastPath)
-        }
-    }
-}
-
 /// The `Date` header (RFC 9110, IMF-fixdate), made once a second.
 enum HTTPDate {
     private static let cache = Mutex<(second: Int, text: String)>((-1, ""))

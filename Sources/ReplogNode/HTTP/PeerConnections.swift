@@ -102,6 +102,11 @@ final class PeerConnections: Sendable {
         }
     }
 
+    /// The kept-alive connections to `peer` that no request uses now (tests).
+    func idleConnections(to peer: String) -> [any Channel] {
+        idle.withLock { $0[peer] ?? [] }
+    }
+
     private func takeIdle(_ peer: String) -> (any Channel)? {
         while let channel = idle.withLock({ $0[peer]?.popLast() }) {
             if channel.isActive { return channel }
