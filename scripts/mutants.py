@@ -7,16 +7,20 @@ one this script edits the source, builds, runs the whole test suite (the README'
 puts the file back, and reports the tests that failed. A mutant that no test catches means
 a guarantee without a test that would fail if it broke.
 
-    python3 scripts/mutants.py            # every mutant: about 2-4 minutes each
+    python3 scripts/mutants.py            # every mutant: about 6-7 minutes each (hours in all)
     python3 scripts/mutants.py dup quorum # only these
     python3 scripts/mutants.py --list     # what they are
     python3 scripts/mutants.py --check    # only that each still applies to the code (CI runs this)
+    python3 scripts/mutants.py --restore  # undo mutants that a killed run left in the code
 
 It edits files in this checkout, so it refuses to touch a file with uncommitted changes,
-and always puts the original back, even when interrupted.
+and puts the original back when it ends, is interrupted (Ctrl-C) or terminated (SIGTERM,
+SIGHUP). Only SIGKILL leaves a mutant in place: `--check` then names it, and `--restore`
+undoes it.
 """
 
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -298,8 +302,16 @@ MUTANTS = [
 ]
 
 
+def left_applied(mutant: Mutant, text: str) -> bool:
+    """Whether a run that was killed left this mutant in the code."""
+    return text.count(mutant.find) == 0 and text.count(mutant.replace) == 1
+
+
 def source_of(mutant: Mutant) -> str:
     text = (ROOT / mutant.file).read_text()
+    if left_applied(mutant, text):
+        raise SystemExit(f"{mutant.name} is still applied in {mutant.file} (a run was killed): "
+                         "undo it with `python3 scripts/mutants.py --restore`")
     count = text.count(mutant.find)
     if count != 1:
         raise SystemExit(f"{mutant.name}: the code it breaks is found {count} times in {mutant.file}, "
@@ -334,7 +346,30 @@ def run(mutant: Mutant) -> tuple[str, list[str], float]:
         path.write_text(original)
 
 
+def restore() -> int:
+    restored = 0
+    for mutant in MUTANTS:
+        path = ROOT / mutant.file
+        text = path.read_text()
+        if left_applied(mutant, text):
+            path.write_text(text.replace(mutant.replace, mutant.find))
+            print(f"restored {mutant.file} ({mutant.name})")
+            restored += 1
+    print(f"{restored} mutants undone")
+    return 0
+
+
+def stop_on(signum, frame):
+    # Turn a polite termination into an exception, so that `run`'s `finally` puts the
+    # original source back.
+    raise SystemExit(128 + signum)
+
+
 def main(arguments: list[str]) -> int:
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, stop_on)
+    if "--restore" in arguments:
+        return restore()
     if "--list" in arguments:
         for mutant in MUTANTS:
             print(f"{mutant.name:15} {mutant.guarantee}: {mutant.bug}  ({mutant.file})")
