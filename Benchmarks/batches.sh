@@ -34,4 +34,4 @@ for size in "$batch" 1; do
   row "replog" "fsync always, failover, w=3" "$size" --master http://127.0.0.1:7520 --w 3
 done
 echo
-echo "64 clients, 100-byte messages, $(nproc) cores, $(uname -sr), ${duration} s per row, $(date -u +%Y-%m-%d)"
+footer "64 clients, 100-byte messages, ${duration} s per row"

@@ -15,11 +15,21 @@ cleanup() {
 trap cleanup EXIT
 
 build_replog() {
-  if [ -n "${REPLOG:-}" ]; then return; fi  # a binary given by the caller
+  if [ -n "${REPLOG:-}" ]; then  # a binary given by the caller
+    replog_build="given binary $REPLOG"
+    return
+  fi
   echo "building replog (release)…" >&2
   swift build -c release --product replog >&2
   REPLOG="$(swift build -c release --show-bin-path)/replog"
+  replog_build="release build of $(git rev-parse --short HEAD 2>/dev/null || echo 'an unknown commit')"
+  if ! git diff --quiet HEAD 2>/dev/null; then replog_build+=" with uncommitted changes"; fi
   export REPLOG
+}
+
+# footer DETAILS…: the line under a table that says where and when it was made, and of what.
+footer() {
+  echo "$(nproc) cores, $(uname -sr), replog: ${replog_build:-not built}, $*, $(date -u '+%Y-%m-%d %H:%M UTC')"
 }
 
 # start NAME ARGS… : runs replog ARGS in the background, waits for "listening on", records

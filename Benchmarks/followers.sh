@@ -41,4 +41,4 @@ PY
   port=$((port + 10))
 done
 echo
-echo "$(nproc) cores, $(uname -sr), ${duration} s per row, in-memory cluster of 3, w=2, 100-byte messages, $(date -u +%Y-%m-%d)"
+footer "${duration} s per row, in-memory cluster of 3, w=2, 100-byte messages"

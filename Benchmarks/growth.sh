@@ -93,4 +93,4 @@ start large2 master --port 7791 --log-level info --data-dir "$scratch/large"
 grep -o 'replog.recovery.ms=[0-9]*' "$scratch/large2.err" | sed 's/replog.recovery.ms=/recovery (replay + index rebuild): /; s/$/ ms/'
 echo "resident memory after recovery: $(( $(rss_kib "$last_pid") / 1024 )) MiB"
 echo
-echo "$(nproc) cores, $(uname -sr), ${duration} s per row, $(date -u +%Y-%m-%d)"
+footer "${duration} s per row"

@@ -106,4 +106,4 @@ message=$(printf 'x%.0s' $(seq 1 100))
 python3 Benchmarks/wrk-row.py "HTTP floor (wrk)" "Hummingbird POST → 201" http://127.0.0.1:7200/messages "{\"message\":\"$message\"}" 64 "$duration"
 python3 Benchmarks/wrk-row.py "replog (wrk)" "in memory, w=3" http://127.0.0.1:7000/messages "{\"message\":\"$message\",\"w\":3}" 64 "$duration"
 echo
-echo "$(nproc) cores, $(uname -sr), $(redis-server --version | cut -d' ' -f3), ${duration} s per row, $(date -u +%Y-%m-%d)"
+footer "Redis $(redis-server --version | cut -d' ' -f3 | cut -d= -f2), ${duration} s per row"
