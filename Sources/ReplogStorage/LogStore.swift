@@ -268,7 +268,7 @@ public final class InMemoryLogStore: LogStore {
     }
 
     public func readRecords(from seq: Int, limit: Int, maxBytes: Int) throws(LogStoreError) -> RecordBatch? {
-        try state.withLock { (state: inout State) throws(LogStoreError) -> RecordBatch? in
+        let taken = try state.withLock { (state: inout State) throws(LogStoreError) -> (entries: [LogEntry], continues: [Bool])? in
             let start = max(seq, 1)
             guard limit > 0, start <= state.lastSeq else { return nil }
             try state.refuseBeforeStart(start)
@@ -277,8 +277,11 @@ public final class InMemoryLogStore: LogStore {
             while let last = entries.last, last.seq < state.lastSeq, state.continues(last.seq) {
                 entries.append(LogEntry(seq: last.seq + 1, message: state.message(at: last.seq + 1)))
             }
-            return RecordBatch(entries, continues: entries.map { state.continues($0.seq) })
+            return (entries, entries.map { state.continues($0.seq) })
         }
+        // Encoded outside the lock (the messages are shared, not copied): appends do not
+        // wait while a batch of large messages is written out.
+        return taken.map { RecordBatch($0.entries, continues: $0.continues) }
     }
 
     public func hash(at seq: Int) -> String? {
