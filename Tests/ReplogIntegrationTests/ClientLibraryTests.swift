@@ -63,12 +63,15 @@ struct ClientLibraryTests {
             secondaries: [s1.url], LocalCluster.fastHeartbeats + ["--retain-messages", "5", "--segment-bytes", "200"])
         let log = ReplogClient(nodes: [master.url])
         for index in 1...30 { _ = try await log.append("m\(index)", w: 2) }
-        var first = 1
-        try await eventually("retention dropped the log's start on both nodes") {
-            guard case .master(let health) = try await log.health(), let firstSeq = health.firstSeq, firstSeq > 1,
-                  case .secondary(let s1Health) = try await log.health(of: s1.url), s1Health.firstSeq == firstSeq
+        // Records of "m1" to "m30" take 18 or 19 bytes, so the 200-byte segments hold seqs
+        // 1-11, 12-21 and 22-30, and keeping 5 messages drops the first two. Wait for that
+        // end state, not for the first drop: a pass that ran during the appends drops only
+        // the first segment, and the next pass, a second later, the second one.
+        let first = 22
+        try await eventually("retention dropped the log's first two segments on both nodes") {
+            guard case .master(let health) = try await log.health(), health.firstSeq == first,
+                  case .secondary(let s1Health) = try await log.health(of: s1.url), s1Health.firstSeq == first
             else { return false }
-            first = firstSeq
             return true
         }
         do {

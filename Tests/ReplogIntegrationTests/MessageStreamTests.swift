@@ -173,12 +173,16 @@ struct MessageStreamTests {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<8 {
                 group.addTask {
-                    for _ in 0..<75 { _ = try await HTTP.post(master.url + "/messages", ["messages": batch, "w": 2]) }
+                    for _ in 0..<75 {
+                        let reply = try await HTTP.post(master.url + "/messages", ["messages": batch, "w": 2])
+                        #expect(reply.status == 201, "\(reply.status) \(String(decoding: reply.body.prefix(300), as: UTF8.self))")
+                    }
                 }
             }
             try await group.waitForAll()
         }
-        #expect(try await HTTP.get(s1.url + "/health").json["seq"] as? Int == 6_001)
+        let health = try await HTTP.get(s1.url + "/health")
+        #expect(health.json["seq"] as? Int == 6_001, "\(String(decoding: health.body.prefix(600), as: UTF8.self))")
         let grown = try residentBytes(of: s1.process.pid) - before
         #expect(grown < 12 << 20, "the secondary grew by \(grown >> 20) MiB while one follower read nothing")
     }
