@@ -341,7 +341,8 @@ public final class FileLogStore: LogStore {
         }
         if let gone { throw .gone(firstSeq: gone) }
         guard let seqs else { return .done(nil) }
-        var records = ByteBuffer()
+        // One allocation of the batch's size, not a buffer that doubles as it grows.
+        var records = ByteBufferAllocator().buffer(capacity: pieces.reduce(0) { $0 + $1.count })
         for piece in pieces {
             let read: [UInt8]
             switch piece {
@@ -364,6 +365,13 @@ public final class FileLogStore: LogStore {
     private enum Piece {
         case file(Int32, Int, Int, String)
         case memory([UInt8])
+
+        var count: Int {
+            switch self {
+            case .file(_, let start, let end, _): end - start
+            case .memory(let bytes): bytes.count
+            }
+        }
     }
 
     /// Hands every unwritten byte to the operating system: after it returns, a crash of the

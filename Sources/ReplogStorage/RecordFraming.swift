@@ -283,8 +283,8 @@ public struct RecordBatch: Sendable, Equatable {
     /// batch marks (see `RecordFraming.encode(_:ids:continues:)`).
     public init(_ entries: [LogEntry], ids: [String?] = [], continues: [Bool] = []) {
         precondition(!entries.isEmpty, "a batch holds at least one entry")
-        let sizes = entries.enumerated().map { RecordFraming.size(of: $1, id: ids.at($0) ?? nil) }
-        var buffer = ByteBufferAllocator().buffer(capacity: sizes.reduce(0, +))
+        let size = entries.indices.reduce(0) { $0 + RecordFraming.size(of: entries[$1], id: ids.at($1) ?? nil) }
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
         for (index, entry) in entries.enumerated() {
             RecordFraming.encode(entry, id: ids.at(index) ?? nil, continues: continues.at(index) ?? false, into: &buffer)
         }
