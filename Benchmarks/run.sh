@@ -9,9 +9,16 @@
 #     the master's fsync overlaps the replication), and with --fsync never
 # Every system is loaded by the same closed-loop generator (replog bench) on 127.0.0.1;
 # wrk, an independent HTTP generator, checks two of the HTTP rows.
-# Usage: Benchmarks/run.sh [seconds per run, default 10]
+# After the table, issue 17's targets, each as a ratio of two rows of the same run.
+#
+# Usage: Benchmarks/run.sh [seconds per row, default 10] [rounds, default 1]
+# With several rounds every row runs once per round, the rounds one after the other, and
+# the table shows each row's median round (the one with its median ops/s): a dip of the
+# machine then costs one round, not the row. The targets are worked out in every round,
+# from that round's rows, and their median is what decides.
 source "$(dirname "$0")/common.sh"
 duration=${1:-10}
+rounds=${2:-1}
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
@@ -76,34 +83,49 @@ STORAGE=never cluster never 7300
 # With failover an elected master's fsync overlaps the replication (docs/failover.md).
 STORAGE=always cluster failover 7400 --failover
 
-row() {  # row SYSTEM CONFIG CLIENTS bench-args…
+# Each row's line of the table is kept as rows/NN.ROUND until every round has run.
+rows="$scratch/rows"
+mkdir -p "$rows"
+kept() {  # kept COMMAND…: runs COMMAND, which prints one line of the table, and keeps the line
+  "$@" > "$rows/$(printf %02d "$row_number").$round"
+  row_number=$((row_number + 1))
+}
+bench_line() {  # bench_line SYSTEM CONFIG CLIENTS bench-args…
   local system=$1 config=$2 clients=$3; shift 3
+  echo "round $round of $rounds: $system, $config, $clients clients" >&2
   "$REPLOG" bench --clients "$clients" --duration "${duration}s" --json "$@" 2>/dev/null |
     python3 -c 'import json,sys
 r=json.load(sys.stdin)
 print("| %s | %s | %d | %.0f | %.3f | %.3f | %.3f | %d | %.2f |" % (sys.argv[1], sys.argv[2], r["clients"], r["appendsPerSecond"],
       r["latency"]["p50"], r["latency"]["p99"], r["latency"]["p999"], r["errors"], r["benchCPUCores"]))' "$system" "$config"
 }
+row() { kept bench_line "$@"; }
+wrk_row() {  # wrk_row SYSTEM CONFIG URL BODY: 64 connections
+  echo "round $round of $rounds: $1 (wrk), $2" >&2
+  kept python3 Benchmarks/wrk-row.py "$1" "$2" "$3" "$4" 64 "$duration"
+}
 
 nats_version=$(nats-server --version | sed 's/.*v//')
 etcd_version=$(etcd --version | sed -n 's/^etcd Version: //p')
-echo "| system | configuration | clients | ops/s | p50 ms | p99 ms | p99.9 ms | errors | bench CPU (cores) |"
-echo "|---|---|---|---|---|---|---|---|---|"
-for clients in 1 64; do
-  row "HTTP floor" "Hummingbird POST → 201" $clients --master http://127.0.0.1:7200
-  row "Redis 7" "RPUSH + WAIT 2 0, no persistence" $clients --redis 127.0.0.1:7379 --redis-replicas 2
-  row "NATS JetStream $nats_version" "R3 file stream, ack from a quorum (2 of 3)" $clients --nats 127.0.0.1:4222
-  row "NATS JetStream 2.15.1" "R3 file stream, fsync every message, quorum ack" $clients --nats 127.0.0.1:4232
-  row "etcd $etcd_version" "3 members, put committed by a quorum (2 of 3), fsync" $clients --etcd 127.0.0.1:23791
-  for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
-  for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
-  for w in 1 2 3; do row "replog" "fsync always, failover (fsync overlaps replication), w=$w" $clients --master http://127.0.0.1:7400 --w $w; done
-  row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3
-done
-# Large messages (issue 17, target 5): 1 MiB each, 8 clients; MB/s of payload = ops/s × 1.048576.
-row "replog" "in memory, w=3, 1 MiB messages" 8 --master http://127.0.0.1:7000 --w 3 --size 1048576
 message=$(printf 'x%.0s' $(seq 1 100))
-python3 Benchmarks/wrk-row.py "HTTP floor (wrk)" "Hummingbird POST → 201" http://127.0.0.1:7200/messages "{\"message\":\"$message\"}" 64 "$duration"
-python3 Benchmarks/wrk-row.py "replog (wrk)" "in memory, w=3" http://127.0.0.1:7000/messages "{\"message\":\"$message\",\"w\":3}" 64 "$duration"
+for round in $(seq "$rounds"); do
+  row_number=0
+  for clients in 1 64; do
+    row "HTTP floor" "Hummingbird POST → 201" $clients --master http://127.0.0.1:7200
+    row "Redis 7" "RPUSH + WAIT 2 0, no persistence" $clients --redis 127.0.0.1:7379 --redis-replicas 2
+    row "NATS JetStream $nats_version" "R3 file stream, ack from a quorum (2 of 3)" $clients --nats 127.0.0.1:4222
+    row "NATS JetStream 2.15.1" "R3 file stream, fsync every message, quorum ack" $clients --nats 127.0.0.1:4232
+    row "etcd $etcd_version" "3 members, put committed by a quorum (2 of 3), fsync" $clients --etcd 127.0.0.1:23791
+    for w in 1 2 3; do row "replog" "in memory, w=$w" $clients --master http://127.0.0.1:7000 --w $w; done
+    for w in 1 2 3; do row "replog" "fsync always, w=$w" $clients --master http://127.0.0.1:7100 --w $w; done
+    for w in 1 2 3; do row "replog" "fsync always, failover (fsync overlaps replication), w=$w" $clients --master http://127.0.0.1:7400 --w $w; done
+    row "replog" "fsync never, w=3" $clients --master http://127.0.0.1:7300 --w 3
+  done
+  # Large messages (issue 17, target 5): 1 MiB each, 8 clients; MB/s of payload = ops/s × 1.048576.
+  row "replog" "in memory, w=3, 1 MiB messages" 8 --master http://127.0.0.1:7000 --w 3 --size 1048576
+  wrk_row "HTTP floor (wrk)" "Hummingbird POST → 201" http://127.0.0.1:7200/messages "{\"message\":\"$message\"}"
+  wrk_row "replog (wrk)" "in memory, w=3" http://127.0.0.1:7000/messages "{\"message\":\"$message\",\"w\":3}"
+done
+python3 Benchmarks/targets.py "$rows" "$rounds"
 echo
-footer "Redis $(redis-server --version | cut -d' ' -f3 | cut -d= -f2), ${duration} s per row"
+footer "Redis $(redis-server --version | cut -d' ' -f3 | cut -d= -f2), ${duration} s per row, $rounds round(s)"
