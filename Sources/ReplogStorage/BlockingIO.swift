@@ -32,6 +32,13 @@ public struct BlockingIO: Sendable {
         return try result.withLock { $0! }.get()
     }
 
+    /// Runs `work` and returns its value; whatever it throws is rethrown as it is.
+    public func value<Value: Sendable>(_ work: @escaping @Sendable () throws -> Value) async throws -> Value {
+        let result = Mutex<Result<Value, any Error>?>(nil)
+        try await body { result.withLock { $0 = Result { try work() } } }
+        return try result.withLock { $0! }.get()
+    }
+
     /// SwiftNIO's shared thread pool (throws once the pool has shut down).
     public static let threadPool = BlockingIO { work in try await NIOThreadPool.singleton.runIfActive(work) }
 }

@@ -141,8 +141,8 @@ extension Router<BasicRequestContext> {
     func addInternalRoutes(
         secret: ClusterSecret?, maxBodyBytes: Int, receive: @escaping Receive,
         probe: @escaping @Sendable (EpochStamp?) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
-        vote: (@Sendable (VoteRequest) throws -> VoteAnswer)? = nil,
-        truncate: (@Sendable (TruncateRequest, EpochStamp?) throws -> ReplicaState)? = nil
+        vote: (@Sendable (VoteRequest) async throws -> VoteAnswer)? = nil,
+        truncate: (@Sendable (TruncateRequest, EpochStamp?) async throws -> ReplicaState)? = nil
     ) {
         post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
             var request = request
@@ -175,7 +175,7 @@ extension Router<BasicRequestContext> {
                 guard let ask = try? JSON.decoder.decode(VoteRequest.self, from: body) else {
                     throw APIError(.badRequest, "a vote request is {\"epoch\": 2, \"candidate\": \"URL\", \"log\": {\"epoch\": 1, \"seq\": 9}, \"preVote\": false}")
                 }
-                return JSON.response(.ok, try vote(ask))
+                return JSON.response(.ok, try await vote(ask))
             }
         }
         if let truncate {
@@ -187,7 +187,7 @@ extension Router<BasicRequestContext> {
                 guard let cut = try? JSON.decoder.decode(TruncateRequest.self, from: body), cut.after >= 0 else {
                     throw APIError(.badRequest, "a cut is {\"after\": N, \"nextHash\": \"the master's hash at N + 1\"} with N >= 0")
                 }
-                return try await answeringInternally { try truncate(cut, stamp) }
+                return try await answeringInternally { try await truncate(cut, stamp) }
             }
         }
     }
