@@ -23,13 +23,11 @@ public struct BlockingIO: Sendable {
     /// Runs `work` and returns its result; an error that is not the store's (the thread pool
     /// shut down) becomes `LogStoreError.io`.
     public func run<Value: Sendable>(_ work: @escaping @Sendable () throws(LogStoreError) -> Value) async throws(LogStoreError) -> Value {
-        let result = Mutex<Result<Value, LogStoreError>?>(nil)
         do {
-            try await body { result.withLock { $0 = Result { () throws(LogStoreError) in try work() } } }
+            return try await value { try work() }
         } catch {
             throw error as? LogStoreError ?? .io("\(error)")
         }
-        return try result.withLock { $0! }.get()
     }
 
     /// Runs `work` and returns its value; whatever it throws is rethrown as it is.
