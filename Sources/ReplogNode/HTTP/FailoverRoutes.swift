@@ -18,11 +18,8 @@ public func buildFailoverRouter(
             receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp) },
             probe: { stamp in try node.probe(stamp: stamp) },
             hash: { node.hash(at: $0) },
-            // A vote fsyncs the election record, a cut rewrites the log's tail and saves a
-            // rollback file: they wait for the disk on SwiftNIO's thread pool, not on the
-            // event loop the request came in on (which serves other connections too).
-            vote: { ask in try await BlockingIO.threadPool.value { try node.vote(ask) } },
-            truncate: { cut, stamp in try await BlockingIO.threadPool.value { try node.truncate(cut, stamp: stamp) } })
+            vote: { try node.vote($0) },
+            truncate: { cut, stamp in try node.truncate(cut, stamp: stamp) })
 
         router.post("/messages") { request, _ -> Response in
             switch node.current {

@@ -138,11 +138,16 @@ extension Router<BasicRequestContext> {
     /// `POST /replicate` (a delivery), `GET /replicate` (a heartbeat) and
     /// `GET /replicate/hash`; with failover also `POST /replicate/vote` and
     /// `POST /replicate/truncate`. With a secret, each refuses an unsigned request (401).
+    ///
+    /// A vote fsyncs the election record, a cut rewrites the log's tail and saves a rollback
+    /// file: both run on `disk` (SwiftNIO's thread pool) while their request waits, not on
+    /// the event loop the request came in on, which serves other connections too.
     func addInternalRoutes(
         secret: ClusterSecret?, maxBodyBytes: Int, receive: @escaping Receive,
         probe: @escaping @Sendable (EpochStamp?) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
-        vote: (@Sendable (VoteRequest) async throws -> VoteAnswer)? = nil,
-        truncate: (@Sendable (TruncateRequest, EpochStamp?) async throws -> ReplicaState)? = nil
+        vote: (@Sendable (VoteRequest) throws -> VoteAnswer)? = nil,
+        truncate: (@Sendable (TruncateRequest, EpochStamp?) throws -> ReplicaState)? = nil,
+        disk: BlockingIO = .threadPool
     ) {
         post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
             var request = request
@@ -175,7 +180,7 @@ extension Router<BasicRequestContext> {
                 guard let ask = try? JSON.decoder.decode(VoteRequest.self, from: body) else {
                     throw APIError(.badRequest, "a vote request is {\"epoch\": 2, \"candidate\": \"URL\", \"log\": {\"epoch\": 1, \"seq\": 9}, \"preVote\": false}")
                 }
-                return JSON.response(.ok, try await vote(ask))
+                return JSON.response(.ok, try await disk.value { try vote(ask) })
             }
         }
         if let truncate {
@@ -187,7 +192,7 @@ extension Router<BasicRequestContext> {
                 guard let cut = try? JSON.decoder.decode(TruncateRequest.self, from: body), cut.after >= 0 else {
                     throw APIError(.badRequest, "a cut is {\"after\": N, \"nextHash\": \"the master's hash at N + 1\"} with N >= 0")
                 }
-                return try await answeringInternally { try await truncate(cut, stamp) }
+                return try await answeringInternally { try await disk.value { try truncate(cut, stamp) } }
             }
         }
     }
