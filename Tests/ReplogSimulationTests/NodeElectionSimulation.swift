@@ -199,6 +199,7 @@ final class NodeElectionSimulation: Sendable {
     /// Runs the schedule, heals, lets the cluster converge, and returns the violations.
     func run() -> [String] {
         defer { try? FileManager.default.removeItem(at: folder) }
+        executor.claimThread()
         network.setFaults(faults)
         // The secondaries first, then the node started as master, as `replog cluster` does.
         for name in names.dropFirst() + [names[0]] { start(name) }
@@ -232,6 +233,9 @@ final class NodeElectionSimulation: Sendable {
         }
         checkAtTheEnd(converged: converged())
         for name in names { stop(name) }
+        if executor.foreignJobs > 0 {
+            violation("\(executor.foreignJobs) jobs reached the simulation from other threads: a task runs outside its executor, so the seed no longer decides the run")
+        }
         executor.runUntilIdle()
         return state.withLock { $0.violations }
     }

@@ -173,6 +173,7 @@ final class Simulation: Sendable {
 
     /// Runs the schedule, heals, lets the cluster converge, and returns the violations.
     func run() -> [String] {
+        executor.claimThread()
         transport.setFaults(faults)
         for peer in Self.secondaries { startSecondary(peer, durable: false) }
         startMaster()
@@ -199,6 +200,9 @@ final class Simulation: Sendable {
         }
         checkAtTheEnd(converged: converged())
         stopEverything()
+        if executor.foreignJobs > 0 {
+            violation("\(executor.foreignJobs) jobs reached the simulation from other threads: a task runs outside its executor, so the seed no longer decides the run")
+        }
         return state.withLock { $0.violations }
     }
 
@@ -242,7 +246,7 @@ final class Simulation: Sendable {
                 retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(500), maxBackoffWhenUnhealthy: .seconds(1))),
             transport: transport, store: masterDisk.open(), fsync: .always, io: fsyncIO, clock: clock, logID: logID,
             logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
-            random: { [random] in random.unit() })
+            random: { [random] in random.unit() }, taskExecutor: executor)
         let task = Task(executorPreference: executor) {
             async let heartbeats: Void = master.monitorHeartbeats()
             await master.runReplicationStreams()

@@ -1,3 +1,4 @@
+import Glibc
 import ReplogCore
 import ReplogTestKit
 import Synchronization
@@ -7,11 +8,26 @@ import Synchronization
 /// interleaving included, a function of its seed.
 ///
 /// Tasks opt in with `Task(executorPreference:)`; their child tasks, continuations and
-/// task-group members inherit the preference.
+/// task-group members inherit the preference. An unstructured `Task` without a preference
+/// does not: it runs on the global pool, beside the simulation, and the jobs it hands back
+/// arrive from another thread at moments no seed decides. `foreignJobs` counts those, so a
+/// simulation can report the leak instead of silently replaying differently (an optimised
+/// build showed one: the master's streams ran on the global pool).
 final class SimulationExecutor: TaskExecutor, Sendable {
     private let queue = Mutex<[UnownedJob]>([])
+    private let owner = Mutex<pthread_t?>(nil)
+    private let foreign = Atomic<Int>(0)
+
+    /// Makes the calling thread the simulation's: jobs enqueued from any other count as foreign.
+    func claimThread() { owner.withLock { $0 = pthread_self() } }
+
+    /// Jobs that were enqueued from a thread other than the simulation's.
+    var foreignJobs: Int { foreign.load(ordering: .relaxed) }
 
     func enqueue(_ job: consuming ExecutorJob) {
+        if let owner = owner.withLock({ $0 }), pthread_equal(owner, pthread_self()) == 0 {
+            foreign.add(1, ordering: .relaxed)
+        }
         let job = UnownedJob(job)
         queue.withLock { $0.append(job) }
     }
