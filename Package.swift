@@ -5,6 +5,14 @@ let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
 ]
 
+// The storage, the node and the simulation are optimised in debug builds too: the
+// deterministic simulation runs thousands of schedules of them in `swift test`, and
+// unoptimised they ran 2-4x slower (docs/testing.md, "How long it takes"). ReplogCore stays
+// as it is: it is part of the ReplogClient product, and SwiftPM refuses a product with unsafe
+// flags to packages that depend on replog by version. Dependencies stay unoptimised, so a
+// debug build still builds in minutes.
+let optimizedSettings: [SwiftSetting] = swiftSettings + [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "replog",
     platforms: [.macOS(.v15)],
@@ -60,7 +68,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: optimizedSettings
         ),
         // The master and secondary services (Hummingbird), the replication streams and
         // the transports they run over (HTTP on SwiftNIO, or in memory for tests).
@@ -82,7 +90,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: optimizedSettings
         ),
         // What applications link: append with retries and idempotency keys, list, follow.
         .target(
@@ -135,7 +143,7 @@ let package = Package(
         .target(
             name: "ReplogTestKit",
             dependencies: ["ReplogCore", "ReplogStorage"],
-            swiftSettings: swiftSettings
+            swiftSettings: optimizedSettings
         ),
         // The `replog` command: argument parsing and wiring only.
         .executableTarget(
@@ -236,7 +244,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
-            swiftSettings: swiftSettings
+            swiftSettings: optimizedSettings
         ),
         // Starts the real `replog` binary as separate processes.
         .testTarget(
