@@ -9,8 +9,10 @@ import Testing
 /// from a secondary and slows links (through a TCP proxy in front of each secondary). The
 /// recorded history is then checked by the same checker as the simulation.
 ///
-/// `REPLOG_CHAOS_SECONDS` sets the length (default 60), `REPLOG_CHAOS_SEED` the nemesis seed.
-@Suite(.serialized, .timeLimit(.minutes(5)))
+/// `REPLOG_CHAOS_SECONDS` sets the length (default 20 in the quick run, 60 in the deep run:
+/// `TestDepth`), `REPLOG_CHAOS_SEED` the nemesis seed. The time limit is three times the
+/// longest deep run measured in a slow period, healing and convergence included.
+@Suite(.serialized, .timeLimit(.minutes(10)))
 struct ChaosTests {
     static let environment = ProcessInfo.processInfo.environment
 
@@ -53,7 +55,7 @@ struct ChaosTests {
     }
 
     @Test func historyUnderANemesisPassesTheChecker() async throws {
-        let seconds = Self.environment["REPLOG_CHAOS_SECONDS"].flatMap(Int.init) ?? 60
+        let seconds = TestDepth.count("REPLOG_CHAOS_SECONDS", quick: 20, deep: 60)
         let seed = Self.environment["REPLOG_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
         print("chaos: \(seconds) s, seed \(seed) (REPLOG_CHAOS_SEED=\(seed) replays the nemesis's choices)")
         let random = Locked(SplitMix64(seed: seed))
@@ -182,9 +184,10 @@ struct ChaosTests {
     /// node, following its `307` to the master. A `201` with `w` of a majority must survive
     /// every failover at its seq; one with `w=1` may be cut (recorded as "unknown").
     ///
-    /// `REPLOG_FAILOVER_CHAOS_SECONDS` sets the length (default 30).
+    /// `REPLOG_FAILOVER_CHAOS_SECONDS` sets the length (default 15 in the quick run, 30 in the
+    /// deep run).
     @Test func failoverHistoryUnderANemesisPassesTheChecker() async throws {
-        let seconds = Self.environment["REPLOG_FAILOVER_CHAOS_SECONDS"].flatMap(Int.init) ?? 30
+        let seconds = TestDepth.count("REPLOG_FAILOVER_CHAOS_SECONDS", quick: 15, deep: 30)
         let seed = Self.environment["REPLOG_CHAOS_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
         print("failover chaos: \(seconds) s, seed \(seed)")
         let random = Locked(SplitMix64(seed: seed))

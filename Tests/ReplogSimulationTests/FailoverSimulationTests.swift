@@ -1,15 +1,18 @@
 import Foundation
 import ReplogCore
+import ReplogTestKit
 import Testing
 
 /// Elections under faults, thousands of seeded schedules per run (`FailoverSimulation`).
 ///
-/// - `REPLOG_FAILOVER_SCHEDULES=N` runs N schedules (default 10,000);
+/// - `REPLOG_FAILOVER_SCHEDULES=N` runs N schedules (default 1,000 in the quick run, 10,000
+///   in the deep run: `TestDepth`);
 /// - `REPLOG_FAILOVER_SEED=S` replays schedule S alone and prints its trace.
 @Suite struct FailoverSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    @Test(.timeLimit(.minutes(10)))
+    /// Bounded by its count; the limit only ends a hang (the deep run took 1-2 minutes).
+    @Test(.timeLimit(.minutes(30)))
     func seededElectionSchedulesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_FAILOVER_SEED"].flatMap(UInt64.init) {
             let simulation = FailoverSimulation(seed: seed, tracing: true)
@@ -18,9 +21,9 @@ import Testing
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
             return
         }
-        let schedules = Self.environment["REPLOG_FAILOVER_SCHEDULES"].flatMap(Int.init) ?? 10_000
+        let schedules = TestDepth.count("REPLOG_FAILOVER_SCHEDULES", quick: 1_000, deep: 10_000)
         let started = ContinuousClock.now
-        let (violations, counts) = await runSchedules(schedules) { seed in
+        let (violations, counts) = await runSchedules(scheduleSeeds(schedules), lanes: simulationLanes) { seed in
             let simulation = FailoverSimulation(seed: seed)
             let violations = simulation.run()
             return (violations, [simulation.elections, simulation.acknowledged])

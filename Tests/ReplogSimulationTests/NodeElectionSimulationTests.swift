@@ -1,16 +1,23 @@
 import Foundation
+import ReplogTestKit
 import Testing
 
 /// Failovers run against the real node code (`NodeElectionSimulation`), seeded schedules.
 ///
-/// - `REPLOG_NODE_SCHEDULES=N` runs N schedules (default 4,000: the first that finds the
-///   mutant `staletail` is seed 2064, and the hold-back bug `heldbackepoch` plants was
-///   first found at seed 3692);
+/// - `REPLOG_NODE_SCHEDULES=N` runs N schedules (default 400 in the quick run, 6,000 in the
+///   deep run: `TestDepth`), and then the seeds past N that once caught a bug
+///   (`rememberedSeeds`);
 /// - `REPLOG_NODE_SEED=S` replays schedule S alone and prints its trace.
 @Suite struct NodeElectionSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    @Test(.timeLimit(.minutes(10)))
+    /// Seeds beyond the quick run's count that found a bug or caught a mutant (docs/testing.md):
+    /// 412 `unvouched`, 445 an adopted log refused, 1242 `restartincarnation`, 1564
+    /// `restarthistory`, 2064 `staletail`, 3692, 4667 and 5260 `heldbackepoch`.
+    static let rememberedSeeds: [UInt64] = [412, 445, 1_242, 1_564, 2_064, 3_692, 4_667, 5_260]
+
+    /// Bounded by its count; the limit only ends a hang (the deep run took 2-3 minutes).
+    @Test(.timeLimit(.minutes(30)))
     func seededFailoversOfTheRealNodesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_NODE_SEED"].flatMap(UInt64.init) {
             let simulation = NodeElectionSimulation(seed: seed, trace: Self.environment["REPLOG_NODE_TRACE"] != "0")
@@ -19,18 +26,19 @@ import Testing
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
             return
         }
-        let schedules = Self.environment["REPLOG_NODE_SCHEDULES"].flatMap(Int.init) ?? 4_000
+        let schedules = TestDepth.count("REPLOG_NODE_SCHEDULES", quick: 400, deep: 6_000)
+        let seeds = scheduleSeeds(schedules, remembered: Self.rememberedSeeds)
         let started = ContinuousClock.now
-        let (violations, counts) = await runSchedules(schedules) { seed in
+        let (violations, counts) = await runSchedules(seeds, lanes: simulationLanes) { seed in
             let simulation = NodeElectionSimulation(seed: seed)
             let violations = simulation.run()
             return (violations, [simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs])
         }
         let (elections, acknowledged) = (counts[0], counts[1])
-        print("node election simulation: \(schedules) schedules, \(elections) masters, \(acknowledged) acknowledged appends, "
+        print("node election simulation: \(seeds.count) schedules, \(elections) masters, \(acknowledged) acknowledged appends, "
             + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, in \(ContinuousClock.now - started), \(violations.count) violations")
-        #expect(elections > schedules, "the schedules must make elections happen")
-        #expect(acknowledged > schedules, "the schedules must get appends acknowledged")
+        #expect(elections > seeds.count, "the schedules must make elections happen")
+        #expect(acknowledged > seeds.count, "the schedules must get appends acknowledged")
         #expect(violations.isEmpty, "replay one with REPLOG_NODE_SEED=<seed>:\n\(violations.prefix(20).joined(separator: "\n"))")
     }
 

@@ -1,15 +1,22 @@
 import Foundation
 import ReplogCore
 import ReplogStorage
+import ReplogTestKit
 
-/// Runs seeded schedules 0 ..< `count`, each one synchronously from start to end, on
+/// The seeds a simulation runs: 0 ..< `count`, then every seed of `remembered` past that
+/// (seeds that once caught a planted bug or a real one, so the quick run still meets them).
+func scheduleSeeds(_ count: Int, remembered: [UInt64] = []) -> [UInt64] {
+    Array(0..<UInt64(max(count, 0))) + remembered.filter { $0 >= UInt64(max(count, 0)) }.sorted()
+}
+
+/// Runs the seeded schedules of `seeds`, each one synchronously from start to end, on
 /// threads of their own (`lanes` of them, sharing the seeds): a schedule must not tie up
 /// the threads that the other tests' tasks run on. A lane stops after 20 violations.
 ///
 /// `run` runs one schedule and returns its violations and the counts to add up over all
 /// schedules (elections, acknowledged appends, …), in a fixed order.
 func runSchedules(
-    _ count: Int, lanes: Int = 1, _ run: @escaping @Sendable (UInt64) -> (violations: [String], counts: [Int])
+    _ seeds: [UInt64], lanes: Int = 1, _ run: @escaping @Sendable (UInt64) -> (violations: [String], counts: [Int])
 ) async -> (violations: [String], counts: [Int]) {
     await withTaskGroup(of: ([String], [Int]).self) { group in
         for lane in 0..<lanes {
@@ -17,8 +24,8 @@ func runSchedules(
                 await withCheckedContinuation { continuation in
                     Thread {
                         var (found, counts): ([String], [Int]) = ([], [])
-                        for seed in stride(from: UInt64(lane), to: UInt64(count), by: lanes) {
-                            let schedule = run(seed)
+                        for index in stride(from: lane, to: seeds.count, by: lanes) {
+                            let schedule = run(seeds[index])
                             found += schedule.violations
                             counts = counts.isEmpty ? schedule.counts : zip(counts, schedule.counts).map { $0 + $1 }
                             if found.count > 20 { break }
@@ -33,6 +40,13 @@ func runSchedules(
             total.1 = total.1.isEmpty ? lane.1 : zip(total.1, lane.1).map { $0 + $1 }
         }
     }
+}
+
+/// Lanes for a simulation: in the quick run one, leaving the other core to the tests that
+/// run real processes at the same time; in the deep run, which runs only simulations and
+/// chaos, every core.
+var simulationLanes: Int {
+    TestDepth.current == .deep ? max(1, ProcessInfo.processInfo.activeProcessorCount) : 1
 }
 
 extension BlockingIO {

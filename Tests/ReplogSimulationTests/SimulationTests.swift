@@ -5,12 +5,14 @@ import Testing
 
 /// Thousands of seeded fault schedules per run, each checked for every guarantee.
 ///
-/// - `REPLOG_SIM_SCHEDULES=N` runs N schedules (default 10,000);
+/// - `REPLOG_SIM_SCHEDULES=N` runs N schedules (default 1,000 in the quick run, 10,000 in
+///   the deep run: `TestDepth`);
 /// - `REPLOG_SIM_SEED=S` replays schedule S alone and prints its trace.
 @Suite struct SimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    @Test(.timeLimit(.minutes(10)))
+    /// Bounded by its count; the limit only ends a hang (the deep run took 1-2 minutes).
+    @Test(.timeLimit(.minutes(30)))
     func seededFaultSchedulesKeepEveryGuarantee() async throws {
         if let seed = Self.environment["REPLOG_SIM_SEED"].flatMap(UInt64.init) {
             let simulation = Simulation(seed: seed, trace: true)
@@ -19,11 +21,9 @@ import Testing
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
             return
         }
-        let schedules = Self.environment["REPLOG_SIM_SCHEDULES"].flatMap(Int.init) ?? 10_000
-        // Leave a core to the tests that run real processes at the same time.
-        let lanes = max(1, ProcessInfo.processInfo.activeProcessorCount - 1)
+        let schedules = TestDepth.count("REPLOG_SIM_SCHEDULES", quick: 1_000, deep: 10_000)
         let started = ContinuousClock.now
-        let (violations, _) = await runSchedules(schedules, lanes: lanes) { seed in (Simulation(seed: seed).run(), []) }
+        let (violations, _) = await runSchedules(scheduleSeeds(schedules), lanes: simulationLanes) { seed in (Simulation(seed: seed).run(), []) }
         let elapsed = ContinuousClock.now - started
         print("simulation: \(schedules) schedules in \(elapsed), \(violations.count) violations")
         #expect(violations.isEmpty, "replay one with REPLOG_SIM_SEED=<seed>:\n\(violations.prefix(20).joined(separator: "\n"))")
