@@ -4,7 +4,7 @@ import Testing
 
 /// `replog bench` against a real cluster: it appends exactly what it reports, and counts
 /// refused appends as errors instead of hiding them.
-@Suite(.serialized, .timeLimit(.minutes(1)))
+@Suite(.serialized, .timeLimit(.minutes(2)))
 struct BenchProcessTests {
     /// Runs `replog bench ARGUMENTS --json` to the end and returns its result object.
     private func bench(_ arguments: [String]) async throws -> [String: Any] {

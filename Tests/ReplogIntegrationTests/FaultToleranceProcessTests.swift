@@ -4,7 +4,7 @@ import Testing
 
 /// Iteration 3 against real `replog` processes: crashes, restarts, injected errors,
 /// heartbeats and quorum.
-@Suite(.serialized, .timeLimit(.minutes(2)))
+@Suite(.serialized, .timeLimit(.minutes(3)))
 struct FaultToleranceProcessTests {
     /// The course's self-check: M + S1 up (S2 configured but down); Msg1 w=1 ok, Msg2 w=2
     /// ok, Msg3 w=3 waits, Msg4 w=1 ok at once; S2 starts, lists Msg1…Msg4, and Msg3 completes.

@@ -10,7 +10,7 @@ import Glibc
 
 /// Replicas prove they hold the same log: every node shows the running hash of its log in
 /// `/health`, and the master compares each secondary's with its own (issue 18).
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(2)))
 struct IntegrityTests {
     private func hash(_ node: String) async throws -> String? {
         try await HTTP.get(node + "/health").json["hash"] as? String

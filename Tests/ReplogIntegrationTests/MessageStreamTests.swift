@@ -12,7 +12,7 @@ import Glibc
 /// `GET /messages/stream` (server-sent events) on the real binary: the log, then each new
 /// entry as it becomes durable, in order, resumable with `Last-Event-ID`, kept alive while
 /// idle, and ended when the node stops.
-@Suite(.timeLimit(.minutes(1)))
+@Suite(.timeLimit(.minutes(2)))
 struct MessageStreamTests {
     /// An open stream whose events and comments a test reads as they arrive.
     final class Stream: Sendable {

@@ -6,7 +6,7 @@ import Testing
 /// master, runs its script, and the test reads the resulting DOM. CI installs Debian's
 /// `chromium` and sets REPLOG_REQUIRE_BROWSER=1, so there a missing browser fails the test
 /// instead of skipping it.
-@Suite(.serialized, .timeLimit(.minutes(1)))
+@Suite(.serialized, .timeLimit(.minutes(2)))
 struct StatusPageTests {
     static let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
         .first { FileManager.default.isExecutableFile(atPath: $0) }
