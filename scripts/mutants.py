@@ -304,6 +304,16 @@ MUTANTS = [
            "        for (index, part) in waiting.enumerated() {",
            "        for (index, part) in waiting.enumerated().prefix(0) {",
            "what a client pipelined behind an append is never answered"),
+    Mutant("pagebytes", "a reader holds at most a page's bytes: pages of large messages are cut by their bytes",
+           "Sources/ReplogNode/Master.swift",
+           "try await commit.readDurable(from: seq, limit: limit, maxBytes: listingPageBytes)",
+           "try await commit.readDurable(from: seq, limit: limit)",
+           "a listing or stream page holds up to 1,000 messages whatever their size"),
+    Mutant("shortpageend", "a list is whole: a page cut by its bytes is not the end",
+           "Sources/ReplogNode/HTTP/JSONResponses.swift",
+           "if let last = firstPage.last, firstPage.count < limit {",
+           "if let last = firstPage.last, firstPage.count < limit, firstPage.count == listingPageSize {",
+           "a list whose first page was cut by its bytes ends there"),
 ]
 
 

@@ -298,9 +298,10 @@ public final class SecondaryReplica: Sendable {
         try commit.readDurable(from: seq, limit: limit)
     }
 
-    /// `read(from:limit:)` for readers over HTTP: off the cooperative threads when the log is on disk.
+    /// `read(from:limit:)` for readers over HTTP, a page at a time (`listingPageBytes`): off
+    /// the cooperative threads when the log is on disk.
     public func list(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
-        try await commit.readDurable(from: seq, limit: limit)
+        try await commit.readDurable(from: seq, limit: limit, maxBytes: listingPageBytes)
     }
 }
 

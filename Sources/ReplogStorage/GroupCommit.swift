@@ -108,16 +108,18 @@ public final class GroupCommit: Service {
         try durableEntries(from: seq, limit: limit)
     }
 
-    private func durableEntries(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
+    private func durableEntries(from seq: Int, limit: Int, maxBytes: Int = .max) throws(LogStoreError) -> [LogEntry] {
         let durable = durableSeq
         guard seq <= durable else { return [] }
-        return try store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1))
+        return try store.read(from: seq, limit: min(limit, durable - max(seq, 1) + 1), maxBytes: maxBytes)
     }
 
-    /// `readDurable`, on `io` when the store reads from a disk (off the cooperative threads).
-    public func readDurable(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
-        guard store.readsFromDisk else { return try durableEntries(from: seq, limit: limit) }
-        return try await io.run { () throws(LogStoreError) in try self.durableEntries(from: seq, limit: limit) }
+    /// `readDurable`, on `io` when the store reads from a disk (off the cooperative threads),
+    /// stopping before the entry that would take the page past `maxBytes` as records (the
+    /// first entry always comes, however large).
+    public func readDurable(from seq: Int, limit: Int, maxBytes: Int = .max) async throws(LogStoreError) -> [LogEntry] {
+        guard store.readsFromDisk else { return try durableEntries(from: seq, limit: limit, maxBytes: maxBytes) }
+        return try await io.run { () throws(LogStoreError) in try self.durableEntries(from: seq, limit: limit, maxBytes: maxBytes) }
     }
 
     /// `store.readRecords`: at once when nothing of it has to come from the disk (recent

@@ -344,6 +344,26 @@ import Testing
         }
     }
 
+    /// A page holds at most `listingPageBytes` of records (a reader holds one page while its
+    /// connection takes it), so a page of large messages is shorter than asked, and the list
+    /// goes on behind it: whole, in order, as long as asked.
+    @Test func pagesOfLargeMessagesAreCutByTheirBytesAndListsStayWhole() async throws {
+        let cluster = TestCluster(secondaries: 0)
+        let large = String(repeating: "x", count: 600 << 10)
+        for index in 1...12 { _ = try await cluster.append("\(index)" + large, w: 1) }
+        let page = try await cluster.master.list(from: 1, limit: listingPageSize)
+        #expect(page.count == 6, "\(page.count) entries of 600 KiB in one page of at most \(listingPageBytes) bytes")
+        try await masterApp(cluster.master).test(.router) { client in
+            for (query, seqs) in [("", Array(1...12)), ("?from=2&limit=9", Array(2...10)), ("?from=7", Array(7...12))] {
+                try await client.execute(uri: "/messages" + query, method: .get) { response in
+                    let messages = json(response.body)["messages"] as? [[String: Any]] ?? []
+                    #expect(messages.compactMap { $0["seq"] as? Int } == seqs, "GET /messages\(query)")
+                    #expect(messages.allSatisfy { ($0["message"] as? String)?.hasPrefix("\($0["seq"] as? Int ?? 0)x") == true })
+                }
+            }
+        }
+    }
+
     @Test func healthShowsRoleQuorumAndEverySecondary() async throws {
         let cluster = TestCluster()
         try await masterApp(cluster.master).test(.router) { client in

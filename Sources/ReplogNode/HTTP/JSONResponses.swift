@@ -176,6 +176,12 @@ extension Request {
 /// How many entries one read takes out of the store while streaming a long listing.
 let listingPageSize = 1_000
 
+/// How many bytes of records one read takes out of the store for a listing or a stream, at
+/// most (one entry always comes): a reader holds one page while its connection takes it, and
+/// a thousand 1 MiB messages would be a gigabyte. A page may therefore be shorter than asked
+/// with more behind it.
+public let listingPageBytes = 4 << 20
+
 extension Router {
     /// `GET /metrics` in the Prometheus text format, when the node exports metrics.
     func addMetricsRoute(_ metrics: (@Sendable () -> String)?) {
@@ -221,6 +227,7 @@ extension Router {
                 throw APIError(.badRequest, "query parameter \"wait\" must be 0 to \(Self.maxWaitMilliseconds) milliseconds, got \(waitMilliseconds)")
             }
             let firstPage: [LogEntry]
+            let whole: Bool
             do {
                 let now = try await read(from, min(limit, listingPageSize))
                 if now.isEmpty, waitMilliseconds > 0, limit > 0 {
@@ -229,12 +236,19 @@ extension Router {
                 } else {
                     firstPage = now
                 }
+                // A page shorter than asked may have been cut by its bytes: the list is whole
+                // only when nothing follows it.
+                if let last = firstPage.last, firstPage.count < limit {
+                    whole = try await read(last.seq + 1, 1).isEmpty
+                } else {
+                    whole = true
+                }
             } catch let error as LogStoreError {
                 throw APIError(error)
             } catch {
                 throw APIError(.internalServerError, "the log store could not be read: \(error)")
             }
-            guard firstPage.count == listingPageSize, limit > listingPageSize else {
+            guard !whole else {
                 return JSON.response(.ok, MessagesPage(messages: firstPage))
             }
             return Response(
