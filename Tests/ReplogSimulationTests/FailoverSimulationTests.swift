@@ -11,7 +11,7 @@ import Testing
 @Suite struct FailoverSimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    /// Bounded by its count; the limit only ends a hang (the deep run took 1-2 minutes).
+    /// Bounded by its count; the limit only ends a hang (the deep run took about 2 minutes in CI).
     @Test(.timeLimit(.minutes(30)))
     func seededElectionSchedulesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_FAILOVER_SEED"].flatMap(UInt64.init) {

@@ -16,7 +16,7 @@ import Testing
     /// `restarthistory`, 2064 `staletail`, 3692, 4667 and 5260 `heldbackepoch`.
     static let rememberedSeeds: [UInt64] = [412, 445, 1_242, 1_564, 2_064, 3_692, 4_667, 5_260]
 
-    /// Bounded by its count; the limit only ends a hang (the deep run took 2-3 minutes).
+    /// Bounded by its count; the limit only ends a hang (the deep run took 3-4 minutes in CI).
     @Test(.timeLimit(.minutes(30)))
     func seededFailoversOfTheRealNodesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_NODE_SEED"].flatMap(UInt64.init) {

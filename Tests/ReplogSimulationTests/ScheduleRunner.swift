@@ -6,7 +6,8 @@ import ReplogTestKit
 /// The seeds a simulation runs: 0 ..< `count`, then every seed of `remembered` past that
 /// (seeds that once caught a planted bug or a real one, so the quick run still meets them).
 func scheduleSeeds(_ count: Int, remembered: [UInt64] = []) -> [UInt64] {
-    Array(0..<UInt64(max(count, 0))) + remembered.filter { $0 >= UInt64(max(count, 0)) }.sorted()
+    let first = UInt64(max(count, 0))
+    return Array(0..<first) + remembered.filter { $0 >= first }.sorted()
 }
 
 /// Runs the seeded schedules of `seeds`, each one synchronously from start to end, on

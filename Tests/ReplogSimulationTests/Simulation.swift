@@ -200,9 +200,7 @@ final class Simulation: Sendable {
         }
         checkAtTheEnd(converged: converged())
         stopEverything()
-        if executor.foreignJobs > 0 {
-            violation("\(executor.foreignJobs) jobs reached the simulation from other threads: a task runs outside its executor, so the seed no longer decides the run")
-        }
+        if let leak = executor.leak { violation(leak) }
         return state.withLock { $0.violations }
     }
 

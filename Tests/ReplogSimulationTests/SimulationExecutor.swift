@@ -10,7 +10,7 @@ import Synchronization
 /// Tasks opt in with `Task(executorPreference:)`; their child tasks, continuations and
 /// task-group members inherit the preference. An unstructured `Task` without a preference
 /// does not: it runs on the global pool, beside the simulation, and the jobs it hands back
-/// arrive from another thread at moments no seed decides. `foreignJobs` counts those, so a
+/// arrive from another thread at moments no seed decides. `leak` reports those, so a
 /// simulation can report the leak instead of silently replaying differently (an optimised
 /// build showed one: the master's streams ran on the global pool).
 final class SimulationExecutor: TaskExecutor, Sendable {
@@ -21,8 +21,12 @@ final class SimulationExecutor: TaskExecutor, Sendable {
     /// Makes the calling thread the simulation's: jobs enqueued from any other count as foreign.
     func claimThread() { owner.withLock { $0 = pthread_self() } }
 
-    /// Jobs that were enqueued from a thread other than the simulation's.
-    var foreignJobs: Int { foreign.load(ordering: .relaxed) }
+    /// What to report when jobs were enqueued from a thread other than the simulation's.
+    var leak: String? {
+        let count = foreign.load(ordering: .relaxed)
+        guard count > 0 else { return nil }
+        return "\(count) jobs reached the simulation from other threads: a task runs outside its executor, so the seed no longer decides the run"
+    }
 
     func enqueue(_ job: consuming ExecutorJob) {
         if let owner = owner.withLock({ $0 }), pthread_equal(owner, pthread_self()) == 0 {

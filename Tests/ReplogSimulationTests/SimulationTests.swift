@@ -11,7 +11,7 @@ import Testing
 @Suite struct SimulationTests {
     static let environment = ProcessInfo.processInfo.environment
 
-    /// Bounded by its count; the limit only ends a hang (the deep run took 1-2 minutes).
+    /// Bounded by its count; the limit only ends a hang (the deep run took 2-2.5 minutes in CI).
     @Test(.timeLimit(.minutes(30)))
     func seededFaultSchedulesKeepEveryGuarantee() async throws {
         if let seed = Self.environment["REPLOG_SIM_SEED"].flatMap(UInt64.init) {
