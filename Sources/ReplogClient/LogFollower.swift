@@ -13,6 +13,8 @@ public struct LogFollower: AsyncSequence, Sendable {
 
     let client: ReplogClient
     let from: Int
+    /// What the stream shows: committed entries unless asked otherwise.
+    let read: ReadLevel
     let onInterruption: (@Sendable (_ reason: String, _ resumingAt: Int) -> Void)?
 
     /// Streams get their own connections: a node sends a comment every 15 s while idle,
@@ -74,7 +76,7 @@ public struct LogFollower: AsyncSequence, Sendable {
         /// Opens the stream at `next` on the current node, trying the others in turn.
         private mutating func connect() async throws {
             while true {
-                let url = follower.client.nodes[node] + "/messages/stream?from=\(next)"
+                let url = follower.client.nodes[node] + "/messages/stream?from=\(next)" + ReplogClient.query(follower.read)
                 do {
                     let response = try await LogFollower.streams.execute(follower.client.request(url), timeout: .hours(24 * 365))
                     guard response.status == .ok else {

@@ -115,13 +115,16 @@ public struct ReplogClient: Sendable {
 
     /// Up to `limit` messages from `from` on (all of them by default), from the first node
     /// that answers: the master, or a secondary's contiguous prefix.
-    public func list(from: Int = 1, limit: Int? = nil) async throws -> [LogEntry] {
-        let query = "/messages?from=\(from)" + (limit.map { "&limit=\($0)" } ?? "")
+    /// - Parameter read: `committed` (the default) shows only what no failover can take
+    ///   back; `local` what the node holds; `linearizable` asks the master to confirm it
+    ///   still is one first, so the list holds every write a majority acknowledged before.
+    public func list(from: Int = 1, limit: Int? = nil, read: ReadLevel = .committed) async throws -> [LogEntry] {
+        let query = "/messages?from=\(from)" + (limit.map { "&limit=\($0)" } ?? "") + Self.query(read)
         return try await withRetries(path: query, retryAfterSending: true) { node in
             let (status, answer) = try await exchange(request(node + query), within: .seconds(60))
             switch status {
             case 200: return .done(try decode(MessagesPage.self, answer, from: node).messages)
-            case 500...503: return .tryAgain(text(answer))
+            case 307, 500...503: return .tryAgain(text(answer))  // a linearizable read on a node that is not the master
             default: throw ReplogClientError.refused(status: status, answer: text(answer))
             }
         }
@@ -147,9 +150,15 @@ public struct ReplogClient: Sendable {
     /// its task is cancelled, or throws when a node refuses the request itself.
     /// - Parameter onInterruption: told why the stream stopped each time it does, and the
     ///   seq it resumes at (for a program that wants to say so).
-    public func follow(from: Int = 1, onInterruption: (@Sendable (_ reason: String, _ resumingAt: Int) -> Void)? = nil) -> LogFollower {
-        LogFollower(client: self, from: from, onInterruption: onInterruption)
+    /// - Parameter read: what the stream shows (`list(from:limit:read:)`).
+    public func follow(
+        from: Int = 1, read: ReadLevel = .committed, onInterruption: (@Sendable (_ reason: String, _ resumingAt: Int) -> Void)? = nil
+    ) -> LogFollower {
+        LogFollower(client: self, from: from, read: read, onInterruption: onInterruption)
     }
+
+    /// The query part that asks for `level` (none for the default).
+    static func query(_ level: ReadLevel) -> String { level == .committed ? "" : "&read=\(level.rawValue)" }
 
     // MARK: Attempts and retries
 

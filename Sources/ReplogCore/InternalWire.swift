@@ -23,6 +23,10 @@ public enum InternalWire {
     public static let truncatePath = "/replicate/truncate"
     /// With failover, every request of a master carries its `EpochStamp` as JSON here.
     public static let epochHeader = "Replog-Epoch"
+    /// With failover, every request of a master carries here the commit point the member
+    /// may learn: the highest seq no failover can replace, as far as the member holds this
+    /// master's log.
+    public static let commitHeader = "Replog-Commit"
     /// On a delivery to a secondary that fell behind the master's first kept seq
     /// (retention): `<first seq> <64 hex digits of the hash chain's link before it>`. The
     /// secondary starts its log again there. Signed with the log id when there is a secret.

@@ -37,6 +37,20 @@ public struct MessagesPage: Codable, Sendable, Equatable {
     public init(messages: [LogEntry]) { self.messages = messages }
 }
 
+/// How much a read (`?read=` on `GET /messages` and `/messages/stream`) may show.
+public enum ReadLevel: String, Sendable, CaseIterable, Codable {
+    /// What the cluster committed: entries at or below the node's commit point, which no
+    /// failover can replace. The default on every node.
+    case committed
+    /// What this node holds durably, including entries a failover may still cut (a `w=1`
+    /// append that no majority holds yet).
+    case local
+    /// On the master only: committed, after the master confirmed with a majority that it is
+    /// still the master of its epoch, so the read holds every write acknowledged by a
+    /// majority before it began.
+    case linearizable
+}
+
 /// Every error answer: `{"error": "human readable reason", …}`.
 public struct ErrorBody: Codable, Sendable, Equatable {
     public let error: String
@@ -76,6 +90,8 @@ public struct MasterHealthReport: Codable, Sendable, Equatable {
     public var epoch: Int?
     public var master: String?
     public let seq: Int
+    /// The highest seq no failover can replace: what a default (`committed`) read shows.
+    public var commitSeq: Int?
     public let readOnly: Bool
     public let quorum: Quorum
     public var secondaries: [Secondary]
@@ -107,8 +123,11 @@ public struct SecondaryHealthReport: Codable, Sendable, Equatable {
     /// none, and on a cluster without failover).
     public var epoch: Int?
     public var master: String?
-    /// Highest contiguous seq it holds (durably) and lists.
+    /// Highest contiguous seq it holds durably (what `?read=local` lists).
     public let seq: Int
+    /// The highest seq no failover can replace, as far as this node knows: what a default
+    /// (`committed`) read shows.
+    public var commitSeq: Int?
     public let incarnation: String
     public let logID: String?
     public let delayMs: Int64

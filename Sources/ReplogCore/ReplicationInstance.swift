@@ -12,7 +12,7 @@
 ///   health (`PeerHealth`), and its replication stream: how far it was sent, how many
 ///   requests are in flight, lingering, failures and back-off (`nextStreamStep`).
 ///
-/// Elections and epochs (failover) will be added here too.
+/// - the commit point: the highest seq that no failover can replace (`commitSeq`).
 public struct ReplicationInstance: Sendable {
     public typealias WaiterID = WriteConcernTracker.WaiterID
 
@@ -165,6 +165,8 @@ public struct ReplicationInstance: Sendable {
         /// The secondary came back (or restarted): end its back-off and let its stream look
         /// for work at once.
         case wakeStream(peer: String)
+        /// The commit point advanced to this seq.
+        case committed(Int)
     }
 
     public let settings: Settings
@@ -178,12 +180,31 @@ public struct ReplicationInstance: Sendable {
     /// the traffic is `w=1`.
     private var lastAppendWithWaiter: Duration?
     public private(set) var shuttingDown = false
+    /// With failover, the last seq of earlier epochs in this master's log: entries after it
+    /// are its own. Nil without failover (a master that never cuts its log).
+    public let epochStart: Int?
+    /// The end of the master's own durable prefix.
+    private var durableSeq = 0
+    /// The highest seq that no failover can replace; it never goes down.
+    ///
+    /// Without failover, the master's durable seq: nothing ever cuts it. With failover, the
+    /// highest seq a majority holds durably (each secondary's `matched` comes from durable
+    /// answers whose hash agrees with this log), counted as Raft counts it: only once that
+    /// seq is one of this master's own epoch. An older epoch's entry that a majority holds
+    /// may still be replaced by a master elected from a log that ends in a later epoch;
+    /// once an entry of this epoch is on a majority, no such master can be elected.
+    public private(set) var commitSeq = 0
 
     /// - Parameters:
     ///   - remembered: idempotency keys recovered from the log (oldest first).
-    public init(settings: Settings, logID: String, remembered: [RememberedID] = []) {
+    ///   - epochStart: with failover, where this master's epoch starts in its log.
+    ///   - committed: a commit point this node already learned (from an earlier master, or
+    ///     as one): committed once, committed for good.
+    public init(settings: Settings, logID: String, remembered: [RememberedID] = [], epochStart: Int? = nil, committed: Int = 0) {
         self.settings = settings
         self.logID = logID
+        self.epochStart = epochStart
+        self.commitSeq = committed
         self.tracker = WriteConcernTracker(secondaries: settings.secondaries)
         self.idempotency = IdempotencyWindow(capacity: settings.idempotencyWindow)
         for key in remembered { idempotency.remember(key.id, seq: key.seq) }
@@ -197,6 +218,31 @@ public struct ReplicationInstance: Sendable {
 
     /// Nodes (the master included) that hold the message at `seq`.
     public func holders(of seq: Int) -> Int { tracker.holders(of: seq) }
+
+    // MARK: The commit point
+
+    /// The commit point `url` may learn: no further than this master knows it holds this
+    /// log. A member whose log still parts from this one (a deposed master's tail) would
+    /// otherwise show its own entries at committed seqs.
+    public func commitSeq(for url: String) -> Int { min(commitSeq, peers[url]!.matched) }
+
+    /// The master's own log is durable through `seq`.
+    public mutating func onDurable(_ seq: Int) -> [Directive] {
+        durableSeq = max(durableSeq, seq)
+        return advanceCommit()
+    }
+
+    private mutating func advanceCommit() -> [Directive] {
+        let before = commitSeq
+        if let epochStart {
+            let held = ([durableSeq] + settings.secondaries.map { peers[$0]!.matched }).sorted(by: >)
+            let majorityHolds = held[settings.clusterSize / 2]
+            if majorityHolds > epochStart { commitSeq = max(commitSeq, majorityHolds) }
+        } else {
+            commitSeq = max(commitSeq, durableSeq)
+        }
+        return commitSeq > before ? [.committed(commitSeq)] : []
+    }
 
     // MARK: Appends
 
@@ -318,7 +364,7 @@ public struct ReplicationInstance: Sendable {
         if quorum.isWritable != wasWritable { directives.append(.quorumChanged(quorum)) }
         if restarted { directives.append(.secondaryRestarted(peer: url, seq: replica.seq)) }
         if transition != nil || restarted { directives.append(.wakeStream(peer: url)) }
-        return directives
+        return directives + advanceCommit()
     }
 
     /// A heartbeat got no (usable) answer in time.

@@ -94,6 +94,8 @@ public final class FailoverNode: Service, Sendable {
     /// Wakes readers of the log (long polls, streams) whatever role serves them: one watch
     /// for the node, so that a follower waiting when the role changes is woken by the next.
     let watch: LogWatch
+    /// The commit point this node learned, kept in its data dir before readers see it.
+    let commitPoint: CommitPoint
     /// Advanced to each epoch in which this node, as master, takes appends.
     private let takeovers = LogWatch(durable: 0)
     /// Advanced to each epoch in which this node knows a master (itself or another).
@@ -123,11 +125,21 @@ public final class FailoverNode: Service, Sendable {
         self.jitter = Mutex(SplitMix64(seed: seed ^ 0x6A09_E667_F3BC_C908))
         self.metricsFactory = metricsFactory
         self.directory = Folder(directory)
-        self.watch = LogWatch(durable: commit.durableSeq)
+        let watch = LogWatch(durable: commit.durableSeq, metricsFactory: metricsFactory)
+        self.watch = watch
         self.epochGauge = Gauge(label: "replog_epoch", factory: metricsFactory)
         self.elections = Counter(label: "replog_elections_total", factory: metricsFactory)
         var election = try directory?.election ?? DataDirectory.ElectionState()
         self.startEpoch = election.record.epoch
+        // A node that has been in an epoch shows its readers what it learned was committed.
+        if election.record.epoch > 0 { watch.followCommitPoint() }
+        let kept = try directory?.commitSeq ?? 0
+        var keep: (@Sendable (Int) throws -> Void)?
+        if directory != nil {
+            let folder = self.directory
+            keep = { seq in try folder.directory.withLock { directory throws in try directory?.saveCommit(seq) } }
+        }
+        self.commitPoint = CommitPoint(kept: kept, watch: watch, io: commit.io, taskExecutor: taskExecutor, logger: logger, keep: keep)
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
         let logID = directory?.metadata.log
@@ -196,29 +208,47 @@ public final class FailoverNode: Service, Sendable {
     }
 
     /// A master's delivery (`POST /replicate`).
-    public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
-        try await receive(RecordFraming.DecodedRecords(entries: entries, ids: ids), of: logID, stamp: stamp)
+    public func receive(
+        _ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?, commit: Int? = nil
+    ) async throws -> ReplicaState {
+        try await receive(RecordFraming.DecodedRecords(entries: entries, ids: ids), of: logID, stamp: stamp, commit: commit)
     }
 
-    /// A master's delivery (`POST /replicate`), with keys and batch marks.
-    public func receive(_ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?) async throws -> ReplicaState {
+    /// A master's delivery (`POST /replicate`), with keys and batch marks, and (failover) the
+    /// commit point this node may learn.
+    public func receive(
+        _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?, commit: Int? = nil
+    ) async throws -> ReplicaState {
         let replica = try follow(stamp)
         let (storedBefore, restartsBefore) = (store.lastSeq, replica.logRestarts)
         var answer = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch)
         state.withLock { $0.logID = logID }
         try synced(answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore)
+        if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
     }
 
-    /// A master's heartbeat (`GET /replicate`).
-    public func probe(stamp: EpochStamp?) throws -> ReplicaState {
+    /// A master's heartbeat (`GET /replicate`), with (failover) the commit point this node
+    /// may learn.
+    public func probe(stamp: EpochStamp?, commit: Int? = nil) throws -> ReplicaState {
         let replica = try follow(stamp)
         var answer = replica.replicaState
         try synced(answer, stamp: stamp, storedBefore: store.lastSeq)
+        if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
     }
+
+    // MARK: Reading
+
+    /// Up to `limit` entries from `seq` on, as far as `level` shows (`Master.read`).
+    public func read(from seq: Int, limit: Int, level: ReadLevel = .committed) throws(LogStoreError) -> [LogEntry] {
+        try commit.readDurable(from: seq, limit: watch.limit(limit, from: seq, level: level))
+    }
+
+    /// The highest seq no failover can replace, as this node's readers see it.
+    public var commitSeq: Int { watch.commitSeq }
 
     /// The running hash at `seq`, if this node holds it.
     public func hash(at seq: Int) -> String? {
@@ -232,8 +262,11 @@ public final class FailoverNode: Service, Sendable {
     public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) throws -> ReplicaState {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil)) }
         let replica = try follow(stamp)
-        let seq = request.after
-        let cut = try replica.truncate(after: seq, unlessNextHash: request.nextHash)
+        // What this node learned was committed no failover replaces, so it agrees with every
+        // later master's log: never cut it. A master asks for less when it no longer holds
+        // its own hash at the next seq (its retention dropped it meanwhile).
+        let seq = max(request.after, min(commitPoint.learned, store.lastSeq))
+        let cut = try replica.truncate(after: seq, unlessNextHash: seq == request.after ? request.nextHash : nil)
         if !cut.isEmpty {
             let saved = (try? directory.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) }) ?? nil
             logger.warning("cut entries the master of this epoch does not hold", metadata: [
@@ -283,6 +316,7 @@ public final class FailoverNode: Service, Sendable {
                 throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.election.record.epoch, master: state.instance?.master))
             }
             state.stamped = true
+            watch.followCommitPoint()
             if state.election.me != stamp.you || state.election.members != stamp.members {
                 state.election.me = stamp.you
                 state.election.members = stamp.members
@@ -433,13 +467,14 @@ public final class FailoverNode: Service, Sendable {
             logger.error("cannot record the log id; not taking over", metadata: ["replog.error": "\(error)"])
             return
         }
+        watch.followCommitPoint()
         var masterSettings = settings.master
         masterSettings.secondaries = members.filter { $0 != me }
         let startHash = store.hash(at: after)
         stamps?.set(masterSettings.secondaries.map { peer in
             EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
         })
-        let hooks = Master.FailoverHooks(
+        var hooks = Master.FailoverHooks(
             refusal: { [weak self] in
                 guard let self else { return .notTheMaster(master: nil) }
                 return self.refusal()
@@ -449,7 +484,14 @@ public final class FailoverNode: Service, Sendable {
             waitForTakeover: { [weak self] timeout in
                 guard let self else { return }
                 await takeovers.wait(for: epoch, upTo: timeout, on: clock)
+            },
+            epochStart: after,
+            committed: { [weak self] seq, members in
+                guard let self else { return }
+                commitPoint.learn(seq)
+                stamps?.setCommits(members)
             })
+        hooks.committedBefore = min(commitPoint.learned, after)
         let master = Master(
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
             metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,

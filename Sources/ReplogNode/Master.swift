@@ -62,6 +62,8 @@ public final class Master: Service {
         public let lastSeq: Int
         /// The first seq it still keeps (retention).
         public var firstSeq = 1
+        /// The highest seq no failover can replace (what committed reads show).
+        public var commitSeq = 0
         public let quorum: Quorum
         public let secondaries: [SecondaryHealth]
         /// Why the master's disk can make nothing durable any more, if it failed an fsync.
@@ -86,6 +88,8 @@ public final class Master: Service {
     let state: Mutex<State>
     /// Wakes long-polling readers as the durable prefix grows.
     let watch: LogWatch
+    /// Wakes `announceCommits` when what a member may learn of the commit point changed.
+    let commitChanged = WakeSignal()
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short,
     /// `urgent` ends a linger because a client now waits for acknowledgements.
     let signals: [String: (newData: WakeSignal, recovered: WakeSignal, urgent: WakeSignal)]
@@ -105,6 +109,8 @@ public final class Master: Service {
 
     /// Where the tasks the master starts on its own run (the simulation's executor in tests).
     let taskExecutor: (any TaskExecutor)?
+    /// The majority rounds of linearizable reads.
+    let readRounds: ReadRounds
 
     /// How an elected master talks to the node that runs it (`FailoverNode`).
     public struct FailoverHooks: Sendable {
@@ -118,15 +124,25 @@ public final class Master: Service {
         /// given time: an append that arrives in the first moments of an epoch waits for
         /// that rather than failing.
         public var waitForTakeover: @Sendable (Duration) async -> Void
+        /// The last seq of earlier epochs in this master's log.
+        public var epochStart: Int
+        /// The commit point this node learned before it was elected.
+        public var committedBefore = 0
+        /// The commit point advanced (`seq`), or what a member may learn of it changed
+        /// (`members`: each member's commit point to send, as far as it holds this log).
+        public var committed: @Sendable (_ seq: Int, _ members: [String: Int]) -> Void
 
         public init(
             refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) -> Void,
-            deposed: @escaping @Sendable (String, Int) -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void
+            deposed: @escaping @Sendable (String, Int) -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
+            epochStart: Int, committed: @escaping @Sendable (Int, [String: Int]) -> Void
         ) {
             self.refusal = refusal
             self.answered = answered
             self.deposed = deposed
             self.waitForTakeover = waitForTakeover
+            self.epochStart = epochStart
+            self.committed = committed
         }
     }
 
@@ -147,6 +163,7 @@ public final class Master: Service {
         taskExecutor: (any TaskExecutor)? = nil
     ) {
         self.taskExecutor = taskExecutor
+        self.readRounds = ReadRounds(taskExecutor: taskExecutor)
         self.settings = settings
         self.transport = transport
         self.store = store
@@ -158,9 +175,11 @@ public final class Master: Service {
         self.logger = logger
         self.random = random
         // A master restarted from its data dir remembers the keys of its latest appends.
-        let instance = ReplicationInstance(settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs)
+        let instance = ReplicationInstance(
+            settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs, epochStart: failover?.epochStart,
+            committed: failover?.committedBefore ?? 0)
         self.state = Mutex(State(instance: instance))
-        self.watch = watch ?? LogWatch(durable: self.commit.durableSeq)
+        self.watch = watch ?? LogWatch(durable: self.commit.durableSeq, metricsFactory: metricsFactory)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
 
@@ -285,7 +304,7 @@ public final class Master: Service {
         }
         if !isRetry {
             metrics.lastSeq.record(seq)
-            watch.advanced(to: commit.durableSeq)
+            madeDurable()
             if !sendsBeforeDurable { wakeStreams(hasWaiter: waiter != nil) }
         }
         if let waiter {
@@ -298,6 +317,11 @@ public final class Master: Service {
             case .shutdown:
                 throw .shuttingDown
             }
+        }
+        // With failover, what a majority acknowledged is committed: a reader that asks after
+        // the 201 (on this master) sees it, once the commit point is kept (one small write).
+        if failover != nil, w > settings.clusterSize / 2 {
+            await watch.wait(for: seq, level: .committed, upTo: settings.heartbeatTimeout, on: clock)
         }
         let message = isRetry ? (try? store.read(from: first, limit: 1))?.first?.message ?? request.message : request.message
         return Appended(seqs: first...seq, message: message, w: w)
@@ -356,24 +380,35 @@ public final class Master: Service {
         continuation?.resume(returning: outcome)
     }
 
+    /// The log is durable further: readers of `local` see it, and with failover it may
+    /// advance the commit point.
+    private func madeDurable() {
+        watch.advanced(to: commit.durableSeq)
+        if failover != nil { handle { $0.onDurable(commit.durableSeq) } }
+    }
+
     // MARK: Reading
 
-    /// Up to `limit` messages from `seq` on, in total order: only durable ones, so that a
-    /// reader never sees a message that a crash (or a failed fsync) could still take back.
-    public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
-        try commit.readDurable(from: seq, limit: limit)
+    /// Up to `limit` messages from `seq` on, in total order, as far as `level` shows: only
+    /// durable ones (a crash or a failed fsync could still take back the others), and by
+    /// default only committed ones (a failover could take back the others).
+    public func read(from seq: Int, limit: Int, level: ReadLevel = .committed) throws(LogStoreError) -> [LogEntry] {
+        try commit.readDurable(from: seq, limit: watch.limit(limit, from: seq, level: level))
     }
 
-    /// `read(from:limit:)` for readers over HTTP, a page at a time (`listingPageBytes`): off
-    /// the cooperative threads when the log is on disk.
-    public func list(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
-        try await commit.readDurable(from: seq, limit: limit, maxBytes: listingPageBytes)
+    /// `read(from:limit:level:)` for readers over HTTP, a page at a time (`listingPageBytes`):
+    /// off the cooperative threads when the log is on disk.
+    public func list(from seq: Int, limit: Int, level: ReadLevel = .committed) async throws(LogStoreError) -> [LogEntry] {
+        try await commit.readDurable(from: seq, limit: watch.limit(limit, from: seq, level: level), maxBytes: listingPageBytes)
     }
 
-    /// Returns once the master lists something at `seq` or later, or after `timeout`.
-    public func waitForEntries(from seq: Int, upTo timeout: Duration) async {
-        await watch.wait(for: seq, upTo: min(timeout, settings.maxLongPoll), on: clock)
+    /// Returns once a read at `level` shows something at `seq` or later, or after `timeout`.
+    public func waitForEntries(from seq: Int, level: ReadLevel = .committed, upTo timeout: Duration) async {
+        await watch.wait(for: seq, level: level, upTo: min(timeout, settings.maxLongPoll), on: clock)
     }
+
+    /// The highest seq no failover can replace, as readers see it.
+    public var commitSeq: Int { watch.commitSeq }
 
     public var health: Health {
         // The master's seq is what it lists: its durable prefix. An entry whose fsync is
@@ -398,6 +433,7 @@ public final class Master: Service {
                 storageFailure: storageFailure, hash: hash)
         }
         health.firstSeq = firstSeq
+        health.commitSeq = watch.commitSeq
         return health
     }
 
@@ -416,13 +452,14 @@ public final class Master: Service {
         // A node elected master may hold entries whose fsync never ran: a delivery it got as
         // a secondary from a master that died mid-request. It lists and counts them once
         // they are durable, so make them durable now, not at the next append.
-        if commit.durableSeq < store.completeSeq, (try? await commit.makeDurable(through: store.completeSeq)) != nil {
-            watch.advanced(to: commit.durableSeq)
-        }
+        if commit.durableSeq < store.completeSeq { _ = try? await commit.makeDurable(through: store.completeSeq) }
+        madeDurable()
         await untilShutdown(on: taskExecutor) {
             async let heartbeats: Void = self.monitorHeartbeats()
+            async let commits: Void = self.announceCommits()
             await self.runReplicationStreams()
             await heartbeats
+            await commits
         }
     }
 

@@ -287,22 +287,26 @@ public final class SecondaryReplica: Sendable {
         }
     }
 
-    /// Returns once this secondary lists something at `seq` or later, or after `timeout`.
-    public func waitForEntries(from seq: Int, upTo timeout: Duration) async {
-        await watch.wait(for: seq, upTo: min(timeout, settings.maxLongPoll), on: clock)
+    /// Returns once a read at `level` shows something at `seq` or later, or after `timeout`.
+    public func waitForEntries(from seq: Int, level: ReadLevel = .committed, upTo timeout: Duration) async {
+        await watch.wait(for: seq, level: level, upTo: min(timeout, settings.maxLongPoll), on: clock)
     }
 
     /// The visible log: the contiguous prefix, as far as it is durable here (like the
-    /// master, a secondary never lists what a crash or a failed fsync could take back).
-    public func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] {
-        try commit.readDurable(from: seq, limit: limit)
+    /// master, a secondary never lists what a crash or a failed fsync could take back), and
+    /// by default as far as it is committed (what a failover could take back is not shown).
+    public func read(from seq: Int, limit: Int, level: ReadLevel = .committed) throws(LogStoreError) -> [LogEntry] {
+        try commit.readDurable(from: seq, limit: watch.limit(limit, from: seq, level: level))
     }
 
-    /// `read(from:limit:)` for readers over HTTP, a page at a time (`listingPageBytes`): off
-    /// the cooperative threads when the log is on disk.
-    public func list(from seq: Int, limit: Int) async throws(LogStoreError) -> [LogEntry] {
-        try await commit.readDurable(from: seq, limit: limit, maxBytes: listingPageBytes)
+    /// `read(from:limit:level:)` for readers over HTTP, a page at a time (`listingPageBytes`):
+    /// off the cooperative threads when the log is on disk.
+    public func list(from seq: Int, limit: Int, level: ReadLevel = .committed) async throws(LogStoreError) -> [LogEntry] {
+        try await commit.readDurable(from: seq, limit: watch.limit(limit, from: seq, level: level), maxBytes: listingPageBytes)
     }
+
+    /// The highest seq no failover can replace, as this node's readers see it.
+    public var commitSeq: Int { watch.commitSeq }
 }
 
 extension SecondaryReplica {

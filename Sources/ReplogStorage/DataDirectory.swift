@@ -137,6 +137,31 @@ public struct DataDirectory: Sendable {
         try writeAtomically(state, to: Self.electionName)
     }
 
+    static let commitName = "commit.json"
+
+    private struct CommitRecord: Codable {
+        var commitSeq: Int
+    }
+
+    /// The commit point saved in this folder (0 if none was saved yet): the highest seq this
+    /// node learned that no failover can replace.
+    public var commitSeq: Int {
+        get throws(Problem) {
+            let file = url.appendingPathComponent(Self.commitName)
+            guard let data = try? Data(contentsOf: file) else { return 0 }
+            guard let record = try? JSONDecoder().decode(CommitRecord.self, from: data) else {
+                throw Problem(description: "\(file.path) is not a replog commit file")
+            }
+            return record.commitSeq
+        }
+    }
+
+    /// Saves the commit point (atomically, fsynced: a restarted node never shows its readers
+    /// less than it showed before).
+    public func saveCommit(_ seq: Int) throws(Problem) {
+        try writeAtomically(CommitRecord(commitSeq: seq), to: Self.commitName)
+    }
+
     /// Writes the entries a node cut from its log (failover) to `rollback/`, one JSON line
     /// each, in a file named after the time and the first seq; returns its path.
     public func saveRollback(_ entries: [LogEntry], epoch: Int) throws(Problem) -> String {

@@ -58,7 +58,7 @@ public final class GroupCommit: Service {
     public let store: any LogStore
     public let policy: FsyncPolicy
     /// Where writes, fsyncs and reads of a disk run (off the cooperative threads).
-    private let io: BlockingIO
+    public let io: BlockingIO
     private let clock: any NodeClock
     private let state: Mutex<State>
     /// Set once with `State.failure`, read without the lock on every append.

@@ -136,12 +136,15 @@ struct ListCommand: AsyncParsableCommand {
 
     @OptionGroup var token: TokenOption
 
+    @Option(help: "What to show: committed (what no failover can take back), local (all the node holds), linearizable (the master, confirmed by a majority).")
+    var read: ReadLevel = .committed
+
     @Flag(help: "Print the raw JSON.")
     var json = false
 
     func run() async throws {
         let messages: [LogEntry]
-        do { messages = try await ReplogClient.command(node, token).list() } catch { throw ReplogClient.exit(error) }
+        do { messages = try await ReplogClient.command(node, token).list(read: read) } catch { throw ReplogClient.exit(error) }
         if json { return printJSON(MessagesPage(messages: messages)) }
         for entry in messages { print("\(entry.seq)\t\(entry.message)") }
     }
@@ -180,6 +183,9 @@ struct TailCommand: AsyncParsableCommand {
     @Option(help: "Base URL of the node to follow (master or secondary).")
     var node: String = Environment.string("REPLOG_MASTER") ?? "http://127.0.0.1:5000"
 
+    @Option(help: "What to show: committed (what no failover can take back), local (all the node holds), linearizable (the master, confirmed by a majority at the start).")
+    var read: ReadLevel = .committed
+
     @OptionGroup var token: TokenOption
 
     func validate() throws {
@@ -189,7 +195,7 @@ struct TailCommand: AsyncParsableCommand {
     func run() async throws {
         // Say once per outage why the stream stopped; the follower retries until it is back.
         let lastReason = Mutex<String?>(nil)
-        let follower = ReplogClient.command(node, token).follow(from: from) { reason, next in
+        let follower = ReplogClient.command(node, token).follow(from: from, read: read) { reason, next in
             let isNew = lastReason.withLock { last in
                 defer { last = reason }
                 return last != reason
@@ -207,3 +213,5 @@ struct TailCommand: AsyncParsableCommand {
         }
     }
 }
+
+extension ReadLevel: ExpressibleByArgument {}

@@ -325,11 +325,11 @@ struct ChaosTests {
         return true
     }
 
-    /// Every node's log, by name, for the checker.
+    /// Every node's log (all it holds: `read=local`), by name, for the checker.
     static func logs(of nodes: [Node]) async throws -> [(node: String, log: [LogEntry])] {
         var logs: [(node: String, log: [LogEntry])] = []
         for node in nodes {
-            logs.append((node.name, try await HTTP.messages(node.url).map { LogEntry(seq: $0.seq, message: $0.message) }))
+            logs.append((node.name, try await HTTP.messages(node.url, read: "local").map { LogEntry(seq: $0.seq, message: $0.message) }))
         }
         return logs
     }

@@ -70,8 +70,9 @@ enum HTTP {
     }
 
     /// The messages a node lists, as (seq, message) pairs.
-    static func messages(_ node: String) async throws -> [Entry] {
-        let list = try await get(node + "/messages").json["messages"] as? [[String: any Sendable]] ?? []
+    /// - Parameter read: the read level (`?read=`), the node's default when nil.
+    static func messages(_ node: String, read: String? = nil) async throws -> [Entry] {
+        let list = try await get(node + "/messages" + (read.map { "?read=\($0)" } ?? "")).json["messages"] as? [[String: any Sendable]] ?? []
         return list.map { Entry(seq: $0["seq"] as? Int ?? -1, message: $0["message"] as? String ?? "") }
     }
 

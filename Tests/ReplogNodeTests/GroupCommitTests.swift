@@ -195,7 +195,8 @@ struct GroupCommitTests {
         transport.connect(SecondaryReplica(store: InMemoryLogStore(), clock: clock), as: "s1")
         let (answers, answered) = AsyncStream<Int>.makeStream()
         let hooks = Master.FailoverHooks(
-            refusal: { nil }, answered: { _, replica in answered.yield(replica.seq) }, deposed: { _, _ in }, waitForTakeover: { _ in })
+            refusal: { nil }, answered: { _, replica in answered.yield(replica.seq) }, deposed: { _, _ in }, waitForTakeover: { _ in },
+            epochStart: 0, committed: { _, _ in })
         let master = Master(settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, failover: hooks)
         let outcome = await withTaskGroup(of: Result<Master.AppendResult, Master.AppendError>?.self) { group in
             group.addTask {

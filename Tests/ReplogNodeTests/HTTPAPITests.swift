@@ -22,6 +22,44 @@ import Testing
                 fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: nil, serverName: "replog-master")))
     }
 
+    /// A node of a cluster with failover that holds seqs 1-3 and learned that 1-2 are
+    /// committed: each read level shows what it promises, and an unknown one is a `400`.
+    @Test func readLevels() async throws {
+        let watch = LogWatch(durable: 0)
+        watch.followCommitPoint()
+        let replica = SecondaryReplica(store: InMemoryLogStore(), watch: watch)
+        _ = try await replica.receive((1...3).map { LogEntry(seq: $0, message: "m\($0)") }, of: "log")
+        watch.committed(to: 2)
+        let app = Application(router: buildSecondaryRouter(replica: replica))
+        try await app.test(.router) { client in
+            func seqs(_ uri: String) async throws -> [Int] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    #expect(response.status == .ok, "\(uri)")
+                    return (json(response.body)["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+                }
+            }
+            #expect(try await seqs("/messages") == [1, 2])
+            #expect(try await seqs("/messages?read=committed") == [1, 2])
+            #expect(try await seqs("/messages?read=local") == [1, 2, 3])
+            // A long poll at the committed level waits for seq 3 to be committed, not to arrive.
+            #expect(try await seqs("/messages?from=3&wait=1") == [])
+            #expect(try await seqs("/messages?from=3&wait=1&read=local") == [3])
+            try await client.execute(uri: "/messages?read=linearizable", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+            }
+            try await client.execute(uri: "/messages?read=all", method: .get) { response in
+                #expect(response.status == .badRequest)
+                #expect((json(response.body)["error"] as? String)?.contains("committed, local, linearizable") == true)
+            }
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(json(response.body)["commitSeq"] as? Int == 2)
+                #expect(json(response.body)["seq"] as? Int == 3)
+            }
+            watch.committed(to: 3)
+            #expect(try await seqs("/messages") == [1, 2, 3])
+        }
+    }
+
     @Test func appendAnswers201WithSeqMessageAndW() async throws {
         let cluster = TestCluster()
         try await masterApp(cluster.master).test(.router) { client in

@@ -15,8 +15,8 @@ public func buildFailoverRouter(
     nodeRouter(maxBodyBytes: maxReplicationBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
         router.addInternalRoutes(
             secret: secret, maxBodyBytes: maxReplicationBodyBytes,
-            receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp) },
-            probe: { stamp in try node.probe(stamp: stamp) },
+            receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp.epoch, commit: stamp.commit) },
+            probe: { stamp in try node.probe(stamp: stamp.epoch, commit: stamp.commit) },
             hash: { node.hash(at: $0) },
             vote: { try node.vote($0) },
             truncate: { cut, stamp in try node.truncate(cut, stamp: stamp) })
@@ -36,18 +36,25 @@ public func buildFailoverRouter(
         }
 
         router.addReadingRoutes(
-            read: { from, limit throws(LogStoreError) in
-                switch node.current {
-                case .master(let master): try await master.list(from: from, limit: limit)
-                case .secondary(let replica): try await replica.list(from: from, limit: limit)
-                }
-            },
-            wait: { from, timeout in
-                switch node.current {
-                case .master(let master): await master.waitForEntries(from: from, upTo: timeout)
-                case .secondary(let replica): await replica.waitForEntries(from: from, upTo: timeout)
-                }
-            })
+            LogReader(
+                read: { from, limit, level throws(LogStoreError) in
+                    switch node.current {
+                    case .master(let master): try await master.list(from: from, limit: limit, level: level)
+                    case .secondary(let replica): try await replica.list(from: from, limit: limit, level: level)
+                    }
+                },
+                wait: { from, timeout, level in
+                    switch node.current {
+                    case .master(let master): await master.waitForEntries(from: from, level: level, upTo: timeout)
+                    case .secondary(let replica): await replica.waitForEntries(from: from, level: level, upTo: timeout)
+                    }
+                },
+                linearize: { request in
+                    switch node.current {
+                    case .master(let master): try await master.reader.linearize(request)
+                    case .secondary: throw APIError.readAtTheMaster(node.masterForClients ?? nil, request.uri.description)
+                    }
+                }))
 
         router.get("/health") { _, _ in
             let (role, epoch, master) = node.status

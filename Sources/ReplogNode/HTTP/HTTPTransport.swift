@@ -57,17 +57,20 @@ public struct HTTPTransport: ReplicationTransport {
         return try await send(.POST, InternalWire.votePath, to: peer, headers: headers, body: ByteBuffer(bytes: body), timeout: timeout)
     }
 
-    /// The request's headers: its epoch stamp (as master, with failover) and its signature
-    /// (with a secret), which covers the stamp too.
+    /// The request's headers: its epoch stamp and the commit point (as master, with
+    /// failover) and its signature (with a secret), which covers both.
     private func headers(
         _ method: HTTPMethod, _ path: String, to peer: String, log: String? = nil, body: some DataProtocol = [UInt8](),
         _ extra: [(String, String)] = []
     ) -> HTTPHeaders {
         var headers = HTTPHeaders(extra)
-        let stamp = stamps.header(for: peer)
-        if let stamp { headers.add(name: InternalWire.epochHeader, value: stamp) }
+        let stamped = stamps.header(for: peer)
+        if let stamped {
+            headers.add(name: InternalWire.epochHeader, value: stamped.stamp)
+            headers.add(name: InternalWire.commitHeader, value: String(stamped.commit))
+        }
         if let secret {
-            let signed = ClusterSecret.signedContext(log: log, stamp: stamp)
+            let signed = ClusterSecret.signedContext(log: log, stamp: stamped.map { "\($0.stamp)\n\($0.commit)" })
             headers.add(name: ClusterSecret.header, value: secret.sign(method: method.rawValue, path: path, log: signed, body: body))
         }
         return headers
@@ -110,18 +113,39 @@ public struct HTTPTransport: ReplicationTransport {
 /// re-wrapped in a conversion thunk at every `withLock`, so every request made every later
 /// one slower: after a minute of load the master spent half its CPU in nested thunks.)
 public final class EpochStamps: Sendable {
-    private let stamps = Mutex<[String: (stamp: EpochStamp, header: String)]>([:])
+    private struct Peer {
+        let stamp: EpochStamp
+        let header: String
+        /// The commit point this peer may learn (as far as the master knows it holds its log).
+        var commit = 0
+    }
+
+    private let stamps = Mutex<[String: Peer]>([:])
 
     public init() {}
 
     /// The stamps of this master's epoch, one per peer; none when it is not the master.
     public func set(_ stamps: [EpochStamp]) {
-        let made = Dictionary(stamps.map { ($0.you, ($0, $0.headerValue)) }, uniquingKeysWith: { $1 })
+        let made = Dictionary(stamps.map { ($0.you, Peer(stamp: $0, header: $0.headerValue)) }, uniquingKeysWith: { $1 })
         self.stamps.withLock { $0 = made }
+    }
+
+    /// What each peer may learn of the commit point from now on.
+    public func setCommits(_ commits: [String: Int]) {
+        stamps.withLock { stamps in
+            for (peer, commit) in commits { stamps[peer]?.commit = commit }
+        }
     }
 
     public func stamp(for peer: String) -> EpochStamp? { stamps.withLock { $0[peer]?.stamp } }
 
-    /// The `Replog-Epoch` header's text for `peer`.
-    public func header(for peer: String) -> String? { stamps.withLock { $0[peer]?.header } }
+    /// The `Replog-Epoch` header's text for `peer`, and the commit point it may learn.
+    public func header(for peer: String) -> (stamp: String, commit: Int)? {
+        stamps.withLock { stamps in stamps[peer].map { ($0.header, $0.commit) } }
+    }
+
+    /// The stamp for `peer` and the commit point it may learn.
+    public func stampAndCommit(for peer: String) -> (stamp: EpochStamp, commit: Int)? {
+        stamps.withLock { stamps in stamps[peer].map { ($0.stamp, $0.commit) } }
+    }
 }

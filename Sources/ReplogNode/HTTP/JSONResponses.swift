@@ -196,7 +196,9 @@ extension Router {
     /// Longest `wait` of a long poll, in milliseconds.
     static var maxWaitMilliseconds: Int { 60_000 }
 
-    /// `GET /messages?from=SEQ&limit=N`: the log in total order, all of it by default.
+    /// `GET /messages?from=SEQ&limit=N`: the log in total order, all of it by default, as far
+    /// as the read level asked shows (`?read=committed|local|linearizable`; committed by
+    /// default).
     /// With `&wait=MS` (a long poll), when nothing at or after `from` is there yet, it waits
     /// up to MS for the first entry, then answers with what is there (possibly nothing).
     ///
@@ -212,11 +214,9 @@ extension Router {
         return nil
     }
 
-    func addMessagesRoute(
-        read: @escaping @Sendable (_ from: Int, _ limit: Int) async throws(LogStoreError) -> [LogEntry],
-        wait: @escaping @Sendable (_ from: Int, _ timeout: Duration) async -> Void
-    ) {
+    func addMessagesRoute(_ reader: LogReader) {
         get("/messages") { request, _ in
+            let (read, wait) = try await reader.resolve(request)
             let asked = try request.integerQuery("from", minimum: 1)
             // Without `from`, the list starts where the log does (after retention, past 1).
             var from = asked ?? 1

@@ -14,9 +14,7 @@ public func buildMasterRouter(
             try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
         }
 
-        router.addReadingRoutes(
-            read: { from, limit throws(LogStoreError) in try await master.list(from: from, limit: limit) },
-            wait: { from, timeout in await master.waitForEntries(from: from, upTo: timeout) })
+        router.addReadingRoutes(master.reader)
 
         router.get("/health") { _, _ in
             JSON.response(.ok, MasterHealthReport(master.health))
@@ -82,7 +80,36 @@ func answer(_ append: AppendRequest, to master: Master) async -> JSONAnswer {
     }
 }
 
+extension Master {
+    /// The master's log for the reading routes.
+    var reader: LogReader {
+        LogReader(
+            read: { from, limit, level throws(LogStoreError) in try await self.list(from: from, limit: limit, level: level) },
+            wait: { from, timeout, level in await self.waitForEntries(from: from, level: level, upTo: timeout) },
+            linearize: { _ in
+                do { try await self.confirmForRead() } catch { throw APIError.noLinearizableRead }
+            })
+    }
+}
+
 extension APIError {
+    /// A linearizable read that this master cannot answer now.
+    static var noLinearizableRead: APIError {
+        APIError(
+            .serviceUnavailable,
+            "no linearizable read: a majority did not confirm this master in time, or it was just elected and has committed "
+                + "no entry of its epoch yet; retry in a moment")
+    }
+
+    /// A linearizable read on a node that is not the master: `307` to the same read on the
+    /// master, or `503` while none is known.
+    static func readAtTheMaster(_ master: String?, _ target: String) -> APIError {
+        guard let master else {
+            return APIError(.serviceUnavailable, "no master to read from: an election is under way, or this node knows none; retry in a moment")
+        }
+        return APIError(.temporaryRedirect, "not the master: linearizable reads are answered by the master", details: ["master": .string(master)], location: master + target)
+    }
+
     /// `POST /messages` on a node that is not the master (failover): `307` to the master, so
     /// that `curl -L` appends through any node, or `503` while no master is known.
     static func notTheMaster(_ master: String?) -> APIError {
@@ -155,6 +182,7 @@ extension MasterHealthReport {
             },
             storageFailure: health.storageFailure, hash: health.hash)
         firstSeq = health.firstSeq
+        commitSeq = health.commitSeq
     }
 }
 

@@ -106,13 +106,21 @@ public func buildSecondaryRouter(
             return response
         }
 
-        router.addReadingRoutes(
-            read: { from, limit throws(LogStoreError) in try await replica.list(from: from, limit: limit) },
-            wait: { from, timeout in await replica.waitForEntries(from: from, upTo: timeout) })
+        router.addReadingRoutes(replica.reader(master: { nil }))
 
         router.get("/health") { _, _ in
             JSON.response(.ok, SecondaryHealthReport(replica))
         }
+    }
+}
+
+extension SecondaryReplica {
+    /// The secondary's log for the reading routes; a linearizable read goes to `master`.
+    func reader(master: @escaping @Sendable () -> String?) -> LogReader {
+        LogReader(
+            read: { from, limit, level throws(LogStoreError) in try await self.list(from: from, limit: limit, level: level) },
+            wait: { from, timeout, level in await self.waitForEntries(from: from, level: level, upTo: timeout) },
+            linearize: { request in throw APIError.readAtTheMaster(master(), request.uri.description) })
     }
 }
 
@@ -127,12 +135,20 @@ extension SecondaryHealthReport {
             hash: state.hash)
         firstSeq = replica.store.firstSeq
         restartedAt = replica.restartedAt
+        commitSeq = replica.commitSeq
     }
 }
 
 /// What the internal endpoints do on a node (a plain secondary, or a `FailoverNode`). Each
-/// gets the master's epoch stamp, if the request carries one.
-typealias Receive = @Sendable (_ records: RecordFraming.DecodedRecords, _ log: String, _ stamp: EpochStamp?) async throws -> ReplicaState
+/// gets the master's epoch stamp and the commit point it sends, if the request carries them.
+typealias Receive = @Sendable (_ records: RecordFraming.DecodedRecords, _ log: String, _ stamp: MasterStamp) async throws -> ReplicaState
+
+/// What a master with failover says about itself in a request: its epoch stamp, and the
+/// commit point the member may learn (both nil from a master without failover).
+struct MasterStamp: Sendable {
+    var epoch: EpochStamp?
+    var commit: Int?
+}
 
 extension Router<BasicRequestContext> {
     /// `POST /replicate` (a delivery), `GET /replicate` (a heartbeat) and
@@ -144,7 +160,7 @@ extension Router<BasicRequestContext> {
     /// the event loop the request came in on, which serves other connections too.
     func addInternalRoutes(
         secret: ClusterSecret?, maxBodyBytes: Int, receive: @escaping Receive,
-        probe: @escaping @Sendable (EpochStamp?) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
+        probe: @escaping @Sendable (MasterStamp) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
         vote: (@Sendable (VoteRequest) throws -> VoteAnswer)? = nil,
         truncate: (@Sendable (TruncateRequest, EpochStamp?) throws -> ReplicaState)? = nil,
         disk: BlockingIO = .threadPool
@@ -188,7 +204,7 @@ extension Router<BasicRequestContext> {
                 var request = request
                 let body = try await request.collectBody(upTo: 64 << 10)
                 // The body is signed: where to cut is part of what the master proves it sent.
-                let stamp = try checkSignature(secret, of: request, path: InternalWire.truncatePath, log: nil, body: body)
+                let stamp = try checkSignature(secret, of: request, path: InternalWire.truncatePath, log: nil, body: body).epoch
                 guard let cut = try? JSON.decoder.decode(TruncateRequest.self, from: body), cut.after >= 0 else {
                     throw APIError(.badRequest, "a cut is {\"after\": N, \"nextHash\": \"the master's hash at N + 1\"} with N >= 0")
                 }
@@ -218,22 +234,30 @@ private func answeringInternally(_ body: () async throws -> ReplicaState) async 
 }
 
 /// Refuses (401) an internal request without a valid signature, when the node has a secret.
-/// Returns the request's epoch stamp, if it has one (the signature covers it).
+/// Returns the request's epoch stamp and commit point, if it has them (the signature covers
+/// both).
 @discardableResult
 private func checkSignature(
     _ secret: ClusterSecret?, of request: Request, path: String = InternalWire.replicatePath, log: String?, body: ByteBuffer
-) throws(APIError) -> EpochStamp? {
+) throws(APIError) -> MasterStamp {
     let stampText = request.headers[HTTPFields.Element.Name(InternalWire.epochHeader)!]
-    var stamp: EpochStamp?
+    let commitText = request.headers[HTTPFields.Element.Name(InternalWire.commitHeader)!]
+    var stamp = MasterStamp()
     if let stampText {
         guard let decoded = EpochStamp(headerValue: stampText) else {
             throw APIError(.badRequest, "the \(InternalWire.epochHeader) header is not an epoch stamp")
         }
-        stamp = decoded
+        stamp.epoch = decoded
+    }
+    if let commitText {
+        guard let commit = Int(commitText), commit >= 0, stampText != nil else {
+            throw APIError(.badRequest, "the \(InternalWire.commitHeader) header must be a seq (an integer >= 0) beside an epoch stamp")
+        }
+        stamp.commit = commit
     }
     guard let secret else { return stamp }
     let signature = request.headers[HTTPFields.Element.Name(ClusterSecret.header)!]
-    let signed = ClusterSecret.signedContext(log: log, stamp: stampText)
+    let signed = ClusterSecret.signedContext(log: log, stamp: stampText.map { stamp in commitText.map { "\(stamp)\n\($0)" } ?? stamp })
     guard secret.verify(signature, method: request.method.rawValue, path: path, log: signed, body: body.readableBytesView) else {
         throw APIError(
             .unauthorized,

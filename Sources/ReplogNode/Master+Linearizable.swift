@@ -1,0 +1,94 @@
+import ReplogCore
+import Synchronization
+
+/// Linearizable reads (`?read=linearizable`), as etcd's ReadIndex: the master notes its
+/// commit point, confirms with a majority that it still is the master of its epoch, then
+/// answers with everything committed up to there. A deposed master that a partition cut
+/// off cannot get that round, so it never answers one.
+extension Master {
+    /// Returns once a read that starts now may be answered from this master's committed log.
+    /// - Throws: `notTheMaster(nil)` when no majority confirmed it in time, or when it has
+    ///   not yet committed an entry of its own epoch (an older epoch's entries it holds may
+    ///   then be beyond its commit point, acknowledged by the master before it).
+    public func confirmForRead() async throws(AppendError) {
+        // Without failover there is no other master, ever: its durable log is the truth.
+        guard let failover else { return }
+        let readIndex = state.withLock { $0.instance.commitSeq }
+        guard readIndex > failover.epochStart else { throw .notTheMaster(master: nil) }
+        guard await readRounds.confirm({ await self.confirmMajority() }) else { throw .notTheMaster(master: nil) }
+        // Shown once it is kept in the data dir (at once, or within one write).
+        await watch.wait(for: readIndex, level: .committed, upTo: settings.heartbeatTimeout, on: clock)
+        guard watch.end(for: .committed) >= readIndex else { throw .notTheMaster(master: nil) }
+    }
+
+    /// One heartbeat round: whether a majority (this master included) answered in its epoch.
+    private func confirmMajority() async -> Bool {
+        let needed = settings.clusterSize / 2 + 1
+        guard needed > 1 else { return true }
+        return await withTaskGroup(of: Bool.self) { group in
+            for peer in settings.secondaries {
+                group.addTask {
+                    do {
+                        let replica = try await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout)
+                        self.onContact(peer, replica)
+                        return true
+                    } catch TransportError.staleEpoch(let epoch) {
+                        self.failover?.deposed(peer, epoch)
+                        return false
+                    } catch {
+                        return false
+                    }
+                }
+            }
+            var confirmed = 1
+            for await answered in group where answered {
+                confirmed += 1
+                if confirmed >= needed {
+                    group.cancelAll()
+                    return true
+                }
+            }
+            return false
+        }
+    }
+}
+
+/// Rounds shared by the reads that wait at the same moment: a read joins the next round to
+/// start (one that is running began before the read came, so it proves nothing for it).
+final class ReadRounds: Sendable {
+    private struct State {
+        var waiting: [CheckedContinuation<Bool, Never>] = []
+        var running = false
+    }
+
+    private let state = Mutex(State())
+    private let taskExecutor: (any TaskExecutor)?
+
+    init(taskExecutor: (any TaskExecutor)?) { self.taskExecutor = taskExecutor }
+
+    /// Whether the next round of `round` confirmed.
+    func confirm(_ round: @escaping @Sendable () async -> Bool) async -> Bool {
+        await withCheckedContinuation { continuation in
+            let start = state.withLock { state -> Bool in
+                state.waiting.append(continuation)
+                guard !state.running else { return false }
+                state.running = true
+                return true
+            }
+            if start { Task(executorPreference: taskExecutor) { await self.runRounds(round) } }
+        }
+    }
+
+    private func runRounds(_ round: @Sendable () async -> Bool) async {
+        while true {
+            let readers = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
+                defer { state.waiting = [] }
+                if state.waiting.isEmpty { state.running = false }
+                return state.waiting
+            }
+            guard !readers.isEmpty else { return }
+            let confirmed = await round()
+            for reader in readers { reader.resume(returning: confirmed) }
+        }
+    }
+}
