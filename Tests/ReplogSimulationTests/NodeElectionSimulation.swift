@@ -24,6 +24,9 @@ import Synchronization
 /// at the end:
 ///
 /// - at most one master per epoch;
+/// - no reader is shown an entry that the cluster later replaces: every node's committed
+///   reads agree with each other and with the final log, and no node's commit point goes
+///   back (not across its restarts either);
 /// - a `201` for `w` only once `w` nodes held the message at its seq, fsynced;
 /// - every `201` with `w` of a majority or more is in the log of every master of a later
 ///   epoch at its seq;
@@ -119,6 +122,12 @@ final class NodeElectionSimulation: Sendable {
         /// (retention): it knew no idempotency key before that seq.
         var restartedMasterStarts: [Int] = []
         var acknowledged = 0
+        /// What readers were shown (a committed read of any node): seq → message.
+        var shown: [Int: String] = [:]
+        /// Per node: how far its committed reads were recorded, and the highest commit point
+        /// it showed (across its restarts).
+        var shownThrough: [String: Int] = [:]
+        var commitShown: [String: Int] = [:]
         /// The batches appended (their messages, in order): each is in a log whole or not at all.
         var batches: [[String]] = []
         /// Each batch message's place in its batch: (index, count).
@@ -461,6 +470,7 @@ final class NodeElectionSimulation: Sendable {
     private func checkEveryStep() {
         let running = state.withLock { $0.running }
         for name in names {
+            if let node = running[name]?.node { checkReads(of: node, name) }
             // What each node lists ends with a batch's last message, never inside a batch
             // (checked at the end of the list only: a list only ever grows there).
             if let node = running[name]?.node, case let end = node.commit.durableSeq, end > 0,
@@ -510,9 +520,40 @@ final class NodeElectionSimulation: Sendable {
         }
     }
 
+    /// Records what a committed read of `node` shows now that it did not show before, and
+    /// checks it against what readers were shown elsewhere; its commit point never goes back.
+    private func checkReads(of node: FailoverNode, _ name: String) {
+        let commit = node.commitSeq
+        let (before, from) = state.withLock { state in
+            (state.commitShown[name] ?? 0, max(state.shownThrough[name] ?? 0, node.store.firstSeq - 1) + 1)
+        }
+        if commit < before { violation("\(name)'s commit point went back from \(before) to \(commit)") }
+        state.withLock { $0.commitShown[name] = max(before, commit) }
+        guard commit >= from, let entries = try? node.read(from: from, limit: commit - from + 1, level: .committed) else { return }
+        for entry in entries {
+            let earlier = state.withLock { state in
+                defer { state.shown[entry.seq] = state.shown[entry.seq] ?? entry.message }
+                return state.shown[entry.seq]
+            }
+            if let earlier, earlier != entry.message {
+                violation("readers were shown \(earlier) and \(name) shows \(entry.message) at seq \(entry.seq) (committed)")
+            }
+        }
+        if let last = entries.last { state.withLock { $0.shownThrough[name] = last.seq } }
+    }
+
     /// Every majority-acknowledged message is on every node once at its seq, nothing is
     /// twice, and every node holds the same sequence (the chaos test's checker).
     private func checkAtTheEnd(converged: Bool) {
+        // What readers were shown is in the final log, at the same seq.
+        if converged, let master = currentMaster {
+            let log = disks[master]!.entries
+            let knownFrom = disks[master]!.knownFrom
+            for (seq, message) in state.withLock({ $0.shown }).sorted(by: { $0.key < $1.key }) where seq >= knownFrom {
+                let held = seq - knownFrom < log.count ? log[seq - knownFrom].message : nil
+                if held != message { violation("readers were shown \(message) at seq \(seq), but the final log holds \(held ?? "nothing") there") }
+            }
+        }
         if !converged {
             let running = state.withLock { $0.running }
             let nodes = names.map { name in

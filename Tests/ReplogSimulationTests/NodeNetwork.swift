@@ -89,13 +89,15 @@ final class NodeNetwork: Sendable {
 
         func replicate(_ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState {
             let keyed = try batch.keyedEntries()
-            let stamp = stamps.stamp(for: peer)
-            return try await network.exchange(from: self, to: peer) { try await $0.receive(keyed, of: logID, stamp: stamp) }
+            let stamped = stamps.stampAndCommit(for: peer)
+            return try await network.exchange(from: self, to: peer) {
+                try await $0.receive(keyed, of: logID, stamp: stamped?.stamp, commit: stamped?.commit)
+            }
         }
 
         func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
-            let stamp = stamps.stamp(for: peer)
-            return try await network.exchange(from: self, to: peer) { try $0.probe(stamp: stamp) }
+            let stamped = stamps.stampAndCommit(for: peer)
+            return try await network.exchange(from: self, to: peer) { try $0.probe(stamp: stamped?.stamp, commit: stamped?.commit) }
         }
 
         func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
