@@ -337,6 +337,11 @@ MUTANTS = [
            "public func commitSeq(for url: String) -> Int { min(commitSeq, peers[url]!.matched) }",
            "public func commitSeq(for url: String) -> Int { commitSeq }",
            "a member whose log parts from the master's shows its own entries at committed seqs"),
+    Mutant("linearnoround", "a linearizable read holds every write a majority acknowledged before it",
+           "Sources/ReplogNode/Master+Linearizable.swift",
+           "guard await readRounds.confirm({ await self.confirmMajority() }) else { throw .notTheMaster(master: nil) }",
+           "",
+           "a master answers a linearizable read without confirming with a majority that it still is the master"),
 ]
 
 

@@ -54,6 +54,8 @@ final class NodeElectionSimulation: Sendable {
         case restart(String)
         case isolate(Target, lasts: Duration)
         case reconnect(String)
+        /// A linearizable read through node `via` (following its redirect to the master).
+        case linearizableRead(via: Int)
 
         var description: String {
             switch self {
@@ -63,6 +65,7 @@ final class NodeElectionSimulation: Sendable {
             case .restart(let name): "restart \(name)"
             case .isolate(let target, let lasts): "isolate \(target) for \(lasts)"
             case .reconnect(let name): "reconnect \(name)"
+            case .linearizableRead(let via): "linearizable read via node \(via + 1)"
             }
         }
     }
@@ -122,6 +125,7 @@ final class NodeElectionSimulation: Sendable {
         /// (retention): it knew no idempotency key before that seq.
         var restartedMasterStarts: [Int] = []
         var acknowledged = 0
+        var linearizableReads = 0
         /// What readers were shown (a committed read of any node): seq → message.
         var shown: [Int: String] = [:]
         /// Per node: how far its committed reads were recorded, and the highest commit point
@@ -158,7 +162,15 @@ final class NodeElectionSimulation: Sendable {
         let base = FileManager.default.fileExists(atPath: "/dev/shm") ? URL(fileURLWithPath: "/dev/shm") : FileManager.default.temporaryDirectory
         folder = base.appendingPathComponent("replog-node-sim-\(ProcessInfo.processInfo.processIdentifier)-\(seed)")
         let batchSizes = SimulationRandom(seed: seed ^ 0xBA7C_4E5_0000_0000)
-        let events = Self.schedule(random, batchSizes: batchSizes, nodes: names.count, majority: names.count / 2 + 1)
+        var events = Self.schedule(random, batchSizes: batchSizes, nodes: names.count, majority: names.count / 2 + 1)
+        // Reads draw from a generator of their own too, and only half of the schedules have
+        // them: their rounds draw network delays, so the other half (and most remembered
+        // seeds) replay as they did before reads came.
+        let readDraws = SimulationRandom(seed: seed ^ 0x4EAD_0000_0000_0000)
+        for _ in 0..<(readDraws.chance(0.5) ? readDraws.int(5...20) : 0) {
+            events.append((readDraws.duration(.zero...Self.faultyFor), .linearizableRead(via: readDraws.int(0...(names.count - 1)))))
+        }
+        events.sort { $0.at < $1.at }
         state.withLock { $0.events = events }
     }
 
@@ -249,6 +261,7 @@ final class NodeElectionSimulation: Sendable {
 
     var traceText: String { state.withLock { $0.traceLines.joined(separator: "\n") } }
     var acknowledged: Int { state.withLock { $0.acknowledged } }
+    var linearizableReads: Int { state.withLock { $0.linearizableReads } }
     var elections: Int { state.withLock { $0.masterOfEpoch.count } }
     var restartedLogs: Int { state.withLock { $0.restartedLogs } }
 
@@ -364,6 +377,8 @@ final class NodeElectionSimulation: Sendable {
             at(clock.now + lasts, .reconnect(name))
         case .reconnect(let name):
             network.setIsolated(false, name)
+        case .linearizableRead(let via):
+            linearizableRead(via: names[via])
         }
     }
 
@@ -435,6 +450,36 @@ final class NodeElectionSimulation: Sendable {
             for (offset, index) in indices.enumerated() {
                 let each = if case .ok(let first) = outcome { Outcome.ok(seq: first + offset) } else { outcome }
                 self.record(index, each, epoch: node.status.epoch ?? 0)
+            }
+        }
+    }
+
+    /// A client reads through node `via` at the linearizable level, following one redirect
+    /// to the master it names. What it is shown must hold every message acknowledged with
+    /// `w` of a majority before the read began, at its seq.
+    private func linearizableRead(via: String) {
+        let before = state.withLock { $0.committed }
+        Task(executorPreference: executor) {
+            var node = self.state.withLock { $0.running[via]?.node }
+            if let current = node, case .secondary = current.current, case .some(let master?) = current.masterForClients {
+                node = self.state.withLock { $0.running[master]?.node }
+            }
+            guard let node, case .master(let master) = node.current else { return }
+            do throws(Master.AppendError) {
+                try await master.confirmForRead()
+            } catch {
+                self.log("linearizable read via \(via): refused (\(error))")
+                return
+            }
+            let first = node.store.firstSeq
+            guard let entries = try? master.read(from: first, limit: 100_000, level: .committed) else { return }
+            self.state.withLock { $0.linearizableReads += 1 }
+            self.log("linearizable read via \(via): \(entries.count) entries from seq \(first)")
+            let shown = Dictionary(uniqueKeysWithValues: entries.map { ($0.seq, $0.message) })
+            for (seq, acknowledged) in before.sorted(by: { $0.key < $1.key }) where seq >= first && shown[seq] != acknowledged.message {
+                self.violation(
+                    "a linearizable read via \(via) lacks \(acknowledged.message) at seq \(seq) (shows \(shown[seq] ?? "nothing")), acknowledged "
+                        + "with a majority before the read began")
             }
         }
     }

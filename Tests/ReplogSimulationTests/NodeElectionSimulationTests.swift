@@ -32,13 +32,17 @@ import Testing
         let (violations, counts) = await runSchedules(seeds, lanes: simulationLanes) { seed in
             let simulation = NodeElectionSimulation(seed: seed)
             let violations = simulation.run()
-            return (violations, [simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs])
+            return (
+                violations,
+                [simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs, simulation.linearizableReads]
+            )
         }
         let (elections, acknowledged) = (counts[0], counts[1])
         print("node election simulation: \(seeds.count) schedules, \(elections) masters, \(acknowledged) acknowledged appends, "
-            + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, in \(ContinuousClock.now - started), \(violations.count) violations")
+            + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, \(counts[4]) linearizable reads answered, in \(ContinuousClock.now - started), \(violations.count) violations")
         #expect(elections > seeds.count, "the schedules must make elections happen")
         #expect(acknowledged > seeds.count, "the schedules must get appends acknowledged")
+        #expect(counts[4] > seeds.count / 2, "the schedules must get linearizable reads answered")
         #expect(violations.isEmpty, "replay one with REPLOG_NODE_SEED=<seed>:\n\(violations.prefix(20).joined(separator: "\n"))")
     }
 
