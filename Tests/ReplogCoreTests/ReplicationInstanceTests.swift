@@ -37,6 +37,26 @@ import Testing
         #expect(instance.holders(of: 3) == 2)
     }
 
+    /// With failover the commit point is the highest seq a majority holds durably, counted
+    /// as Raft counts it: only once it is an entry of this master's epoch. A member learns it
+    /// only as far as it holds this master's log.
+    @Test func theCommitPointCountsDurableCopiesOfThisEpochOnly() {
+        var instance = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log", epochStart: 5)
+        _ = instance.onDurable(7)
+        _ = instance.onContact(from: "s1", answer(5), lastSeq: 7, now: .zero)
+        #expect(instance.commitSeq == 0, "a majority holds seq 5, but it is an older epoch's entry")
+        #expect(instance.onContact(from: "s1", answer(6), lastSeq: 7, now: .zero).contains(.committed(6)))
+        #expect(instance.commitSeq == 6)
+        #expect(instance.commitSeq(for: "s1") == 6)
+        #expect(instance.commitSeq(for: "s2") == 0, "s2 holds nothing of this log as far as the master knows")
+
+        // Without failover nothing cuts the master's log: its durable end is committed.
+        var single = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log")
+        _ = single.onContact(from: "s1", answer(3), lastSeq: 3, now: .zero)
+        #expect(single.commitSeq == 0, "the master's own copy counts only once durable")
+        #expect(single.onDurable(3) == [.committed(3)])
+    }
+
     @Test func withoutQuorumAppendsAreRefusedButARetryIsStillAnswered() throws {
         var instance = Self.instance()
         let admission = try instance.admit(id: "k", nextSeq: 1)

@@ -194,9 +194,10 @@ struct GroupCommitTests {
         let transport = InMemoryTransport(clock: clock)
         transport.connect(SecondaryReplica(store: InMemoryLogStore(), clock: clock), as: "s1")
         let (answers, answered) = AsyncStream<Int>.makeStream()
+        let committed = Mutex(0)
         let hooks = Master.FailoverHooks(
             refusal: { nil }, answered: { _, replica in answered.yield(replica.seq) }, deposed: { _, _ in }, waitForTakeover: { _ in },
-            epochStart: 0, committed: { _, _ in })
+            epochStart: 0, committed: { seq, _ in committed.withLock { $0 = max($0, seq) } })
         let master = Master(settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, failover: hooks)
         let outcome = await withTaskGroup(of: Result<Master.AppendResult, Master.AppendError>?.self) { group in
             group.addTask {
@@ -212,6 +213,9 @@ struct GroupCommitTests {
             }
             for await seq in answers where seq >= 1 { break }
             #expect(master.commit.durableSeq == 0, "s1 holds seq 1 while the master's fsync still runs")
+            // Nor is it committed: the master's own copy counts only once it is durable.
+            #expect(committed.withLock { $0 } == 0)
+            #expect(master.commitSeq == 0)
             store.openGate(failing: true)
             var outcome: Result<Master.AppendResult, Master.AppendError>?
             while let next = await group.next() {
