@@ -4,7 +4,8 @@ import Testing
 
 /// Automatic failover with real `replog` processes: `kill -9` the master, and the
 /// secondaries elect a new one that holds every acknowledged write; the old master comes
-/// back as a secondary and cuts what no majority kept (to its `rollback/` folder).
+/// back as a secondary and cuts what no majority kept (to its `rollback/` folder), which
+/// its readers were never shown.
 @Suite(.serialized, .timeLimit(.minutes(2)))
 struct FailoverProcessTests {
     static let fast = ["--heartbeat-interval", "100ms", "--election-timeout", "300ms"]
@@ -124,6 +125,13 @@ struct FailoverProcessTests {
         }
         let lone = try await HTTP.post(cluster.urls[0] + "/messages", ["message": "only on the old master", "w": 1])
         #expect(lone.status == 201, "\(lone.text)")
+        // A reader of this master is never shown what only it holds: a failover takes it back.
+        #expect(try await HTTP.messages(cluster.urls[0]).map(\.message) == ["kept"])
+        let poll = try await HTTP.get(cluster.urls[0] + "/messages?from=2&wait=300").json["messages"] as? [Any]
+        #expect(poll?.isEmpty == true, "a long poll waits for seq 2 to be committed, not to arrive")
+        #expect(try await HTTP.messages(cluster.urls[0], read: "local").map(\.message) == ["kept", "only on the old master"])
+        let linearizable = try await HTTP.get(cluster.urls[0] + "/messages?read=linearizable")
+        #expect(linearizable.status == 503, "no majority confirms this master: \(linearizable.text)")
         first.signal(SIGKILL)
         _ = try await first.waitForExit()
 
