@@ -55,6 +55,7 @@ struct StatusPageTests {
         #expect(reply.status == 201, "\(reply.text)")
         let dom = try await render(master.url + "/", with: browser)
         #expect(dom.contains("held by two"), "the stream delivered the message:\n\(dom)")
+        #expect(dom.contains("Committed through seq 1"), "\(dom)")
         #expect(dom.contains("title=\"\(master.url) holds seq 1\""), "\(dom)")
         #expect(dom.contains("title=\"\(s1.url) holds seq 1\""), "\(dom)")
         #expect(dom.contains("title=\"\(s2.url) does not hold yet seq 1\""), "\(dom)")

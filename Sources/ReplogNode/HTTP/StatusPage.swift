@@ -145,7 +145,11 @@ enum StatusPage {
             document.getElementById("messages").replaceChildren(row(["—", "reading the log needs a client token: enter it in the form above"]));
             return;
           }
-          document.getElementById("messages").replaceChildren(...latest.slice().reverse().map(m => row([m.seq, m.message].concat(nodes.map(n => {
+          // The page follows everything the master holds (read=local) and marks what is not
+          // committed yet: a failover may still take it back, and default readers do not see it.
+          const committedThrough = !health || health.commitSeq == null ? Infinity : health.commitSeq;
+          document.getElementById("messages").replaceChildren(...latest.slice().reverse().map(m => row([
+            m.seq <= committedThrough ? String(m.seq) : m.seq + " (not committed yet)", m.message].concat(nodes.map(n => {
             const td = document.createElement("td");
             const held = n.seq >= m.seq;
             td.className = "cell " + (held ? "held" : "missing");
@@ -195,6 +199,7 @@ enum StatusPage {
                 : health.readOnly ? "Read-only: no quorum. " : "Writable. ")
               + health.quorum.available + " of " + (health.secondaries.length + 1)
               + " nodes available, " + health.quorum.required + " needed."
+              + (health.commitSeq != null ? " Committed through seq " + health.commitSeq + " (what readers see by default)." : "")
               + (health.firstSeq > 1 ? " The log is kept from seq " + health.firstSeq + " on (retention)." : "");
             const role = health.epoch ? "master, epoch " + health.epoch : "master";
             const rows = [row([location.origin, role, badge("healthy"), health.seq, 0, "—"])];
@@ -225,7 +230,7 @@ enum StatusPage {
           for (;;) {
             try {
               const from = lastSeq > 0 ? lastSeq + 1 : Math.max((health && health.firstSeq) || 1, (health ? health.seq : 0) - 19);
-              const reply = await fetch("/messages/stream?from=" + from, { headers: auth() });
+              const reply = await fetch("/messages/stream?read=local&from=" + from, { headers: auth() });
               readsNeedToken = reply.status === 401;
               if (reply.status === 410) lastSeq = 0;  // retention dropped what came next: start again from the latest
               if (!reply.ok) { renderMessages(); await sleep(2000); continue; }
