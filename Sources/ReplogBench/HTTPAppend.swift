@@ -46,7 +46,16 @@ struct HTTPAppend: BenchProtocol {
             host: host, port: port, path: "/v3/kv/put", success: .ok, bodies: [#"{"key":"\#(key)","value":"\#(value)"}"#])
     }
 
-    private init(host: String, port: Int, path: String, success: HTTPResponseStatus, bodies: [String]) {
+    /// `GET /messages?limit=1&read=LEVEL` on a replog node, answered `200`: the cost of a read
+    /// at each level (a linearizable one waits for its majority round), not of its size.
+    static func read(node: String, level: ReadLevel) throws -> HTTPAppend {
+        guard let url = HTTPBaseURL(node) else { throw BadURL(url: node) }
+        return HTTPAppend(
+            host: url.host, port: url.port, path: url.pathPrefix + "/messages?limit=1&read=\(level.rawValue)", success: .ok, bodies: [""],
+            method: .GET)
+    }
+
+    private init(host: String, port: Int, path: String, success: HTTPResponseStatus, bodies: [String], method: HTTPMethod = .POST) {
         self.host = host
         self.port = port
         self.success = success
@@ -55,7 +64,7 @@ struct HTTPAppend: BenchProtocol {
             let headers: HTTPHeaders = [
                 "Host": "\(host):\(port)", "Content-Type": "application/json", "Content-Length": "\(body.readableBytes)",
             ]
-            return (HTTPRequestHead(version: .http1_1, method: .POST, uri: path, headers: headers), body)
+            return (HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers), body)
         }
     }
 

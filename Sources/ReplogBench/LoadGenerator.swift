@@ -42,6 +42,8 @@ public struct BenchConfiguration: Sendable {
     /// Followers of `GET /messages/stream` on one node while the clients append: how many,
     /// on which node, and the node's last seq before the run (they start after it).
     public var followers: (count: Int, node: String, after: Int)?
+    /// Read instead of appending: `GET /messages?limit=1&read=LEVEL` on `master`.
+    public var readLevel: ReadLevel?
 
     public init(master: String, clients: Int = 64, duration: Duration? = .seconds(10), count: Int? = nil,
                 writeConcerns: [Int?] = [3], messageSize: Int = 100) {
@@ -113,9 +115,11 @@ public enum LoadGenerator {
         let finished: [EventLoopFuture<Histogram<UInt64>>]
         switch configuration.target {
         case .replog:
-            var http = try HTTPAppend(
-                master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize,
-                batch: configuration.batch)
+            var http =
+                try configuration.readLevel.map { try HTTPAppend.read(node: configuration.master, level: $0) }
+                ?? HTTPAppend(
+                    master: configuration.master, writeConcerns: configuration.writeConcerns, size: configuration.messageSize,
+                    batch: configuration.batch)
             if let fanOut = fanOut?.0 { http.onCreated = { seq in fanOut.acknowledge(seq) } }
             finished = try await startClients(configuration.clients, host: http.host, port: http.port, budget: budget, speaking: http)
         case .redisWait(let host, let port, let replicas):

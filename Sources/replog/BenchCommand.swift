@@ -49,6 +49,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(help: "With --followers: the node they follow (default: the master).")
     var follow: String?
 
+    @Option(help: "Read instead of appending: GET /messages?limit=1&read=LEVEL (committed, local, linearizable) on the master, as fast as answers come.")
+    var read: ReadLevel?
+
     @Option(help: "Load a Redis primary at HOST:PORT instead (RPUSH + WAIT <replicas> 0 per operation), for the baseline.")
     var redis: String?
 
@@ -78,6 +81,7 @@ struct BenchCommand: AsyncParsableCommand {
         }
         guard batch == 1 || (nats == nil && etcd == nil) else { throw ValidationError("--batch works with replog and --redis only") }
         configuration.batch = batch
+        configuration.readLevel = read
         if followers > 0 {
             // They start after what the node holds now, so that they measure only this run's appends.
             let node = follow ?? client.master
