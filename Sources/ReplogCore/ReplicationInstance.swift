@@ -234,14 +234,20 @@ public struct ReplicationInstance: Sendable {
 
     private mutating func advanceCommit() -> [Directive] {
         let before = commitSeq
-        if let epochStart {
-            let held = ([durableSeq] + settings.secondaries.map { peers[$0]!.matched }).sorted(by: >)
-            let majorityHolds = held[settings.clusterSize / 2]
-            if majorityHolds > epochStart { commitSeq = max(commitSeq, majorityHolds) }
-        } else {
-            commitSeq = max(commitSeq, durableSeq)
-        }
+        let counted = Self.commitPoint(masterDurable: durableSeq, members: settings.secondaries.map { peers[$0]!.matched }, epochStart: epochStart)
+        commitSeq = max(commitSeq, counted)
         return commitSeq > before ? [.committed(commitSeq)] : []
+    }
+
+    /// The commit point a master may count from what it holds durably and what each member
+    /// holds of its log (durably, vouched by hash), or 0 when the count proves nothing yet.
+    /// - Parameter epochStart: with failover, where the master's epoch starts in its log
+    ///   (nil without failover: the master's durable end is committed).
+    public static func commitPoint(masterDurable: Int, members: [Int], epochStart: Int?) -> Int {
+        guard let epochStart else { return masterDurable }
+        let held = ([masterDurable] + members).sorted(by: >)
+        let majorityHolds = held[held.count / 2]
+        return majorityHolds > epochStart ? majorityHolds : 0
     }
 
     // MARK: Appends

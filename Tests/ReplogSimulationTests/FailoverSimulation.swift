@@ -21,7 +21,11 @@ import ReplogCore
 ///   or cut-off master takes none);
 /// - every `201` with `w` of a majority or more is in the log of every later master at
 ///   its seq, and in every log at the end (no acknowledged write lost or moved);
-/// - after healing, one master and every log equal to its log.
+/// - after healing, one master and every log equal to its log;
+/// - readers: at every step each node shows its log up to its commit point (counted by
+///   the product's rule, `ReplicationInstance.commitPoint`, and handed to each member only
+///   as far as it holds the master's log); no two nodes ever show different messages at a
+///   seq, and the final log holds every message shown.
 final class FailoverSimulation {
     static let heartbeat: Duration = .milliseconds(50)
     static let electionTimeout: ClosedRange<Duration> = .milliseconds(150)...(.milliseconds(300))
@@ -32,7 +36,7 @@ final class FailoverSimulation {
         case vote(VoteRequest)
         case voteAnswer(VoteAnswer)
         /// The master's whole log stands for the hashes it compares; it sends up to `upTo`.
-        case replicate(epoch: Int, history: EpochHistory, log: [String], upTo: Int)
+        case replicate(epoch: Int, history: EpochHistory, log: [String], upTo: Int, commit: Int)
         case replicateAnswer(epoch: Int, matched: Int?)
     }
 
@@ -47,6 +51,10 @@ final class FailoverSimulation {
         var log: [String] = []
         /// How much of `log` is fsynced; a power loss keeps this much (and maybe a torn part).
         var durable = 0
+        /// Durable: the commit point it learned (kept before it is shown, as `commit.json`).
+        var commit = 0
+        /// As master: where its epoch starts in its log.
+        var epochStart = 0
         /// Bumped by every crash and cut: an fsync that started before does not count.
         var generation = 0
         /// Volatile: nil while the node is down.
@@ -86,6 +94,8 @@ final class FailoverSimulation {
     /// master that acknowledged it.
     private var committed: [Int: (message: String, epoch: Int)] = [:]
     private var masterOfEpoch: [Int: String] = [:]
+    /// What readers were shown: seq → message.
+    private var shown: [Int: String] = [:]
     private var clients = 0
     private(set) var elections = 0
     private(set) var acknowledged = 0
@@ -228,6 +238,12 @@ final class FailoverSimulation {
             violation("did not converge after healing: " + names.map { "\($0) \(nodes[$0]!.instance?.role.rawValue ?? "down") epoch \(nodes[$0]!.record.epoch) log \(nodes[$0]!.log.count)" }.joined(separator: ", "))
         }
         checkCommittedEverywhere()
+        if let master = currentMaster {
+            let log = nodes[master]!.log
+            for (seq, message) in shown.sorted(by: { $0.key < $1.key }) where seq > log.count || log[seq - 1] != message {
+                violation("readers were shown \(message) at seq \(seq), but the final log holds \(seq <= log.count ? log[seq - 1] : "nothing") there")
+            }
+        }
         return violations
     }
 
@@ -245,6 +261,7 @@ final class FailoverSimulation {
             tick(name)
             expireWaiting(name)
         }
+        checkReaders()
     }
 
     /// The next moment anything can happen: a scheduled fault or append, a message, a
@@ -309,7 +326,10 @@ final class FailoverSimulation {
                 // or not: as the real master with failover does, the master's own fsync and
                 // the replication overlap, and the master counts itself only after its fsync.
                 let upTo = min(node.log.count, (node.matched[peer] ?? 0) + batch)
-                send(.replicate(epoch: node.record.epoch, history: node.record.history, log: node.log, upTo: upTo), from: name, to: peer)
+                let commit = min(node.commit, node.matched[peer] ?? 0)
+                send(
+                    .replicate(epoch: node.record.epoch, history: node.record.history, log: node.log, upTo: upTo, commit: commit),
+                    from: name, to: peer)
             }
         }
     }
@@ -342,6 +362,7 @@ final class FailoverSimulation {
                 nodes[name]!.matched = [:]
                 nodes[name]!.answered = [:]
                 nodes[name]!.nextHeartbeat = now
+                nodes[name]!.epochStart = after
             case .stepDown(let reason):
                 log("\(name) steps down: \(reason)")
                 failWaiting(name)
@@ -362,7 +383,7 @@ final class FailoverSimulation {
             let directives = instance.onVoteAnswer(answer, from: delivery.from, log: position, now: now)
             update(name, instance)
             carryOut(directives, at: name)
-        case .replicate(let epoch, let history, let masterLog, let upTo):
+        case .replicate(let epoch, let history, let masterLog, let upTo, let commit):
             let (accepted, directives) = instance.onMasterContact(epoch: epoch, master: delivery.from, now: now)
             let node = nodes[name]!
             if accepted {
@@ -372,6 +393,7 @@ final class FailoverSimulation {
                 // A late request of this very master, shorter than what it sent since: keep all.
                 let stale = common == masterLog.count && instance.record.history.lastEpoch == epoch
                 if !stale, log.count > common {
+                    if common < node.commit { violation("\(name) cuts after seq \(common), below its commit point \(node.commit)") }
                     self.log("\(name) cuts \(log.count - common) entries after seq \(common) (rollback)")
                     log.removeLast(log.count - common)
                     instance.onCut(after: common)
@@ -380,6 +402,7 @@ final class FailoverSimulation {
                 }
                 if log.count < upTo { log += masterLog[log.count..<upTo] }
                 node.log = log
+                node.commit = max(node.commit, commit)
             }
             update(name, instance)
             carryOut(directives, at: name)
@@ -443,6 +466,9 @@ final class FailoverSimulation {
     private func answerWaiting(_ name: String) {
         guard let instance = nodes[name]!.instance, instance.role == .master else { return }
         let node = nodes[name]!
+        let counted = ReplicationInstance.commitPoint(
+            masterDurable: node.durable, members: names.filter { $0 != name }.map { node.matched[$0] ?? 0 }, epochStart: node.epochStart)
+        node.commit = max(node.commit, counted)
         var stillWaiting: [(seq: Int, w: Int, client: Int, deadline: Duration)] = []
         for waiting in node.waiting {
             let holders = (node.durable >= waiting.seq ? 1 : 0) + node.matched.values.count { $0 >= waiting.seq }
@@ -473,6 +499,22 @@ final class FailoverSimulation {
     }
 
     // MARK: Checks
+
+    /// What a committed read of each node shows now: its log up to its commit point, as far
+    /// as it holds it durably. No two readers may be shown different messages at a seq.
+    private func checkReaders() {
+        for name in names {
+            let node = nodes[name]!
+            for seq in stride(from: 1, through: min(node.commit, node.durable), by: 1) {
+                let message = node.log[seq - 1]
+                if let earlier = shown[seq] {
+                    if earlier != message { violation("readers were shown \(earlier) and \(name) shows \(message) at seq \(seq)") }
+                } else {
+                    shown[seq] = message
+                }
+            }
+        }
+    }
 
     private func checkCommittedEverywhere() {
         for name in names where Set(nodes[name]!.log).count != nodes[name]!.log.count {
