@@ -49,8 +49,8 @@ enum HTTP {
         var text: String { String(decoding: body, as: UTF8.self) }
     }
 
-    static func get(_ url: String) async throws -> Reply {
-        try await send(HTTPClientRequest(url: url))
+    static func get(_ url: String, timeout: Duration = .seconds(60)) async throws -> Reply {
+        try await send(HTTPClientRequest(url: url), timeout: timeout)
     }
 
     /// Follows redirects (`307` to the master), as `curl -L` does. A short `timeout` also

@@ -12,7 +12,9 @@ final class NodeProcess: Sendable {
 
     /// Starts `replog ARGUMENTS` with `environment` added to ours; call
     /// `waitUntilListening()` for the port.
-    init(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:]) async throws {
+    /// - Parameter wrapper: a command that runs replog for us, e.g. `ip netns exec NAME`
+    ///   (it must exec replog, so that the PID is replog's).
+    init(_ arguments: [String], stdin: Data? = nil, environment: [String: String] = [:], wrapper: [String] = []) async throws {
         self.arguments = arguments
         var flags = arguments
         let input: ChildProcess.Input
@@ -28,7 +30,7 @@ final class NodeProcess: Sendable {
             input = .none
         }
         process = try await ChildProcess(
-            executable: Self.binary.path, arguments: flags,
+            executable: wrapper.first ?? Self.binary.path, arguments: wrapper.isEmpty ? flags : Array(wrapper.dropFirst()) + [Self.binary.path] + flags,
             environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, input: input)
     }
 

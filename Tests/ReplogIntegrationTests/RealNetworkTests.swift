@@ -1,0 +1,370 @@
+import Foundation
+import ReplogCore
+import ReplogTestKit
+import Testing
+
+/// Real `replog` processes on a real network: each node in its own network namespace on its
+/// own address (`NamespaceNetwork`), with failover, data folders and a cluster secret (the
+/// nodes are not on loopback, so protected mode applies). A seeded nemesis cuts links the way
+/// a network does, where packets vanish instead of waiting in a proxy's buffer, while writers
+/// and readers use any node; then it heals, and a checker looks at what every client was told
+/// and shown.
+///
+/// - `REPLOG_NETWORK_SECONDS=N`: how long the nemesis runs (12 in the quick run, 40 in the
+///   deep run: `TestDepth`);
+/// - `REPLOG_NETWORK_SEED=S`: replays the nemesis's and the clients' choices of seed S
+///   (the timing of a real network is not replayed);
+/// - `REPLOG_REQUIRE_NETNS=1` (CI): a machine that cannot run them fails them instead of
+///   skipping them.
+@Suite(.serialized, .timeLimit(.minutes(10)))
+struct RealNetworkTests {
+    static let environment = ProcessInfo.processInfo.environment
+    static let required = environment["REPLOG_REQUIRE_NETNS"] == "1"
+
+    @Test(
+        .enabled(if: NamespaceNetwork.unavailable == nil || required, "\(NamespaceNetwork.unavailable ?? "")"),
+        arguments: [3, 5])
+    func aNemesisOnARealNetworkLosesNoAcknowledgedWriteAndShowsNoReaderWhatItTakesBack(nodes: Int) async throws {
+        if let reason = NamespaceNetwork.unavailable {
+            Issue.record("REPLOG_REQUIRE_NETNS=1, but this machine cannot run real-network tests: \(reason)")
+            return
+        }
+        let seconds = TestDepth.count("REPLOG_NETWORK_SECONDS", quick: 12, deep: 40)
+        let seed = Self.environment["REPLOG_NETWORK_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
+        print("real network, \(nodes) nodes: \(seconds) s, seed \(seed)")
+        let run = try await NemesisRun(nodes: nodes, seed: seed)
+        defer { run.tearDown() }
+        let report = try await run.run(for: .seconds(seconds))
+        print(report.summary)
+        for fault in report.faults { print("  fault: \(fault)") }
+        #expect(report.acknowledged > 0, "no append was acknowledged with w of a majority")
+        #expect(report.committedReads > 0 && report.linearizableReads > 0, "the readers were shown nothing")
+        #expect(report.violations.isEmpty, "seed \(seed) (REPLOG_NETWORK_SEED=\(seed) replays the choices):\n\(report.violations.prefix(20).joined(separator: "\n"))\n\(run.logs)")
+    }
+}
+
+/// One run of the nemesis against a cluster in namespaces, its clients and its checker.
+final class NemesisRun: Sendable {
+    struct Report: Sendable {
+        let violations: [String]
+        let faults: [String]
+        let acknowledged: Int
+        let committedReads: Int
+        let linearizableReads: Int
+        let summary: String
+    }
+
+    let network: NamespaceNetwork
+    let nodes: Int
+    let seed: UInt64
+    private let random: Locked<SplitMix64>
+    private let folder: URL
+    private let secretFile: URL
+    /// The process running as each node now, and every process started (for logs).
+    private let current = Locked<[Int: NodeProcess]>([:])
+    private let started = Locked<[(node: Int, process: NodeProcess)]>([])
+    private let history = Locked<[HistoryChecker.Record]>([])
+    private let batches = Locked<[[String]]>([])
+    private let faults = Locked<[String]>([])
+    /// What committed reads were shown: seq → message.
+    private let shown = Locked<[Int: String]>([:])
+    /// Acknowledged with `w` of a majority: seq → message (what a linearizable read must hold).
+    private let acknowledged = Locked<[Int: String]>([:])
+    private let violations = Locked<[String]>([])
+    private let counts = Locked((committed: 0, linearizable: 0))
+    var majority: Int { nodes / 2 + 1 }
+
+    init(nodes: Int, seed: UInt64) async throws {
+        network = try NamespaceNetwork(nodes: nodes)
+        self.nodes = nodes
+        self.seed = seed
+        random = Locked(SplitMix64(seed: seed))
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-netns-\(UUID().uuidString)")
+        secretFile = folder.appendingPathComponent("cluster-secret")
+        do {
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            try Data(secret.utf8).write(to: secretFile)
+            try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secretFile.path)
+            for node in (1..<nodes).map({ $0 }) + [0] { try await start(node) }
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    func url(_ node: Int) -> String { "http://\(network.address(node)):5000" }
+
+    /// Node 0 is started as `replog master --failover`, the others as `replog secondary`, as
+    /// a user would start them, each on its own address.
+    private func arguments(_ node: Int) -> [String] {
+        let common = [
+            "--host", network.address(node), "--port", "5000", "--data-dir", folder.appendingPathComponent("n\(node)").path,
+            "--cluster-secret-file", secretFile.path, "--heartbeat-interval", "100ms", "--election-timeout", "300ms", "--log-level", "info",
+        ]
+        guard node == 0 else { return ["secondary"] + common }
+        return ["master", "--failover"] + (1..<nodes).flatMap { ["--secondary", url($0)] } + common
+    }
+
+    private func start(_ node: Int) async throws {
+        let process = try await NodeProcess(arguments(node), wrapper: network.inside(node))
+        started.withLock { $0.append((node, process)) }
+        current.withLock { $0[node] = process }
+        _ = try await process.waitUntilListening()
+    }
+
+    /// Every node's output, for a failure message.
+    var logs: String {
+        started.withLock { $0.map { "== n\($0.node) (pid \($0.process.pid))\n\($0.process.log.suffix(6_000))" }.joined(separator: "\n") }
+    }
+
+    func tearDown() {
+        for (_, process) in started.withLock({ $0 }) {
+            process.signal(SIGCONT)
+            process.signal(SIGKILL)
+        }
+        network.tearDown()
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    private func draw(_ range: ClosedRange<Int>) -> Int {
+        random.withLock { range.lowerBound + Int($0.next() % UInt64(range.count)) }
+    }
+
+    private func violation(_ text: String) { violations.withLock { $0.append(text) } }
+
+    /// The node that some node's `/health` names as master.
+    private func currentMaster() async -> Int? {
+        for node in 0..<nodes {
+            guard let master = (try? await HTTP.get(url(node) + "/health", timeout: .seconds(1)))?.json["master"] as? String else { continue }
+            if let index = (0..<nodes).first(where: { url($0) == master }) { return index }
+        }
+        return nil
+    }
+
+    // MARK: Running
+
+    func run(for duration: Duration) async throws -> Report {
+        let deadline = ContinuousClock.now + duration
+        await withTaskGroup(of: Void.self) { group in
+            for writer in 0..<3 { group.addTask { await self.write(as: writer, until: deadline) } }
+            for reader in 0..<2 { group.addTask { await self.read(as: reader, until: deadline) } }
+            group.addTask { await self.strike(until: deadline) }
+        }
+        try heal()
+        for node in 0..<nodes where current.withLock({ $0[node]?.isRunning }) != true { try await start(node) }
+        guard await barrier() else {
+            violation("the cluster did not converge within 60 s after the faults")
+            return report()
+        }
+        let logs = try await (0..<nodes).asyncMap { node in
+            ("n\(node)", try await HTTP.messages(url(node), read: "local").map { LogEntry(seq: $0.seq, message: $0.message) })
+        }
+        for problem in HistoryChecker.check(history.withLock { $0 }, logs: logs) { violation(problem) }
+        for problem in HistoryChecker.checkBatches(batches.withLock { $0 }, logs: logs) { violation(problem) }
+        let final = logs[0].1
+        for (seq, message) in shown.withLock({ $0 }).sorted(by: { $0.key < $1.key }) where seq > final.count || final[seq - 1].message != message {
+            violation("a reader was shown \(message) at seq \(seq), but the final log holds \(seq <= final.count ? final[seq - 1].message : "nothing") there")
+        }
+        var views: Set<String> = []
+        for node in 0..<nodes {
+            let health = try await HTTP.get(url(node) + "/health", timeout: .seconds(5)).json
+            views.insert("\(health["seq"] as? Int ?? -1):\(health["hash"] as? String ?? "none")")
+        }
+        if views.count != 1 { violation("the nodes end with other logs (seq:hash): \(views.sorted())") }
+        return report()
+    }
+
+    private func report() -> Report {
+        let records = history.withLock { $0 }
+        let acknowledged = records.count { if case .ok = $0.outcome { true } else { false } }
+        let (committed, linearizable) = counts.withLock { $0 }
+        let faults = self.faults.withLock { $0 }
+        return Report(
+            violations: violations.withLock { $0 }, faults: faults, acknowledged: acknowledged, committedReads: committed,
+            linearizableReads: linearizable,
+            summary: "real network, \(nodes) nodes, seed \(seed): \(records.count) messages appended (\(acknowledged) acknowledged with w >= "
+                + "\(majority)), \(faults.count) faults, \(committed) committed reads and \(linearizable) linearizable reads answered, "
+                + "\(violations.withLock { $0.count }) violations")
+    }
+
+    /// After the faults: a `w` = every node append (through any node, following its `307`)
+    /// until one is answered, when every node holds everything before it.
+    private func barrier() async -> Bool {
+        let settle = ContinuousClock.now + .seconds(60)
+        var outcome = HistoryChecker.Outcome.unknown
+        while ContinuousClock.now < settle {
+            outcome = await ChaosTests.append(url(draw(0...(nodes - 1))), ["message": "barrier", "w": nodes, "id": "barrier", "timeout": 5000], timeout: .seconds(6))
+            if case .ok = outcome { break }
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        history.withLock { $0.append(.init(message: "barrier", outcome: outcome)) }
+        if case .ok = outcome { return true }
+        return false
+    }
+
+    // MARK: The nemesis
+
+    /// One fault at a time, each for 0.2 to 2 s, then healed, until the deadline.
+    private func strike(until deadline: ContinuousClock.Instant) async {
+        while ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(draw(300...1_200)))
+            let (kind, length) = (draw(0...8), Duration.milliseconds(draw(200...2_000)))
+            let master = await currentMaster()
+            let any = draw(0...(nodes - 1))
+            let other = (any + draw(1...(nodes - 1))) % nodes
+            do {
+                switch kind {
+                case 0, 1:
+                    let node = kind == 0 ? master ?? any : any
+                    note("isolate n\(node)\(node == master ? " (the master)" : "") for \(length)")
+                    try network.isolate(node)
+                case 2:
+                    note("cut n\(any) <-> n\(other) for \(length)")
+                    try network.cut(any, other)
+                case 3:
+                    note("n\(other) stops hearing n\(any) (one way) for \(length)")
+                    try network.cut(from: any, to: other)
+                case 4:
+                    // A minority, the master in it half the time; the majority goes on.
+                    var side: Set<Int> = master.map { draw(0...1) == 0 ? [$0] : [] } ?? []
+                    while side.count < nodes / 2 { side.insert(draw(0...(nodes - 1))) }
+                    note("split \(side.sorted().map { "n\($0)" }) from the rest for \(length)")
+                    try network.split(side)
+                case 5:
+                    let node = master ?? any
+                    note("kill -9 n\(node) for \(length)")
+                    current.withLock { $0[node] }?.signal(SIGKILL)
+                    _ = try? await current.withLock { $0[node] }?.waitForExit()
+                    try? await Task.sleep(for: length)
+                    try await start(node)
+                    continue
+                case 6:
+                    let node = master ?? any
+                    note("SIGSTOP n\(node) for \(length)")
+                    current.withLock { $0[node] }?.signal(SIGSTOP)
+                    try? await Task.sleep(for: length)
+                    current.withLock { $0[node] }?.signal(SIGCONT)
+                    continue
+                case 7:
+                    let loss = Double(draw(30...70)) / 100
+                    note("n\(any) <-> n\(other) lose \(Int(loss * 100)) % of packets for \(length)")
+                    try network.cut(from: any, to: other, loss: loss)
+                    try network.cut(from: other, to: any, loss: loss)
+                default:
+                    note("n\(any) sends at most 64 kbit/s for \(length)")
+                    try network.slow(any, kbit: 64)
+                }
+                try? await Task.sleep(for: length)
+                try heal()
+            } catch {
+                violation("the nemesis failed: \(error)")
+                return
+            }
+        }
+    }
+
+    private func note(_ fault: String) { faults.withLock { $0.append(fault) } }
+
+    private func heal() throws {
+        try network.heal()
+        for process in current.withLock({ Array($0.values) }) { process.signal(SIGCONT) }
+    }
+
+    // MARK: Clients
+
+    /// Appends through any node with `w` of 1, a majority or all, an `id` every other time
+    /// (retried once through the next node when the answer was lost), a batch of three one
+    /// time in four.
+    private func write(as writer: Int, until deadline: ContinuousClock.Instant) async {
+        var index = 0
+        while ContinuousClock.now < deadline {
+            index += 1
+            let message = "w\(writer)-\(index)"
+            let w = [1, majority, nodes, majority][draw(0...3)]
+            let node = draw(0...(nodes - 1))
+            let id = draw(0...1) == 0 ? "id-\(message)" : nil
+            let messages = draw(0...3) == 0 ? (1...3).map { "\(message).\($0)" } : [message]
+            var body: [String: any Sendable] = ["w": w, "timeout": 2_000]
+            if messages.count > 1 {
+                body["messages"] = messages
+                batches.withLock { $0.append(messages) }
+            } else {
+                body["message"] = message
+            }
+            if let id { body["id"] = id }
+            var outcome = await ChaosTests.append(url(node), body, timeout: .seconds(3))
+            record(messages, outcome, w: w)
+            if id != nil, outcome == .unknown, w >= majority, ContinuousClock.now < deadline {
+                outcome = await ChaosTests.append(url((node + 1) % nodes), body, timeout: .seconds(3))
+                record(messages, outcome, w: w)
+            }
+            if case .ok = outcome {} else { try? await Task.sleep(for: .milliseconds(20)) }
+        }
+    }
+
+    private func record(_ messages: [String], _ outcome: HistoryChecker.Outcome, w: Int) {
+        // A w below a majority may be cut in a failover: the client only knows it was taken.
+        let kept = w < majority && outcome != .refused ? .unknown : outcome
+        history.withLock { history in
+            for (offset, message) in messages.enumerated() {
+                let each = if case .ok(let first) = kept { HistoryChecker.Outcome.ok(seq: first + offset) } else { kept }
+                history.append(.init(message: message, outcome: each))
+            }
+        }
+        if case .ok(let first) = kept {
+            acknowledged.withLock { for (offset, message) in messages.enumerated() { $0[first + offset] = message } }
+        }
+    }
+
+    /// Reads any node: four times in five a committed long poll after what it last read
+    /// there, once in five a linearizable list (through a `307` to the master).
+    private func read(as reader: Int, until deadline: ContinuousClock.Instant) async {
+        var next = Array(repeating: 1, count: nodes)
+        while ContinuousClock.now < deadline {
+            let node = draw(0...(nodes - 1))
+            if draw(0...4) > 0 {
+                let query = "/messages?from=\(next[node])&limit=500&wait=300"
+                guard let reply = try? await HTTP.get(url(node) + query, timeout: .seconds(2)), reply.status == 200 else { continue }
+                let entries = Self.entries(reply)
+                counts.withLock { $0.committed += 1 }
+                for (seq, message) in entries {
+                    let earlier = shown.withLock { shown in
+                        defer { shown[seq] = shown[seq] ?? message }
+                        return shown[seq]
+                    }
+                    if let earlier, earlier != message {
+                        violation("reader \(reader) was shown \(message) at seq \(seq) on n\(node), another reader \(earlier)")
+                    }
+                }
+                if let last = entries.last?.seq { next[node] = last + 1 }
+            } else {
+                let before = acknowledged.withLock { $0 }
+                guard let reply = try? await HTTP.get(url(node) + "/messages?read=linearizable", timeout: .seconds(2)), reply.status == 200 else {
+                    continue
+                }
+                counts.withLock { $0.linearizable += 1 }
+                let read = Dictionary(Self.entries(reply), uniquingKeysWith: { first, _ in first })
+                for (seq, message) in before.sorted(by: { $0.key < $1.key }) where read[seq] != message {
+                    violation("a linearizable read through n\(node) lacks \(message) at seq \(seq) (shows \(read[seq] ?? "nothing")), acknowledged before it began")
+                }
+            }
+        }
+    }
+
+    private static func entries(_ reply: HTTP.Reply) -> [(seq: Int, message: String)] {
+        (reply.json["messages"] as? [[String: any Sendable]] ?? []).compactMap { entry in
+            guard let seq = entry["seq"] as? Int, let message = entry["message"] as? String else { return nil }
+            return (seq: seq, message: message)
+        }
+    }
+}
+
+extension Sequence {
+    /// `map` with an async transform, in order.
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}
