@@ -148,7 +148,8 @@ final class NemesisRun: Sendable {
         let deadline = ContinuousClock.now + duration
         await withTaskGroup(of: Void.self) { group in
             for writer in 0..<3 { group.addTask { await self.write(as: writer, until: deadline) } }
-            for reader in 0..<2 { group.addTask { await self.read(as: reader, until: deadline) } }
+            for reader in 0..<2 { group.addTask { await self.readCommitted(as: reader, until: deadline) } }
+            group.addTask { await self.readLinearizable(until: deadline) }
             group.addTask { await self.strike(until: deadline) }
         }
         try heal()
@@ -205,11 +206,11 @@ final class NemesisRun: Sendable {
 
     // MARK: The nemesis
 
-    /// One fault at a time, each for 0.2 to 2 s, then healed, until the deadline.
+    /// One fault at a time, each for 0.2 to 1.5 s, then healed, until the deadline.
     private func strike(until deadline: ContinuousClock.Instant) async {
         while ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(draw(300...1_200)))
-            let (kind, length) = (draw(0...8), Duration.milliseconds(draw(200...2_000)))
+            try? await Task.sleep(for: .milliseconds(draw(200...800)))
+            let (kind, length) = (draw(0...8), Duration.milliseconds(draw(200...1_500)))
             let master = await currentMaster()
             let any = draw(0...(nodes - 1))
             let other = (any + draw(1...(nodes - 1))) % nodes
@@ -317,37 +318,54 @@ final class NemesisRun: Sendable {
         }
     }
 
-    /// Reads any node: four times in five a committed long poll after what it last read
-    /// there, once in five a linearizable list (through a `307` to the master).
-    private func read(as reader: Int, until deadline: ContinuousClock.Instant) async {
+    /// Reads any node: a committed long poll after what it last read there.
+    private func readCommitted(as reader: Int, until deadline: ContinuousClock.Instant) async {
         var next = Array(repeating: 1, count: nodes)
         while ContinuousClock.now < deadline {
             let node = draw(0...(nodes - 1))
-            if draw(0...4) > 0 {
-                let query = "/messages?from=\(next[node])&limit=500&wait=300"
-                guard let reply = try? await HTTP.get(url(node) + query, timeout: .seconds(2)), reply.status == 200 else { continue }
-                let entries = Self.entries(reply)
-                counts.withLock { $0.committed += 1 }
-                for (seq, message) in entries {
-                    let earlier = shown.withLock { shown in
-                        defer { shown[seq] = shown[seq] ?? message }
-                        return shown[seq]
+            let query = "/messages?from=\(next[node])&limit=500&wait=300"
+            guard let reply = try? await HTTP.get(url(node) + query, timeout: .seconds(2)), reply.status == 200 else { continue }
+            let entries = Self.entries(reply)
+            counts.withLock { $0.committed += 1 }
+            for (seq, message) in entries {
+                let earlier = shown.withLock { shown in
+                    defer { shown[seq] = shown[seq] ?? message }
+                    return shown[seq]
+                }
+                if let earlier, earlier != message {
+                    violation("reader \(reader) was shown \(message) at seq \(seq) on n\(node), another reader \(earlier)")
+                }
+            }
+            if let last = entries.last?.seq { next[node] = last + 1 }
+        }
+    }
+
+    /// Every 30 ms, a linearizable list through each node (following its `307` to the master
+    /// it names), without waiting for the earlier ones: a read sent to a frozen or cut-off
+    /// master that still believes it rules waits there, and is answered (or refused) when
+    /// it wakes. Each answer must hold every write acknowledged with `w` of a majority
+    /// before it was sent.
+    private func readLinearizable(until deadline: ContinuousClock.Instant) async {
+        let inFlight = Locked(Array(repeating: 0, count: nodes))
+        await withTaskGroup(of: Void.self) { group in
+            while ContinuousClock.now < deadline {
+                for node in 0..<nodes where inFlight.withLock({ $0[node] }) < 20 {
+                    inFlight.withLock { $0[node] += 1 }
+                    let before = acknowledged.withLock { $0 }
+                    group.addTask {
+                        defer { inFlight.withLock { $0[node] -= 1 } }
+                        let reply = try? await HTTP.get(self.url(node) + "/messages?read=linearizable", timeout: .seconds(3))
+                        guard let reply, reply.status == 200 else { return }
+                        self.counts.withLock { $0.linearizable += 1 }
+                        let read = Dictionary(Self.entries(reply), uniquingKeysWith: { first, _ in first })
+                        for (seq, message) in before.sorted(by: { $0.key < $1.key }) where read[seq] != message {
+                            self.violation(
+                                "a linearizable read through n\(node) lacks \(message) at seq \(seq) (shows \(read[seq] ?? "nothing")), "
+                                    + "acknowledged before it was sent")
+                        }
                     }
-                    if let earlier, earlier != message {
-                        violation("reader \(reader) was shown \(message) at seq \(seq) on n\(node), another reader \(earlier)")
-                    }
                 }
-                if let last = entries.last?.seq { next[node] = last + 1 }
-            } else {
-                let before = acknowledged.withLock { $0 }
-                guard let reply = try? await HTTP.get(url(node) + "/messages?read=linearizable", timeout: .seconds(2)), reply.status == 200 else {
-                    continue
-                }
-                counts.withLock { $0.linearizable += 1 }
-                let read = Dictionary(Self.entries(reply), uniquingKeysWith: { first, _ in first })
-                for (seq, message) in before.sorted(by: { $0.key < $1.key }) where read[seq] != message {
-                    violation("a linearizable read through n\(node) lacks \(message) at seq \(seq) (shows \(read[seq] ?? "nothing")), acknowledged before it began")
-                }
+                try? await Task.sleep(for: .milliseconds(30))
             }
         }
     }
