@@ -27,6 +27,8 @@ import Synchronization
 /// - no reader is shown an entry that the cluster later replaces: every node's committed
 ///   reads agree with each other and with the final log, and no node's commit point goes
 ///   back (not across its restarts either);
+/// - in half of the schedules, every linearizable read (through any node, following its
+///   redirect) holds every message acknowledged with `w` of a majority before it began;
 /// - a `201` for `w` only once `w` nodes held the message at its seq, fsynced;
 /// - every `201` with `w` of a majority or more is in the log of every master of a later
 ///   epoch at its seq;
