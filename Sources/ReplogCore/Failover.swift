@@ -225,7 +225,7 @@ public struct FailoverInstance: Sendable {
     /// whether to serve it; a refusal answers with this node's epoch, which deposes the
     /// sender. Persist `record` before answering when it changed.
     public mutating func onMasterContact(epoch: Int, master: String, now: Duration) -> (accepted: Bool, directives: [Directive]) {
-        guard epoch >= record.epoch, master != settings.me else { return (false, []) }
+        guard record.admitsMaster(of: epoch), master != settings.me else { return (false, []) }
         let directives = epoch > record.epoch ? adopt(epoch: epoch) : []
         if role == .master { return (false, []) }  // a second master in one epoch: never (votes are single)
         role = .secondary
@@ -333,6 +333,10 @@ public struct ElectionRecord: Sendable, Equatable, Codable {
         self.votedFor = votedFor
         self.history = history
     }
+
+    /// Whether a master of `epoch` may be heard: never one of an epoch older than this node
+    /// has seen (it was deposed, whether it knows it or not).
+    public func admitsMaster(of epoch: Int) -> Bool { epoch >= self.epoch }
 }
 
 /// "Vote for me in `epoch`": `log` is the candidate's log position.

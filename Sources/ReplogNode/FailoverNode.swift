@@ -312,7 +312,7 @@ public final class FailoverNode: Service, Sendable {
         }
         let (replica, directives, newMaster) = try state.withLock { state throws -> (SecondaryReplica?, [FailoverInstance.Directive], String?) in
             // An older epoch's master teaches nothing, not even who the members are.
-            guard stamp.epoch >= state.election.record.epoch else {
+            guard state.election.record.admitsMaster(of: stamp.epoch) else {
                 throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.election.record.epoch, master: state.instance?.master))
             }
             state.stamped = true
