@@ -55,40 +55,51 @@ extension Master {
 
 /// Rounds shared by the reads that wait at the same moment: a read joins the next round to
 /// start (one that is running began before the read came, so it proves nothing for it).
+/// Up to two rounds run at once, so that a read that comes while one runs starts the next
+/// at once instead of waiting for it to end (a read then waits about one round, not one and
+/// a half); reads that come while two run share the round that starts after them.
 final class ReadRounds: Sendable {
     private struct State {
         var waiting: [CheckedContinuation<Bool, Never>] = []
-        var running = false
+        var running = 0
     }
 
+    static let concurrentRounds = 2
     private let state = Mutex(State())
     private let taskExecutor: (any TaskExecutor)?
 
     init(taskExecutor: (any TaskExecutor)?) { self.taskExecutor = taskExecutor }
 
-    /// Whether the next round of `round` confirmed.
+    /// Whether a round of `round` that started after this call confirmed.
     func confirm(_ round: @escaping @Sendable () async -> Bool) async -> Bool {
         await withCheckedContinuation { continuation in
-            let start = state.withLock { state -> Bool in
+            let readers = state.withLock { state -> [CheckedContinuation<Bool, Never>]? in
                 state.waiting.append(continuation)
-                guard !state.running else { return false }
-                state.running = true
-                return true
+                return startRound(&state)
             }
-            if start { Task(executorPreference: taskExecutor) { await self.runRounds(round) } }
+            if let readers { Task(executorPreference: taskExecutor) { await self.run(round, for: readers) } }
         }
     }
 
-    private func runRounds(_ round: @Sendable () async -> Bool) async {
+    /// Takes the waiting reads into a new round, if one may start now.
+    private func startRound(_ state: inout State) -> [CheckedContinuation<Bool, Never>]? {
+        guard state.running < Self.concurrentRounds, !state.waiting.isEmpty else { return nil }
+        state.running += 1
+        defer { state.waiting = [] }
+        return state.waiting
+    }
+
+    private func run(_ round: @escaping @Sendable () async -> Bool, for readers: [CheckedContinuation<Bool, Never>]) async {
+        var readers = readers
         while true {
-            let readers = state.withLock { state -> [CheckedContinuation<Bool, Never>] in
-                defer { state.waiting = [] }
-                if state.waiting.isEmpty { state.running = false }
-                return state.waiting
-            }
-            guard !readers.isEmpty else { return }
             let confirmed = await round()
             for reader in readers { reader.resume(returning: confirmed) }
+            // Reads that came meanwhile start the next round here.
+            guard let next = state.withLock({ state -> [CheckedContinuation<Bool, Never>]? in
+                state.running -= 1
+                return startRound(&state)
+            }) else { return }
+            readers = next
         }
     }
 }
