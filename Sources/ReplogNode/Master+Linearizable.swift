@@ -22,11 +22,16 @@ extension Master {
     }
 
     /// One heartbeat round: whether a majority (this master included) answered in its epoch.
+    /// It asks as few members as can make that majority, those that answered last first, and
+    /// one more for each that fails: every probe costs both ends CPU that reads need too.
     private func confirmMajority() async -> Bool {
-        let needed = settings.clusterSize / 2 + 1
-        guard needed > 1 else { return true }
+        let others = settings.clusterSize / 2  // members that must answer besides this master
+        guard others > 0 else { return true }
+        var untried: [String] = state.withLock { state in
+            settings.secondaries.sorted { (state.instance.peers[$0]?.lastContact ?? .zero) > (state.instance.peers[$1]?.lastContact ?? .zero) }
+        }
         return await withTaskGroup(of: Bool.self) { group in
-            for peer in settings.secondaries {
+            func ask(_ peer: String) {
                 group.addTask {
                     do {
                         let replica = try await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout)
@@ -40,12 +45,17 @@ extension Master {
                     }
                 }
             }
-            var confirmed = 1
-            for await answered in group where answered {
-                confirmed += 1
-                if confirmed >= needed {
-                    group.cancelAll()
-                    return true
+            for _ in 0..<others where !untried.isEmpty { ask(untried.removeFirst()) }
+            var confirmed = 0
+            for await answered in group {
+                if answered {
+                    confirmed += 1
+                    if confirmed >= others {
+                        group.cancelAll()
+                        return true
+                    }
+                } else if !untried.isEmpty {
+                    ask(untried.removeFirst())
                 }
             }
             return false
