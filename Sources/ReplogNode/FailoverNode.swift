@@ -306,8 +306,12 @@ public final class FailoverNode: Service, Sendable {
     /// to serve it.
     private func follow(_ stamp: EpochStamp?) throws -> SecondaryReplica {
         guard let stamp else {
-            // A master without failover: this node is its secondary, as before failover.
-            if case .secondary(let replica) = current { return replica }
+            // A master without failover: this node is its secondary, as before failover. A
+            // node of a cluster with failover hears only masters of an epoch: a request without
+            // a stamp there comes from a master that was deposed as it sent it (it stops
+            // stamping when it steps down), and answering it would confirm that master to a
+            // linearizable read, or store what it sends (the real-node simulation, seed 324).
+            if !state.withLock({ $0.stamped }), case .secondary(let replica) = current { return replica }
             throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil))
         }
         let (replica, directives, newMaster) = try state.withLock { state throws -> (SecondaryReplica?, [FailoverInstance.Directive], String?) in

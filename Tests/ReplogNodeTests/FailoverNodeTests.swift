@@ -24,6 +24,33 @@ import Testing
         #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["new epoch 1"])
     }
 
+    /// A master stops stamping its requests when it steps down, and requests it sent as it did
+    /// arrive without a stamp. A node of a cluster with failover refuses them: answering would
+    /// confirm a deposed master to a linearizable read, or store what it sends (found by the
+    /// real-node simulation, seed 324: a deposed master answered a linearizable read without
+    /// a write the new master's majority had acknowledged). A node that never heard a master
+    /// of an epoch still serves a master without failover.
+    @Test func aNodeWithFailoverRefusesRequestsWithoutAnEpochStamp() async throws {
+        let clock = ManualClock()
+        func node() throws -> FailoverNode {
+            let store = InMemoryLogStore()
+            return try FailoverNode(
+                settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+                store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: InMemoryTransport(clock: clock),
+                clock: clock)
+        }
+        let plain = try node()
+        #expect(try plain.probe(stamp: nil).seq == 0, "a master without failover is served")
+        let member = try node()
+        let stamp = EpochStamp(epoch: 1, master: "m", members: ["m", "x"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        _ = try member.probe(stamp: stamp, commit: 0)
+        #expect(throws: FailoverNode.StaleEpoch.self) { try member.probe(stamp: nil) }
+        await #expect(throws: FailoverNode.StaleEpoch.self) {
+            try await member.receive([LogEntry(seq: 1, message: "from a deposed master")], of: "L", stamp: nil)
+        }
+        #expect(try member.read(from: 1, limit: 10, level: .local).isEmpty)
+    }
+
     /// A deposed master comes back holding the new master's log up to the new epoch's start,
     /// then two entries of its own old epoch. It must not date those entries to the new epoch
     /// (taking on the new master's history), or it would count as more up to date than a
