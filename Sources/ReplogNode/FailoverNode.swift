@@ -262,12 +262,10 @@ public final class FailoverNode: Service, Sendable {
     public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) throws -> ReplicaState {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil)) }
         let replica = try follow(stamp)
-        // What this node learned was committed no failover replaces, so it agrees with every
-        // later master's log: never cut it. A master asks for less when it no longer holds
-        // its own hash at the next seq (its retention dropped it meanwhile).
-        let seq = max(request.after, min(commitPoint.learned, store.lastSeq))
-        let cut = try replica.truncate(after: seq, unlessNextHash: seq == request.after ? request.nextHash : nil)
-        if !cut.isEmpty {
+        // What this node learned was committed no failover replaces: it is never cut.
+        let cut = try replica.truncate(after: request.after, unlessNextHash: request.nextHash, keeping: commitPoint.learned)
+        if let first = cut.first {
+            let seq = first.seq - 1
             let saved = (try? directory.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) }) ?? nil
             logger.warning("cut entries the master of this epoch does not hold", metadata: [
                 "replog.after": "\(seq)", "replog.entries": "\(cut.count)", "replog.epoch": "\(stamp.epoch)",

@@ -261,11 +261,15 @@ public final class SecondaryReplica: Sendable {
 
     /// Failover: cuts every entry after `seq` (the master's log parts from this one there)
     /// and returns them; held-back entries go too. Durable before it returns.
-    public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil) throws(LogStoreError) -> [LogEntry] {
+    /// - Parameter committed: what this node learned was committed, which no later master's
+    ///   log parts from: never cut (a master asks for less when its retention dropped its
+    ///   own hash at the seq after it).
+    public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0) throws(LogStoreError) -> [LogEntry] {
         try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
             // It already holds the master's entry after `seq`, so the master's log up to there:
             // the request was decided on an older answer.
             if let nextHash, store.hash(at: seq + 1) == nextHash { return [] }
+            let seq = max(seq, min(committed, store.lastSeq))
             let cut = try store.truncate(after: seq)
             commit.truncated(after: seq)
             watch.cut(to: seq)

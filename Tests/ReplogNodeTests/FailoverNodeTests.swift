@@ -24,6 +24,20 @@ import Testing
         #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["new epoch 1"])
     }
 
+    /// A cut never takes what the member learned was committed (a master whose retention
+    /// dropped its own hash at the next seq asks for less: the real-node simulation, seeds 24
+    /// and 27), and takes nothing when the member already holds the master's entry after the
+    /// cut, whatever it learned (seed 4732: a cut decided on an older answer took an entry
+    /// that the master had counted towards `w`).
+    @Test func aCutKeepsWhatIsCommittedAndNothingGoesWhenTheNextEntryIsTheMasters() async throws {
+        let replica = SecondaryReplica(clock: ManualClock())
+        _ = try await replica.receive((1...5).map { LogEntry(seq: $0, message: "m\($0)") }, of: "L")
+        let masterNext = replica.store.hash(at: 3)
+        #expect(try replica.truncate(after: 2, unlessNextHash: masterNext, keeping: 4).isEmpty, "it holds the master's seq 3")
+        #expect(try replica.truncate(after: 2, unlessNextHash: "another log", keeping: 4).map(\.seq) == [5], "seqs 1-4 are committed")
+        #expect(try replica.read(from: 1, limit: 10, level: .local).map(\.seq) == [1, 2, 3, 4])
+    }
+
     /// A master stops stamping its requests when it steps down, and requests it sent as it did
     /// arrive without a stamp. A node of a cluster with failover refuses them: answering would
     /// confirm a deposed master to a linearizable read, or store what it sends (found by the
