@@ -462,15 +462,22 @@ final class NodeElectionSimulation: Sendable {
     private func linearizableRead(via: String) {
         let before = state.withLock { $0.committed }
         Task(executorPreference: executor) {
-            var node = self.state.withLock { $0.running[via]?.node }
-            if let current = node, case .secondary = current.current, case .some(let master?) = current.masterForClients {
-                node = self.state.withLock { $0.running[master]?.node }
+            var name = via
+            if let current = self.state.withLock({ $0.running[via]?.node }), case .secondary = current.current,
+               case .some(let master?) = current.masterForClients
+            {
+                name = master
             }
-            guard let node, case .master(let master) = node.current else { return }
+            guard let node = self.state.withLock({ $0.running[name]?.node }), case .master(let master) = node.current else { return }
             do throws(Master.AppendError) {
                 try await master.confirmForRead()
             } catch {
                 self.log("linearizable read via \(via): refused (\(error))")
+                return
+            }
+            // A node that crashed during the round answers nothing: its client's connection is gone.
+            guard self.state.withLock({ $0.running[name]?.node }) === node else {
+                self.log("linearizable read via \(via): \(name) crashed before it answered")
                 return
             }
             let first = node.store.firstSeq
