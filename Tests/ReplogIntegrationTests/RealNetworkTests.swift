@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
 import ReplogCore
 import ReplogTestKit
 import Testing
@@ -149,6 +151,7 @@ final class NemesisRun: Sendable {
         await withTaskGroup(of: Void.self) { group in
             for writer in 0..<3 { group.addTask { await self.write(as: writer, until: deadline) } }
             for reader in 0..<2 { group.addTask { await self.readCommitted(as: reader, until: deadline) } }
+            group.addTask { await self.readStreams(until: deadline) }
             group.addTask { await self.readLinearizable(until: deadline) }
             group.addTask { await self.strike(until: deadline) }
         }
@@ -178,6 +181,7 @@ final class NemesisRun: Sendable {
 
     private func report() -> Report {
         let records = history.withLock { $0 }
+        if !violations.withLock({ $0.isEmpty }) { saveHistory(records) }
         let acknowledged = records.count { if case .ok = $0.outcome { true } else { false } }
         let (committed, linearizable) = counts.withLock { $0 }
         let faults = self.faults.withLock { $0 }
@@ -187,6 +191,24 @@ final class NemesisRun: Sendable {
             summary: "real network, \(nodes) nodes, seed \(seed): \(records.count) messages appended (\(acknowledged) acknowledged with w >= "
                 + "\(majority)), \(faults.count) faults, \(committed) committed reads and \(linearizable) linearizable reads answered, "
                 + "\(violations.withLock { $0.count }) violations")
+    }
+
+    /// Writes the whole history (one JSON line per append, then the faults and what readers
+    /// were shown) next to the test run, and says where: the checker's lines name the
+    /// messages to look for in it.
+    private func saveHistory(_ records: [HistoryChecker.Record]) {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("replog-netns-history-\(nodes)-nodes-seed-\(seed).jsonl")
+        var lines: [String] = records.map { record in
+            switch record.outcome {
+            case .ok(let seq): #"{"message":"\#(record.message)","outcome":"ok","seq":\#(seq)}"#
+            case .refused: #"{"message":"\#(record.message)","outcome":"refused"}"#
+            case .unknown: #"{"message":"\#(record.message)","outcome":"unknown"}"#
+            }
+        }
+        lines += faults.withLock { $0 }.map { #"{"fault":"\#($0)"}"# }
+        lines += shown.withLock { $0 }.sorted { $0.key < $1.key }.map { #"{"shown":"\#($0.value)","seq":\#($0.key)}"# }
+        try? Data((lines.joined(separator: "\n") + "\n").utf8).write(to: file)
+        violation("the whole history is in \(file.path)")
     }
 
     /// After the faults: a `w` = every node append (through any node, following its `307`)
@@ -327,16 +349,52 @@ final class NemesisRun: Sendable {
             guard let reply = try? await HTTP.get(url(node) + query, timeout: .seconds(2)), reply.status == 200 else { continue }
             let entries = Self.entries(reply)
             counts.withLock { $0.committed += 1 }
-            for (seq, message) in entries {
-                let earlier = shown.withLock { shown in
-                    defer { shown[seq] = shown[seq] ?? message }
-                    return shown[seq]
-                }
-                if let earlier, earlier != message {
-                    violation("reader \(reader) was shown \(message) at seq \(seq) on n\(node), another reader \(earlier)")
-                }
-            }
+            for (seq, message) in entries { recordShown(seq, message, on: node, by: "reader \(reader)") }
             if let last = entries.last?.seq { next[node] = last + 1 }
+        }
+    }
+
+    /// Follows `/messages/stream` on any node for about a second at a time, from after what
+    /// it last read there; every event is checked as a list's entries are.
+    private func readStreams(until deadline: ContinuousClock.Instant) async {
+        var next = Array(repeating: 1, count: nodes)
+        while ContinuousClock.now < deadline {
+            let node = draw(0...(nodes - 1))
+            let request = HTTPClientRequest(url: url(node) + "/messages/stream?from=\(next[node])")
+            guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)), response.status == .ok else {
+                try? await Task.sleep(for: .milliseconds(50))
+                continue
+            }
+            counts.withLock { $0.committed += 1 }
+            let stop = ContinuousClock.now + .seconds(1)
+            var text = ""
+            do {
+                for try await chunk in response.body {
+                    text += String(buffer: chunk)
+                    while let end = text.range(of: "\n\n") {
+                        let event = text[..<end.lowerBound]
+                        text.removeSubrange(..<end.upperBound)
+                        for line in event.split(separator: "\n") where line.hasPrefix("data: ") {
+                            let json = (try? JSONSerialization.jsonObject(with: Data(line.dropFirst(6).utf8))) as? [String: Any]
+                            guard let seq = json?["seq"] as? Int, let message = json?["message"] as? String else { continue }
+                            recordShown(seq, message, on: node, by: "a stream")
+                            next[node] = seq + 1
+                        }
+                    }
+                    if ContinuousClock.now >= stop { break }
+                }
+            } catch {}
+        }
+    }
+
+    /// Records what a reader was shown; another message at the same seq is a violation.
+    private func recordShown(_ seq: Int, _ message: String, on node: Int, by reader: String) {
+        let earlier = shown.withLock { shown in
+            defer { shown[seq] = shown[seq] ?? message }
+            return shown[seq]
+        }
+        if let earlier, earlier != message {
+            violation("\(reader) was shown \(message) at seq \(seq) on n\(node), another reader \(earlier)")
         }
     }
 
