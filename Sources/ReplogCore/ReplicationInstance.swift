@@ -165,8 +165,6 @@ public struct ReplicationInstance: Sendable {
         /// The secondary came back (or restarted): end its back-off and let its stream look
         /// for work at once.
         case wakeStream(peer: String)
-        /// The commit point advanced to this seq.
-        case committed(Int)
     }
 
     public let settings: Settings
@@ -227,16 +225,14 @@ public struct ReplicationInstance: Sendable {
     public func commitSeq(for url: String) -> Int { min(commitSeq, peers[url]!.matched) }
 
     /// The master's own log is durable through `seq`.
-    public mutating func onDurable(_ seq: Int) -> [Directive] {
+    public mutating func onDurable(_ seq: Int) {
         durableSeq = max(durableSeq, seq)
-        return advanceCommit()
+        advanceCommit()
     }
 
-    private mutating func advanceCommit() -> [Directive] {
-        let before = commitSeq
+    private mutating func advanceCommit() {
         let counted = Self.commitPoint(masterDurable: durableSeq, members: settings.secondaries.map { peers[$0]!.matched }, epochStart: epochStart)
         commitSeq = max(commitSeq, counted)
-        return commitSeq > before ? [.committed(commitSeq)] : []
     }
 
     /// The commit point a master may count from what it holds durably and what each member
@@ -370,7 +366,8 @@ public struct ReplicationInstance: Sendable {
         if quorum.isWritable != wasWritable { directives.append(.quorumChanged(quorum)) }
         if restarted { directives.append(.secondaryRestarted(peer: url, seq: replica.seq)) }
         if transition != nil || restarted { directives.append(.wakeStream(peer: url)) }
-        return directives + advanceCommit()
+        advanceCommit()
+        return directives
     }
 
     /// A heartbeat got no (usable) answer in time.

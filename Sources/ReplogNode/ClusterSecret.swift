@@ -46,10 +46,11 @@ public struct ClusterSecret: Sendable {
 
     /// The signature of a request.
     /// What a signature covers besides method, path and body: the master log and, with
-    /// failover, the epoch stamp (so that a captured request cannot be replayed with another).
-    public static func signedContext(log: String?, stamp: String?) -> String? {
+    /// failover, the epoch stamp and the commit point (so that a captured request cannot be
+    /// replayed with another).
+    public static func signedContext(log: String?, stamp: String?, commit: String? = nil) -> String? {
         guard let stamp else { return log }
-        return (log ?? "") + "\n" + stamp
+        return (log ?? "") + "\n" + stamp + (commit.map { "\n" + $0 } ?? "")
     }
 
     public func sign(method: String, path: String, log: String?, body: some DataProtocol) -> String {

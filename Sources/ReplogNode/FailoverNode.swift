@@ -476,7 +476,7 @@ public final class FailoverNode: Service, Sendable {
         stamps?.set(masterSettings.secondaries.map { peer in
             EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
         })
-        var hooks = Master.FailoverHooks(
+        let hooks = Master.FailoverHooks(
             refusal: { [weak self] in
                 guard let self else { return .notTheMaster(master: nil) }
                 return self.refusal()
@@ -488,12 +488,12 @@ public final class FailoverNode: Service, Sendable {
                 await takeovers.wait(for: epoch, upTo: timeout, on: clock)
             },
             epochStart: after,
+            committedBefore: min(commitPoint.learned, after),
             committed: { [weak self] seq, members in
                 guard let self else { return }
                 commitPoint.learn(seq)
                 stamps?.setCommits(members)
             })
-        hooks.committedBefore = min(commitPoint.learned, after)
         let master = Master(
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
             metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,

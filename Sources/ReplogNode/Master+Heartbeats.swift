@@ -238,8 +238,6 @@ extension Master {
         case .wakeStream(let peer):
             signals[peer]!.recovered.signal()
             signals[peer]!.newData.signal()
-        case .committed:
-            break  // handed on by `handle` with what each member may learn
         }
     }
 }

@@ -127,7 +127,7 @@ public final class Master: Service {
         /// The last seq of earlier epochs in this master's log.
         public var epochStart: Int
         /// The commit point this node learned before it was elected.
-        public var committedBefore = 0
+        public var committedBefore: Int
         /// The commit point advanced (`seq`), or what a member may learn of it changed
         /// (`members`: each member's commit point to send, as far as it holds this log).
         public var committed: @Sendable (_ seq: Int, _ members: [String: Int]) -> Void
@@ -135,13 +135,14 @@ public final class Master: Service {
         public init(
             refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) -> Void,
             deposed: @escaping @Sendable (String, Int) -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
-            epochStart: Int, committed: @escaping @Sendable (Int, [String: Int]) -> Void
+            epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int, [String: Int]) -> Void
         ) {
             self.refusal = refusal
             self.answered = answered
             self.deposed = deposed
             self.waitForTakeover = waitForTakeover
             self.epochStart = epochStart
+            self.committedBefore = committedBefore
             self.committed = committed
         }
     }
@@ -384,7 +385,12 @@ public final class Master: Service {
     /// advance the commit point.
     private func madeDurable() {
         watch.advanced(to: commit.durableSeq)
-        if failover != nil { handle { $0.onDurable(commit.durableSeq) } }
+        if failover != nil {
+            handle {
+                $0.onDurable(commit.durableSeq)
+                return []
+            }
+        }
     }
 
     // MARK: Reading

@@ -42,11 +42,11 @@ import Testing
     /// only as far as it holds this master's log.
     @Test func theCommitPointCountsDurableCopiesOfThisEpochOnly() {
         var instance = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log", epochStart: 5)
-        _ = instance.onDurable(7)
+        instance.onDurable(7)
         _ = instance.onContact(from: "s1", answer(5), lastSeq: 7, now: .zero)
         #expect(instance.commitSeq == 0, "a majority holds seq 5, but it is an older epoch's entry")
-        #expect(instance.onContact(from: "s1", answer(6), lastSeq: 7, now: .zero).contains(.committed(6)))
-        #expect(instance.commitSeq == 6)
+        _ = instance.onContact(from: "s1", answer(6), lastSeq: 7, now: .zero)
+        #expect(instance.commitSeq == 6, "an entry of this epoch on a majority commits it and all before it")
         #expect(instance.commitSeq(for: "s1") == 6)
         #expect(instance.commitSeq(for: "s2") == 0, "s2 holds nothing of this log as far as the master knows")
 
@@ -54,7 +54,8 @@ import Testing
         var single = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log")
         _ = single.onContact(from: "s1", answer(3), lastSeq: 3, now: .zero)
         #expect(single.commitSeq == 0, "the master's own copy counts only once durable")
-        #expect(single.onDurable(3) == [.committed(3)])
+        single.onDurable(3)
+        #expect(single.commitSeq == 3)
     }
 
     @Test func withoutQuorumAppendsAreRefusedButARetryIsStillAnswered() throws {

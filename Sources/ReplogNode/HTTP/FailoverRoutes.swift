@@ -35,26 +35,12 @@ public func buildFailoverRouter(
             }
         }
 
+        // Whichever role serves the read when it comes.
         router.addReadingRoutes(
             LogReader(
-                read: { from, limit, level throws(LogStoreError) in
-                    switch node.current {
-                    case .master(let master): try await master.list(from: from, limit: limit, level: level)
-                    case .secondary(let replica): try await replica.list(from: from, limit: limit, level: level)
-                    }
-                },
-                wait: { from, timeout, level in
-                    switch node.current {
-                    case .master(let master): await master.waitForEntries(from: from, level: level, upTo: timeout)
-                    case .secondary(let replica): await replica.waitForEntries(from: from, level: level, upTo: timeout)
-                    }
-                },
-                linearize: { request in
-                    switch node.current {
-                    case .master(let master): try await master.reader.linearize(request)
-                    case .secondary: throw APIError.readAtTheMaster(node.masterForClients ?? nil, request.uri.description)
-                    }
-                }))
+                read: { from, limit, level throws(LogStoreError) in try await node.reader.read(from, limit, level) },
+                wait: { from, timeout, level in await node.reader.wait(from, timeout, level) },
+                linearize: { request in try await node.reader.linearize(request) }))
 
         router.get("/health") { _, _ in
             let (role, epoch, master) = node.status
@@ -85,6 +71,16 @@ public func buildFailoverRouter(
                 response.headers[.location] = master + "/"
                 return response
             }
+        }
+    }
+}
+
+extension FailoverNode {
+    /// The log of the role this node plays now, for the reading routes.
+    var reader: LogReader {
+        switch current {
+        case .master(let master): master.reader
+        case .secondary(let replica): replica.reader(master: { [weak self] in self?.masterForClients ?? nil })
         }
     }
 }

@@ -64,13 +64,13 @@ public struct HTTPTransport: ReplicationTransport {
         _ extra: [(String, String)] = []
     ) -> HTTPHeaders {
         var headers = HTTPHeaders(extra)
-        let stamped = stamps.header(for: peer)
+        let stamped = stamps.header(for: peer).map { (stamp: $0.stamp, commit: String($0.commit)) }
         if let stamped {
             headers.add(name: InternalWire.epochHeader, value: stamped.stamp)
-            headers.add(name: InternalWire.commitHeader, value: String(stamped.commit))
+            headers.add(name: InternalWire.commitHeader, value: stamped.commit)
         }
         if let secret {
-            let signed = ClusterSecret.signedContext(log: log, stamp: stamped.map { "\($0.stamp)\n\($0.commit)" })
+            let signed = ClusterSecret.signedContext(log: log, stamp: stamped?.stamp, commit: stamped?.commit)
             headers.add(name: ClusterSecret.header, value: secret.sign(method: method.rawValue, path: path, log: signed, body: body))
         }
         return headers

@@ -257,7 +257,7 @@ private func checkSignature(
     }
     guard let secret else { return stamp }
     let signature = request.headers[HTTPFields.Element.Name(ClusterSecret.header)!]
-    let signed = ClusterSecret.signedContext(log: log, stamp: stampText.map { stamp in commitText.map { "\(stamp)\n\($0)" } ?? stamp })
+    let signed = ClusterSecret.signedContext(log: log, stamp: stampText, commit: commitText)
     guard secret.verify(signature, method: request.method.rawValue, path: path, log: signed, body: body.readableBytesView) else {
         throw APIError(
             .unauthorized,
