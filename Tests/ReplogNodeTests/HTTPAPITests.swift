@@ -553,6 +553,30 @@ import Testing
         #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a", "b", "c"])
     }
 
+    /// The commit point a master sends is covered by its signature with the epoch stamp: a
+    /// captured heartbeat with another `Replog-Commit` is refused (401), or a man in the
+    /// middle could make a member show its readers what the cluster did not commit.
+    @Test func aSignedHeartbeatWithAnotherCommitPointIs401() async throws {
+        let secret = try #require(ClusterSecret("correct horse battery staple"))
+        let app = Application(router: buildSecondaryRouter(replica: SecondaryReplica(), secret: secret))
+        let stamp = EpochStamp(
+            epoch: 1, master: "m", members: ["m", "s"], you: "s", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil
+        ).headerValue
+        let signature = secret.sign(
+            method: "GET", path: "/replicate", log: ClusterSecret.signedContext(log: nil, stamp: stamp, commit: "5"), body: [UInt8]())
+        try await app.test(.router) { client in
+            for (commit, status) in [("5", HTTPResponse.Status.ok), ("9", .unauthorized)] {
+                let headers: HTTPFields = [
+                    HTTPFields.Element.Name(InternalWire.epochHeader)!: stamp, HTTPFields.Element.Name(InternalWire.commitHeader)!: commit,
+                    HTTPFields.Element.Name(ClusterSecret.header)!: signature,
+                ]
+                try await client.execute(uri: "/replicate", method: .get, headers: headers) { response in
+                    #expect(response.status == status, "Replog-Commit: \(commit)")
+                }
+            }
+        }
+    }
+
     /// A delivery with a seq below 1, or without a log id, is refused with 400 and stores
     /// nothing. (The fuzzer found that seq 0 crashed a secondary.)
     @Test func aDeliveryOutsideTheLogIsRefused() async throws {
