@@ -152,20 +152,22 @@ extension Master {
     /// Feeds one event to the protocol under the lock, answers the appends it completes,
     /// then carries out the rest of its directives outside the lock.
     func handle(_ event: (inout ReplicationInstance) -> [ReplicationInstance.Directive]) {
-        let (directives, completed, commits) = state.withLock { state in
+        let (directives, completed, commitMoved) = state.withLock { state in
             let directives = event(&state.instance)
             var completed: [CheckedContinuation<WaitOutcome, Never>] = []
             for case .resume(let waiters) in directives {
                 completed += waiters.compactMap { state.waiters.finish($0, .satisfied) }
             }
-            return (directives, completed, failover == nil ? nil : commitsToSend(&state))
+            // Handed on under the lock: two events handled at once must hand on their commit
+            // points in the order they were counted, or the older one would be what every
+            // later heartbeat tells a member until the point moves again.
+            guard let failover, let commits = commitsToSend(&state) else { return (directives, completed, false) }
+            failover.committed(commits.seq, commits.members)
+            return (directives, completed, true)
         }
         for continuation in completed { continuation.resume(returning: .satisfied) }
         for directive in directives { carryOut(directive) }
-        if let commits {
-            failover?.committed(commits.seq, commits.members)
-            commitChanged.signal()
-        }
+        if commitMoved { commitChanged.signal() }
     }
 
     /// With failover: tells the members of a commit point that no delivery carried to them

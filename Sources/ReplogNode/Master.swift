@@ -130,6 +130,8 @@ public final class Master: Service {
         public var committedBefore: Int
         /// The commit point advanced (`seq`), or what a member may learn of it changed
         /// (`members`: each member's commit point to send, as far as it holds this log).
+        /// Called under the master's lock, in the order the points were counted: it must
+        /// not block or call back into the master.
         public var committed: @Sendable (_ seq: Int, _ members: [String: Int]) -> Void
 
         public init(
