@@ -11,6 +11,9 @@ a guarantee without a test that would fail if it broke.
     python3 scripts/mutants.py dup quorum # only these
     python3 scripts/mutants.py --list     # what they are
     python3 scripts/mutants.py --check    # only that each still applies to the code (CI runs this)
+    python3 scripts/mutants.py --nemesis 8 wcount oldepoch
+                                          # only the real-network nemesis (as root), seeds 1, 2, ... up
+                                          # to 8 runs of both topologies: which run first catches each
     python3 scripts/mutants.py --restore  # undo mutants that a killed run left in the code
 
 It edits files in this checkout, so it refuses to touch a file with uncommitted changes,
@@ -19,6 +22,7 @@ SIGHUP). Only SIGKILL leaves a mutant in place: `--check` then names it, and `--
 undoes it.
 """
 
+import os
 import re
 import signal
 import subprocess
@@ -376,7 +380,21 @@ def failing_tests(output: str) -> list[str]:
     return sorted(set(names))
 
 
-def run(mutant: Mutant) -> tuple[str, list[str], float]:
+def nemesis(runs: int) -> tuple[str, list[str]]:
+    """The real-network tests with seeds 1, 2, ... until a run fails: the verdict names the
+    run (so the seed that replays it) and what its nemesis reported."""
+    for seed in range(1, runs + 1):
+        environment = {**os.environ, "REPLOG_NETWORK_SEED": str(seed), "REPLOG_REQUIRE_NETNS": "1"}
+        tests = subprocess.run(["timeout", "-s", "KILL", "1200", "swift", "test", "--skip-build", "--disable-xctest",
+                                "--filter", "RealNetworkTests"], cwd=ROOT, capture_output=True, text=True, errors="replace",
+                               env=environment)
+        if tests.returncode != 0:
+            reports = re.findall(r"^real network, (\d+ nodes, seed \d+: .*violations)$", tests.stdout, re.MULTILINE)
+            return f"caught by run {seed} of {runs}", reports or failing_tests(tests.stdout + tests.stderr)
+    return f"NOT CAUGHT in {runs} runs", []
+
+
+def run(mutant: Mutant, nemesis_runs: int | None = None) -> tuple[str, list[str], float]:
     path = ROOT / mutant.file
     changed = subprocess.run(["git", "diff", "--quiet", "--", mutant.file], cwd=ROOT).returncode != 0
     if changed:
@@ -388,6 +406,9 @@ def run(mutant: Mutant) -> tuple[str, list[str], float]:
         build = subprocess.run(["swift", "build", "--build-tests"], cwd=ROOT, capture_output=True, text=True)
         if build.returncode != 0:
             return "does not build", [], time.monotonic() - started
+        if nemesis_runs:
+            verdict, reports = nemesis(nemesis_runs)
+            return verdict, reports, time.monotonic() - started
         # What CI runs: the quick run, then the deep run (docs/testing.md); the deep run only
         # when the quick one passed. Swift Testing's time limits end a hung test; the outer
         # limit is for a hung process.
@@ -435,6 +456,11 @@ def main(arguments: list[str]) -> int:
             source_of(mutant)
         print(f"all {len(MUTANTS)} mutants apply to the code")
         return 0
+    nemesis_runs = None
+    if "--nemesis" in arguments:
+        at = arguments.index("--nemesis")
+        nemesis_runs = int(arguments[at + 1])
+        arguments = arguments[:at] + arguments[at + 2:]
     chosen = [m for m in MUTANTS if not arguments or m.name in arguments]
     unknown = set(arguments) - {m.name for m in MUTANTS}
     if unknown:
@@ -442,9 +468,12 @@ def main(arguments: list[str]) -> int:
     escaped = 0
     for mutant in chosen:
         print(f"== {mutant.name}: {mutant.bug}", flush=True)
-        verdict, caught, seconds = run(mutant)
-        escaped += verdict == "NOT CAUGHT"
-        print(f"   {verdict} in {seconds:.0f} s by {len(caught)} tests: {', '.join(caught)}", flush=True)
+        verdict, caught, seconds = run(mutant, nemesis_runs)
+        escaped += verdict.startswith("NOT CAUGHT")
+        if nemesis_runs:
+            print(f"   {verdict} in {seconds:.0f} s", *caught, sep="\n   ", flush=True)
+        else:
+            print(f"   {verdict} in {seconds:.0f} s by {len(caught)} tests: {', '.join(caught)}", flush=True)
     # Leave the build matching the source again.
     subprocess.run(["swift", "build", "--build-tests"], cwd=ROOT, capture_output=True)
     print(f"{len(chosen) - escaped} of {len(chosen)} mutants caught")

@@ -153,12 +153,12 @@ final class NamespaceNetwork: Sendable {
         init(_ description: String) { self.description = description }
     }
 
-    /// Runs a command (`ip`, `iptables`, `tc` from /usr/sbin) and returns its output; throws
-    /// with its error output when it fails.
+    /// Runs a command (`ip`, `iptables`, `tc` from /usr/sbin, or a full path) and returns its
+    /// output; throws with its error output when it fails.
     @discardableResult
     static func run(_ arguments: [String]) throws -> String {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/" + arguments[0])
+        process.executableURL = URL(fileURLWithPath: arguments[0].hasPrefix("/") ? arguments[0] : "/usr/sbin/" + arguments[0])
         process.arguments = Array(arguments.dropFirst())
         let output = Pipe()
         let errors = Pipe()

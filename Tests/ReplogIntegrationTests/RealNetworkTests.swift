@@ -22,12 +22,13 @@ import Testing
 struct RealNetworkTests {
     static let environment = ProcessInfo.processInfo.environment
     static let required = environment["REPLOG_REQUIRE_NETNS"] == "1"
+    static let unavailable = NamespaceNetwork.unavailable ?? PowerLossDisk.unavailable
 
     @Test(
-        .enabled(if: NamespaceNetwork.unavailable == nil || required, "\(NamespaceNetwork.unavailable ?? "")"),
+        .enabled(if: Self.unavailable == nil || required, "\(Self.unavailable ?? "")"),
         arguments: [3, 5])
     func aNemesisOnARealNetworkLosesNoAcknowledgedWriteAndShowsNoReaderWhatItTakesBack(nodes: Int) async throws {
-        if let reason = NamespaceNetwork.unavailable {
+        if let reason = Self.unavailable {
             Issue.record("REPLOG_REQUIRE_NETNS=1, but this machine cannot run real-network tests: \(reason)")
             return
         }
@@ -41,7 +42,15 @@ struct RealNetworkTests {
         for fault in report.faults { print("  fault: \(fault)") }
         #expect(report.acknowledged > 0, "no append was acknowledged with w of a majority")
         #expect(report.committedReads > 0 && report.linearizableReads > 0, "the readers were shown nothing")
-        #expect(report.violations.isEmpty, "seed \(seed) (REPLOG_NETWORK_SEED=\(seed) replays the choices):\n\(report.violations.prefix(20).joined(separator: "\n"))\n\(run.logs)")
+        #expect(
+            report.violations.isEmpty,
+            """
+            seed \(seed) (REPLOG_NETWORK_SEED=\(seed) replays the choices):
+            \(report.violations.prefix(20).joined(separator: "\n"))
+            what shows the first violation (the appends it names, and the faults from the first of them on):
+            \(report.excerpt.joined(separator: "\n"))
+            \(run.logs)
+            """)
     }
 }
 
@@ -50,6 +59,8 @@ final class NemesisRun: Sendable {
     struct Report: Sendable {
         let violations: [String]
         let faults: [String]
+        /// The smallest part of the history that shows the first violation.
+        let excerpt: [String]
         let acknowledged: Int
         let committedReads: Int
         let linearizableReads: Int
@@ -57,6 +68,8 @@ final class NemesisRun: Sendable {
     }
 
     let network: NamespaceNetwork
+    /// Each node's data folder is on a disk of its own that can lose power.
+    private let disks: [PowerLossDisk]
     let nodes: Int
     let seed: UInt64
     private let random: Locked<SplitMix64>
@@ -68,6 +81,10 @@ final class NemesisRun: Sendable {
     private let history = Locked<[HistoryChecker.Record]>([])
     private let batches = Locked<[[String]]>([])
     private let faults = Locked<[String]>([])
+    /// What happened when, since the run began: each append sent and answered, each fault
+    /// and each heal (the excerpt of a violation is cut from it).
+    private let timeline = Locked<[(at: Duration, event: String)]>([])
+    private let began = ContinuousClock.now
     /// What committed reads were shown: seq → message.
     private let shown = Locked<[Int: String]>([:])
     /// Acknowledged with `w` of a majority: seq → message (what a linearizable read must hold).
@@ -81,10 +98,25 @@ final class NemesisRun: Sendable {
         self.nodes = nodes
         self.seed = seed
         random = Locked(SplitMix64(seed: seed))
-        folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-netns-\(UUID().uuidString)")
+        let temporary = FileManager.default.temporaryDirectory
+        PowerLossDisk.removeLeftovers(in: temporary)
+        folder = temporary.appendingPathComponent("\(PowerLossDisk.folderPrefix)\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString)")
         secretFile = folder.appendingPathComponent("cluster-secret")
+        var disks: [PowerLossDisk] = []
         do {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try PowerLossDisk.shareMounts(in: folder)
+            for node in 0..<nodes {
+                disks.append(try PowerLossDisk(image: folder.appendingPathComponent("disk\(node).img"), mountPoint: folder.appendingPathComponent("disk\(node)")))
+            }
+        } catch {
+            for disk in disks { disk.tearDown() }
+            PowerLossDisk.unshareMounts(in: folder)
+            network.tearDown()
+            throw error
+        }
+        self.disks = disks
+        do {
             let secret = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
             try Data(secret.utf8).write(to: secretFile)
             try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: secretFile.path)
@@ -101,7 +133,7 @@ final class NemesisRun: Sendable {
     /// a user would start them, each on its own address.
     private func arguments(_ node: Int) -> [String] {
         let common = [
-            "--host", network.address(node), "--port", "5000", "--data-dir", folder.appendingPathComponent("n\(node)").path,
+            "--host", network.address(node), "--port", "5000", "--data-dir", disks[node].mountPoint + "/data",
             "--cluster-secret-file", secretFile.path, "--heartbeat-interval", "100ms", "--election-timeout", "300ms", "--log-level", "info",
         ]
         guard node == 0 else { return ["secondary"] + common }
@@ -126,6 +158,8 @@ final class NemesisRun: Sendable {
             process.signal(SIGKILL)
         }
         network.tearDown()
+        for disk in disks { disk.tearDown() }
+        PowerLossDisk.unshareMounts(in: folder)
         try? FileManager.default.removeItem(at: folder)
     }
 
@@ -186,7 +220,7 @@ final class NemesisRun: Sendable {
         let (committed, linearizable) = counts.withLock { $0 }
         let faults = self.faults.withLock { $0 }
         return Report(
-            violations: violations.withLock { $0 }, faults: faults, acknowledged: acknowledged, committedReads: committed,
+            violations: violations.withLock { $0 }, faults: faults, excerpt: excerpt(), acknowledged: acknowledged, committedReads: committed,
             linearizableReads: linearizable,
             summary: "real network, \(nodes) nodes, seed \(seed): \(records.count) messages appended (\(acknowledged) acknowledged with w >= "
                 + "\(majority)), \(faults.count) faults, \(committed) committed reads and \(linearizable) linearizable reads answered, "
@@ -205,7 +239,7 @@ final class NemesisRun: Sendable {
             case .unknown: #"{"message":"\#(record.message)","outcome":"unknown"}"#
             }
         }
-        lines += faults.withLock { $0 }.map { #"{"fault":"\#($0)"}"# }
+        lines += timeline.withLock { $0 }.map { #"{"at":"\#($0.at)","event":"\#($0.event)"}"# }
         lines += shown.withLock { $0 }.sorted { $0.key < $1.key }.map { #"{"shown":"\#($0.value)","seq":\#($0.key)}"# }
         try? Data((lines.joined(separator: "\n") + "\n").utf8).write(to: file)
         violation("the whole history is in \(file.path)")
@@ -232,7 +266,7 @@ final class NemesisRun: Sendable {
     private func strike(until deadline: ContinuousClock.Instant) async {
         while ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(draw(200...800)))
-            let (kind, length) = (draw(0...8), Duration.milliseconds(draw(200...1_500)))
+            let (kind, length) = (draw(0...9), Duration.milliseconds(draw(200...1_500)))
             let master = await currentMaster()
             let any = draw(0...(nodes - 1))
             let other = (any + draw(1...(nodes - 1))) % nodes
@@ -274,6 +308,16 @@ final class NemesisRun: Sendable {
                     note("n\(any) <-> n\(other) lose \(Int(loss * 100)) % of packets for \(length)")
                     try network.cut(from: any, to: other, loss: loss)
                     try network.cut(from: other, to: any, loss: loss)
+                case 8:
+                    // Every node at once, or a majority with the master: a write that only
+                    // reached their page caches is gone from every node that held it.
+                    var victims: Set<Int> = draw(0...1) == 0 ? Set(0..<nodes) : master.map { [$0] } ?? []
+                    while victims.count < majority { victims.insert(draw(0...(nodes - 1))) }
+                    note("power loss on \(victims.sorted().map { "n\($0)" }) for \(length)")
+                    try await losePower(victims)
+                    try? await Task.sleep(for: length)
+                    for node in victims.sorted() { try await start(node) }
+                    continue
                 default:
                     note("n\(any) sends at most 64 kbit/s for \(length)")
                     try network.slow(any, kbit: 64)
@@ -287,10 +331,48 @@ final class NemesisRun: Sendable {
         }
     }
 
-    private func note(_ fault: String) { faults.withLock { $0.append(fault) } }
+    private func note(_ fault: String) {
+        faults.withLock { $0.append(fault) }
+        event("fault: \(fault)")
+    }
+
+    private func event(_ text: String) { timeline.withLock { $0.append((at: ContinuousClock.now - began, event: text)) } }
+
+    /// The lines of the timeline that show the first violation: those naming a message it
+    /// names, and the faults and heals from the first of them to the last (and the three
+    /// after: a fault that loses a write comes after its answer).
+    private func excerpt() -> [String] {
+        guard let first = violations.withLock({ $0.first }) else { return [] }
+        let names = { (text: String) in Set(text.matches(of: /w\d+-\d+(\.\d)?/).map { String($0.output.0) }) }
+        let named = names(first)
+        let lines = timeline.withLock { $0 }
+        let naming = lines.indices.filter { !names(lines[$0].event).isDisjoint(with: named) }
+        guard let start = naming.first, let end = naming.last else { return [] }
+        var faultsAfter = 0
+        return lines.indices.compactMap { index -> String? in
+            let isFault = lines[index].event.hasPrefix("fault") || lines[index].event == "healed"
+            if index > end, isFault { faultsAfter += 1 }
+            let shown = naming.contains(index) || (isFault && index >= start && (index <= end || faultsAfter <= 3))
+            return shown ? String(format: "%8.3f s  ", Double(lines[index].at.components.seconds) + Double(lines[index].at.components.attoseconds) / 1e18) + lines[index].event : nil
+        }
+    }
+
+    /// The power goes on every node of `victims` close together (their disks keep only
+    /// what was fsynced), then they are killed; their disks are mounted again.
+    private func losePower(_ victims: Set<Int>) async throws {
+        for node in victims.sorted() {
+            try disks[node].cutPower()
+            current.withLock { $0[node] }?.signal(SIGKILL)
+        }
+        for node in victims.sorted() {
+            _ = try? await current.withLock { $0[node] }?.waitForExit()
+            try await disks[node].powerOn()
+        }
+    }
 
     private func heal() throws {
         try network.heal()
+        event("healed")
         for process in current.withLock({ Array($0.values) }) { process.signal(SIGCONT) }
     }
 
@@ -316,9 +398,11 @@ final class NemesisRun: Sendable {
                 body["message"] = message
             }
             if let id { body["id"] = id }
+            event("\(messages.joined(separator: ", ")) sent to n\(node), w=\(w)\(id == nil ? "" : ", with an id")")
             var outcome = await ChaosTests.append(url(node), body, timeout: .seconds(3))
             record(messages, outcome, w: w)
             if id != nil, outcome == .unknown, w >= majority, ContinuousClock.now < deadline {
+                event("\(messages.joined(separator: ", ")) sent again to n\((node + 1) % nodes)")
                 outcome = await ChaosTests.append(url((node + 1) % nodes), body, timeout: .seconds(3))
                 record(messages, outcome, w: w)
             }
@@ -327,6 +411,7 @@ final class NemesisRun: Sendable {
     }
 
     private func record(_ messages: [String], _ outcome: HistoryChecker.Outcome, w: Int) {
+        event("\(messages.joined(separator: ", ")) answered: \(outcome)")
         // A w below a majority may be cut in a failover: the client only knows it was taken.
         let kept = w < majority && outcome != .refused ? .unknown : outcome
         history.withLock { history in
