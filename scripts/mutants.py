@@ -4,7 +4,8 @@
 Each mutant below is a small, deliberate bug in the code that keeps one guarantee (the
 secondary stores duplicates, the master counts one acknowledgement too many, ...). For each
 one this script edits the source, builds, runs the whole test suite (the README's command),
-puts the file back, and reports the tests that failed. A mutant that no test catches means
+puts the file back, and reports the tests that failed (the whole output of the run that failed
+is kept in $TMPDIR/replog-mutant-<name>.log). A mutant that no test catches means
 a guarantee without a test that would fail if it broke.
 
     python3 scripts/mutants.py            # every mutant: about 3-5 minutes each on a quiet machine (hours in all)
@@ -27,6 +28,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -380,7 +382,14 @@ def failing_tests(output: str) -> list[str]:
     return sorted(set(names))
 
 
-def nemesis(runs: int) -> tuple[str, list[str]]:
+def keep_output(mutant: Mutant, tests: subprocess.CompletedProcess) -> Path:
+    """Saves a failing run's whole output, to tell a real catch from a flaky test."""
+    path = Path(tempfile.gettempdir()) / f"replog-mutant-{mutant.name}.log"
+    path.write_text(tests.stdout + tests.stderr)
+    return path
+
+
+def nemesis(mutant: Mutant, runs: int) -> tuple[str, list[str]]:
     """The real-network tests with seeds 1, 2, ... until a run fails: the verdict names the
     run (so the seed that replays it) and what its nemesis reported."""
     for seed in range(1, runs + 1):
@@ -390,7 +399,8 @@ def nemesis(runs: int) -> tuple[str, list[str]]:
                                env=environment)
         if tests.returncode != 0:
             reports = re.findall(r"^real network, (\d+ nodes, seed \d+: .*violations)$", tests.stdout, re.MULTILINE)
-            return f"caught by run {seed} of {runs}", reports or failing_tests(tests.stdout + tests.stderr)
+            reports.append(f"output: {keep_output(mutant, tests)}")
+            return f"caught by run {seed} of {runs}", reports
     return f"NOT CAUGHT in {runs} runs", []
 
 
@@ -407,7 +417,7 @@ def run(mutant: Mutant, nemesis_runs: int | None = None) -> tuple[str, list[str]
         if build.returncode != 0:
             return "does not build", [], time.monotonic() - started
         if nemesis_runs:
-            verdict, reports = nemesis(nemesis_runs)
+            verdict, reports = nemesis(mutant, nemesis_runs)
             return verdict, reports, time.monotonic() - started
         # What CI runs: the quick run, then the deep run (docs/testing.md); the deep run only
         # when the quick one passed. Swift Testing's time limits end a hung test; the outer
@@ -417,6 +427,7 @@ def run(mutant: Mutant, nemesis_runs: int | None = None) -> tuple[str, list[str]
             tests = subprocess.run(["timeout", "-s", "KILL", "1800", *command],
                                    cwd=ROOT, capture_output=True, text=True, errors="replace")
             if tests.returncode != 0:
+                keep_output(mutant, tests)
                 return f"caught ({depth})", failing_tests(tests.stdout + tests.stderr), time.monotonic() - started
         return "NOT CAUGHT", [], time.monotonic() - started
     finally:
