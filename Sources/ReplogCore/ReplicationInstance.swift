@@ -78,7 +78,7 @@ public struct ReplicationInstance: Sendable {
         public fileprivate(set) var lastContact: Duration?
         /// Why the secondary cannot follow this master (another log, a failed disk), if so.
         /// A heartbeat that gets a normal answer clears it.
-        public fileprivate(set) var problem: String?
+        public fileprivate(set) var problem: PeerProblem?
         /// Why the last replication round failed, until a request succeeds again. Heartbeats
         /// can succeed while replication fails (a 413, an injected error), so this is kept
         /// apart from `problem`.
@@ -91,7 +91,7 @@ public struct ReplicationInstance: Sendable {
         fileprivate var stream = Stream()
 
         /// What the shell shows in `/health`: the problem, or else why replication fails.
-        public var reportedProblem: String? { problem ?? replicationFailure.map { "replication requests fail: \($0)" } }
+        public var reportedProblem: PeerProblem? { problem ?? replicationFailure.map { .replicationFails(reason: $0) } }
     }
 
     fileprivate enum Divergence: Sendable { case none, locating, located }
@@ -161,7 +161,7 @@ public struct ReplicationInstance: Sendable {
         case replicationRecovered(peer: String, failedRounds: Int)
         /// A secondary was found holding another log than the master's, at or before a seq:
         /// log it as an error, and find the first seq where the two logs part.
-        case diverged(peer: String, atOrBefore: Int, problem: String)
+        case diverged(peer: String, atOrBefore: Int, problem: PeerProblem)
         /// The secondary came back (or restarted): end its back-off and let its stream look
         /// for work at once.
         case wakeStream(peer: String)
@@ -300,20 +300,20 @@ public struct ReplicationInstance: Sendable {
         if let held = replica.logID, held != logID {
             // It answers, but it follows another log: it can neither count towards `w` nor
             // receive ours. Treat it as missing and say why.
-            peers[url]!.problem = "holds master log \(held), not this master's \(logID): restart it with an empty log"
+            peers[url]!.problem = .holdsAnotherLog(held: held, master: logID)
             return onHeartbeatMissed(url)
         }
         if let failure = replica.storageFailure {
             // It answers, but it can store nothing: it holds no more than it did, and counts
             // towards neither `w` nor the quorum until it is restarted.
-            peers[url]!.problem = failure
+            peers[url]!.problem = .storageFailed(reason: failure)
             return onHeartbeatMissed(url)
         }
         if replica.seq > lastSeq {
             // It holds more than this master ever wrote: a deposed master's tail (failover),
             // which no hash of this log can vouch for. Where it parts is found next.
             guard peers[url]!.divergence == .none else { return onHeartbeatMissed(url) }
-            let problem = "diverged: it holds \(replica.seq - lastSeq) entries past the master's log (seq \(lastSeq))"
+            let problem = PeerProblem.holdsMore(extra: replica.seq - lastSeq, masterSeq: lastSeq)
             peers[url]!.problem = problem
             peers[url]!.divergence = .locating
             return [.diverged(peer: url, atOrBefore: replica.seq, problem: problem)] + onHeartbeatMissed(url)
@@ -324,9 +324,7 @@ public struct ReplicationInstance: Sendable {
             // towards neither `w` nor the quorum.
             // (Once found, where the logs part stays the problem, until an answer agrees again.)
             guard peers[url]!.divergence == .none else { return onHeartbeatMissed(url) }
-            let problem =
-                "diverged: its log differs from the master's at or before seq \(replica.seq) (hash \(held), the master's "
-                + "\(expected)); stop it, empty its log and restart it"
+            let problem = PeerProblem.differsAtOrBefore(seq: replica.seq, hash: held, masterHash: expected)
             peers[url]!.problem = problem
             peers[url]!.divergence = .locating
             return [.diverged(peer: url, atOrBefore: replica.seq, problem: problem)] + onHeartbeatMissed(url)
@@ -400,7 +398,7 @@ public struct ReplicationInstance: Sendable {
             peer.replicationFailure = failure.reason
             // A heartbeat's answer says the same in this master's words (`onContact`): keep
             // those, so that what the master shows does not flip between two wordings.
-            if failure.foreignLog { peer.problem = peer.problem ?? failure.reason }
+            if failure.foreignLog { peer.problem = peer.problem ?? .refusesThisLog(reason: failure.reason) }
             return .backOff(attempt: peer.stream.failedRounds, status: peer.health.status, failure: failure)
         }
         peer.stream.sentThrough = max(peer.stream.sentThrough, peer.matched)
@@ -455,9 +453,9 @@ public struct ReplicationInstance: Sendable {
 
     /// The first seq where a diverged secondary's log parts from the master's was found
     /// (by comparing hashes at a few seqs): the problem names it.
-    public mutating func onDivergenceLocated(_ url: String, seq: Int) -> String? {
+    public mutating func onDivergenceLocated(_ url: String, seq: Int) -> PeerProblem? {
         guard peers[url]!.divergence == .locating else { return nil }  // it agrees again
-        let problem = "diverged at seq \(seq): it holds another message there than the master; stop it, empty its log and restart it"
+        let problem = PeerProblem.differsAt(seq: seq)
         peers[url]!.problem = problem
         peers[url]!.divergence = .located
         return problem

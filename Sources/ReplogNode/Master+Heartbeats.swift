@@ -28,7 +28,7 @@ extension Master {
             let health = self.health
             for secondary in health.secondaries {
                 metrics.peers[secondary.url]!.lag.record(secondary.lag)
-                metrics.peers[secondary.url]!.diverged.record(secondary.problem?.hasPrefix("diverged") == true ? 1 : 0)
+                metrics.peers[secondary.url]!.diverged.record(secondary.problem?.isDivergence == true ? 1 : 0)
             }
             metrics.readOnly.record(health.readOnly ? 1 : 0)
             let untilNextRound = roundStarted + settings.heartbeatInterval - clock.now

@@ -53,7 +53,7 @@ public final class Master: Service {
         /// Last successful heartbeat or replication answer.
         public let lastContact: Date?
         /// Why the secondary cannot follow this master, if it cannot.
-        public let problem: String?
+        public let problem: PeerProblem?
     }
 
     /// A snapshot for `GET /health`.

@@ -152,7 +152,7 @@ struct DiskFailureTests {
         for _ in 0..<2 { cluster.master.onContact("s1", answer) }
         let s1 = cluster.master.health.secondaries[0]
         #expect(s1.status == .suspected)
-        #expect(s1.problem?.hasPrefix("the disk failed an fsync (") == true)
+        #expect(s1.problem?.description.hasPrefix("the disk failed an fsync (") == true)
         #expect(s1.ackedSeq == 0, "a failed disk counts towards no write concern")
     }
 
@@ -239,7 +239,7 @@ struct DiskFailureTests {
             defer { group.cancelAll() }
             let append = Task { try await master.append(AppendRequest(message: "b", w: 2)) }
             await clock.waitForSleepers(1)  // the stream failed to read and backs off
-            #expect(master.health.secondaries[0].problem?.contains("Input/output error") == true, "\(master.health)")
+            #expect(master.health.secondaries[0].problem?.description.contains("Input/output error") == true, "\(master.health)")
             let before = try replica.read(from: 1, limit: 10)
             #expect(before.isEmpty)
             store.readFails.store(false, ordering: .relaxed)

@@ -123,7 +123,7 @@ struct ReplicationTests {
     @Test func failingReplicationShowsInHealthUntilADeliverySucceeds() async throws {
         let cluster = TestCluster()
         cluster.restartEmpty("s2", settings: SecondarySettings(errorRate: 1))  // stores, then answers an error
-        let problem = { @Sendable in cluster.master.health.secondaries.first { $0.url == "s2" }?.problem }
+        let problem = { @Sendable in cluster.master.health.secondaries.first { $0.url == "s2" }?.problem?.description }
         try await cluster.withReplication(heartbeats: true) { () async throws in
             #expect(try await cluster.append("a", w: 2).seq == 1)
             try await cluster.advance(by: .milliseconds(10)) { problem() != nil }

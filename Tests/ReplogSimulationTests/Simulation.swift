@@ -396,7 +396,7 @@ final class Simulation: Sendable {
         // Every secondary holds a prefix of the master's log (checked above), so the master
         // must never take one for diverged: its hash comparison has no false alarms.
         if let master = state.withLock({ $0.master }) {
-            for secondary in master.health.secondaries where secondary.problem?.hasPrefix("diverged") == true {
+            for secondary in master.health.secondaries where secondary.problem?.isDivergence == true {
                 violation("\(secondary.url) shown diverged although it holds the master's log: \(secondary.problem!)")
             }
         }

@@ -178,7 +178,7 @@ extension MasterHealthReport {
             secondaries: health.secondaries.map {
                 Secondary(
                     url: $0.url, status: $0.status, ackedSeq: $0.ackedSeq, lag: $0.lag,
-                    lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem)
+                    lastContact: $0.lastContact?.iso8601WithMilliseconds, problem: $0.problem?.description)
             },
             storageFailure: health.storageFailure, hash: health.hash)
         firstSeq = health.firstSeq
