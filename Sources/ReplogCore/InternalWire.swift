@@ -7,8 +7,9 @@ import Foundation
 ///   in the `logHeader` header. A person may send JSON instead (see `SecondaryRoutes`).
 /// - `GET /replicate` is the heartbeat: it asks what the secondary holds and delivers nothing.
 ///
-/// Both answer `200` with a `ReplicaState` as JSON, or `409` when the secondary follows
-/// another master log. `/health` is for people and may change; this is for the master.
+/// Both answer `200` with a `ReplicaState` as JSON, or `409` with the `InternalRefusal`
+/// that says why not (another master log, another message at a seq it holds, an older
+/// epoch's master). `/health` is for people and may change; this is for the master.
 public enum InternalWire {
     public static let replicatePath = "/replicate"
     /// `GET /replicate/hash?seq=N`: the secondary's running hash at seq N (`LogHashAnswer`),
@@ -72,8 +73,31 @@ public struct EpochStamp: Codable, Sendable, Equatable {
     }
 }
 
+/// Why a member refused a master's request: the `refusal` in the body of its `409`, so that
+/// the master reads what the refusal is instead of guessing it from the rest of the body.
+public enum InternalRefusal: String, Codable, Sendable {
+    /// The request came from an older epoch's master (the body is a `StaleEpochAnswer`).
+    case staleEpoch
+    /// The member follows another master log.
+    case foreignLog
+    /// The member holds another message at a seq the delivery carries.
+    case diverged
+
+    /// The body of any `409` from a member.
+    public struct Answer: Decodable, Sendable {
+        /// Absent from nodes that predate typed refusals (then `epoch` meant a stale epoch).
+        public let refusal: InternalRefusal?
+        public let error: String?
+        public let epoch: Int?
+
+        /// What the refusal is.
+        public var kind: InternalRefusal { refusal ?? (epoch != nil ? .staleEpoch : .foreignLog) }
+    }
+}
+
 /// A member's refusal of a request from an older epoch's master (`409`, with `epoch`).
 public struct StaleEpochAnswer: Codable, Sendable, Equatable {
+    public var refusal = InternalRefusal.staleEpoch
     public var error: String
     public var epoch: Int
     public var master: String?

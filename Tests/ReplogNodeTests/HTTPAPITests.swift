@@ -548,6 +548,7 @@ import Testing
             try await client.execute(uri: "/replicate", method: .post, headers: forgedLater.0, body: forgedLater.1) { response in
                 #expect(response.status == .conflict)
                 #expect((json(response.body)["error"] as? String)?.hasPrefix("diverged at seq 2") == true)
+                #expect(json(response.body)["refusal"] as? String == "diverged")
             }
         }
         #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["a", "b", "c"])

@@ -16,7 +16,9 @@ import Testing
 
     /// A peer whose base URL path says how it behaves: `/hang/…` answers only after 2 s
     /// (far beyond the timeouts below; the test server drains it when the test ends),
-    /// `/conflict/…` holds another log, `/broken/…` fails.
+    /// `/conflict/…` holds another log (as nodes before typed refusals said it), `/stale/…`
+    /// and `/diverged/…` refuse with a typed refusal, `/untyped/…` with one it cannot read,
+    /// `/broken/…` fails.
     private func misbehavingPeer(hanging: @escaping @Sendable () -> Void = {}) -> some ApplicationProtocol {
         let router = Router()
         router.post("/hang/replicate") { _, _ -> Response in
@@ -26,6 +28,16 @@ import Testing
         }
         router.post("/conflict/replicate") { _, _ in
             Response(status: .conflict, body: .init(byteBuffer: ByteBuffer(string: #"{"error": "this secondary holds log A"}"#)))
+        }
+        router.post("/stale/replicate") { _, _ in
+            // The error text of a stale epoch, but the refusal says what it is.
+            Response(status: .conflict, body: .init(byteBuffer: ByteBuffer(string: #"{"refusal": "staleEpoch", "error": "no", "epoch": 7}"#)))
+        }
+        router.post("/diverged/replicate") { _, _ in
+            Response(status: .conflict, body: .init(byteBuffer: ByteBuffer(string: #"{"refusal": "diverged", "error": "diverged at seq 2", "epoch": 7}"#)))
+        }
+        router.post("/untyped/replicate") { _, _ in
+            Response(status: .conflict, body: .init(byteBuffer: ByteBuffer(string: #"{"refusal": "staleEpoch", "error": "no epoch"}"#)))
         }
         router.post("/broken/replicate") { _, _ in Response(status: .internalServerError) }
         return Application(router: router)
@@ -178,6 +190,16 @@ import Testing
             let transport = HTTPTransport()
             await #expect(throws: TransportError.foreignLog("this secondary holds log A")) {
                 try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/conflict", timeout: timeout)
+            }
+            // What a refusal is comes from its `refusal`, not from which fields the body has.
+            await #expect(throws: TransportError.staleEpoch(7)) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/stale", timeout: timeout)
+            }
+            await #expect(throws: TransportError.foreignLog("diverged at seq 2")) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/diverged", timeout: timeout)
+            }
+            await #expect(throws: TransportError.badStatus(409)) {
+                try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/untyped", timeout: timeout)
             }
             await #expect(throws: TransportError.badStatus(500)) {
                 try await transport.replicate([LogEntry(seq: 1, message: "m")], of: "B", to: base + "/broken", timeout: timeout)

@@ -96,9 +96,15 @@ public struct HTTPTransport: ReplicationTransport {
         case 401:
             throw TransportError.unauthorized
         case 409:
-            if let stale = try? JSON.decoder.decode(StaleEpochAnswer.self, from: answer.body) { throw TransportError.staleEpoch(stale.epoch) }
-            let reason = (try? JSON.decoder.decode([String: String].self, from: answer.body))?["error"]
-            throw TransportError.foreignLog(reason ?? "secondary follows another master log")
+            let refused = try? JSON.decoder.decode(InternalRefusal.Answer.self, from: answer.body)
+            switch (refused?.kind, refused?.epoch) {
+            case (.staleEpoch, let epoch?):
+                throw TransportError.staleEpoch(epoch)
+            case (.foreignLog, _), (.diverged, _):
+                throw TransportError.foreignLog(refused?.error ?? "secondary follows another master log")
+            default:
+                throw TransportError.badStatus(409)
+            }
         case let status:
             throw TransportError.badStatus(Int(status))
         }

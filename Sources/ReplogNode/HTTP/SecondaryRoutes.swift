@@ -223,9 +223,9 @@ private func answeringInternally(_ body: () async throws -> ReplicaState) async 
             .internalServerError, "injected failure (--error-rate): the entries were stored but this answer is an error",
             details: ["seq": .int(failure.state.seq)])
     } catch let foreign as SecondaryReplica.ForeignLog {
-        throw APIError(.conflict, foreign.description)
+        throw APIError(.conflict, foreign.description, details: ["refusal": .string(InternalRefusal.foreignLog.rawValue)])
     } catch let diverged as SecondaryReplica.Diverged {
-        throw APIError(.conflict, diverged.description)
+        throw APIError(.conflict, diverged.description, details: ["refusal": .string(InternalRefusal.diverged.rawValue)])
     } catch let failed as GroupCommit.Failed {
         throw APIError(.internalServerError, failed.description)
     } catch let stale as FailoverNode.StaleEpoch {
