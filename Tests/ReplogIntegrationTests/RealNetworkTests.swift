@@ -16,11 +16,14 @@ import Testing
 ///   deep run: `TestDepth`);
 /// - `REPLOG_NETWORK_SEED=S`: replays the nemesis's and the clients' choices of seed S
 ///   (the timing of a real network is not replayed);
+/// - `REPLOG_NETWORK_RUNS=N`: N schedules of each topology (seeds S, S + 1, …), until one
+///   finds a violation;
 /// - `REPLOG_REQUIRE_NETNS=1` (CI): a machine that cannot run them fails them instead of
 ///   skipping them.
-@Suite(.serialized, .timeLimit(.minutes(10)))
+@Suite(.serialized, .timeLimit(.minutes(10 * realNetworkRuns)))
 struct RealNetworkTests {
     static let environment = ProcessInfo.processInfo.environment
+    static let runs = realNetworkRuns
     static let required = environment["REPLOG_REQUIRE_NETNS"] == "1"
     static let unavailable = NamespaceNetwork.unavailable ?? PowerLossDisk.unavailable
 
@@ -33,7 +36,14 @@ struct RealNetworkTests {
             return
         }
         let seconds = TestDepth.count("REPLOG_NETWORK_SECONDS", quick: 12, deep: 40)
-        let seed = Self.environment["REPLOG_NETWORK_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
+        let first = Self.environment["REPLOG_NETWORK_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0..<1_000_000)
+        for seed in first..<(first + UInt64(Self.runs)) {
+            guard try await schedule(nodes: nodes, seed: seed, seconds: seconds) else { return }
+        }
+    }
+
+    /// One seeded schedule; whether it found nothing wrong.
+    private func schedule(nodes: Int, seed: UInt64, seconds: Int) async throws -> Bool {
         print("real network, \(nodes) nodes: \(seconds) s, seed \(seed)")
         let run = try await NemesisRun(nodes: nodes, seed: seed)
         defer { run.tearDown() }
@@ -51,8 +61,12 @@ struct RealNetworkTests {
             \(report.excerpt.joined(separator: "\n"))
             \(run.logs)
             """)
+        return report.violations.isEmpty && report.acknowledged > 0
     }
 }
+
+/// `REPLOG_NETWORK_RUNS` (an attribute cannot name the type it is attached to).
+private let realNetworkRuns = max(1, ProcessInfo.processInfo.environment["REPLOG_NETWORK_RUNS"].flatMap(Int.init) ?? 1)
 
 /// One run of the nemesis against a cluster in namespaces, its clients and its checker.
 final class NemesisRun: Sendable {
