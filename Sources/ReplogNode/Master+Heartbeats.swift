@@ -56,10 +56,9 @@ extension Master {
         return unknown
     }
 
-    /// Finds the first seq where a diverged secondary's log parts from the master's, by
-    /// halving: the hashes agree at 0 and differ at `last`, so about log2(last) questions
-    /// find the seq where they start to differ. An elected master then has the member cut its
-    /// log there. If the member stops answering, the search starts again at its next answer.
+    /// Finds the first seq where a diverged secondary's log parts from the master's
+    /// (`DivergenceSearch`: about log2(last) questions). An elected master then has the
+    /// member cut its log there. If the member stops answering, the search starts again at its next answer.
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
         // After retention the search starts at this log's start; a member that cannot show
         // it holds this log through there (another hash, or none: it lacks that seq, or its
@@ -128,19 +127,16 @@ extension Master {
     /// differ; nil if `peer` did not answer one of the questions. `from`: a seq where they
     /// agree (this log's start, or 0).
     private func whereLogsPart(with peer: String, atOrBefore last: Int, from: Int) async -> (agreed: Int, differs: Int)? {
-        var (agreed, differs) = (from, last)
-        // A member ahead of this master's log (a deposed master's tail) may agree up to its end.
-        if last > store.lastSeq {
-            (agreed, differs) = (from, store.lastSeq + 1)
-            guard let theirs = try? await transport.hash(of: peer, at: store.lastSeq, timeout: settings.heartbeatTimeout) else { return nil }
-            if theirs == store.hash(at: store.lastSeq) { agreed = store.lastSeq }
+        var search = DivergenceSearch(from: from, differsAtOrBefore: last, masterLast: store.lastSeq)
+        while true {
+            switch search.next {
+            case .found(let agreed, let differs):
+                return (agreed, differs)
+            case .ask(let seq):
+                guard let theirs = try? await transport.hash(of: peer, at: seq, timeout: settings.heartbeatTimeout) else { return nil }
+                search.onHash(at: seq, theirs: theirs, ours: store.hash(at: seq))
+            }
         }
-        while differs - agreed > 1 {
-            let middle = (agreed + differs) / 2
-            guard let theirs = try? await transport.hash(of: peer, at: middle, timeout: settings.heartbeatTimeout) else { return nil }
-            if theirs == store.hash(at: middle) { agreed = middle } else { differs = middle }
-        }
-        return (agreed, differs)
     }
 
     /// A heartbeat got no answer in time.
