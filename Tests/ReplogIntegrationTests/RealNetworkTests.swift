@@ -486,12 +486,14 @@ final class NemesisRun: Sendable {
         }
     }
 
-    /// Records what a reader was shown; another message at the same seq is a violation.
+    /// Records what a reader was shown; another message at the same seq is a violation. The
+    /// timeline gets the first message shown at each seq, and every other one.
     private func recordShown(_ seq: Int, _ message: String, on node: Int, by reader: String) {
         let earlier = shown.withLock { shown in
             defer { shown[seq] = shown[seq] ?? message }
             return shown[seq]
         }
+        if earlier == nil || earlier != message { event("\(reader) shown \(message) at seq \(seq) on n\(node)") }
         if let earlier, earlier != message {
             violation("\(reader) was shown \(message) at seq \(seq) on n\(node), another reader \(earlier)")
         }
