@@ -63,7 +63,19 @@ public struct ReplicationInstance: Sendable {
         /// A new message: store it at `seq`, then report it with `onAppend`.
         case append(seq: Int)
         /// A retry of a known `id`: nothing to store; wait for the original's write concern.
+        /// The shell first reads back what the log holds from `seq` (`retryRepeats`): a key
+        /// reused for other messages is the client's mistake, not a retry.
         case retry(seq: Int)
+    }
+
+    /// Whether a retry repeats what its key was first used for: `messages` (a batch's, or
+    /// the one message) against what the log holds from the key's seq on (nil: it could not
+    /// be read). A failed read is no proof of a conflict, so it counts as a retry, as the
+    /// append would; so does a single message that is no longer held.
+    public static func retryRepeats(_ messages: [String], isBatch: Bool, stored: [LogEntry]?) -> Bool {
+        guard let stored else { return true }
+        guard isBatch else { return stored.first.map { $0.message == messages.first } ?? true }
+        return stored.map(\.message) == messages
     }
 
     /// What the master knows about one secondary.

@@ -330,13 +330,11 @@ public final class Master: Service {
         return Appended(seqs: first...seq, message: message, w: w)
     }
 
-    /// Whether the log holds `request`'s messages from `seq` on: a retry must repeat what its
-    /// key was first used for. (A retry is rare, so reading it back costs little.)
+    /// Whether the log holds `request`'s messages from `seq` on (`ReplicationInstance.retryRepeats`).
+    /// A retry is rare, so reading it back costs little.
     private func holds(_ request: AppendRequest, at seq: Int) -> Bool {
-        // A failed read is no proof of a conflict: answer as a retry, as the append would.
-        guard let stored = try? store.read(from: seq, limit: request.messages.count) else { return true }
-        guard request.batch != nil else { return stored.first.map { $0.message == request.message } ?? true }
-        return stored.map(\.message) == request.messages
+        let stored = try? store.read(from: seq, limit: request.messages.count)
+        return ReplicationInstance.retryRepeats(request.messages, isBatch: request.batch != nil, stored: stored)
     }
 
     /// Tells every replication stream that the log grew; with a waiting client, a stream

@@ -58,6 +58,20 @@ import Testing
         #expect(single.commitSeq == 3)
     }
 
+    /// A retry must repeat what its key was first used for; what cannot be read back is no
+    /// proof that it does not.
+    @Test func aRetryRepeatsWhatItsKeyWasFirstUsedFor() {
+        let stored = [LogEntry(seq: 4, message: "a"), LogEntry(seq: 5, message: "b")]
+        #expect(ReplicationInstance.retryRepeats(["a"], isBatch: false, stored: stored))
+        #expect(!ReplicationInstance.retryRepeats(["x"], isBatch: false, stored: stored))
+        #expect(ReplicationInstance.retryRepeats(["a", "b"], isBatch: true, stored: stored))
+        #expect(!ReplicationInstance.retryRepeats(["a", "x"], isBatch: true, stored: stored))
+        #expect(!ReplicationInstance.retryRepeats(["a", "b", "c"], isBatch: true, stored: stored), "a batch is all of it")
+        #expect(ReplicationInstance.retryRepeats(["x"], isBatch: false, stored: nil), "a failed read counts as a retry")
+        #expect(ReplicationInstance.retryRepeats(["x", "y"], isBatch: true, stored: nil))
+        #expect(ReplicationInstance.retryRepeats(["x"], isBatch: false, stored: []), "a message no longer held")
+    }
+
     @Test func withoutQuorumAppendsAreRefusedButARetryIsStillAnswered() throws {
         var instance = Self.instance()
         let admission = try instance.admit(id: "k", nextSeq: 1)
