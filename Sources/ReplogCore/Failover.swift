@@ -103,6 +103,21 @@ public struct FailoverInstance: Sendable {
         takeoverConfirmed && membersHeard(now: now) + 1 >= settings.majority
     }
 
+    /// Why this node may not take an append now, if so.
+    public enum AppendRefusal: Sendable, Equatable {
+        /// Not the master taking appends: the client goes to `master` (`307`), or, while no
+        /// master is known or the new one is not yet held by a majority, waits (`503`).
+        case notTheMaster(master: String?)
+        /// The master, but no majority answered it lately (`503` with the quorum).
+        case noQuorum(Quorum)
+    }
+
+    public func appendRefusal(now: Duration) -> AppendRefusal? {
+        guard !acceptsAppends(now: now) else { return nil }
+        guard role == .master else { return .notTheMaster(master: master) }
+        return takeoverConfirmed ? .noQuorum(quorum(now: now)) : .notTheMaster(master: nil)
+    }
+
     /// As master: whether a majority holds its log through its start (until then it takes
     /// no appends however many members answer).
     public var takeoverConfirmed: Bool { role == .master && (takeover?.holders.count ?? 0) >= settings.majority }

@@ -528,15 +528,13 @@ public final class FailoverNode: Service, Sendable {
         state.withLock { $0.current = .secondary(replica) }
     }
 
-    /// Why this node may not take an append now, if so: not the master (`307` to the one it
-    /// knows), elected but not yet held by a majority (the append waits a moment), or no
-    /// majority answered lately (`503` with the quorum, as without failover).
+    /// Why this node may not take an append now, if so (`FailoverInstance.appendRefusal`).
     private func refusal() -> Master.AppendError? {
         let now = clock.now
-        return state.withLock { state in
-            guard let instance = state.instance, !instance.acceptsAppends(now: now) else { return nil }
-            guard instance.role == .master else { return .notTheMaster(master: instance.master) }
-            return instance.takeoverConfirmed ? .readOnly(instance.quorum(now: now)) : .notTheMaster(master: nil)
+        return switch state.withLock({ $0.instance?.appendRefusal(now: now) }) {
+        case nil: nil
+        case .notTheMaster(let master): .notTheMaster(master: master)
+        case .noQuorum(let quorum): .readOnly(quorum)
         }
     }
 

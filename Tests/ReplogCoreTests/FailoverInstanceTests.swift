@@ -29,11 +29,15 @@ import Testing
         #expect(a.record.history.starts == [.init(epoch: 1, after: 3)])
         #expect(b.record == ElectionRecord(epoch: 1, votedFor: "a"), "the vote is what b must persist")
         #expect(!a.acceptsAppends(now: .milliseconds(250)), "not before a majority holds its log through its start")
+        #expect(a.appendRefusal(now: .milliseconds(250)) == .notTheMaster(master: nil), "the append waits; no master to send it to yet")
         _ = a.onMemberAnswer(from: "b", epoch: 1, matched: 2, now: .milliseconds(255))
         #expect(!a.acceptsAppends(now: .milliseconds(255)) && !a.takeoverConfirmed, "b answers, but lacks seq 3: not yet")
         _ = a.onMemberAnswer(from: "b", epoch: 1, matched: 3, now: .milliseconds(260))
-        #expect(a.acceptsAppends(now: .milliseconds(260)))
+        #expect(a.acceptsAppends(now: .milliseconds(260)) && a.appendRefusal(now: .milliseconds(260)) == nil)
         #expect(!a.acceptsAppends(now: .milliseconds(460)), "a master that has not heard a majority lately takes nothing")
+        #expect(a.appendRefusal(now: .milliseconds(460)) == .noQuorum(a.quorum(now: .milliseconds(460))))
+        _ = b.onMasterContact(epoch: 1, master: "a", now: .milliseconds(260))
+        #expect(b.appendRefusal(now: .milliseconds(260)) == .notTheMaster(master: "a"), "a secondary sends the client to its master")
     }
 
     @Test func aPreVoteChangesNothingAndIsRefusedWhileAMasterIsHeard() {
