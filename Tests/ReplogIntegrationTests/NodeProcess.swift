@@ -36,6 +36,8 @@ final class NodeProcess: Sendable {
 
     var pid: Int32 { process.pid }
     var isRunning: Bool { process.isRunning }
+    /// How it ended (128 + N after signal N), or nil while it runs.
+    var exitStatus: Int32? { process.exitStatus }
 
     /// Everything the process wrote so far (stdout and stderr), for failure messages.
     var log: String { process.log }

@@ -206,7 +206,7 @@ final class NemesisRun: Sendable {
         try heal()
         for node in 0..<nodes where current.withLock({ $0[node]?.isRunning }) != true { try await start(node) }
         guard await barrier() else {
-            violation("the cluster did not converge within 60 s after the faults")
+            violation("the cluster did not converge within 60 s after the faults; the nodes then: \(await nodeStates())")
             return report()
         }
         let logs = try await (0..<nodes).asyncMap { node in
@@ -259,13 +259,31 @@ final class NemesisRun: Sendable {
         violation("the whole history is in \(file.path)")
     }
 
+    /// What each node is at the end: its process (running, or how it ended) and what its
+    /// `/health` says of its role, epoch, log and master.
+    private func nodeStates() async -> String {
+        var states: [String] = []
+        for node in 0..<nodes {
+            let process = current.withLock { $0[node] }
+            let running = process.map { $0.exitStatus.map { "exited with \($0)" } ?? "pid \($0.pid) running" } ?? "never started"
+            let health = (try? await HTTP.get(url(node) + "/health", timeout: .seconds(2)))?.json
+            let shown = health.map { health in
+                ["role", "epoch", "seq", "commitSeq", "master", "readOnly"].compactMap { key in health[key].map { "\(key) \($0)" } }.joined(separator: ", ")
+            } ?? "no answer to /health"
+            states.append("n\(node) (\(running)): \(shown)")
+        }
+        return states.joined(separator: "; ")
+    }
+
     /// After the faults: a `w` = every node append (through any node, following its `307`)
     /// until one is answered, when every node holds everything before it.
     private func barrier() async -> Bool {
         let settle = ContinuousClock.now + .seconds(60)
         var outcome = HistoryChecker.Outcome.unknown
         while ContinuousClock.now < settle {
-            outcome = await ChaosTests.append(url(draw(0...(nodes - 1))), ["message": "barrier", "w": nodes, "id": "barrier", "timeout": 5000], timeout: .seconds(6))
+            let node = draw(0...(nodes - 1))
+            outcome = await ChaosTests.append(url(node), ["message": "barrier", "w": nodes, "id": "barrier", "timeout": 5000], timeout: .seconds(6))
+            event("barrier through n\(node): \(outcome)")
             if case .ok = outcome { break }
             try? await Task.sleep(for: .milliseconds(200))
         }
