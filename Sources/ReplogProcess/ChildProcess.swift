@@ -38,6 +38,8 @@ public final class ChildProcess: Sendable {
             var log = ""
             var stdout = ""
             var exitStatus: Int32?
+            /// Signals the running child through its pidfd, while its output is read.
+            var send: (@Sendable (Int32) -> Void)?
         }
         let state = Mutex(State())
     }
@@ -77,7 +79,13 @@ public final class ChildProcess: Sendable {
         let (started, startedContinuation) = AsyncStream.makeStream(of: Result<Int32, any Error>.self)
 
         /// Reads both output streams to their end.
-        @Sendable func attend(_ pid: Int32, _ standardOutput: SubprocessOutputSequence, _ standardError: SubprocessOutputSequence) async {
+        @Sendable func attend(
+            _ pid: Int32, send: @escaping @Sendable (Int32) -> Void, _ standardOutput: SubprocessOutputSequence,
+            _ standardError: SubprocessOutputSequence
+        ) async {
+            collected.state.withLock { $0.send = send }
+            // Under the lock, so that no signal goes out once `run` may close the pidfd.
+            defer { collected.state.withLock { $0.send = nil } }
             startedContinuation.yield(.success(pid))
             startedContinuation.finish()
             await withTaskGroup(of: Void.self) { group in
@@ -115,16 +123,22 @@ public final class ChildProcess: Sendable {
                 switch input {
                 case .none:
                     status = try await run(configuration, input: .none, output: .sequence, error: .sequence) { execution in
-                        await attend(execution.processIdentifier.value, execution.standardOutput, execution.standardError)
+                        await attend(
+                            execution.processIdentifier.value, send: { _ = try? execution.send(signal: Signal(rawValue: $0)) },
+                            execution.standardOutput, execution.standardError)
                     }.terminationStatus
                 case .bytes(let bytes):
                     status = try await run(configuration, input: .array(bytes), output: .sequence, error: .sequence) { execution in
-                        await attend(execution.processIdentifier.value, execution.standardOutput, execution.standardError)
+                        await attend(
+                            execution.processIdentifier.value, send: { _ = try? execution.send(signal: Signal(rawValue: $0)) },
+                            execution.standardOutput, execution.standardError)
                     }.terminationStatus
                 case .heldOpen:
                     status = try await run(configuration, input: .inputWriter, output: .sequence, error: .sequence) { execution in
                         // Nothing is ever written: the child reads end of file when we end.
-                        await attend(execution.processIdentifier.value, execution.standardOutput, execution.standardError)
+                        await attend(
+                            execution.processIdentifier.value, send: { _ = try? execution.send(signal: Signal(rawValue: $0)) },
+                            execution.standardOutput, execution.standardError)
                     }.terminationStatus
                 }
             } catch {
@@ -165,10 +179,14 @@ public final class ChildProcess: Sendable {
     public var isRunning: Bool { exitStatus == nil }
 
     /// Sends `signal` (SIGTERM, SIGKILL, SIGSTOP, …) at once, if the child still runs.
+    ///
+    /// Through the child's pidfd (`pidfd_send_signal`), never by pid: the child is reaped
+    /// before its output is read to the end and its exit recorded, and on a machine that
+    /// starts many processes (`pid_max` is 32,768 here) its pid may belong to another
+    /// process by then; a pidfd names this child only. Once its output is read the child
+    /// has ended (or closed its output and goes on alone) and nothing is sent.
     public func signal(_ signal: Int32) {
-        // By pid, as `kill` would: the child is reaped just before its exit is recorded, and
-        // another process taking its pid in that moment is very unlikely.
-        if isRunning { kill(pid, signal) }
+        collected.state.withLock { $0.send?(signal) }
     }
 
     /// Waits until the child has ended and all of its output is read; its exit status.
@@ -197,7 +215,7 @@ public final class ChildProcess: Sendable {
 
     deinit {
         // A child never outlives the object that started it (a test that failed half-way).
-        if isRunning { kill(pid, SIGKILL) }
+        signal(SIGKILL)
     }
 }
 

@@ -265,7 +265,9 @@ final class NemesisRun: Sendable {
         var states: [String] = []
         for node in 0..<nodes {
             let process = current.withLock { $0[node] }
-            let running = process.map { $0.exitStatus.map { "exited with \($0)" } ?? "pid \($0.pid) running" } ?? "never started"
+            let running = process.map { process in
+                process.exitStatus.map { "exited with \($0)" } ?? "pid \(process.pid) in state \(Self.processState(process.pid))"
+            } ?? "never started"
             let health = (try? await HTTP.get(url(node) + "/health", timeout: .seconds(2)))?.json
             let shown = health.map { health in
                 ["role", "epoch", "seq", "commitSeq", "master", "readOnly"].compactMap { key in health[key].map { "\(key) \($0)" } }.joined(separator: ", ")
@@ -273,6 +275,13 @@ final class NemesisRun: Sendable {
             states.append("n\(node) (\(running)): \(shown)")
         }
         return states.joined(separator: "; ")
+    }
+
+    /// The kernel's state letter for `pid` (`R` running, `S` sleeping, `T` stopped, `Z` a
+    /// zombie), from `/proc/<pid>/stat`.
+    private static func processState(_ pid: Int32) -> String {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else { return "?" }
+        return String(stat[end...].dropFirst(2).prefix(1))
     }
 
     /// After the faults: a `w` = every node append (through any node, following its `307`)
