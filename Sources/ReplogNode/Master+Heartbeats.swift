@@ -56,52 +56,57 @@ extension Master {
         return unknown
     }
 
-    /// Finds the first seq where a diverged secondary's log parts from the master's
-    /// (`DivergenceSearch`: about log2(last) questions). An elected master then has the
-    /// member cut its log there. If the member stops answering, the search starts again at its next answer.
+    /// Finds where a diverged member's log parts from the master's and carries out the
+    /// remedy (`DivergenceSearch`: start its log again, cut it, or report it). If the member
+    /// stops answering, the search starts again at its next answer.
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
-        // After retention the search starts at this log's start; a member that cannot show
-        // it holds this log through there (another hash, or none: it lacks that seq, or its
-        // own start is later and nothing shows what came before it) starts its log again at
-        // this log's start (failover only). It could not be cut to a seq it holds no hash of.
         let start = store.start
-        if failover != nil, start.firstSeq > 1 {
-            let theirs: String?
-            do {
-                theirs = try await transport.hash(of: peer, at: start.firstSeq - 1, timeout: settings.heartbeatTimeout)
-            } catch {
+        var search = DivergenceSearch(start: start.firstSeq - 1, differsAtOrBefore: last, masterLast: store.lastSeq, cuts: failover != nil)
+        while true {
+            switch search.next {
+            case .ask(let seq):
+                let theirs: String?
+                do {
+                    theirs = try await transport.hash(of: peer, at: seq, timeout: settings.heartbeatTimeout)
+                } catch {
+                    state.withLock { $0.instance.onDivergenceRetry(peer) }
+                    return
+                }
+                search.onHash(at: seq, theirs: theirs, ours: seq == start.firstSeq - 1 ? start.hash : store.hash(at: seq))
+            case .retryLater:
                 state.withLock { $0.instance.onDivergenceRetry(peer) }
                 return
-            }
-            if theirs != start.hash {
+            case .restartLog:
                 await restartLog(of: peer, at: start)
                 return
+            case .cut(let agreed):
+                await cutLog(of: peer, after: agreed)
+                return
+            case .report(let differs):
+                let problem = state.withLock { $0.instance.onDivergenceLocated(peer, seq: differs) }
+                if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
+                return
             }
         }
-        guard let (agreed, differs) = await whereLogsPart(with: peer, atOrBefore: last, from: start.firstSeq - 1) else {
+    }
+
+    /// Has `peer` cut its log after `agreed`, where it parts from this master's: what it
+    /// holds past there an earlier master wrote and no majority kept (it goes to the
+    /// member's rollback folder), and it follows this log from there.
+    private func cutLog(of peer: String, after agreed: Int) async {
+        do {
+            let cut = TruncateRequest(after: agreed, nextHash: store.hash(at: agreed + 1))
+            let replica = try await transport.truncate(peer, cut, timeout: settings.heartbeatTimeout)
+            logger.info("member cut its log to follow this master", metadata: ["replog.peer": "\(peer)", "replog.after": "\(agreed)"])
+            // It holds exactly what it says now, maybe less than it acknowledged before
+            // (and never, as far as this master counts, more than this master wrote).
+            let holding = min(replica.seq, store.lastSeq)
+            handle { $0.onMemberCut(peer, holding: holding) }
+            onContact(peer, replica)
+        } catch {
+            logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
             state.withLock { $0.instance.onDivergenceRetry(peer) }
-            return
         }
-        if failover != nil {
-            // An elected master's members may hold what an earlier master wrote and no majority
-            // kept: they cut it (to their rollback folder) and follow this log from there.
-            do {
-                let cut = TruncateRequest(after: agreed, nextHash: store.hash(at: agreed + 1))
-                let replica = try await transport.truncate(peer, cut, timeout: settings.heartbeatTimeout)
-                logger.info("member cut its log to follow this master", metadata: ["replog.peer": "\(peer)", "replog.after": "\(agreed)"])
-                // It holds exactly what it says now, maybe less than it acknowledged before
-                // (and never, as far as this master counts, more than this master wrote).
-                let holding = min(replica.seq, store.lastSeq)
-                handle { $0.onMemberCut(peer, holding: holding) }
-                onContact(peer, replica)
-            } catch {
-                logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
-                state.withLock { $0.instance.onDivergenceRetry(peer) }
-            }
-            return
-        }
-        let problem = state.withLock { $0.instance.onDivergenceLocated(peer, seq: differs) }
-        if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
     }
 
     /// Sends `peer` this log from its start, marked so that the member starts its log again
@@ -123,21 +128,6 @@ extension Master {
         }
     }
 
-    /// The last seq where `peer`'s log and this master's agree and the next, where they
-    /// differ; nil if `peer` did not answer one of the questions. `from`: a seq where they
-    /// agree (this log's start, or 0).
-    private func whereLogsPart(with peer: String, atOrBefore last: Int, from: Int) async -> (agreed: Int, differs: Int)? {
-        var search = DivergenceSearch(from: from, differsAtOrBefore: last, masterLast: store.lastSeq)
-        while true {
-            switch search.next {
-            case .found(let agreed, let differs):
-                return (agreed, differs)
-            case .ask(let seq):
-                guard let theirs = try? await transport.hash(of: peer, at: seq, timeout: settings.heartbeatTimeout) else { return nil }
-                search.onHash(at: seq, theirs: theirs, ours: store.hash(at: seq))
-            }
-        }
-    }
 
     /// A heartbeat got no answer in time.
     func onHeartbeatMissed(_ peer: String, error: any Error) {
