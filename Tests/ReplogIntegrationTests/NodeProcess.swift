@@ -74,7 +74,9 @@ final class NodeProcess: Sendable {
         }
         switch outcome {
         case .listening(let url): return url
-        case .exited: throw NodeProcessError.exitedBeforeListening(arguments: arguments, log: log)
+        case .exited:
+            let status = await process.waitForExit(within: .seconds(5))
+            throw NodeProcessError.exitedBeforeListening(arguments: arguments, status: status, log: log)
         case .timedOut: throw NodeProcessError.notListening(arguments: arguments, after: limit, log: log)
         }
     }
@@ -92,13 +94,14 @@ final class NodeProcess: Sendable {
 }
 
 enum NodeProcessError: Error, CustomStringConvertible {
-    case exitedBeforeListening(arguments: [String], log: String)
+    case exitedBeforeListening(arguments: [String], status: Int32?, log: String)
     case didNotExit(arguments: [String], log: String)
     case notListening(arguments: [String], after: Duration, log: String)
 
     var description: String {
         switch self {
-        case .exitedBeforeListening(let arguments, let log): "replog \(arguments) exited before listening:\n\(log)"
+        case .exitedBeforeListening(let arguments, let status, let log):
+            "replog \(arguments) exited before listening (exit status \(status.map(String.init) ?? "unknown"); 128 + N after signal N):\n\(log)"
         case .didNotExit(let arguments, let log): "replog \(arguments) did not exit:\n\(log)"
         case .notListening(let arguments, let limit, let log): "replog \(arguments) was not listening after \(limit):\n\(log)"
         }
