@@ -141,13 +141,18 @@ final class NemesisRun: Sendable {
         }
     }
 
-    func url(_ node: Int) -> String { "http://\(network.address(node)):5000" }
+    /// Every node listens on this port of its own address. Not 5000: the README's recipe
+    /// stops its cluster's master with `kill -9 $(pgrep -f 'replog master .*--port 5000 ')`,
+    /// recipes run while this test does, and node 0 here is started as `replog master`.
+    static let port = 7400
+
+    func url(_ node: Int) -> String { "http://\(network.address(node)):\(Self.port)" }
 
     /// Node 0 is started as `replog master --failover`, the others as `replog secondary`, as
     /// a user would start them, each on its own address.
     private func arguments(_ node: Int) -> [String] {
         let common = [
-            "--host", network.address(node), "--port", "5000", "--data-dir", disks[node].mountPoint + "/data",
+            "--host", network.address(node), "--port", "\(Self.port)", "--data-dir", disks[node].mountPoint + "/data",
             "--cluster-secret-file", secretFile.path, "--heartbeat-interval", "100ms", "--election-timeout", "300ms", "--log-level", "info",
         ]
         guard node == 0 else { return ["secondary"] + common }
