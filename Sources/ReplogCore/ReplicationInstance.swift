@@ -513,3 +513,17 @@ public struct ReplicationInstance: Sendable {
         peers[url]!.stream = stream
     }
 }
+
+extension ReplicaState {
+    /// What this answer shows of a master log whose first kept seq is `firstSeq`. A member
+    /// that holds only seqs before that start (retention) cannot be checked against any
+    /// hash the master still has: it counts as holding nothing of the log, towards no `w`,
+    /// and its stream starts its log again at the start.
+    public func vouched(byLogStartingAt firstSeq: Int) -> ReplicaState {
+        guard seq > 0, seq < firstSeq - 1 else { return self }
+        var unknown = self
+        unknown.seq = 0
+        unknown.hash = nil
+        return unknown
+    }
+}

@@ -38,22 +38,11 @@ extension Master {
 
     /// A secondary answered a heartbeat with what it holds.
     func onContact(_ peer: String, _ replica: ReplicaState) {
-        let replica = vouched(replica)
+        let replica = replica.vouched(byLogStartingAt: store.firstSeq)
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
         handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
         failover?.answered(peer, replica)
-    }
-
-    /// What a secondary's answer shows of this log. One that holds only seqs before this
-    /// log's start (retention) cannot be checked against any hash here: it counts as holding
-    /// nothing of it, towards no `w`, and its stream starts its log again at the start.
-    func vouched(_ replica: ReplicaState) -> ReplicaState {
-        guard replica.seq > 0, replica.seq < store.firstSeq - 1 else { return replica }
-        var unknown = replica
-        unknown.seq = 0
-        unknown.hash = nil
-        return unknown
     }
 
     /// Finds where a diverged member's log parts from the master's and carries out the

@@ -91,7 +91,7 @@ extension Master {
                     lingerTimerRunning = false
                     state.withLock { $0.instance.onLingerOver(for: peer) }
                 case .delivered(let answer, let entries, let started):
-                    let replica = vouched(answer)
+                    let replica = answer.vouched(byLogStartingAt: store.firstSeq)
                     let peerMetrics = metrics.peers[peer]!
                     peerMetrics.replicationDuration.recordNanoseconds((clock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)

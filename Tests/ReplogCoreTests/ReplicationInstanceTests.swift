@@ -58,6 +58,17 @@ import Testing
         #expect(single.commitSeq == 3)
     }
 
+    /// After retention an answer is only as good as a hash the master still has: a member
+    /// holding only seqs before the master's start counts as holding nothing of its log.
+    @Test func anAnswerBeforeTheMastersStartVouchesForNothing() {
+        let answer = ReplicaState(seq: 40, incarnation: "a", logID: "log", hash: "00000000000000aa")
+        #expect(answer.vouched(byLogStartingAt: 100).seq == 0 && answer.vouched(byLogStartingAt: 100).hash == nil)
+        #expect(answer.vouched(byLogStartingAt: 41) == answer, "seq 40 is the link before the start: its hash is known")
+        #expect(answer.vouched(byLogStartingAt: 1) == answer)
+        let empty = ReplicaState(seq: 0, incarnation: "a", logID: nil)
+        #expect(empty.vouched(byLogStartingAt: 100) == empty)
+    }
+
     /// A retry must repeat what its key was first used for; what cannot be read back is no
     /// proof that it does not.
     @Test func aRetryRepeatsWhatItsKeyWasFirstUsedFor() {
