@@ -356,9 +356,26 @@ final class NemesisRun: Sendable {
                     try network.cut(from: other, to: any, loss: loss)
                 case 8:
                     // Every node at once, or a majority with the master: a write that only
-                    // reached their page caches is gone from every node that held it.
-                    var victims: Set<Int> = draw(0...1) == 0 ? Set(0..<nodes) : master.map { [$0] } ?? []
+                    // reached their page caches is gone from every node that held it. Or
+                    // the master's process crashes (its disk keeps what the kernel holds)
+                    // as the others lose power: they elect one of themselves from what they
+                    // fsynced, so a secondary that acknowledged before its fsync is found out.
+                    let variant = draw(0...2)
+                    var victims: Set<Int> = variant == 0 ? Set(0..<nodes) : master.map { [$0] } ?? []
                     while victims.count < majority { victims.insert(draw(0...(nodes - 1))) }
+                    if variant == 2, let master {
+                        victims = Set(0..<nodes).subtracting([master])
+                        note("kill -9 n\(master) (the master) and power loss on \(victims.sorted().map { "n\($0)" }) for \(length)")
+                        current.withLock { $0[master] }?.signal(SIGKILL)
+                        try await losePower(victims)
+                        _ = try? await current.withLock { $0[master] }?.waitForExit()
+                        try? await Task.sleep(for: length)
+                        for node in victims.sorted() { try await start(node) }
+                        // The others elect a master from what they kept before the old one is back.
+                        try? await Task.sleep(for: .seconds(2))
+                        try await start(master)
+                        continue
+                    }
                     note("power loss on \(victims.sorted().map { "n\($0)" }) for \(length)")
                     try await losePower(victims)
                     try? await Task.sleep(for: length)
