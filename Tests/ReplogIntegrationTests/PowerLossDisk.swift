@@ -84,9 +84,18 @@ final class PowerLossDisk: Sendable {
         try Self.run("/usr/bin/mount", device, mountPoint)
     }
 
+    /// Unmounts and detaches the disk, and deletes its image. Its node was just killed and
+    /// may hold the file system for a moment: the unmount is tried for up to 2 s before it
+    /// is left to finish lazily, because a loop device whose file system is still mounted
+    /// somewhere is not detached, and would outlive the run with its image deleted.
     func tearDown() {
         guard detached.withLock({ detached in defer { detached = true }; return !detached }) else { return }
-        if (try? Self.run("/usr/bin/umount", mountPoint)) == nil { _ = try? Self.run("/usr/bin/umount", "--lazy", mountPoint) }
+        var unmounted = false
+        for _ in 0..<40 where !unmounted {
+            unmounted = (try? Self.run("/usr/bin/umount", mountPoint)) != nil
+            if !unmounted { usleep(50_000) }
+        }
+        if !unmounted { _ = try? Self.run("/usr/bin/umount", "--lazy", mountPoint) }
         _ = try? Self.run("/usr/sbin/losetup", "--detach", device)
         try? FileManager.default.removeItem(atPath: image)
     }
