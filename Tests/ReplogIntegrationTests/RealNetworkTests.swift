@@ -363,23 +363,17 @@ final class NemesisRun: Sendable {
                     let variant = draw(0...2)
                     var victims: Set<Int> = variant == 0 ? Set(0..<nodes) : master.map { [$0] } ?? []
                     while victims.count < majority { victims.insert(draw(0...(nodes - 1))) }
-                    if variant == 2, let master {
-                        victims = Set(0..<nodes).subtracting([master])
-                        note("kill -9 n\(master) (the master) and power loss on \(victims.sorted().map { "n\($0)" }) for \(length)")
-                        current.withLock { $0[master] }?.signal(SIGKILL)
-                        try await losePower(victims)
-                        _ = try? await current.withLock { $0[master] }?.waitForExit()
-                        try? await Task.sleep(for: length)
-                        for node in victims.sorted() { try await start(node) }
-                        // The others elect a master from what they kept before the old one is back.
-                        try? await Task.sleep(for: .seconds(2))
-                        try await start(master)
-                        continue
-                    }
-                    note("power loss on \(victims.sorted().map { "n\($0)" }) for \(length)")
-                    try await losePower(victims)
+                    let crashed = variant == 2 ? master : nil
+                    if let crashed { victims = Set(0..<nodes).subtracting([crashed]) }
+                    note((crashed.map { "kill -9 n\($0) (the master) and " } ?? "") + "power loss on \(victims.sorted().map { "n\($0)" }) for \(length)")
+                    try await losePower(victims, crashing: crashed)
                     try? await Task.sleep(for: length)
                     for node in victims.sorted() { try await start(node) }
+                    if let crashed {
+                        // The others elect a master from what they kept before the old one is back.
+                        try? await Task.sleep(for: .seconds(2))
+                        try await start(crashed)
+                    }
                     continue
                 default:
                     note("n\(any) sends at most 64 kbit/s for \(length)")
@@ -421,12 +415,15 @@ final class NemesisRun: Sendable {
     }
 
     /// The power goes on every node of `victims` close together (their disks keep only
-    /// what was fsynced), then they are killed; their disks are mounted again.
-    private func losePower(_ victims: Set<Int>) async throws {
+    /// what was fsynced), then they are killed; their disks are mounted again. The process
+    /// of `crashing` is killed first, its disk untouched (the kernel keeps what it wrote).
+    private func losePower(_ victims: Set<Int>, crashing: Int? = nil) async throws {
+        if let crashing { current.withLock { $0[crashing] }?.signal(SIGKILL) }
         for node in victims.sorted() {
             try disks[node].cutPower()
             current.withLock { $0[node] }?.signal(SIGKILL)
         }
+        if let crashing { _ = try? await current.withLock { $0[crashing] }?.waitForExit() }
         for node in victims.sorted() {
             _ = try? await current.withLock { $0[node] }?.waitForExit()
             try await disks[node].powerOn()
