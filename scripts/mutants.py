@@ -15,6 +15,9 @@ a guarantee without a test that would fail if it broke.
     python3 scripts/mutants.py --nemesis 8 wcount oldepoch
                                           # only the real-network nemesis (as root), seeds 1, 2, ... up
                                           # to 8 runs of both topologies: which run first catches each
+    python3 scripts/mutants.py --tests SecondaryInstanceTests acceptother secack
+                                          # only the tests this filter names (a quick check that
+                                          # a unit test still catches a mutant after a move)
     python3 scripts/mutants.py --restore  # undo mutants that a killed run left in the code
 
 It edits files in this checkout, so it refuses to touch a file with uncommitted changes,
@@ -119,13 +122,13 @@ MUTANTS = [
            "admitted = admitted || difference == 0",
            "admitted = true",
            "any bearer token of the right length is taken for a client token"),
-    Mutant("acceptother", "a secondary refuses other content at a seq it holds", "Sources/ReplogNode/SecondaryReplica.swift",
-           "try refuseOtherContent(entries.filter { $0.seq <= before })",
-           "_ = before",
+    Mutant("acceptother", "a secondary refuses other content at a seq it holds", "Sources/ReplogCore/SecondaryInstance.swift",
+           "if let held = stored[entry.seq], held != entry.message { throw Diverged(seq: entry.seq) }",
+           "_ = stored",
            "a redelivery with another message at a held seq is acknowledged as a duplicate"),
-    Mutant("secack", "a secondary acknowledges only what is durable", "Sources/ReplogNode/SecondaryReplica.swift",
-           "let seq = min($0.holdBack.contiguousSeq, commit.durableSeq)",
-           "let seq = $0.holdBack.contiguousSeq",
+    Mutant("secack", "a secondary acknowledges only what is durable", "Sources/ReplogCore/SecondaryInstance.swift",
+           "min(contiguousSeq, completeSeq, durableSeq)",
+           "min(contiguousSeq, completeSeq)",
            "a heartbeat answer counts entries still waiting for their fsync"),
     Mutant("norewind", "catch-up after a secondary restarts", "Sources/ReplogCore/ReplicationInstance.swift",
            "peer.stream.sentThrough = peer.matched\n",
@@ -174,18 +177,18 @@ MUTANTS = [
            "guard holdsStart else { return }",
            "a deposed master's own tail is dated to the new epoch, so it can win without a majority-acknowledged write"),
     Mutant("keysstay", "idempotency keys travel with their entries (a retry after a failover appends nothing)",
-           "Sources/ReplogNode/SecondaryReplica.swift",
-           "try store.append(ready, ids: readyIDs, continues: readyContinues)",
-           "try store.append(ready, ids: readyIDs.map { _ in nil }, continues: readyContinues)",
+           "Sources/ReplogCore/SecondaryInstance.swift",
+           "let readyIDs = ready.map { heldBackIDs[$0.seq] }",
+           "let readyIDs = ready.map { _ -> String? in nil }",
            "a secondary stores the entries without their keys"),
     Mutant("undurable-list", "readers see only durable messages", "Sources/ReplogNode/Master.swift",
            "try commit.readDurable(from: seq, limit: watch.limit(limit, from: seq, level: level))\n    }",
            "try store.read(from: seq, limit: watch.limit(limit, from: seq, level: level))\n    }",
            "the master lists messages whose fsync has not finished (or failed)"),
     Mutant("norestart", "retention: a secondary behind the master's first seq starts its log again there",
-           "Sources/ReplogNode/SecondaryReplica.swift",
-           "if let start = records.start, store.hash(at: start.firstSeq - 1) != start.hash {",
-           "if let start = records.start, store.hash(at: start.firstSeq - 1) != start.hash, false {",
+           "Sources/ReplogCore/SecondaryInstance.swift",
+           "        heldLink != masterLink\n",
+           "        heldLink != masterLink && false\n",
            "a secondary that lacks what retention dropped holds the rest back forever"),
     Mutant("unvouched", "retention: only what a hash vouches for counts towards w", "Sources/ReplogCore/ReplicationInstance.swift",
            "guard seq > 0, seq < firstSeq - 1 else { return self }",
@@ -195,21 +198,21 @@ MUTANTS = [
            "(startedAgain && store.firstSeq - 1 >= start.after)",
            "(startedAgain && Bool(\"false\")!)",
            "a member that started its log again keeps an older epoch history and votes for a shorter log"),
-    Mutant("restartincarnation", "retention: a log started again is news to the master", "Sources/ReplogNode/SecondaryReplica.swift",
-           "logRestarts == 0 ? incarnation : \"\\(incarnation)+\\(logRestarts)\"",
-           "incarnation",
+    Mutant("restartincarnation", "retention: a log started again is news to the master", "Sources/ReplogCore/SecondaryInstance.swift",
+           "logRestarts == 0 ? baseIncarnation : \"\\(baseIncarnation)+\\(logRestarts)\"",
+           "baseIncarnation",
            "a member that started its log again answers with its old incarnation and waits for a gap nobody resends"),
-    Mutant("laterstartkept", "retention: a member that cannot show the master's start starts again", "Sources/ReplogNode/SecondaryReplica.swift",
-           "if let start = records.start, store.hash(at: start.firstSeq - 1) != start.hash {",
-           "if let start = records.start, start.firstSeq > state.holdBack.contiguousSeq + 1 || store.hash(at: start.firstSeq - 1).map({ $0 != start.hash }) == true {",
+    Mutant("laterstartkept", "retention: a member that cannot show the master's start starts again", "Sources/ReplogCore/SecondaryInstance.swift",
+           "        heldLink != masterLink\n",
+           "        firstSeq > contiguousSeq + 1 || heldLink.map { $0 != masterLink } == true\n",
            "a member whose own start is later keeps its log, though it can be neither checked nor cut"),
     Mutant("forgetkeys", "retention keeps the idempotency keys of what it drops", "Sources/ReplogStorage/FileLogStore.swift",
            "state.closedUnsynced.removeAll { $0 < plan.start.firstSeq }\n",
            "state.closedUnsynced.removeAll { $0 < plan.start.firstSeq }\n            state.recentIDs.removeAll { $0.seq < plan.start.firstSeq }\n",
            "retention forgets the keys of the entries it drops"),
-    Mutant("heldbackepoch", "failover: a secondary never mixes two masters' entries", "Sources/ReplogNode/SecondaryReplica.swift",
-           "if let epoch, epoch != state.heldBackEpoch {",
-           "if let epoch, epoch != state.heldBackEpoch, Bool(\"false\")! {",
+    Mutant("heldbackepoch", "failover: a secondary never mixes two masters' entries", "Sources/ReplogCore/SecondaryInstance.swift",
+           "guard let epoch, epoch != heldBackEpoch else { return }",
+           "guard let epoch, epoch != heldBackEpoch, Bool(\"false\")! else { return }",
            "entries an earlier master sent, held back for a gap, are released behind a later master's"),
     Mutant("nostartfile", "retention: the log's new start reaches the disk before its segments go",
            "Sources/ReplogStorage/FileLogStore.swift",
@@ -220,8 +223,8 @@ MUTANTS = [
            "try store.append(entries, ids: [request.id], continues: entries.map { $0.seq < seq + count - 1 })",
            "try store.append(entries, ids: [request.id])",
            "the master writes a batch as separate messages, so a crash can keep part of it"),
-    Mutant("secmarks", "a batch is all or nothing (secondaries keep the marks)", "Sources/ReplogNode/SecondaryReplica.swift",
-           "let readyContinues = state.heldBackContinuing.isEmpty ? [] : ready.map { state.heldBackContinuing.contains($0.seq) }",
+    Mutant("secmarks", "a batch is all or nothing (secondaries keep the marks)", "Sources/ReplogCore/SecondaryInstance.swift",
+           "let readyContinues = heldBackContinuing.isEmpty ? [] : ready.map { heldBackContinuing.contains($0.seq) }",
            "let readyContinues: [Bool] = []",
            "a secondary stores a batch's records without their marks and lists part of one"),
     Mutant("batchcap", "a batch is all or nothing (nobody lists part of one)", "Sources/ReplogStorage/GroupCommit.swift",
@@ -409,7 +412,7 @@ def nemesis(mutant: Mutant, runs: int) -> tuple[str, list[str]]:
     return f"NOT CAUGHT in {runs} runs", []
 
 
-def run(mutant: Mutant, nemesis_runs: int | None = None) -> tuple[str, list[str], float]:
+def run(mutant: Mutant, nemesis_runs: int | None = None, tests_filter: str | None = None) -> tuple[str, list[str], float]:
     path = ROOT / mutant.file
     changed = subprocess.run(["git", "diff", "--quiet", "--", mutant.file], cwd=ROOT).returncode != 0
     if changed:
@@ -424,6 +427,13 @@ def run(mutant: Mutant, nemesis_runs: int | None = None) -> tuple[str, list[str]
         if nemesis_runs:
             verdict, reports = nemesis(mutant, nemesis_runs)
             return verdict, reports, time.monotonic() - started
+        if tests_filter:
+            tests = subprocess.run(["timeout", "-s", "KILL", "1800", "swift", "test", "--skip-build", "--disable-xctest",
+                                    "--filter", tests_filter], cwd=ROOT, capture_output=True, text=True, errors="replace")
+            if tests.returncode != 0:
+                keep_output(mutant, tests)
+                return "caught", failing_tests(tests.stdout + tests.stderr), time.monotonic() - started
+            return "NOT CAUGHT", [], time.monotonic() - started
         # What CI runs: the quick run, then the deep run (docs/testing.md); the deep run only
         # when the quick one passed. Swift Testing's time limits end a hung test; the outer
         # limit is for a hung process.
@@ -477,6 +487,11 @@ def main(arguments: list[str]) -> int:
         at = arguments.index("--nemesis")
         nemesis_runs = int(arguments[at + 1])
         arguments = arguments[:at] + arguments[at + 2:]
+    tests_filter = None
+    if "--tests" in arguments:
+        at = arguments.index("--tests")
+        tests_filter = arguments[at + 1]
+        arguments = arguments[:at] + arguments[at + 2:]
     chosen = [m for m in MUTANTS if not arguments or m.name in arguments]
     unknown = set(arguments) - {m.name for m in MUTANTS}
     if unknown:
@@ -484,7 +499,7 @@ def main(arguments: list[str]) -> int:
     escaped = 0
     for mutant in chosen:
         print(f"== {mutant.name}: {mutant.bug}", flush=True)
-        verdict, caught, seconds = run(mutant, nemesis_runs)
+        verdict, caught, seconds = run(mutant, nemesis_runs, tests_filter)
         escaped += verdict.startswith("NOT CAUGHT")
         if nemesis_runs:
             print(f"   {verdict} in {seconds:.0f} s", *caught, sep="\n   ", flush=True)

@@ -25,62 +25,23 @@ public struct SecondarySettings: Sendable {
     }
 }
 
-/// A secondary's replication logic, free of HTTP: holds back out-of-order entries,
-/// drops duplicates, stores the contiguous prefix, and acknowledges what it holds.
+/// A secondary's shell: carries out what its `SecondaryInstance` decides about each
+/// delivery (record the log it follows, start the log again, store, make durable) and
+/// answers with what the instance says it may claim.
 public final class SecondaryReplica: Sendable {
     /// The secondary stored the entries but was told (by `--error-rate`) to fail the request.
     public struct InjectedFailure: Error, Equatable {
         public let state: ReplicaState
     }
 
-    /// The delivery belongs to another master log than the one this secondary holds.
-    public struct ForeignLog: Error, Equatable, CustomStringConvertible {
-        public let held: String
-        public let offered: String
-        public var description: String {
-            "this secondary holds master log \(held), not \(offered): the master lost its log "
-                + "(restarted without --data-dir?); restart this secondary with an empty log to follow the new one"
-        }
-    }
-
-    /// The delivery has another message at a seq this secondary already holds: the two
-    /// logs diverged there, and storing nothing is the only safe answer.
-    public struct Diverged: Error, Equatable, CustomStringConvertible {
-        public let seq: Int
-        public var description: String {
-            "diverged at seq \(seq): this secondary holds another message there than the master sends; "
-                + "stop it, empty its log and restart it"
-        }
-    }
-
-    private struct State {
-        var holdBack: HoldBackBuffer
-        var logID: String?
-        /// The idempotency keys of held-back entries, by seq, until they are stored with them.
-        var heldBackIDs: [Int: String] = [:]
-        /// Seqs received ahead of the contiguous prefix whose records continue a batch.
-        var heldBackContinuing: Set<Int> = []
-        /// Where this secondary last started its log again because it had fallen behind the
-        /// master's first kept seq (retention), if it did since it started.
-        var restartedAt: Int?
-        /// How many times it started its log again.
-        var logRestarts = 0
-        /// The epoch of the master whose entries wait in the hold-back buffer (failover).
-        var heldBackEpoch: Int?
-    }
+    public typealias ForeignLog = SecondaryInstance.ForeignLog
+    public typealias Diverged = SecondaryInstance.Diverged
 
     /// Where this secondary last started its log again, behind the master's retention.
-    public var restartedAt: Int? { state.withLock { $0.restartedAt } }
+    public var restartedAt: Int? { instance.withLock { $0.restartedAt } }
 
     /// How many times this secondary started its log again at its master's start.
-    public var logRestarts: Int { state.withLock { $0.logRestarts } }
-
-    /// The incarnation it answers with: a log started again is news to the master as a new
-    /// process is (what it holds now is the truth, and its stream resends from there), or
-    /// requests sent before the restart would leave a gap that no answer shows the master.
-    private func incarnation(after logRestarts: Int) -> String {
-        logRestarts == 0 ? incarnation : "\(incarnation)+\(logRestarts)"
-    }
+    public var logRestarts: Int { instance.withLock { $0.logRestarts } }
 
     public let store: any LogStore
     /// Flushes the log; nothing is acknowledged before it is durable.
@@ -88,7 +49,9 @@ public final class SecondaryReplica: Sendable {
     public let settings: SecondarySettings
     public let incarnation: String
     private let clock: any NodeClock
-    private let state: Mutex<State>
+    /// The protocol state; the store is written under the same lock, so that the store's
+    /// order is the instance's.
+    private let instance: Mutex<SecondaryInstance>
     private let random: @Sendable () -> Double
     private let onFollow: @Sendable (String) throws -> Void
     private let metrics: SecondaryMetrics
@@ -125,8 +88,8 @@ public final class SecondaryReplica: Sendable {
         self.incarnation = incarnation
         self.onFollow = onFollow
         self.random = random
-        let holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
-        self.state = Mutex(State(holdBack: holdBack, logID: logID))
+        self.instance = Mutex(
+            SecondaryInstance(heldThrough: store.lastSeq, logID: logID, incarnation: incarnation, holdBackCapacity: settings.holdBackCapacity))
         self.watch = watch ?? LogWatch(durable: self.commit.durableSeq)
     }
 
@@ -135,12 +98,11 @@ public final class SecondaryReplica: Sendable {
     /// stored but still waiting for their fsync.
     public var replicaState: ReplicaState {
         let storageFailure = commit.failure?.description
-        return state.withLock {
+        return instance.withLock {
             // Read under the lock that stores, so the durable prefix is never past the stored one.
-            let seq = min($0.holdBack.contiguousSeq, commit.durableSeq)
+            let seq = $0.claim(completeSeq: .max, durableSeq: commit.durableSeq)
             return ReplicaState(
-                seq: seq, incarnation: incarnation(after: $0.logRestarts), logID: $0.logID, storageFailure: storageFailure,
-                hash: store.hash(at: seq))
+                seq: seq, incarnation: $0.incarnation, logID: $0.logID, storageFailure: storageFailure, hash: store.hash(at: seq))
         }
     }
 
@@ -150,13 +112,10 @@ public final class SecondaryReplica: Sendable {
     }
 
     /// Entries received out of order and waiting for a gap to fill.
-    public var heldBackCount: Int { state.withLock { $0.holdBack.heldBackCount } }
+    public var heldBackCount: Int { instance.withLock { $0.heldBackCount } }
 
     /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
-    /// - Parameter adopt: with failover, the master of this node's epoch decides which log
-    ///   the cluster holds: a replica that holds another one (a master of an earlier epoch
-    ///   wrote it, and nobody else holds it) follows the master's, whose hash comparison
-    ///   then cuts what differs. Without failover another log is refused.
+    /// - Parameter adopt: see `SecondaryInstance.mustRecord(_:adopt:)`.
     /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
     ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
     ///   an fsync (nothing is stored any more then).
@@ -166,89 +125,47 @@ public final class SecondaryReplica: Sendable {
 
     /// Like `receive(_:ids:of:adopt:)`, with the records' batch marks: a batch counts (is
     /// acknowledged, listed, claimed) only once all of it is here.
-    /// - Parameter epoch: with failover, the epoch of the master that sent them. Entries an
-    ///   earlier epoch's master sent and that still wait for a gap to fill are dropped
-    ///   first: the new master may hold other entries at those seqs, and its own would
-    ///   otherwise release them behind its first (the real-node simulation, seed 4667).
+    /// - Parameter epoch: with failover, the epoch of the master that sent them
+    ///   (`SecondaryInstance.deliveredBy(epoch:)`).
     public func receive(
         _ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool = false, epoch: Int? = nil
     ) async throws -> ReplicaState {
-        let (entries, ids, continues) = (records.entries, records.ids, records.continues)
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
         if let failure = commit.failure { throw failure }
         if commit.writeWasRefused { await commit.retryRefusedWrite() }
-        let replicaState = try state.withLock { state in
-            if let held = state.logID, held != logID, state.holdBack.contiguousSeq > 0, !adopt {
-                throw ForeignLog(held: held, offered: logID)
-            }
-            if state.logID != logID {
+        let replicaState = try instance.withLock { instance in
+            if try instance.mustRecord(logID, adopt: adopt) {
                 try onFollow(logID)  // rare: once per master log, so done under the lock
-                state.logID = logID
+                instance.followed(logID)
             }
-            if let epoch, epoch != state.heldBackEpoch {
-                if state.holdBack.heldBackCount > 0 {
-                    state.holdBack = HoldBackBuffer(contiguousSeq: state.holdBack.contiguousSeq, capacity: settings.holdBackCapacity)
-                    state.heldBackIDs = [:]
-                    state.heldBackContinuing = []
-                }
-                state.heldBackEpoch = epoch
-            }
-            // The master no longer holds what this secondary lacks before its first kept seq
-            // (retention), or this secondary's log parts from the master's before it (a
-            // deposed master's tail), or nothing here shows it holds the master's log through
-            // there (its own start is later): start the log again there, as a Kafka follower
-            // does. Only a log with the master's hash at the seq before the start goes on.
-            if let start = records.start, store.hash(at: start.firstSeq - 1) != start.hash {
-                let before = state.holdBack.contiguousSeq
+            instance.deliveredBy(epoch: epoch)
+            if let start = records.start,
+                instance.startsAgain(at: start.firstSeq, masterLink: start.hash, heldLink: store.hash(at: start.firstSeq - 1))
+            {
+                let before = instance.contiguousSeq
                 try store.restart(at: start)
                 commit.restarted(at: start.firstSeq - 1)
                 watch.cut(to: start.firstSeq - 1)
-                state.holdBack = HoldBackBuffer(contiguousSeq: start.firstSeq - 1, capacity: settings.holdBackCapacity)
-                state.heldBackIDs = [:]
-                state.heldBackContinuing = []
-                state.restartedAt = start.firstSeq
-                state.logRestarts += 1
+                instance.startedAgain(at: start.firstSeq)
                 logger.warning("restarted the log at the master's first kept seq: it no longer holds what this node lacked", metadata: [
                     "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(before)",
                 ])
             }
-            // Storing under the same lock keeps the store's order equal to the buffer's.
-            let before = state.holdBack.contiguousSeq
-            try refuseOtherContent(entries.filter { $0.seq <= before })
-            let ready = state.holdBack.receive(entries)
-            // Keys travel with their entries: a master elected later answers a retry of one.
-            for (index, id) in ids.enumerated() where index < entries.count && entries[index].seq > before {
-                if let id { state.heldBackIDs[entries[index].seq] = id }
-            }
-            // So do batch marks: a batch is whole here only once its last record is stored.
-            for (index, mark) in continues.enumerated() where mark && index < entries.count && entries[index].seq > before {
-                state.heldBackContinuing.insert(entries[index].seq)
-            }
-            let readyIDs = ready.map { state.heldBackIDs[$0.seq] }
-            let readyContinues = state.heldBackContinuing.isEmpty ? [] : ready.map { state.heldBackContinuing.contains($0.seq) }
+            let stored = try storedMessages(in: instance.heldSeqs(of: records.entries))
+            let ready = try instance.receive(records.entries, ids: records.ids, continues: records.continues, stored: stored)
             do {
-                try store.append(ready, ids: readyIDs, continues: readyContinues)
-                let contiguous = state.holdBack.contiguousSeq
-                if !state.heldBackIDs.isEmpty {
-                    state.heldBackIDs = state.heldBackIDs.filter { $0.key > contiguous && $0.key <= contiguous + settings.holdBackCapacity }
-                }
-                if !state.heldBackContinuing.isEmpty {
-                    state.heldBackContinuing = state.heldBackContinuing.filter { $0 > contiguous && $0 <= contiguous + settings.holdBackCapacity }
-                }
+                try store.append(ready.entries, ids: ready.ids, continues: ready.continues)
             } catch {
-                // Not stored (a full disk): not received either, or the buffer would drop
-                // the master's resend as a duplicate and acknowledge what the store lacks.
-                state.holdBack.rewind(to: before)
+                instance.notStored(ready)
                 throw error
             }
-            metrics.storedEntries.increment(by: ready.count)
-            metrics.duplicateEntries.increment(by: entries.count { $0.seq <= before })
-            metrics.lastSeq.record(state.holdBack.contiguousSeq)
-            // Part of a batch is no message: claim up to the last whole one.
-            let seq = min(state.holdBack.contiguousSeq, store.completeSeq)
-            return ReplicaState(seq: seq, incarnation: incarnation(after: state.logRestarts), logID: logID, hash: store.hash(at: seq))
+            metrics.storedEntries.increment(by: ready.entries.count)
+            metrics.duplicateEntries.increment(by: ready.duplicates)
+            metrics.lastSeq.record(instance.contiguousSeq)
+            let seq = instance.claim(completeSeq: store.completeSeq)
+            return ReplicaState(seq: seq, incarnation: instance.incarnation, logID: logID, hash: store.hash(at: seq))
         }
         try await commit.makeDurable(through: replicaState.seq)
         watch.advanced(to: min(replicaState.seq, commit.durableSeq))
@@ -260,35 +177,27 @@ public final class SecondaryReplica: Sendable {
     }
 
     /// Failover: cuts every entry after `seq` (the master's log parts from this one there)
-    /// and returns them; held-back entries go too. Durable before it returns.
-    /// - Parameter committed: what this node learned was committed, which no later master's
-    ///   log parts from: never cut (a master asks for less when its retention dropped its
-    ///   own hash at the seq after it).
+    /// and returns them; held-back entries go too. Durable before it returns. See
+    /// `SecondaryInstance.cut(after:masterNextHash:heldNextHash:committed:lastSeq:)`.
     public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0) throws(LogStoreError) -> [LogEntry] {
-        try state.withLock { (state: inout State) throws(LogStoreError) -> [LogEntry] in
-            // It already holds the master's entry after `seq`, so the master's log up to there:
-            // the request was decided on an older answer.
-            if let nextHash, store.hash(at: seq + 1) == nextHash { return [] }
-            let seq = max(seq, min(committed, store.lastSeq))
+        try instance.withLock { (instance: inout SecondaryInstance) throws(LogStoreError) -> [LogEntry] in
+            guard
+                let seq = instance.cut(
+                    after: seq, masterNextHash: nextHash, heldNextHash: store.hash(at: seq + 1), committed: committed, lastSeq: store.lastSeq)
+            else { return [] }
             let cut = try store.truncate(after: seq)
             commit.truncated(after: seq)
             watch.cut(to: seq)
-            state.holdBack = HoldBackBuffer(contiguousSeq: store.lastSeq, capacity: settings.holdBackCapacity)
-            state.heldBackIDs = [:]
-            state.heldBackContinuing = []
+            instance.wasCut(holdingThrough: store.lastSeq)
             return cut
         }
     }
 
-    /// Throws `Diverged` when a redelivered entry differs from what is stored at its seq. A
-    /// redelivery is rare (a lost answer, a retry), so reading it back costs little.
-    private func refuseOtherContent(_ held: [LogEntry]) throws {
-        let seqs = held.map(\.seq).filter { $0 >= 1 }  // a seq below 1 is no entry (the route refuses it)
-        guard let first = seqs.min(), let last = seqs.max() else { return }
-        let stored = Dictionary(uniqueKeysWithValues: try store.read(from: first, limit: last - first + 1).map { ($0.seq, $0.message) })
-        for entry in held where stored[entry.seq].map({ $0 != entry.message }) == true {
-            throw Diverged(seq: entry.seq)
-        }
+    /// The messages it holds at `seqs`, by seq.
+    private func storedMessages(in seqs: ClosedRange<Int>?) throws -> [Int: String] {
+        guard let seqs else { return [:] }
+        let held = try store.read(from: seqs.lowerBound, limit: seqs.count)
+        return Dictionary(uniqueKeysWithValues: held.map { ($0.seq, $0.message) })
     }
 
     /// Returns once a read at `level` shows something at `seq` or later, or after `timeout`.

@@ -1,0 +1,248 @@
+/// A secondary's protocol rules as a value: which master log it follows, which deliveries
+/// it refuses, when it starts its log again, what it stores in which order with which keys
+/// and batch marks, and what it may claim to hold.
+///
+/// It does no I/O. The shell (`SecondaryReplica`) hands it what the store holds where a rule
+/// needs it (a hash, the messages at redelivered seqs), carries out what it says (record the
+/// log it follows, start the log again, append), and tells it how that went, in this order:
+///
+/// ```
+/// mustRecord(log)?      → record the log id on disk → followed(log)
+/// deliveredBy(epoch)
+/// startsAgain(at:…)?    → restart the store there   → startedAgain(at:)
+/// receive(records, stored: messages at heldSeqs(of:)) → append what it returns
+///                                                     → notStored(_:) if the append failed
+/// claim(completeSeq:durableSeq:)                      → the seq it answers with
+/// ```
+public struct SecondaryInstance: Sendable {
+    /// The delivery belongs to another master log than the one this secondary holds.
+    public struct ForeignLog: Error, Equatable, CustomStringConvertible {
+        public let held: String
+        public let offered: String
+        public init(held: String, offered: String) {
+            self.held = held
+            self.offered = offered
+        }
+        public var description: String {
+            "this secondary holds master log \(held), not \(offered): the master lost its log "
+                + "(restarted without --data-dir?); restart this secondary with an empty log to follow the new one"
+        }
+    }
+
+    /// The delivery has another message at a seq this secondary already holds: the two
+    /// logs diverged there, and storing nothing is the only safe answer.
+    public struct Diverged: Error, Equatable, CustomStringConvertible {
+        public let seq: Int
+        public init(seq: Int) { self.seq = seq }
+        public var description: String {
+            "diverged at seq \(seq): this secondary holds another message there than the master sends; "
+                + "stop it, empty its log and restart it"
+        }
+    }
+
+    /// What a delivery makes ready to store: the entries that are now contiguous, in seq
+    /// order, with their keys and batch marks (either may be empty: none of them has one).
+    public struct Ready: Sendable, Equatable {
+        public var entries: [LogEntry]
+        public var ids: [String?]
+        public var continues: [Bool]
+        /// The contiguous prefix before these: where to go back to if they are not stored.
+        public var after: Int
+        /// How many delivered entries it held already.
+        public var duplicates: Int
+    }
+
+    /// The master log it follows (`nil` while it holds nothing of any).
+    public private(set) var logID: String?
+    /// Where it last started its log again, behind the master's first kept seq, if it did.
+    public private(set) var restartedAt: Int?
+    /// How many times it started its log again.
+    public private(set) var logRestarts = 0
+    private var holdBack: HoldBackBuffer
+    /// The idempotency keys of held-back entries, by seq, until they are stored with them.
+    private var heldBackIDs: [Int: String] = [:]
+    /// Seqs received ahead of the contiguous prefix whose records continue a batch.
+    private var heldBackContinuing: Set<Int> = []
+    /// The epoch of the master whose entries wait in the hold-back buffer (failover).
+    private var heldBackEpoch: Int?
+    private let baseIncarnation: String
+
+    /// - Parameters:
+    ///   - heldThrough: the last seq its store holds.
+    ///   - logID: the master log its store holds, if any.
+    ///   - incarnation: the random id of this run of the process.
+    ///   - holdBackCapacity: how far ahead of its contiguous prefix it keeps entries.
+    public init(heldThrough: Int, logID: String?, incarnation: String, holdBackCapacity: Int) {
+        self.holdBack = HoldBackBuffer(contiguousSeq: heldThrough, capacity: holdBackCapacity)
+        self.logID = logID
+        self.baseIncarnation = incarnation
+    }
+
+    /// Every seq through this one was received and stored.
+    public var contiguousSeq: Int { holdBack.contiguousSeq }
+
+    /// Entries received out of order and waiting for a gap to fill.
+    public var heldBackCount: Int { holdBack.heldBackCount }
+
+    /// The incarnation it answers with: a log started again is news to the master as a new
+    /// process is (what it holds now is the truth, and its stream resends from there), or
+    /// requests sent before the restart would leave a gap that no answer shows the master.
+    public var incarnation: String {
+        logRestarts == 0 ? baseIncarnation : "\(baseIncarnation)+\(logRestarts)"
+    }
+
+    // MARK: Which log
+
+    /// Whether a delivery of master log `offered` must first be recorded as the log this
+    /// node follows (so the choice survives a restart), before anything of it is stored.
+    /// - Parameter adopt: with failover, the master of this node's epoch decides which log
+    ///   the cluster holds: a replica that holds another one (a master of an earlier epoch
+    ///   wrote it, and nobody else holds it) follows the master's, whose hash comparison
+    ///   then cuts what differs. Without failover another log is refused.
+    /// - Throws: `ForeignLog` when it holds entries of another log and may not adopt.
+    public func mustRecord(_ offered: String, adopt: Bool) throws(ForeignLog) -> Bool {
+        if let held = logID, held != offered, contiguousSeq > 0, !adopt {
+            throw ForeignLog(held: held, offered: offered)
+        }
+        return logID != offered
+    }
+
+    /// The log id is recorded: it follows that log now.
+    public mutating func followed(_ offered: String) {
+        logID = offered
+    }
+
+    // MARK: Whose entries
+
+    /// A delivery of the master of `epoch` (failover). Entries an earlier epoch's master
+    /// sent and that still wait for a gap to fill are dropped: the new master may hold other
+    /// entries at those seqs, and its own would otherwise release them behind its first
+    /// (the real-node simulation, seed 4667).
+    public mutating func deliveredBy(epoch: Int?) {
+        guard let epoch, epoch != heldBackEpoch else { return }
+        if holdBack.heldBackCount > 0 {
+            dropHeldBack(keepingThrough: contiguousSeq)
+        }
+        heldBackEpoch = epoch
+    }
+
+    // MARK: Starting the log again
+
+    /// Whether to start the log again at the master's `firstSeq`: the master no longer holds
+    /// what this node lacks before its first kept seq (retention), or this node's log parts
+    /// from the master's before it (a deposed master's tail), or nothing here shows it holds
+    /// the master's log through there (its own start is later). Only a log with the master's
+    /// link at the seq before the start goes on, as a Kafka follower's does.
+    /// - Parameters:
+    ///   - masterLink: the master's hash at `firstSeq - 1`.
+    ///   - heldLink: this node's hash at `firstSeq - 1`, if it holds that seq.
+    public func startsAgain(at firstSeq: Int, masterLink: String, heldLink: String?) -> Bool {
+        heldLink != masterLink
+    }
+
+    /// The store started again: it holds nothing before `firstSeq`.
+    public mutating func startedAgain(at firstSeq: Int) {
+        dropHeldBack(keepingThrough: firstSeq - 1)
+        restartedAt = firstSeq
+        logRestarts += 1
+    }
+
+    // MARK: Receiving
+
+    /// The seqs of `entries` it already holds: the shell reads its messages there for
+    /// `receive` to compare. A redelivery is rare (a lost answer, a retry), so reading it
+    /// back costs little.
+    public func heldSeqs(of entries: [LogEntry]) -> ClosedRange<Int>? {
+        // A seq below 1 is no entry (the route refuses it).
+        let seqs = entries.lazy.map(\.seq).filter { $0 >= 1 && $0 <= contiguousSeq }
+        guard let first = seqs.min(), let last = seqs.max() else { return nil }
+        return first...last
+    }
+
+    /// Takes a delivery, which may be duplicated or out of order, and returns what is now
+    /// ready to store. Keys and batch marks travel with their entries: a master elected later
+    /// answers a retry of one, and a batch is whole here only once its last record is stored.
+    /// - Parameters:
+    ///   - ids: the entries' idempotency keys, by position (may be shorter than `entries`).
+    ///   - continues: the entries' batch marks, by position (may be shorter).
+    ///   - stored: the messages it holds at `heldSeqs(of: entries)`.
+    /// - Throws: `Diverged` when a redelivered entry differs from what it holds; it then
+    ///   keeps nothing of the delivery.
+    public mutating func receive(
+        _ entries: [LogEntry], ids: [String?], continues: [Bool], stored: [Int: String]
+    ) throws(Diverged) -> Ready {
+        let before = contiguousSeq
+        for entry in entries where entry.seq >= 1 && entry.seq <= before {
+            if let held = stored[entry.seq], held != entry.message { throw Diverged(seq: entry.seq) }
+        }
+        let ready = holdBack.receive(entries)
+        for (index, id) in ids.enumerated() where index < entries.count && entries[index].seq > before {
+            if let id { heldBackIDs[entries[index].seq] = id }
+        }
+        for (index, mark) in continues.enumerated() where mark && index < entries.count && entries[index].seq > before {
+            heldBackContinuing.insert(entries[index].seq)
+        }
+        let readyIDs = ready.map { heldBackIDs[$0.seq] }
+        let readyContinues = heldBackContinuing.isEmpty ? [] : ready.map { heldBackContinuing.contains($0.seq) }
+        forgetStored()
+        return Ready(
+            entries: ready, ids: readyIDs, continues: readyContinues, after: before,
+            duplicates: entries.count { $0.seq <= before })
+    }
+
+    /// The store refused what `receive` made ready (a full disk): it counts as never
+    /// received, or the buffer would drop the master's resend as a duplicate and the node
+    /// would acknowledge what its store lacks.
+    public mutating func notStored(_ ready: Ready) {
+        holdBack.rewind(to: ready.after)
+    }
+
+    /// The seq it may claim to hold: its contiguous prefix, as far as the last whole batch
+    /// (part of a batch is no message) and as far as it is durable (an answer counts towards
+    /// `w`, so it must not claim entries still waiting for their fsync).
+    public func claim(completeSeq: Int, durableSeq: Int = .max) -> Int {
+        min(contiguousSeq, completeSeq, durableSeq)
+    }
+
+    // MARK: Cutting (failover)
+
+    /// Where to cut when a master says its log parts from this one after `seq`, or nil when
+    /// there is nothing to cut: it already holds the master's entry after `seq`, so the
+    /// master's log up to there (the request was decided on an older answer).
+    /// - Parameters:
+    ///   - masterNextHash: the master's hash at `seq + 1`, if it sent one.
+    ///   - heldNextHash: this node's hash at `seq + 1`, if it holds that seq.
+    ///   - committed: what this node learned was committed, which no later master's log
+    ///     parts from: never cut (a master asks for less when its retention dropped its own
+    ///     hash at the seq after it).
+    ///   - lastSeq: the last seq its store holds.
+    public func cut(
+        after seq: Int, masterNextHash: String?, heldNextHash: String?, committed: Int, lastSeq: Int
+    ) -> Int? {
+        if let masterNextHash, heldNextHash == masterNextHash { return nil }
+        return max(seq, min(committed, lastSeq))
+    }
+
+    /// The store was cut: it holds `1...lastSeq`, and nothing is held back.
+    public mutating func wasCut(holdingThrough lastSeq: Int) {
+        dropHeldBack(keepingThrough: lastSeq)
+    }
+
+    private mutating func dropHeldBack(keepingThrough seq: Int) {
+        holdBack = HoldBackBuffer(contiguousSeq: seq, capacity: holdBack.capacity)
+        heldBackIDs = [:]
+        heldBackContinuing = []
+    }
+
+    /// Keys and marks of entries now stored (or too far ahead to be held) are forgotten.
+    private mutating func forgetStored() {
+        let contiguous = contiguousSeq
+        let limit = contiguous + holdBack.capacity
+        if !heldBackIDs.isEmpty {
+            heldBackIDs = heldBackIDs.filter { $0.key > contiguous && $0.key <= limit }
+        }
+        if !heldBackContinuing.isEmpty {
+            heldBackContinuing = heldBackContinuing.filter { $0 > contiguous && $0 <= limit }
+        }
+    }
+}
