@@ -71,9 +71,8 @@ public final class FailoverNode: Service, Sendable {
         var stamped = false
         /// As master: the epoch each member said it is in when it last answered.
         var memberEpochs: [String: Int] = [:]
-        /// The epoch whose master's log this node's log is known to be a prefix of: every
-        /// entry past that master's start came from it (see `synced`).
-        var prefixOfEpoch: Int?
+        /// Whether this node's log is known to be its master's (see `synced`).
+        var adoption = HistoryAdoption()
     }
 
     public let settings: Settings
@@ -273,9 +272,8 @@ public final class FailoverNode: Service, Sendable {
                 "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
             ])
             try update { $0.onCut(after: seq) }
-            // What is left is this master's log up to where the two agreed (it searched for
-            // that seq by comparing hashes): from here on, everything comes from it.
-            if store.lastSeq == seq { state.withLock { $0.prefixOfEpoch = stamp.epoch } }
+            let lastSeq = store.lastSeq
+            state.withLock { $0.adoption.cut(after: seq, holdingThrough: lastSeq, epoch: stamp.epoch) }
         }
         var answer = replica.replicaState
         answer.epoch = stamp.epoch
@@ -341,32 +339,22 @@ public final class FailoverNode: Service, Sendable {
         throw StaleEpoch(answer: StaleEpochAnswer(epoch: stamp.epoch, master: nil))
     }
 
-    /// After serving the master: a log that holds the master's through its last epoch start,
-    /// and nothing past it but what this master sent, holds that start too. Recorded before
-    /// the answer leaves (a vote depends on it).
-    ///
-    /// "Nothing past it but what this master sent" matters: a deposed master that comes
-    /// back holds the new master's log up to its start, then entries of its own epoch. Taking
-    /// on the new history there would date those entries to the new epoch, and the node
-    /// could win the next election without what the new master's majority acknowledged (the
-    /// real-node simulation, seed 2064). So the start is taken on only when no entry past it
-    /// was stored before this request came (`storedBefore`), or after this master cut the
-    /// rest (`truncate`); from then on everything past it comes from this master.
-    ///
-    /// A log this request started again at the master's start (retention, `startedAgain`)
-    /// holds nothing but what this master sent, and the master's log up to its start (its
-    /// link): past the epoch's start already, it holds that start without a hash to show
-    /// for it. Otherwise the node would date the master's entries to an older epoch and vote
-    /// for a shorter log than its own (the real-node simulation, seed 1564).
+    /// After serving the master: takes on its epoch history if `HistoryAdoption` says this
+    /// node's log holds the master's through its last start. Recorded before the answer
+    /// leaves (a vote depends on it).
     private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) throws {
-        guard let stamp, let start = stamp.history.starts.last, answer.seq >= start.after else { return }
-        let known = state.withLock { $0.prefixOfEpoch == stamp.epoch || $0.election.record.history.starts.last == start }
-        if !known {
-            let holdsStart = store.hash(at: start.after) == stamp.startHash || (startedAgain && store.firstSeq - 1 >= start.after)
-            guard storedBefore <= start.after || startedAgain, holdsStart else { return }
-            state.withLock { $0.prefixOfEpoch = stamp.epoch }
+        guard let stamp else { return }
+        let masterStart = stamp.history.starts.last
+        let heldStartHash = masterStart.flatMap { store.hash(at: $0.after) }
+        let firstSeq = store.firstSeq
+        let adopts = state.withLock { state in
+            state.adoption.served(
+                HistoryAdoption.Served(
+                    epoch: stamp.epoch, masterStart: masterStart, masterStartHash: stamp.startHash,
+                    recordedStart: state.election.record.history.starts.last, heldThrough: answer.seq, heldStartHash: heldStartHash,
+                    storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq))
         }
-        try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) }
+        if adopts { try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) } }
     }
 
     /// This node's log position for elections: its epoch history and its durable end.

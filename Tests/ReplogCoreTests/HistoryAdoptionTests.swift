@@ -1,0 +1,59 @@
+import ReplogCore
+import Testing
+
+/// When a member takes on its master's epoch history: only when its log is the master's
+/// through the master's last start, with nothing of its own past it.
+struct HistoryAdoptionTests {
+    private let start = EpochHistory.Start(epoch: 3, after: 10)
+
+    private func served(
+        heldThrough: Int = 12, heldStartHash: String? = "h10", storedBefore: Int = 10, startedAgain: Bool = false, firstSeq: Int = 1,
+        recordedStart: EpochHistory.Start? = nil
+    ) -> HistoryAdoption.Served {
+        HistoryAdoption.Served(
+            epoch: 3, masterStart: start, masterStartHash: "h10", recordedStart: recordedStart, heldThrough: heldThrough,
+            heldStartHash: heldStartHash, storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq)
+    }
+
+    /// Whether a member in `adoption`'s state takes the history on after each request, in turn.
+    private func adopts(_ requests: HistoryAdoption.Served..., after adoption: HistoryAdoption = HistoryAdoption()) -> [Bool] {
+        var adoption = adoption
+        return requests.map { adoption.served($0) }
+    }
+
+    @Test func aLogThatHoldsTheMastersStartAndNothingOfItsOwnPastItTakesOnTheHistory() {
+        var adoption = HistoryAdoption()
+        #expect(adopts(served()) == [true])
+        _ = adoption.served(served())
+        #expect(adoption.prefixOfEpoch == 3)
+    }
+
+    @Test func aLogThatDoesNotReachTheStartOrPartsFromItThereTakesNothingOn() {
+        #expect(adopts(served(heldThrough: 9), served(heldStartHash: "other")) == [false, false])
+    }
+
+    /// A deposed master that comes back holds the new master's log up to its start, then
+    /// entries of its own epoch: dating those to the new epoch could elect it without what
+    /// the new master's majority acknowledged (the real-node simulation, seed 2064).
+    @Test func aLogWithItsOwnEntriesPastTheStartTakesNothingOnUntilTheyAreCut() {
+        #expect(adopts(served(storedBefore: 12)) == [false])
+        var cut = HistoryAdoption()
+        cut.cut(after: 10, holdingThrough: 10, epoch: 3)
+        #expect(adopts(served(storedBefore: 12), after: cut) == [true], "after the cut, everything past the start came from this master")
+    }
+
+    /// Once known to be the master's (or already recorded with its start), later requests
+    /// take the history on however much was stored before them.
+    @Test func onceKnownItFollowsTheMastersHistory() {
+        #expect(adopts(served(), served(heldThrough: 40, storedBefore: 30)) == [true, true])
+        #expect(adopts(served(storedBefore: 30, recordedStart: start)) == [true])
+    }
+
+    /// A log started again at the master's start holds that start without a hash to show for
+    /// it (the real-node simulation, seed 1564); one started again before the start shows
+    /// nothing of it.
+    @Test func aLogStartedAgainPastTheStartHoldsIt() {
+        #expect(adopts(served(heldThrough: 30, heldStartHash: nil, storedBefore: 50, startedAgain: true, firstSeq: 21)) == [true])
+        #expect(adopts(served(heldThrough: 30, heldStartHash: nil, storedBefore: 50, startedAgain: true, firstSeq: 8)) == [false])
+    }
+}
