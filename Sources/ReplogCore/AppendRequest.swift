@@ -32,6 +32,16 @@ public struct AppendRequest: Sendable, Equatable {
     /// The messages to append: the batch, or the one message.
     public var messages: [String] { batch ?? [message] }
 
+    /// The records this request is written as when it gets `seq`, in one write: its messages
+    /// at `seq` on, its key with the first (it outlives a restart there, and a retry is
+    /// answered from it), and a batch marked as one (every record but its last continues
+    /// it), so that a crash keeps all of it or none.
+    public func records(from seq: Int) -> (entries: [LogEntry], ids: [String?], continues: [Bool]) {
+        let entries = messages.enumerated().map { LogEntry(seq: seq + $0.offset, message: $0.element) }
+        let continues = batch == nil ? [] : entries.map { $0.seq < seq + entries.count - 1 }
+        return (entries, [id], continues)
+    }
+
     /// Most messages one batch may hold.
     public static let maxBatchCount = 10_000
 

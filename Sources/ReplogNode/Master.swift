@@ -266,15 +266,9 @@ public final class Master: Service {
                 throw .idConflict(id: id, seq: seq)
             }
             if case .append(let seq) = admission {
+                let records = request.records(from: seq)
                 do {
-                    // The key goes to disk with the message (a batch's with its first), so that
-                    // it outlives a restart. One write for a whole batch, marked as one.
-                    if let batch = request.batch {
-                        let entries = batch.enumerated().map { LogEntry(seq: seq + $0.offset, message: $0.element) }
-                        try store.append(entries, ids: [request.id], continues: entries.map { $0.seq < seq + count - 1 })
-                    } else {
-                        try store.append([LogEntry(seq: seq, message: request.message)], ids: [request.id])
-                    }
+                    try store.append(records.entries, ids: records.ids, continues: records.continues)
                 } catch {
                     throw .storeFailed("\(error)")
                 }

@@ -40,6 +40,18 @@ import Testing
             (error as? AppendRequest.Invalid)?.description.hasPrefix(reason) == true
         }
     }
+
+    /// A batch is written as one: its key with its first record, and every record but the
+    /// last marked as continuing it, so that a crash keeps all of it or none.
+    @Test func aBatchIsWrittenAsOneMarkedWriteWithItsKeyOnTheFirstRecord() {
+        let batch = AppendRequest(batch: ["a", "b", "c"], id: "k").records(from: 7)
+        #expect(batch.entries == [LogEntry(seq: 7, message: "a"), LogEntry(seq: 8, message: "b"), LogEntry(seq: 9, message: "c")])
+        #expect(batch.ids == ["k"])
+        #expect(batch.continues == [true, true, false])
+        let one = AppendRequest(message: "m").records(from: 3)
+        #expect(one.entries == [LogEntry(seq: 3, message: "m")])
+        #expect(one.continues.allSatisfy { !$0 })
+    }
 }
 
 @Suite struct IdempotencyWindowTests {
