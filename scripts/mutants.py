@@ -92,9 +92,9 @@ MUTANTS = [
            "defer { if policy == .always { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) } }\n"
            "        state.withLock { $0.durableSeq = max($0.durableSeq, target) }",
            "group commit reports entries durable as its fsync starts, not when it ends"),
-    Mutant("pastdurable", "nothing leaves the master before its fsync", "Sources/ReplogNode/ReplicationStream.swift",
-           "let sendable = sendsBeforeDurable ? store.completeSeq : commit.durableSeq",
-           "let sendable = store.completeSeq",
+    Mutant("pastdurable", "nothing leaves the master before its fsync", "Sources/ReplogCore/ReplicationInstance.swift",
+           "sendsBeforeDurable ? written : durable",
+           "written",
            "the stream replicates entries still waiting for the master's fsync"),
     Mutant("ownfsync", "an elected master answers only after its own fsync (fsync overlap)",
            "Sources/ReplogNode/Master.swift",

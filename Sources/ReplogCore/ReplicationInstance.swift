@@ -251,6 +251,13 @@ public struct ReplicationInstance: Sendable {
     /// holds of its log (durably, vouched by hash), or 0 when the count proves nothing yet.
     /// - Parameter epochStart: with failover, where the master's epoch starts in its log
     ///   (nil without failover: the master's durable end is committed).
+    /// Whether an answer for write concern `w` also waits until this node keeps a commit
+    /// point that covers the entry: with failover, what a majority acknowledged is committed,
+    /// and a reader that asks after the `201` (on this master) must see it.
+    public func answerWaitsForCommitPoint(w: Int) -> Bool {
+        epochStart != nil && w > settings.clusterSize / 2
+    }
+
     public static func commitPoint(masterDurable: Int, members: [Int], epochStart: Int?) -> Int {
         guard let epochStart else { return masterDurable }
         let held = ([masterDurable] + members).sorted(by: >)
@@ -392,6 +399,30 @@ public struct ReplicationInstance: Sendable {
     }
 
     // MARK: Replication streams
+
+    /// Whether entries leave for the secondaries before the master's own fsync is done.
+    ///
+    /// Only with failover. Without it, a master that crashes before its fsync comes back
+    /// without the entry and gives its seq to another message, while a secondary keeps the
+    /// first one. With failover, a node that lost an entry that a majority holds cannot be
+    /// elected (its log is shorter than theirs), and an elected master cuts whatever else it
+    /// sent from the members' logs. Since the master answers no client before its own fsync,
+    /// the guarantees stay; the fsync and the replication just overlap.
+    public var sendsBeforeDurable: Bool { epochStart != nil }
+
+    /// The last seq that may leave the master: persist before you send, unless
+    /// `sendsBeforeDurable`.
+    /// - Parameters:
+    ///   - written: the end of the master's log as far as its last whole batch.
+    ///   - durable: the end of its durable prefix.
+    public func sendable(written: Int, durable: Int) -> Int {
+        sendsBeforeDurable ? written : durable
+    }
+
+    /// `nextStreamStep(for:upTo:now:)` as far as `sendable(written:durable:)`.
+    public mutating func nextStreamStep(for url: String, written: Int, durable: Int, now: Duration) -> StreamStep {
+        nextStreamStep(for: url, upTo: sendable(written: written, durable: durable), now: now)
+    }
 
     /// What the stream of `url` should do next. Call it until it answers `.idle` or
     /// `.backOff`, and again after every event of that stream.

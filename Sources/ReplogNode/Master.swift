@@ -97,15 +97,9 @@ public final class Master: Service {
     /// every member's answer, and cuts a member's log where it parts from its own.
     let failover: FailoverHooks?
 
-    /// Whether entries leave for the secondaries before the master's own fsync is done.
-    ///
-    /// Only with failover. Without it, a master that crashes before its fsync comes back
-    /// without the entry and gives its seq to another message, while a secondary keeps the
-    /// first one. With failover, a node that lost an entry that a majority holds cannot be
-    /// elected (its log is shorter than theirs), and an elected master cuts whatever else it
-    /// sent from the members' logs. Since the master answers no client before its own fsync,
-    /// the guarantees stay; the fsync and the replication just overlap.
-    var sendsBeforeDurable: Bool { failover != nil }
+    /// Whether entries leave for the secondaries before the master's own fsync is done
+    /// (`ReplicationInstance.sendsBeforeDurable`: with failover).
+    let sendsBeforeDurable: Bool
 
     /// Where the tasks the master starts on its own run (the simulation's executor in tests).
     let taskExecutor: (any TaskExecutor)?
@@ -181,6 +175,7 @@ public final class Master: Service {
         let instance = ReplicationInstance(
             settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs, epochStart: failover?.epochStart,
             committed: failover?.committedBefore ?? 0)
+        self.sendsBeforeDurable = instance.sendsBeforeDurable
         self.state = Mutex(State(instance: instance))
         self.watch = watch ?? LogWatch(durable: self.commit.durableSeq, metricsFactory: metricsFactory)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
@@ -252,7 +247,8 @@ public final class Master: Service {
     /// An append this master may take: sequence it, store it, wait for `w`.
     private func admitted(_ request: AppendRequest, w: Int) async throws(AppendError) -> Appended {
         let count = request.batch?.count ?? 1
-        let (admission, waiter) = try state.withLock { state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?) in
+        let (admission, waiter, waitsForCommitPoint) = try state.withLock {
+            state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?, Bool) in
             let admission: ReplicationInstance.Admission
             do throws(ReplicationInstance.Refusal) {
                 admission = try state.instance.admit(id: request.id, nextSeq: store.lastSeq + 1)
@@ -275,7 +271,7 @@ public final class Master: Service {
             }
             let waiter = state.instance.onAppend(admission, id: request.id, w: w, now: clock.now, count: count)
             if let waiter { state.waiters.register(waiter) }
-            return (admission, waiter)
+            return (admission, waiter, state.instance.answerWaitsForCommitPoint(w: w))
         }
         let (first, isRetry) =
             switch admission {
@@ -315,9 +311,9 @@ public final class Master: Service {
                 throw .shuttingDown
             }
         }
-        // With failover, what a majority acknowledged is committed: a reader that asks after
-        // the 201 (on this master) sees it, once the commit point is kept (one small write).
-        if failover != nil, w > settings.clusterSize / 2 {
+        // A reader that asks after the 201 (on this master) sees it, once the commit point is
+        // kept (one small write).
+        if waitsForCommitPoint {
             await watch.wait(for: seq, level: .committed, upTo: settings.heartbeatTimeout, on: clock)
         }
         let message = isRetry ? (try? store.read(from: first, limit: 1))?.first?.message ?? request.message : request.message

@@ -28,9 +28,8 @@ extension Master {
             var lingerTimerRunning = false
             while !Task.isCancelled {
                 startWork: while true {
-                    // Without failover nothing leaves before the master's fsync (see `sendsBeforeDurable`).
-                    let sendable = sendsBeforeDurable ? store.completeSeq : commit.durableSeq
-                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
+                    let (written, durable) = (store.completeSeq, commit.durableSeq)
+                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, written: written, durable: durable, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):
                         // The records as they are on disk: nothing is decoded or encoded again.
@@ -54,7 +53,7 @@ extension Master {
                             continue startWork
                         }
                         guard let batch else {
-                            preconditionFailure("the log holds no entry at \(from), below \(sendable)")
+                            preconditionFailure("the log holds no entry at \(from), written through \(written)")
                         }
                         state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }

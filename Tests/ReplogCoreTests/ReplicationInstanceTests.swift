@@ -37,6 +37,20 @@ import Testing
         #expect(instance.holders(of: 3) == 2)
     }
 
+    /// Persist before you send: without failover nothing leaves before the master's fsync
+    /// (a master that crashed before it would give the seq to another message); an elected
+    /// master's fsync and replication overlap, and its answers wait for the commit point.
+    @Test func onlyAnElectedMasterSendsBeforeItsFsyncAndItsMajorityAnswersWaitForTheCommitPoint() {
+        var plain = Self.instance()
+        #expect(plain.sendable(written: 9, durable: 4) == 4)
+        #expect(plain.nextStreamStep(for: "s1", written: 9, durable: 0, now: .zero) == .idle(waitForData: true))
+        #expect(plain.answerWaitsForCommitPoint(w: 3) == false)
+        let elected = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log", epochStart: 0)
+        #expect(elected.sendable(written: 9, durable: 4) == 9)
+        #expect(elected.answerWaitsForCommitPoint(w: 2))
+        #expect(elected.answerWaitsForCommitPoint(w: 1) == false, "one node is no majority of three")
+    }
+
     /// With failover the commit point is the highest seq a majority holds durably, counted
     /// as Raft counts it: only once it is an entry of this master's epoch. A member learns it
     /// only as far as it holds this master's log.
