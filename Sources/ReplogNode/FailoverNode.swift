@@ -73,6 +73,9 @@ public final class FailoverNode: Service, Sendable {
         var memberEpochs: [String: Int] = [:]
         /// Whether this node's log is known to be its master's (see `synced`).
         var adoption = HistoryAdoption()
+        /// The node's run has ended: it starts no master any more (a vote's answer may
+        /// still arrive).
+        var stopped = false
     }
 
     public let settings: Settings
@@ -376,13 +379,16 @@ public final class FailoverNode: Service, Sendable {
             }
             carryOut(directives)
         }
-        defer { stopMaster() }
         await untilShutdown(on: taskExecutor) {
             while !Task.isCancelled {
                 let wake = self.tick()
                 do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { return }
             }
         }
+        // The master this node runs stops with it, and its loops end before the node's run
+        // returns: the service group then closes the transport under no stream.
+        state.withLock { $0.stopped = true }
+        await stopMaster()?.value
     }
 
     /// Runs the instance's timers; returns when to look again.
@@ -437,6 +443,7 @@ public final class FailoverNode: Service, Sendable {
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
+        guard !state.withLock({ $0.stopped }) else { return }
         // Part of a batch (a delivery from a master that died before sending the rest) is no
         // message, and the next append would look like its end: cut it before taking any.
         let complete = store.completeSeq
@@ -500,13 +507,15 @@ public final class FailoverNode: Service, Sendable {
     }
 
     /// Back to following: the master (if any) stops and answers its waiting appends.
-    private func stopMaster() {
+    /// Returns the task it ran in, which ends soon after.
+    @discardableResult
+    private func stopMaster() -> Task<Void, Never>? {
         let (master, task, logID) = state.withLock { state -> (Master?, Task<Void, Never>?, String?) in
             guard case .master(let master) = state.current else { return (nil, nil, nil) }
             defer { state.masterTask = nil }
             return (master, state.masterTask, state.logID)
         }
-        guard let master else { return }
+        guard let master else { return nil }
         stamps?.set([])
         task?.cancel()
         master.shutDown()
@@ -514,6 +523,7 @@ public final class FailoverNode: Service, Sendable {
             store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
             logger: logger)
         state.withLock { $0.current = .secondary(replica) }
+        return task
     }
 
     /// Why this node may not take an append now, if so (`FailoverInstance.appendRefusal`).
