@@ -352,6 +352,35 @@ public struct ElectionRecord: Sendable, Equatable, Codable {
     /// Whether a master of `epoch` may be heard: never one of an epoch older than this node
     /// has seen (it was deposed, whether it knows it or not).
     public func admitsMaster(of epoch: Int) -> Bool { epoch >= self.epoch }
+
+    /// What a member does first with a request of a master (a delivery, a heartbeat, a cut).
+    public enum Contact: Sendable, Equatable {
+        /// A master without failover: serve it as its secondary, as before failover.
+        case serveWithoutFailover
+        /// Refuse it with this node's epoch (which deposes the sender).
+        case refuse
+        /// Hear it (`FailoverInstance.onMasterContact` decides the rest). `learnsMembers`:
+        /// the stamp tells this node who it is or who the members are, which it records
+        /// before answering.
+        case hear(learnsMembers: Bool)
+    }
+
+    /// What a member does first with a request stamped `stamp` (nil: unstamped).
+    ///
+    /// A node of a cluster with failover (`inFailover`: it has heard a master of an epoch,
+    /// or been in one) hears only masters of an epoch: a request without a stamp there comes
+    /// from a master that was deposed as it sent it (it stops stamping when it steps down),
+    /// and answering it would confirm that master to a linearizable read, or store what it
+    /// sends (the real-node simulation, seed 324). An older epoch's master teaches nothing,
+    /// not even who the members are.
+    /// - Parameters:
+    ///   - me: this node's URL as it knows it, if it does.
+    ///   - members: the members as it knows them.
+    public func contact(by stamp: EpochStamp?, inFailover: Bool, me: String?, members: [String]) -> Contact {
+        guard let stamp else { return inFailover ? .refuse : .serveWithoutFailover }
+        guard admitsMaster(of: stamp.epoch) else { return .refuse }
+        return .hear(learnsMembers: me != stamp.you || members != stamp.members)
+    }
 }
 
 /// "Vote for me in `epoch`": `log` is the candidate's log position.

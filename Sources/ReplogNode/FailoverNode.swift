@@ -304,23 +304,16 @@ public final class FailoverNode: Service, Sendable {
     /// down if this node was master), learns the cluster from the stamp. Returns the replica
     /// to serve it.
     private func follow(_ stamp: EpochStamp?) throws -> SecondaryReplica {
-        guard let stamp else {
-            // A master without failover: this node is its secondary, as before failover. A
-            // node of a cluster with failover hears only masters of an epoch: a request without
-            // a stamp there comes from a master that was deposed as it sent it (it stops
-            // stamping when it steps down), and answering it would confirm that master to a
-            // linearizable read, or store what it sends (the real-node simulation, seed 324).
-            if !state.withLock({ $0.stamped }), case .secondary(let replica) = current { return replica }
-            throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil))
-        }
         let (replica, directives, newMaster) = try state.withLock { state throws -> (SecondaryReplica?, [FailoverInstance.Directive], String?) in
-            // An older epoch's master teaches nothing, not even who the members are.
-            guard state.election.record.admitsMaster(of: stamp.epoch) else {
-                throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.election.record.epoch, master: state.instance?.master))
+            let record = state.election.record
+            let contact = record.contact(by: stamp, inFailover: state.stamped, me: state.election.me, members: state.election.members)
+            guard case .hear(let learnsMembers) = contact, let stamp else {
+                if contact == .serveWithoutFailover, case .secondary(let replica) = state.current { return (replica, [], nil) }
+                throw StaleEpoch(answer: StaleEpochAnswer(epoch: record.epoch, master: stamp == nil ? nil : state.instance?.master))
             }
             state.stamped = true
             watch.followCommitPoint()
-            if state.election.me != stamp.you || state.election.members != stamp.members {
+            if learnsMembers {
                 state.election.me = stamp.you
                 state.election.members = stamp.members
                 try save(state.election)
@@ -334,6 +327,7 @@ public final class FailoverNode: Service, Sendable {
             if case .secondary(let replica) = state.current { return (replica, directives, before != stamp.master ? stamp.master : nil) }
             return (nil, directives, stamp.master)
         }
+        guard let stamp else { return replica! }  // served as a secondary without failover
         carryOut(directives)
         mastersKnown.advanced(to: stamp.epoch)
         if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(stamp.epoch)"]) }

@@ -95,4 +95,23 @@ import Testing
         b.onCut(after: 7)
         #expect(b.record.history.lastEpoch == 1)
     }
+
+    /// A request of a master: unstamped, it is served only in a cluster without failover (in
+    /// one with failover it comes from a master deposed as it sent it: the real-node
+    /// simulation, seed 324); an older epoch's master is refused and teaches nothing, not
+    /// even who the members are; a stamp that names this node or the members otherwise is
+    /// learned.
+    @Test func aMasterIsHeardOnlyWithAStampOfThisEpochOrLaterWhenTheClusterHasFailover() {
+        let record = ElectionRecord(epoch: 4)
+        let members = ["a", "b", "c"]
+        func stamp(_ epoch: Int, you: String = "b", members: [String] = members) -> EpochStamp {
+            EpochStamp(epoch: epoch, master: "a", members: members, you: you, history: EpochHistory(), startHash: nil)
+        }
+        #expect(record.contact(by: nil, inFailover: false, me: nil, members: []) == .serveWithoutFailover)
+        #expect(record.contact(by: nil, inFailover: true, me: "b", members: members) == .refuse)
+        #expect(record.contact(by: stamp(3, members: ["x"]), inFailover: true, me: "b", members: members) == .refuse)
+        #expect(record.contact(by: stamp(4), inFailover: true, me: "b", members: members) == .hear(learnsMembers: false))
+        #expect(record.contact(by: stamp(5, members: members + ["d"]), inFailover: true, me: "b", members: members) == .hear(learnsMembers: true))
+        #expect(record.contact(by: stamp(4), inFailover: false, me: nil, members: []) == .hear(learnsMembers: true))
+    }
 }
