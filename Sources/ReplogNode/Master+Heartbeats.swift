@@ -45,6 +45,16 @@ extension Master {
         failover?.answered(peer, replica)
     }
 
+    /// Searches where each diverged member's log parts from this one, until the master stops
+    /// (which ends the searches still running).
+    func runDivergenceSearches() async {
+        await withDiscardingTaskGroup { group in
+            for await (peer, seq) in divergedMembers.stream {
+                group.addTask(executorPreference: taskExecutor) { await self.locateDivergence(of: peer, atOrBefore: seq) }
+            }
+        }
+    }
+
     /// Finds where a diverged member's log parts from the master's and carries out the
     /// remedy (`DivergenceSearch`: start its log again, cut it, or report it). If the member
     /// stops answering, the search starts again at its next answer.
@@ -209,7 +219,7 @@ extension Master {
             ])
         case .diverged(let peer, let seq, let problem):
             logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"])
-            Task(executorPreference: taskExecutor) { [self] in await locateDivergence(of: peer, atOrBefore: seq) }
+            divergedMembers.continuation.yield((peer, seq))
         case .replicationRecovered(let peer, let failedRounds):
             logger.info("replication recovered", metadata: ["replog.peer": "\(peer)", "replog.failedRounds": "\(failedRounds)"])
         case .wakeStream(let peer):

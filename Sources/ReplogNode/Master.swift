@@ -90,6 +90,10 @@ public final class Master: Service {
     let watch: LogWatch
     /// Wakes `announceCommits` when what a member may learn of the commit point changed.
     let commitChanged = WakeSignal()
+    /// Members found diverged, each with the last seq where their logs may still agree: the
+    /// master's run searches where each parts, in tasks it owns (`runDivergenceSearches`).
+    let divergedMembers: (stream: AsyncStream<(peer: String, seq: Int)>, continuation: AsyncStream<(peer: String, seq: Int)>.Continuation) =
+        AsyncStream.makeStream()
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short,
     /// `urgent` ends a linger because a client now waits for acknowledgements.
     let signals: [String: (newData: WakeSignal, recovered: WakeSignal, urgent: WakeSignal)]
@@ -453,9 +457,11 @@ public final class Master: Service {
         await untilShutdown(on: taskExecutor) {
             async let heartbeats: Void = self.monitorHeartbeats()
             async let commits: Void = self.announceCommits()
+            async let searches: Void = self.runDivergenceSearches()
             await self.runReplicationStreams()
             await heartbeats
             await commits
+            await searches
         }
     }
 
