@@ -98,6 +98,8 @@ public final class FailoverNode: Service, Sendable {
     let watch: LogWatch
     /// The commit point this node learned, kept in its data dir before readers see it.
     let commitPoint: CommitPoint
+    /// Vote requests to send: the node's run sends them, in tasks it owns.
+    private let voteRequests: (stream: AsyncStream<VoteRequest>, continuation: AsyncStream<VoteRequest>.Continuation) = AsyncStream.makeStream()
     /// Advanced to each epoch in which this node, as master, takes appends.
     private let takeovers = LogWatch(durable: 0)
     /// Advanced to each epoch in which this node knows a master (itself or another).
@@ -374,10 +376,12 @@ public final class FailoverNode: Service, Sendable {
             carryOut(directives)
         }
         await untilShutdown(on: taskExecutor) {
+            async let votes: Void = self.sendVoteRequests()
             while !Task.isCancelled {
                 let wake = self.tick()
-                do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { return }
+                do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { break }
             }
+            await votes
         }
         // The master this node runs stops with it, and its loops end before the node's run
         // returns: the service group then closes the transport under no stream.
@@ -409,7 +413,7 @@ public final class FailoverNode: Service, Sendable {
                     elections.increment()
                     logger.info("election started", metadata: ["replog.epoch": "\(request.epoch)", "replog.log": "\(request.log)"])
                 }
-                askForVotes(request)
+                voteRequests.continuation.yield(request)
             case .becomeMaster(let epoch, let after):
                 becomeMaster(epoch: epoch, after: after)
             case .stepDown(let reason):
@@ -419,21 +423,27 @@ public final class FailoverNode: Service, Sendable {
         }
     }
 
-    private func askForVotes(_ request: VoteRequest) {
-        let others = state.withLock { $0.instance?.settings.others ?? [] }
-        for peer in others {
-            Task(executorPreference: taskExecutor) { [self] in
-                guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
-                let position = self.position
-                let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
-                    guard var instance = state.instance else { return [] }
-                    let directives = instance.onVoteAnswer(answer, from: peer, log: position, now: clock.now)
-                    try keep(instance, in: &state)
-                    return directives
-                }) ?? []
-                carryOut(directives)
+    /// Asks every other member for its vote on each request, until the node stops.
+    private func sendVoteRequests() async {
+        await withDiscardingTaskGroup { group in
+            for await request in voteRequests.stream {
+                for peer in state.withLock({ $0.instance?.settings.others ?? [] }) {
+                    group.addTask(executorPreference: taskExecutor) { await self.askForVote(request, from: peer) }
+                }
             }
         }
+    }
+
+    private func askForVote(_ request: VoteRequest, from peer: String) async {
+        guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
+        let position = self.position
+        let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
+            guard var instance = state.instance else { return [] }
+            let directives = instance.onVoteAnswer(answer, from: peer, log: position, now: clock.now)
+            try keep(instance, in: &state)
+            return directives
+        }) ?? []
+        carryOut(directives)
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
