@@ -416,12 +416,14 @@ public struct ReplicationInstance: Sendable {
     ///   - written: the end of the master's log as far as its last whole batch.
     ///   - durable: the end of its durable prefix.
     public func sendable(written: Int, durable: Int) -> Int {
-        sendsBeforeDurable ? written : durable
+        Self.sendable(sendsBeforeDurable: sendsBeforeDurable, written: written, durable: durable)
     }
 
-    /// `nextStreamStep(for:upTo:now:)` as far as `sendable(written:durable:)`.
-    public mutating func nextStreamStep(for url: String, written: Int, durable: Int, now: Duration) -> StreamStep {
-        nextStreamStep(for: url, upTo: sendable(written: written, durable: durable), now: now)
+    /// `sendable(written:durable:)` for a shell that keeps `sendsBeforeDurable` and reads
+    /// only the end the rule needs, outside the instance's lock (each end takes a lock of
+    /// its own).
+    public static func sendable(sendsBeforeDurable: Bool, written: @autoclosure () -> Int, durable: @autoclosure () -> Int) -> Int {
+        sendsBeforeDurable ? written() : durable()
     }
 
     /// What the stream of `url` should do next. Call it until it answers `.idle` or

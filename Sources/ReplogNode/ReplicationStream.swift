@@ -28,8 +28,9 @@ extension Master {
             var lingerTimerRunning = false
             while !Task.isCancelled {
                 startWork: while true {
-                    let (written, durable) = (store.completeSeq, commit.durableSeq)
-                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, written: written, durable: durable, now: clock.now) }
+                    let sendable = ReplicationInstance.sendable(
+                        sendsBeforeDurable: sendsBeforeDurable, written: store.completeSeq, durable: commit.durableSeq)
+                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):
                         // The records as they are on disk: nothing is decoded or encoded again.
@@ -53,7 +54,7 @@ extension Master {
                             continue startWork
                         }
                         guard let batch else {
-                            preconditionFailure("the log holds no entry at \(from), written through \(written)")
+                            preconditionFailure("the log holds no entry at \(from), below \(sendable)")
                         }
                         state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }
