@@ -7,7 +7,9 @@
 #   Benchmarks/compare.sh OLD_BINARY NEW_BINARY [ROUNDS=4] [SECONDS=6] [W=3] [CLIENTS=64]
 #
 # STORAGE=always|interval|never puts the nodes' logs on disk (default: in memory); SIZE=N
-# sends N-byte messages (default 100; the master takes bodies of twice that).
+# sends N-byte messages (default 100; the master takes bodies of twice that);
+# MASTER_FLAGS adds flags to the master's command line (e.g. --failover: an elected master,
+# whose fsync overlaps the replication).
 #
 # Build the two binaries first, e.g. `git worktree add /tmp/old <rev>` and
 # `swift build -c release --product replog` in each. The load generator is always the
@@ -29,7 +31,8 @@ for round in $(seq "$rounds"); do
     # shellcheck disable=SC2034  # read by cluster() in common.sh
     REPLOG=$binary
     before=${#pids[@]}
-    cluster "r$round" $port --max-body $(( size * 2 + 4096 > 1048576 ? size * 2 + 4096 : 1048576 ))
+    # shellcheck disable=SC2086  # MASTER_FLAGS is a list of flags
+    cluster "r$round" $port --max-body $(( size * 2 + 4096 > 1048576 ? size * 2 + 4096 : 1048576 )) ${MASTER_FLAGS:-}
     cluster_pids=("${pids[@]:$before}")  # s1, s2, master
     declare -A start_ticks=()
     for pid in "${cluster_pids[@]}"; do start_ticks[$pid]=$(ticks "$pid"); done

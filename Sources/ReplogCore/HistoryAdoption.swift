@@ -36,8 +36,6 @@ public struct HistoryAdoption: Sendable, Equatable {
         public var recordedStart: EpochHistory.Start?
         /// The seq this node answered with: it holds the master's log through there.
         public var heldThrough: Int
-        /// This node's hash at the master's start, if it holds that seq.
-        public var heldStartHash: String?
         /// The last seq it stored before the request came.
         public var storedBefore: Int
         /// Whether the request started its log again at the master's start (retention).
@@ -47,14 +45,13 @@ public struct HistoryAdoption: Sendable, Equatable {
 
         public init(
             epoch: Int, masterStart: EpochHistory.Start?, masterStartHash: String?, recordedStart: EpochHistory.Start?,
-            heldThrough: Int, heldStartHash: String?, storedBefore: Int, startedAgain: Bool, firstSeq: Int
+            heldThrough: Int, storedBefore: Int, startedAgain: Bool, firstSeq: Int
         ) {
             self.epoch = epoch
             self.masterStart = masterStart
             self.masterStartHash = masterStartHash
             self.recordedStart = recordedStart
             self.heldThrough = heldThrough
-            self.heldStartHash = heldStartHash
             self.storedBefore = storedBefore
             self.startedAgain = startedAgain
             self.firstSeq = firstSeq
@@ -63,11 +60,13 @@ public struct HistoryAdoption: Sendable, Equatable {
 
     /// Whether the node takes on the master's history through `heldThrough` after serving
     /// its request.
-    public mutating func served(_ facts: Served) -> Bool {
+    /// - Parameter heldHash: this node's hash at a seq, if it holds it (asked only while the
+    ///   node's log is not known to be the master's, which is rare).
+    public mutating func served(_ facts: Served, heldHash: (Int) -> String?) -> Bool {
         guard let start = facts.masterStart, facts.heldThrough >= start.after else { return false }
         if prefixOfEpoch == facts.epoch || facts.recordedStart == start { return true }
         let holdsStart =
-            facts.heldStartHash == facts.masterStartHash || (facts.startedAgain && facts.firstSeq - 1 >= start.after)
+            heldHash(start.after) == facts.masterStartHash || (facts.startedAgain && facts.firstSeq - 1 >= start.after)
         guard facts.storedBefore <= start.after || facts.startedAgain, holdsStart else { return false }
         prefixOfEpoch = facts.epoch
         return true

@@ -343,15 +343,14 @@ public final class FailoverNode: Service, Sendable {
     /// leaves (a vote depends on it).
     private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) throws {
         guard let stamp else { return }
-        let masterStart = stamp.history.starts.last
-        let heldStartHash = masterStart.flatMap { store.hash(at: $0.after) }
         let firstSeq = store.firstSeq
         let adopts = state.withLock { state in
             state.adoption.served(
                 HistoryAdoption.Served(
-                    epoch: stamp.epoch, masterStart: masterStart, masterStartHash: stamp.startHash,
-                    recordedStart: state.election.record.history.starts.last, heldThrough: answer.seq, heldStartHash: heldStartHash,
-                    storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq))
+                    epoch: stamp.epoch, masterStart: stamp.history.starts.last, masterStartHash: stamp.startHash,
+                    recordedStart: state.election.record.history.starts.last, heldThrough: answer.seq,
+                    storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq),
+                heldHash: store.hash(at:))
         }
         if adopts { try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) } }
     }
@@ -488,11 +487,8 @@ public final class FailoverNode: Service, Sendable {
             },
             epochStart: after,
             committedBefore: min(commitPoint.learned, after),
-            committed: { [weak self] seq, members in
-                guard let self else { return }
-                commitPoint.learn(seq)
-                stamps?.setCommits(members)
-            })
+            committed: { [weak self] seq in self?.commitPoint.learn(seq) },
+            membersMayLearn: { [stamps] members in stamps?.setCommits(members) })
         let master = Master(
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
             metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,

@@ -137,22 +137,24 @@ extension Master {
     /// Feeds one event to the protocol under the lock, answers the appends it completes,
     /// then carries out the rest of its directives outside the lock.
     func handle(_ event: (inout ReplicationInstance) -> [ReplicationInstance.Directive]) {
-        let (directives, completed, commitMoved) = state.withLock { state in
+        let (directives, completed, commitSeq) = state.withLock { state -> ([ReplicationInstance.Directive], [CheckedContinuation<WaitOutcome, Never>], Int?) in
             let directives = event(&state.instance)
             var completed: [CheckedContinuation<WaitOutcome, Never>] = []
             for case .resume(let waiters) in directives {
                 completed += waiters.compactMap { state.waiters.finish($0, .satisfied) }
             }
-            // Handed on under the lock: two events handled at once must hand on their commit
-            // points in the order they were counted, or the older one would be what every
-            // later heartbeat tells a member until the point moves again.
-            guard let failover, let commits = commitsToSend(&state) else { return (directives, completed, false) }
-            failover.committed(commits.seq, commits.members)
-            return (directives, completed, true)
+            // Handed on under the lock: two events handled at once must hand on the members'
+            // points in the order they were counted (`FailoverHooks.membersMayLearn`).
+            guard let failover, let commits = commitsToSend(&state) else { return (directives, completed, nil) }
+            failover.membersMayLearn(commits.members)
+            return (directives, completed, commits.seq)
         }
         for continuation in completed { continuation.resume(returning: .satisfied) }
         for directive in directives { carryOut(directive) }
-        if commitMoved { commitChanged.signal() }
+        if let commitSeq {
+            failover?.committed(commitSeq)
+            commitChanged.signal()
+        }
     }
 
     /// With failover: tells the members of a commit point that no delivery carried to them
@@ -187,8 +189,9 @@ extension Master {
     /// changed since they were last handed on.
     private func commitsToSend(_ state: inout State) -> (seq: Int, members: [String: Int])? {
         let instance = state.instance
+        let changed = instance.commitSeq != state.commitSent || settings.secondaries.contains { instance.commitSeq(for: $0) != state.commitsSent[$0] }
+        guard changed else { return nil }
         let members = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, instance.commitSeq(for: $0)) })
-        guard instance.commitSeq != state.commitSent || members != state.commitsSent else { return nil }
         (state.commitSent, state.commitsSent) = (instance.commitSeq, members)
         return (instance.commitSeq, members)
     }

@@ -126,16 +126,22 @@ public final class Master: Service {
         public var epochStart: Int
         /// The commit point this node learned before it was elected.
         public var committedBefore: Int
-        /// The commit point advanced (`seq`), or what a member may learn of it changed
-        /// (`members`: each member's commit point to send, as far as it holds this log).
-        /// Called under the master's lock, in the order the points were counted: it must
-        /// not block or call back into the master.
-        public var committed: @Sendable (_ seq: Int, _ members: [String: Int]) -> Void
+        /// The commit point advanced, or what a member may learn of it changed: called
+        /// outside the master's lock (the point only grows, so an older value that arrives
+        /// late changes nothing).
+        public var committed: @Sendable (_ seq: Int) -> Void
+        /// What each member may learn of the commit point now, as far as it holds this log.
+        /// Called under the master's lock, in the order the points were counted: a member's
+        /// point goes down when it restarts with less, so an older value handed on last would
+        /// be what every later heartbeat tells it. It must not block or call back into the
+        /// master.
+        public var membersMayLearn: @Sendable (_ members: [String: Int]) -> Void
 
         public init(
             refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) -> Void,
             deposed: @escaping @Sendable (String, Int) -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
-            epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int, [String: Int]) -> Void
+            epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int) -> Void,
+            membersMayLearn: @escaping @Sendable ([String: Int]) -> Void = { _ in }
         ) {
             self.refusal = refusal
             self.answered = answered
@@ -144,6 +150,7 @@ public final class Master: Service {
             self.epochStart = epochStart
             self.committedBefore = committedBefore
             self.committed = committed
+            self.membersMayLearn = membersMayLearn
         }
     }
 

@@ -6,25 +6,30 @@ import Testing
 struct HistoryAdoptionTests {
     private let start = EpochHistory.Start(epoch: 3, after: 10)
 
+    /// A request of the master, and this node's hash at the master's start (nil: it does
+    /// not hold that seq).
     private func served(
         heldThrough: Int = 12, heldStartHash: String? = "h10", storedBefore: Int = 10, startedAgain: Bool = false, firstSeq: Int = 1,
         recordedStart: EpochHistory.Start? = nil
-    ) -> HistoryAdoption.Served {
-        HistoryAdoption.Served(
+    ) -> (HistoryAdoption.Served, String?) {
+        let facts = HistoryAdoption.Served(
             epoch: 3, masterStart: start, masterStartHash: "h10", recordedStart: recordedStart, heldThrough: heldThrough,
-            heldStartHash: heldStartHash, storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq)
+            storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq)
+        return (facts, heldStartHash)
     }
 
     /// Whether a member in `adoption`'s state takes the history on after each request, in turn.
-    private func adopts(_ requests: HistoryAdoption.Served..., after adoption: HistoryAdoption = HistoryAdoption()) -> [Bool] {
+    private func adopts(_ requests: (HistoryAdoption.Served, String?)..., after adoption: HistoryAdoption = HistoryAdoption()) -> [Bool] {
         var adoption = adoption
-        return requests.map { adoption.served($0) }
+        return requests.map { facts, heldStartHash in
+            adoption.served(facts, heldHash: { $0 == start.after ? heldStartHash : nil })
+        }
     }
 
     @Test func aLogThatHoldsTheMastersStartAndNothingOfItsOwnPastItTakesOnTheHistory() {
         var adoption = HistoryAdoption()
         #expect(adopts(served()) == [true])
-        _ = adoption.served(served())
+        _ = adoption.served(served().0, heldHash: { _ in "h10" })
         #expect(adoption.prefixOfEpoch == 3)
     }
 
