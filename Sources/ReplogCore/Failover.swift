@@ -122,6 +122,16 @@ public struct FailoverInstance: Sendable {
     /// no appends however many members answer).
     public var takeoverConfirmed: Bool { role == .master && (takeover?.holders.count ?? 0) >= settings.majority }
 
+    /// Where a node that won an election cuts its log before it takes any append, or nil:
+    /// part of a batch (a delivery from a master that died before sending the rest) is no
+    /// message, and its next append would read as that batch's end.
+    /// - Parameters:
+    ///   - completeSeq: the end of its log as far as its last whole batch.
+    ///   - lastSeq: the last seq its log holds.
+    public static func cutBeforeTakeover(completeSeq: Int, lastSeq: Int) -> Int? {
+        completeSeq < lastSeq ? completeSeq : nil
+    }
+
     /// As master: the members that answered within the election timeout, as a quorum.
     public func quorum(now: Duration) -> Quorum {
         Quorum(secondaryStatuses: settings.others.map { answered($0, now: now) ? PeerStatus.healthy : .unhealthy })

@@ -447,10 +447,7 @@ public final class FailoverNode: Service, Sendable {
 
     private func becomeMaster(epoch: Int, after: Int) {
         guard !state.withLock({ $0.stopped }) else { return }
-        // Part of a batch (a delivery from a master that died before sending the rest) is no
-        // message, and the next append would look like its end: cut it before taking any.
-        let complete = store.completeSeq
-        if complete < store.lastSeq {
+        if let complete = FailoverInstance.cutBeforeTakeover(completeSeq: store.completeSeq, lastSeq: store.lastSeq) {
             do {
                 let cut = try store.truncate(after: complete)
                 commit.truncated(after: complete)

@@ -114,4 +114,11 @@ import Testing
         #expect(record.contact(by: stamp(5, members: members + ["d"]), inFailover: true, me: "b", members: members) == .hear(learnsMembers: true))
         #expect(record.contact(by: stamp(4), inFailover: false, me: nil, members: []) == .hear(learnsMembers: true))
     }
+
+    /// A node elected with part of a batch cuts it before its first append, which would
+    /// otherwise read as that batch's end.
+    @Test func aNodeElectedWithPartOfABatchCutsItFirst() {
+        #expect(FailoverInstance.cutBeforeTakeover(completeSeq: 7, lastSeq: 9) == 7)
+        #expect(FailoverInstance.cutBeforeTakeover(completeSeq: 9, lastSeq: 9) == nil)
+    }
 }
