@@ -1,6 +1,7 @@
 import Foundation
 import ReplogCore
 import ReplogStorage
+import Synchronization
 import Testing
 @testable import ReplogNode
 
@@ -90,4 +91,43 @@ import Testing
         let answer = try node.vote(VoteRequest(epoch: 3, candidate: "c", log: LogPosition(epoch: 2, seq: 16), preVote: false))
         #expect(answer.granted, "a node whose last entries are of epoch 1 is behind a log that ends in epoch 2")
     }
+
+    /// A node's run returns only once the master it ran has stopped: the service group closes
+    /// the transport next, and a stream or heartbeat of that master still running would use
+    /// it closed. Here the only member never answers, so a heartbeat is in flight when the
+    /// node is cancelled; it must have ended when `run` returns.
+    @Test(.timeLimit(.minutes(1))) func aNodesRunReturnsOnlyAfterTheMasterItRanHasStopped() async throws {
+        let transport = HangingTransport()
+        let store = InMemoryLogStore()
+        let node = try FailoverNode(
+            settings: FailoverNode.Settings(me: "m", members: ["m", "x"], master: MasterSettings(secondaries: []), canVote: false, bootstrap: true),
+            store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: transport, clock: ManualClock())
+        let run = Task { try await node.run() }
+        for await _ in transport.started.stream { break }
+        run.cancel()
+        try await run.value
+        #expect(transport.inFlight == 0, "the master's heartbeat ended before the node's run returned")
+    }
+}
+
+/// A transport whose peers never answer: every request waits until it is cancelled.
+private final class HangingTransport: ReplicationTransport {
+    /// Yields as each request starts.
+    let started: (stream: AsyncStream<Void>, continuation: AsyncStream<Void>.Continuation) = AsyncStream.makeStream()
+    private let running = Mutex(0)
+
+    /// Requests started and not ended.
+    var inFlight: Int { running.withLock { $0 } }
+
+    private func hang() async throws -> Never {
+        running.withLock { $0 += 1 }
+        defer { running.withLock { $0 -= 1 } }
+        started.continuation.yield()
+        try await Task.sleep(for: .seconds(3_600))
+        throw CancellationError()
+    }
+
+    func replicate(_ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState { try await hang() }
+    func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState { try await hang() }
+    func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? { try await hang() }
 }
