@@ -95,7 +95,8 @@ import Testing
     /// A node's run returns only once the master it ran has stopped: the service group closes
     /// the transport next, and a stream or heartbeat of that master still running would use
     /// it closed. Here the only member never answers, so a heartbeat is in flight when the
-    /// node is cancelled; it must have ended when `run` returns.
+    /// node is cancelled, and it takes a moment to end; it must have ended when `run`
+    /// returns.
     @Test(.timeLimit(.minutes(1))) func aNodesRunReturnsOnlyAfterTheMasterItRanHasStopped() async throws {
         let transport = HangingTransport()
         let store = InMemoryLogStore()
@@ -119,11 +120,16 @@ private final class HangingTransport: ReplicationTransport {
     /// Requests started and not ended.
     var inFlight: Int { running.withLock { $0 } }
 
+    /// Waits until cancelled, then takes 200 ms more to end, as a request whose connection
+    /// must be closed does: a run that returned without waiting for it finds it running.
     private func hang() async throws -> Never {
         running.withLock { $0 += 1 }
         defer { running.withLock { $0 -= 1 } }
         started.continuation.yield()
-        try await Task.sleep(for: .seconds(3_600))
+        try? await Task.sleep(for: .seconds(3_600))
+        await withCheckedContinuation { ended in
+            DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { ended.resume() }
+        }
         throw CancellationError()
     }
 
