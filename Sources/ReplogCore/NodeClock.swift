@@ -19,7 +19,12 @@ public protocol NodeClock: Sendable {
 public struct SystemClock: NodeClock {
     private static let origin = ContinuousClock.now
     public init() {}
-    public var now: Duration { ContinuousClock.now - Self.origin }
+    public var now: Duration {
+        // The origin first: it is set on first use, and read after `ContinuousClock.now` it
+        // would make the first reading negative.
+        let origin = Self.origin
+        return ContinuousClock.now - origin
+    }
     public var date: Date { Date() }
     public func sleep(for duration: Duration) async throws {
         try await ContinuousClock().sleep(for: duration)
