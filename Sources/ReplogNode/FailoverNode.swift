@@ -61,18 +61,12 @@ public final class FailoverNode: Service, Sendable {
     }
 
     private struct State {
-        var election: DataDirectory.ElectionState
-        var instance: FailoverInstance?
+        /// The protocol state; `kept` is saved in the data dir whenever it changes.
+        var member: FailoverMember
         var current: Current
         var masterTask: Task<Void, Never>?
         /// The master log this node holds (`nil` until it follows one).
         var logID: String?
-        /// Whether any master of an epoch has been heard (a cluster with failover).
-        var stamped = false
-        /// As master: the epoch each member said it is in when it last answered.
-        var memberEpochs: [String: Int] = [:]
-        /// Whether this node's log is known to be its master's (see `synced`).
-        var adoption = HistoryAdoption()
         /// The node's run has ended: it starts no master any more (a vote's answer may
         /// still arrive).
         var stopped = false
@@ -150,10 +144,13 @@ public final class FailoverNode: Service, Sendable {
         let replica = Self.makeReplica(
             store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
             logger: logger)
-        // A node that has been in an epoch belongs to a cluster with failover, even before it hears a master again.
-        self.state = Mutex(State(election: election, current: .secondary(replica), logID: logID, stamped: election.record.epoch > 0))
+        // A node that has been in an epoch belongs to a cluster with failover, even before it
+        // hears a master again (`FailoverMember.stamped`).
+        let member = FailoverMember(
+            kept: FailoverMember.Kept(record: election.record, me: election.me, members: election.members),
+            electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
+        self.state = Mutex(State(member: member, current: .secondary(replica), logID: logID))
         epochGauge.record(election.record.epoch)
-        state.withLock { makeInstance(&$0) }
     }
 
     /// A secondary on the node's log; it records a master log it starts to follow in the
@@ -173,13 +170,6 @@ public final class FailoverNode: Service, Sendable {
         init(_ directory: DataDirectory?) { self.directory = Mutex(directory) }
     }
 
-    /// (Re)creates the instance once this node knows itself and its cluster.
-    private func makeInstance(_ state: inout State) {
-        guard let me = state.election.me, state.election.members.contains(me) else { return }
-        let settings = FailoverInstance.Settings(me: me, members: state.election.members, electionTimeout: self.settings.electionTimeout)
-        state.instance = FailoverInstance(settings: settings, record: state.election.record, now: clock.now, seed: seed &+ UInt64(clock.now.nanoseconds))
-    }
-
     // MARK: What the routers ask
 
     /// The role now.
@@ -192,24 +182,17 @@ public final class FailoverNode: Service, Sendable {
 
     /// Role, epoch and master for `/health` (`nil` fields on a cluster without failover).
     public var status: (role: String?, epoch: Int?, master: String?) {
-        state.withLock { state in
-            guard state.stamped || state.instance?.role == .master, let instance = state.instance else { return (nil, nil, nil) }
-            return (instance.role.rawValue, instance.epoch, instance.master)
-        }
+        guard let status = state.withLock({ $0.member.status }) else { return (nil, nil, nil) }
+        return (status.role.rawValue, status.epoch, status.master)
     }
 
     /// As master: the epoch each member said it is in when it last answered (`/health`,
     /// the status page).
-    public var memberEpochs: [String: Int] { state.withLock { $0.memberEpochs } }
+    public var memberEpochs: [String: Int] { state.withLock { $0.member.memberEpochs } }
 
     /// Where `POST /messages` goes on a node that is not the master: the master's URL, or
     /// nil while none is known; `.none` on a cluster without failover (the old `405`).
-    public var masterForClients: String?? {
-        state.withLock { state in
-            guard state.stamped, let instance = state.instance else { return .none }
-            return .some(instance.role == .master ? nil : instance.master)
-        }
-    }
+    public var masterForClients: String?? { state.withLock { $0.member.masterForClients } }
 
     /// A master's delivery (`POST /replicate`).
     public func receive(
@@ -264,7 +247,7 @@ public final class FailoverNode: Service, Sendable {
 
     /// The master of this epoch says where this node's log parts from its own.
     public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) throws -> ReplicaState {
-        guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.election.record.epoch }, master: nil)) }
+        guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil)) }
         let replica = try follow(stamp)
         // What this node learned was committed no failover replaces: it is never cut.
         let cut = try replica.truncate(after: request.after, unlessNextHash: request.nextHash, keeping: commitPoint.learned)
@@ -276,9 +259,8 @@ public final class FailoverNode: Service, Sendable {
                 "replog.rollback": "\(saved ?? "(in memory: not kept)")",
                 "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
             ])
-            try update { $0.onCut(after: seq) }
             let lastSeq = store.lastSeq
-            state.withLock { $0.adoption.cut(after: seq, holdingThrough: lastSeq, epoch: stamp.epoch) }
+            try update { $0.cut(after: seq, holdingThrough: lastSeq, epoch: stamp.epoch) }
         }
         var answer = replica.replicaState
         answer.epoch = stamp.epoch
@@ -288,15 +270,8 @@ public final class FailoverNode: Service, Sendable {
     /// A candidate asks for this node's vote.
     public func vote(_ request: VoteRequest) throws -> VoteAnswer {
         let position = self.position
-        let (answer, granted) = try state.withLock { state throws -> (VoteAnswer, Bool) in
-            guard settings.canVote, var instance = state.instance else {
-                return (VoteAnswer(epoch: state.election.record.epoch, granted: false, preVote: request.preVote), false)
-            }
-            let answer = instance.onVoteRequest(request, log: position, now: clock.now)
-            try keep(instance, in: &state)
-            return (answer, answer.granted)
-        }
-        if granted, !request.preVote {
+        let answer = try update { $0.onVoteRequest(request, log: position, now: clock.now, canVote: settings.canVote) }
+        if answer.granted, !request.preVote {
             logger.info("voted", metadata: ["replog.candidate": "\(request.candidate)", "replog.epoch": "\(request.epoch)"])
         }
         return answer
@@ -306,59 +281,41 @@ public final class FailoverNode: Service, Sendable {
     /// down if this node was master), learns the cluster from the stamp. Returns the replica
     /// to serve it.
     private func follow(_ stamp: EpochStamp?) throws -> SecondaryReplica {
-        let (replica, directives, newMaster) = try state.withLock { state throws -> (SecondaryReplica?, [FailoverInstance.Directive], String?) in
-            let record = state.election.record
-            let contact = record.contact(by: stamp, inFailover: state.stamped, me: state.election.me, members: state.election.members)
-            guard case .hear(let learnsMembers) = contact, let stamp else {
-                if contact == .serveWithoutFailover, case .secondary(let replica) = state.current { return (replica, [], nil) }
-                throw StaleEpoch(answer: StaleEpochAnswer(epoch: record.epoch, master: stamp == nil ? nil : state.instance?.master))
-            }
-            state.stamped = true
+        let now = clock.now
+        switch try update({ $0.onMasterRequest(stamped: stamp, now: now) }) {
+        case .serveWithoutFailover:
+            if case .secondary(let replica) = self.current { return replica }
+            throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil))
+        case .refuse(let answer):
+            throw StaleEpoch(answer: answer)
+        case .follow(let directives, let newMaster):
+            guard let stamp else { preconditionFailure("an unstamped request is never followed") }
             watch.followCommitPoint()
-            if learnsMembers {
-                state.election.me = stamp.you
-                state.election.members = stamp.members
-                try save(state.election)
-                makeInstance(&state)
-            }
-            guard var instance = state.instance else { return (nil, [], nil) }
-            let before = instance.master
-            let (accepted, directives) = instance.onMasterContact(epoch: stamp.epoch, master: stamp.master, now: clock.now)
-            try keep(instance, in: &state)
-            guard accepted else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: instance.epoch, master: instance.master)) }
-            if case .secondary(let replica) = state.current { return (replica, directives, before != stamp.master ? stamp.master : nil) }
-            return (nil, directives, stamp.master)
+            carryOut(directives)
+            mastersKnown.advanced(to: stamp.epoch)
+            if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(stamp.epoch)"]) }
+            if case .secondary(let replica) = self.current { return replica }
+            throw StaleEpoch(answer: StaleEpochAnswer(epoch: stamp.epoch, master: nil))
         }
-        guard let stamp else { return replica! }  // served as a secondary without failover
-        carryOut(directives)
-        mastersKnown.advanced(to: stamp.epoch)
-        if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(stamp.epoch)"]) }
-        if let replica { return replica }
-        if case .secondary(let replica) = current { return replica }
-        throw StaleEpoch(answer: StaleEpochAnswer(epoch: stamp.epoch, master: nil))
     }
 
-    /// After serving the master: takes on its epoch history if `HistoryAdoption` says this
-    /// node's log holds the master's through its last start. Recorded before the answer
+    /// After serving the master: takes on its epoch history if this node's log holds the
+    /// master's through its last start (`FailoverMember.served`). Recorded before the answer
     /// leaves (a vote depends on it).
     private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) throws {
         guard let stamp else { return }
         let firstSeq = store.firstSeq
-        let adopts = state.withLock { state in
-            state.adoption.served(
-                HistoryAdoption.Served(
-                    epoch: stamp.epoch, masterStart: stamp.history.starts.last, masterStartHash: stamp.startHash,
-                    recordedStart: state.election.record.history.starts.last, heldThrough: answer.seq,
-                    storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq),
-                heldHash: store.hash(at:))
+        try update {
+            $0.served(
+                epoch: stamp.epoch, masterHistory: stamp.history, masterStartHash: stamp.startHash, heldThrough: answer.seq,
+                storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: store.hash(at:))
         }
-        if adopts { try update { $0.onSynced(masterHistory: stamp.history, matched: answer.seq) } }
     }
 
     /// This node's log position for elections: its epoch history and its durable end.
     private var position: LogPosition {
         let seq = commit.durableSeq
-        return state.withLock { $0.election.record.history.position(lastSeq: seq) }
+        return state.withLock { $0.member.position(lastSeq: seq) }
     }
 
     // MARK: Elections
@@ -366,13 +323,7 @@ public final class FailoverNode: Service, Sendable {
     public func run() async throws {
         if settings.bootstrap {
             let position = self.position
-            let directives = try state.withLock { state throws -> [FailoverInstance.Directive] in
-                guard var instance = state.instance else { return [] }
-                let directives = instance.bootstrap(now: clock.now, log: position)
-                try keep(instance, in: &state)
-                return directives
-            }
-            carryOut(directives)
+            carryOut(try update { $0.bootstrap(now: clock.now, log: position) })
         }
         await untilShutdown(on: taskExecutor) {
             async let votes: Void = self.sendVoteRequests()
@@ -392,14 +343,9 @@ public final class FailoverNode: Service, Sendable {
     private func tick() -> Duration {
         let position = self.position
         let now = clock.now
-        let result = try? state.withLock { state throws -> ([FailoverInstance.Directive], Duration) in
-            guard settings.canVote, var instance = state.instance else { return ([], now + .seconds(1)) }
-            let directives = instance.role == .master || now >= instance.electionDeadline ? instance.tick(now: now, log: position) : []
-            try keep(instance, in: &state)
-            let wake = instance.role == .master ? now + settings.master.heartbeatInterval : instance.electionDeadline
-            return (directives, wake)
-        }
-        guard let (directives, wake) = result else { return now + .seconds(1) }
+        guard settings.canVote,
+            let (directives, wake) = try? update({ $0.tick(now: now, log: position, heartbeatInterval: settings.master.heartbeatInterval) })
+        else { return now + .seconds(1) }
         carryOut(directives)
         return wake
     }
@@ -426,7 +372,7 @@ public final class FailoverNode: Service, Sendable {
     private func sendVoteRequests() async {
         await withDiscardingTaskGroup { group in
             for await request in voteRequests.stream {
-                for peer in state.withLock({ $0.instance?.settings.others ?? [] }) {
+                for peer in state.withLock({ $0.member.instance?.settings.others ?? [] }) {
                     group.addTask(executorPreference: taskExecutor) { await self.askForVote(request, from: peer) }
                 }
             }
@@ -436,13 +382,7 @@ public final class FailoverNode: Service, Sendable {
     private func askForVote(_ request: VoteRequest, from peer: String) async {
         guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
         let position = self.position
-        let directives = (try? state.withLock { state throws -> [FailoverInstance.Directive] in
-            guard var instance = state.instance else { return [] }
-            let directives = instance.onVoteAnswer(answer, from: peer, log: position, now: clock.now)
-            try keep(instance, in: &state)
-            return directives
-        }) ?? []
-        carryOut(directives)
+        carryOut((try? update { $0.onVoteAnswer(answer, from: peer, log: position, now: clock.now) }) ?? [])
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
@@ -458,7 +398,7 @@ public final class FailoverNode: Service, Sendable {
                 return
             }
         }
-        let (members, me, logID, history) = state.withLock { ($0.election.members, $0.election.me!, $0.logID, $0.election.record.history) }
+        let (members, me, logID, history) = state.withLock { ($0.member.kept.members, $0.member.kept.me!, $0.logID, $0.member.kept.record.history) }
         let log: String
         do { log = try logID ?? directory.directory.withLock { try $0?.masterLog() } ?? UUID().uuidString } catch {
             logger.error("cannot record the log id; not taking over", metadata: ["replog.error": "\(error)"])
@@ -495,7 +435,7 @@ public final class FailoverNode: Service, Sendable {
             state.current = .master(master)
             state.masterTask = task
             state.logID = log
-            state.memberEpochs = [:]
+            state.member.becameMaster()
         }
         epochGauge.record(epoch)
         logger.notice("elected master", metadata: [
@@ -526,7 +466,7 @@ public final class FailoverNode: Service, Sendable {
     /// Why this node may not take an append now, if so (`FailoverInstance.appendRefusal`).
     private func refusal() -> Master.AppendError? {
         let now = clock.now
-        return switch state.withLock({ $0.instance?.appendRefusal(now: now) }) {
+        return switch state.withLock({ $0.member.instance?.appendRefusal(now: now) }) {
         case nil: nil
         case .notTheMaster(let master): .notTheMaster(master: master)
         case .noQuorum(let quorum): .readOnly(quorum)
@@ -550,13 +490,7 @@ public final class FailoverNode: Service, Sendable {
 
     private func report(_ peer: String, epoch: Int, matched: Int?) {
         let now = clock.now
-        let (directives, taking) = (try? state.withLock { state throws -> ([FailoverInstance.Directive], Int?) in
-            guard var instance = state.instance else { return ([], nil) }
-            state.memberEpochs[peer] = epoch
-            let directives = instance.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now)
-            try keep(instance, in: &state)
-            return (directives, instance.acceptsAppends(now: now) ? instance.epoch : nil)
-        }) ?? ([], nil)
+        let (directives, taking) = (try? update { $0.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now) }) ?? ([], nil)
         if let taking {
             takeovers.advanced(to: taking)
             mastersKnown.advanced(to: taking)
@@ -566,24 +500,19 @@ public final class FailoverNode: Service, Sendable {
 
     // MARK: Persistence
 
-    /// Stores the instance back, saving its record first if it changed (a vote, an epoch,
-    /// an epoch start must be on disk before anything that depends on it is answered).
-    private func keep(_ instance: FailoverInstance, in state: inout State) throws {
-        if instance.record != state.election.record {
-            var election = state.election
-            election.record = instance.record
-            try save(election)
-            state.election = election
-            epochGauge.record(instance.record.epoch)
-        }
-        state.instance = instance
-    }
-
-    private func update(_ change: (inout FailoverInstance) -> Void) throws {
+    /// Feeds one event to the protocol state under the lock. When the event changed what
+    /// outlives a restart (a vote, an epoch, an epoch start, who the members are), it is
+    /// saved first; if that fails, the state stays as it was and the error is thrown.
+    private func update<T>(_ event: (inout FailoverMember) -> T) throws -> T {
         try state.withLock { state in
-            guard var instance = state.instance else { return }
-            change(&instance)
-            try keep(instance, in: &state)
+            var member = state.member
+            let result = event(&member)
+            if member.kept != state.member.kept {
+                try save(DataDirectory.ElectionState(record: member.kept.record, me: member.kept.me, members: member.kept.members))
+                if member.kept.record.epoch != state.member.kept.record.epoch { epochGauge.record(member.kept.record.epoch) }
+            }
+            state.member = member
+            return result
         }
     }
 

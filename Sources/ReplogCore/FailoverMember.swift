@@ -1,0 +1,188 @@
+/// A failover node's protocol state as one value: what it keeps on disk (its election
+/// record, and who it is among which members), the election rules once it knows itself
+/// (`FailoverInstance`), whether it has heard a master of an epoch, what each member said
+/// its epoch is, and whether its log is known to be its master's (`HistoryAdoption`).
+///
+/// The shell (`FailoverNode`) feeds it events and carries out the directives they return.
+/// Whenever a call changed `kept`, the shell saves it before it answers anything that
+/// depends on it (a vote, an epoch, an epoch start); if the save fails it keeps the value
+/// as it was before the call.
+public struct FailoverMember: Sendable {
+    /// What outlives a restart.
+    public struct Kept: Sendable, Equatable {
+        public var record: ElectionRecord
+        /// This node's URL, as the other members know it.
+        public var me: String?
+        /// Every member, this node included.
+        public var members: [String]
+
+        public init(record: ElectionRecord = ElectionRecord(), me: String? = nil, members: [String] = []) {
+            self.record = record
+            self.me = me
+            self.members = members
+        }
+    }
+
+    /// What a member does with a master's request.
+    public enum MasterRequest: Sendable, Equatable {
+        /// A master without failover: serve it as its secondary, as before failover.
+        case serveWithoutFailover
+        /// Refuse it with this answer (which deposes the sender).
+        case refuse(StaleEpochAnswer)
+        /// Serve it as a secondary of that master; carry out `directives` (it may have been
+        /// the master: step down). `newMaster` is set when it follows another master now.
+        case follow(directives: [FailoverInstance.Directive], newMaster: String?)
+    }
+
+    public private(set) var kept: Kept
+    /// The election rules, once this node knows itself among its members.
+    public private(set) var instance: FailoverInstance?
+    /// Whether any master of an epoch has been heard, or the node has been in an epoch: a
+    /// cluster with failover.
+    public private(set) var stamped: Bool
+    /// As master: the epoch each member said it is in when it last answered.
+    public private(set) var memberEpochs: [String: Int] = [:]
+    /// Whether its log is known to be its master's.
+    public private(set) var adoption = HistoryAdoption()
+    private let electionTimeout: ClosedRange<Duration>
+    private let seed: UInt64
+
+    /// - Parameter seed: draws the election timeouts (with the clock's `now`, so that each
+    ///   instance made anew draws others).
+    public init(kept: Kept, electionTimeout: ClosedRange<Duration>, seed: UInt64, now: Duration) {
+        self.kept = kept
+        self.electionTimeout = electionTimeout
+        self.seed = seed
+        self.stamped = kept.record.epoch > 0
+        makeInstance(now: now)
+    }
+
+    /// (Re)creates the election rules once this node knows itself and its cluster.
+    private mutating func makeInstance(now: Duration) {
+        guard let me = kept.me, kept.members.contains(me) else { return }
+        let settings = FailoverInstance.Settings(me: me, members: kept.members, electionTimeout: electionTimeout)
+        instance = FailoverInstance(settings: settings, record: kept.record, now: now, seed: seed &+ UInt64(truncatingIfNeeded: now.nanoseconds))
+    }
+
+    /// Runs `change` on the election rules (if it knows itself) and keeps their record.
+    private mutating func update<T>(_ fallback: T, _ change: (inout FailoverInstance) -> T) -> T {
+        guard var instance else { return fallback }
+        let result = change(&instance)
+        kept.record = instance.record
+        self.instance = instance
+        return result
+    }
+
+    // MARK: Queries
+
+    /// Role, epoch and master for `/health` (nil on a cluster without failover).
+    public var status: (role: FailoverInstance.Role, epoch: Int, master: String?)? {
+        guard stamped || instance?.role == .master, let instance else { return nil }
+        return (instance.role, instance.epoch, instance.master)
+    }
+
+    /// Where a client's append goes on a node that is not the master: the master's URL, or
+    /// nil while none is known; `.none` on a cluster without failover.
+    public var masterForClients: String?? {
+        guard stamped, let instance else { return .none }
+        return .some(instance.role == .master ? nil : instance.master)
+    }
+
+    /// This node's log position for elections, its log ending at `lastSeq`.
+    public func position(lastSeq: Int) -> LogPosition { kept.record.history.position(lastSeq: lastSeq) }
+
+    // MARK: A master's requests
+
+    /// A master's request (a delivery, a heartbeat, a cut) stamped `stamp` (nil: unstamped).
+    /// `ElectionRecord.contact` decides whether it is heard; a stamp that names this node or
+    /// the members otherwise is learned (and kept); `FailoverInstance.onMasterContact`
+    /// decides the rest.
+    public mutating func onMasterRequest(stamped stamp: EpochStamp?, now: Duration) -> MasterRequest {
+        let record = kept.record
+        let contact = record.contact(by: stamp, inFailover: stamped, me: kept.me, members: kept.members)
+        guard case .hear(let learnsMembers) = contact, let stamp else {
+            if contact == .serveWithoutFailover { return .serveWithoutFailover }
+            return .refuse(StaleEpochAnswer(epoch: record.epoch, master: stamp == nil ? nil : instance?.master))
+        }
+        stamped = true
+        if learnsMembers {
+            kept.me = stamp.you
+            kept.members = stamp.members
+            makeInstance(now: now)
+        }
+        guard instance != nil else { return .follow(directives: [], newMaster: nil) }
+        let before = instance?.master
+        let (accepted, directives) = update((false, [])) { $0.onMasterContact(epoch: stamp.epoch, master: stamp.master, now: now) }
+        guard accepted else { return .refuse(StaleEpochAnswer(epoch: instance!.epoch, master: instance!.master)) }
+        return .follow(directives: directives, newMaster: before != stamp.master ? stamp.master : nil)
+    }
+
+    /// After serving a request of the master of `epoch`: takes on its epoch history if
+    /// `HistoryAdoption` says this node's log holds the master's through its last start.
+    /// - Parameters:
+    ///   - heldThrough: the seq this node answered with.
+    ///   - storedBefore: the last seq it stored before the request came.
+    ///   - startedAgain: whether the request started its log again (retention).
+    ///   - firstSeq: the first seq its log holds.
+    ///   - heldHash: its hash at a seq, if it holds it.
+    public mutating func served(
+        epoch: Int, masterHistory: EpochHistory, masterStartHash: String?, heldThrough: Int, storedBefore: Int, startedAgain: Bool,
+        firstSeq: Int, heldHash: (Int) -> String?
+    ) {
+        let facts = HistoryAdoption.Served(
+            epoch: epoch, masterStart: masterHistory.starts.last, masterStartHash: masterStartHash,
+            recordedStart: kept.record.history.starts.last, heldThrough: heldThrough, storedBefore: storedBefore,
+            startedAgain: startedAgain, firstSeq: firstSeq)
+        guard adoption.served(facts, heldHash: heldHash) else { return }
+        update(()) { $0.onSynced(masterHistory: masterHistory, matched: heldThrough) }
+    }
+
+    /// The master of `epoch` had this node cut its log after `seq`; it now holds `1...lastSeq`.
+    public mutating func cut(after seq: Int, holdingThrough lastSeq: Int, epoch: Int) {
+        update(()) { $0.onCut(after: seq) }
+        adoption.cut(after: seq, holdingThrough: lastSeq, epoch: epoch)
+    }
+
+    // MARK: Elections
+
+    /// A candidate asks for this node's vote; a node that may not vote refuses.
+    public mutating func onVoteRequest(_ request: VoteRequest, log: LogPosition, now: Duration, canVote: Bool) -> VoteAnswer {
+        let refused = VoteAnswer(epoch: kept.record.epoch, granted: false, preVote: request.preVote)
+        guard canVote else { return refused }
+        return update(refused) { $0.onVoteRequest(request, log: log, now: now) }
+    }
+
+    /// The first election of a node started as master.
+    public mutating func bootstrap(now: Duration, log: LogPosition) -> [FailoverInstance.Directive] {
+        update([]) { $0.bootstrap(now: now, log: log) }
+    }
+
+    /// The election timer: directives, and when to look again.
+    public mutating func tick(now: Duration, log: LogPosition, heartbeatInterval: Duration) -> ([FailoverInstance.Directive], Duration) {
+        update(([], now + .seconds(1))) { instance in
+            let directives = instance.role == .master || now >= instance.electionDeadline ? instance.tick(now: now, log: log) : []
+            return (directives, instance.role == .master ? now + heartbeatInterval : instance.electionDeadline)
+        }
+    }
+
+    public mutating func onVoteAnswer(_ answer: VoteAnswer, from peer: String, log: LogPosition, now: Duration) -> [FailoverInstance.Directive] {
+        update([]) { $0.onVoteAnswer(answer, from: peer, log: log, now: now) }
+    }
+
+    /// As master: a member answered (`matched`: what it holds of this log, nil when it
+    /// refused as a member of a later epoch). Returns the directives, and the epoch in
+    /// which this node now takes appends, if it does.
+    public mutating func onMemberAnswer(from peer: String, epoch: Int, matched: Int?, now: Duration) -> ([FailoverInstance.Directive], Int?) {
+        guard instance != nil else { return ([], nil) }
+        memberEpochs[peer] = epoch
+        return update(([], nil)) { instance in
+            let directives = instance.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now)
+            return (directives, instance.acceptsAppends(now: now) ? instance.epoch : nil)
+        }
+    }
+
+    /// This node became master: what members said of earlier epochs is forgotten.
+    public mutating func becameMaster() {
+        memberEpochs = [:]
+    }
+}
