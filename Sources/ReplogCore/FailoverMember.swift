@@ -8,8 +8,8 @@
 /// depends on it (a vote, an epoch, an epoch start); if the save fails it keeps the value
 /// as it was before the call.
 public struct FailoverMember: Sendable {
-    /// What outlives a restart.
-    public struct Kept: Sendable, Equatable {
+    /// What outlives a restart (a node's `election.json`).
+    public struct Kept: Codable, Sendable, Equatable {
         public var record: ElectionRecord
         /// This node's URL, as the other members know it.
         public var me: String?

@@ -147,8 +147,7 @@ public final class FailoverNode: Service, Sendable {
         // A node that has been in an epoch belongs to a cluster with failover, even before it
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
-            kept: FailoverMember.Kept(record: election.record, me: election.me, members: election.members),
-            electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
+            kept: election, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
         self.state = Mutex(State(member: member, current: .secondary(replica), logID: logID))
         epochGauge.record(election.record.epoch)
     }
@@ -508,7 +507,7 @@ public final class FailoverNode: Service, Sendable {
             var member = state.member
             let result = event(&member)
             if member.kept != state.member.kept {
-                try save(DataDirectory.ElectionState(record: member.kept.record, me: member.kept.me, members: member.kept.members))
+                try save(member.kept)
                 if member.kept.record.epoch != state.member.kept.record.epoch { epochGauge.record(member.kept.record.epoch) }
             }
             state.member = member

@@ -104,21 +104,9 @@ public struct DataDirectory: Sendable {
 
     static let electionName = "election.json"
 
-    /// What a node keeps for failover beside its log: its election record (epoch, vote,
-    /// epoch history) and the cluster it belongs to, as its master last told it.
-    public struct ElectionState: Codable, Sendable, Equatable {
-        public var record: ElectionRecord
-        /// This node's URL, as the other members know it.
-        public var me: String?
-        /// Every member, this node included.
-        public var members: [String]
-
-        public init(record: ElectionRecord = ElectionRecord(), me: String? = nil, members: [String] = []) {
-            self.record = record
-            self.me = me
-            self.members = members
-        }
-    }
+    /// What a node keeps for failover beside its log (`election.json`): its election record
+    /// (epoch, vote, epoch history) and the cluster it belongs to, as its master last told it.
+    public typealias ElectionState = FailoverMember.Kept
 
     /// The election state saved in this folder (an empty one if none was saved yet).
     public var election: ElectionState {
