@@ -4,9 +4,9 @@
 /// its epoch is, and whether its log is known to be its master's (`HistoryAdoption`).
 ///
 /// The shell (`FailoverNode`) feeds it events and carries out the directives they return.
-/// Whenever a call changed `kept`, the shell saves it before it answers anything that
-/// depends on it (a vote, an epoch, an epoch start); if the save fails it keeps the value
-/// as it was before the call.
+/// Whenever `kept` differs from what the shell last saved, the shell saves it before it
+/// answers anything (a vote, an epoch, an epoch start): an answer never leaves on what a
+/// restart would forget, and a save that failed is tried again before the next answer.
 public struct FailoverMember: Sendable {
     /// What outlives a restart (a node's `election.json`).
     public struct Kept: Codable, Sendable, Equatable {
@@ -65,11 +65,11 @@ public struct FailoverMember: Sendable {
     }
 
     /// Runs `change` on the election rules (if it knows itself) and keeps their record.
+    /// In place: a copy would copy the rules' tables on every member's answer.
     private mutating func update<T>(_ fallback: T, _ change: (inout FailoverInstance) -> T) -> T {
-        guard var instance else { return fallback }
-        let result = change(&instance)
-        kept.record = instance.record
-        self.instance = instance
+        guard instance != nil else { return fallback }
+        let result = change(&instance!)
+        kept.record = instance!.record
         return result
     }
 

@@ -63,6 +63,8 @@ public final class FailoverNode: Service, Sendable {
     private struct State {
         /// The protocol state; `kept` is saved in the data dir whenever it changes.
         var member: FailoverMember
+        /// What the data dir holds of `member.kept`.
+        var saved: FailoverMember.Kept
         var current: Current
         var masterTask: Task<Void, Never>?
         /// The master log this node holds (`nil` until it follows one).
@@ -148,7 +150,7 @@ public final class FailoverNode: Service, Sendable {
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
             kept: election, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
-        self.state = Mutex(State(member: member, current: .secondary(replica), logID: logID))
+        self.state = Mutex(State(member: member, saved: election, current: .secondary(replica), logID: logID))
         epochGauge.record(election.record.epoch)
     }
 
@@ -499,18 +501,18 @@ public final class FailoverNode: Service, Sendable {
 
     // MARK: Persistence
 
-    /// Feeds one event to the protocol state under the lock. When the event changed what
-    /// outlives a restart (a vote, an epoch, an epoch start, who the members are), it is
-    /// saved first; if that fails, the state stays as it was and the error is thrown.
+    /// Feeds one event to the protocol state under the lock. When what outlives a restart
+    /// (a vote, an epoch, an epoch start, who the members are) differs from what the data
+    /// dir holds, it is saved before the event's result is returned; if that fails, the
+    /// error is thrown, nothing is answered, and the next event tries the save again.
     private func update<T>(_ event: (inout FailoverMember) -> T) throws -> T {
         try state.withLock { state in
-            var member = state.member
-            let result = event(&member)
-            if member.kept != state.member.kept {
-                try save(member.kept)
-                if member.kept.record.epoch != state.member.kept.record.epoch { epochGauge.record(member.kept.record.epoch) }
+            let result = event(&state.member)
+            if state.member.kept != state.saved {
+                try save(state.member.kept)
+                if state.member.kept.record.epoch != state.saved.record.epoch { epochGauge.record(state.member.kept.record.epoch) }
+                state.saved = state.member.kept
             }
-            state.member = member
             return result
         }
     }
