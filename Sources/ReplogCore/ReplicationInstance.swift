@@ -251,18 +251,18 @@ public struct ReplicationInstance: Sendable {
     /// holds of its log (durably, vouched by hash), or 0 when the count proves nothing yet.
     /// - Parameter epochStart: with failover, where the master's epoch starts in its log
     ///   (nil without failover: the master's durable end is committed).
-    /// Whether an answer for write concern `w` also waits until this node keeps a commit
-    /// point that covers the entry: with failover, what a majority acknowledged is committed,
-    /// and a reader that asks after the `201` (on this master) must see it.
-    public func answerWaitsForCommitPoint(w: Int) -> Bool {
-        epochStart != nil && w > settings.clusterSize / 2
-    }
-
     public static func commitPoint(masterDurable: Int, members: [Int], epochStart: Int?) -> Int {
         guard let epochStart else { return masterDurable }
         let held = ([masterDurable] + members).sorted(by: >)
         let majorityHolds = held[held.count / 2]
         return majorityHolds > epochStart ? majorityHolds : 0
+    }
+
+    /// Whether an answer for write concern `w` also waits until this node keeps a commit
+    /// point that covers the entry: with failover, what a majority acknowledged is committed,
+    /// and a reader that asks after the `201` (on this master) must see it.
+    public func answerWaitsForCommitPoint(w: Int) -> Bool {
+        epochStart != nil && w > settings.clusterSize / 2
     }
 
     // MARK: Appends
@@ -411,17 +411,11 @@ public struct ReplicationInstance: Sendable {
     public var sendsBeforeDurable: Bool { epochStart != nil }
 
     /// The last seq that may leave the master: persist before you send, unless
-    /// `sendsBeforeDurable`.
+    /// `sendsBeforeDurable`. Static, so that the shell reads only the end the rule needs, and
+    /// outside the instance's lock (each end takes a lock of its own).
     /// - Parameters:
     ///   - written: the end of the master's log as far as its last whole batch.
     ///   - durable: the end of its durable prefix.
-    public func sendable(written: Int, durable: Int) -> Int {
-        Self.sendable(sendsBeforeDurable: sendsBeforeDurable, written: written, durable: durable)
-    }
-
-    /// `sendable(written:durable:)` for a shell that keeps `sendsBeforeDurable` and reads
-    /// only the end the rule needs, outside the instance's lock (each end takes a lock of
-    /// its own).
     public static func sendable(sendsBeforeDurable: Bool, written: @autoclosure () -> Int, durable: @autoclosure () -> Int) -> Int {
         sendsBeforeDurable ? written() : durable()
     }

@@ -42,11 +42,11 @@ import Testing
     /// master's fsync and replication overlap, and its answers wait for the commit point.
     @Test func onlyAnElectedMasterSendsBeforeItsFsyncAndItsMajorityAnswersWaitForTheCommitPoint() {
         let plain = Self.instance()
-        #expect(plain.sendable(written: 9, durable: 4) == 4)
+        #expect(ReplicationInstance.sendable(sendsBeforeDurable: plain.sendsBeforeDurable, written: 9, durable: 4) == 4)
         #expect(ReplicationInstance.sendable(sendsBeforeDurable: plain.sendsBeforeDurable, written: 9, durable: 0) == 0)
         #expect(plain.answerWaitsForCommitPoint(w: 3) == false)
         let elected = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log", epochStart: 0)
-        #expect(elected.sendable(written: 9, durable: 4) == 9)
+        #expect(ReplicationInstance.sendable(sendsBeforeDurable: elected.sendsBeforeDurable, written: 9, durable: 4) == 9)
         #expect(elected.answerWaitsForCommitPoint(w: 2))
         #expect(elected.answerWaitsForCommitPoint(w: 1) == false, "one node is no majority of three")
     }
