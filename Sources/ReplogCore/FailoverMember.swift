@@ -29,9 +29,10 @@ public struct FailoverMember: Sendable {
         case serveWithoutFailover
         /// Refuse it with this answer (which deposes the sender).
         case refuse(StaleEpochAnswer)
-        /// Serve it as a secondary of that master; carry out `directives` (it may have been
-        /// the master: step down). `newMaster` is set when it follows another master now.
-        case follow(directives: [FailoverInstance.Directive], newMaster: String?)
+        /// Serve it as a secondary of the master of `epoch`; carry out `directives` (it may
+        /// have been the master: step down). `newMaster` is set when it follows another
+        /// master now.
+        case follow(epoch: Int, directives: [FailoverInstance.Directive], newMaster: String?)
     }
 
     public private(set) var kept: Kept
@@ -110,11 +111,11 @@ public struct FailoverMember: Sendable {
             kept.members = stamp.members
             makeInstance(now: now)
         }
-        guard instance != nil else { return .follow(directives: [], newMaster: nil) }
+        guard instance != nil else { return .follow(epoch: stamp.epoch, directives: [], newMaster: nil) }
         let before = instance?.master
         let (accepted, directives) = update((false, [])) { $0.onMasterContact(epoch: stamp.epoch, master: stamp.master, now: now) }
-        guard accepted else { return .refuse(StaleEpochAnswer(epoch: instance!.epoch, master: instance!.master)) }
-        return .follow(directives: directives, newMaster: before != stamp.master ? stamp.master : nil)
+        guard accepted else { return .refuse(StaleEpochAnswer(epoch: kept.record.epoch, master: instance?.master)) }
+        return .follow(epoch: stamp.epoch, directives: directives, newMaster: before != stamp.master ? stamp.master : nil)
     }
 
     /// After serving a request of the master of `epoch`: takes on its epoch history if

@@ -289,14 +289,13 @@ public final class FailoverNode: Service, Sendable {
             throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil))
         case .refuse(let answer):
             throw StaleEpoch(answer: answer)
-        case .follow(let directives, let newMaster):
-            guard let stamp else { preconditionFailure("an unstamped request is never followed") }
+        case .follow(let epoch, let directives, let newMaster):
             watch.followCommitPoint()
             carryOut(directives)
-            mastersKnown.advanced(to: stamp.epoch)
-            if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(stamp.epoch)"]) }
+            mastersKnown.advanced(to: epoch)
+            if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(epoch)"]) }
             if case .secondary(let replica) = self.current { return replica }
-            throw StaleEpoch(answer: StaleEpochAnswer(epoch: stamp.epoch, master: nil))
+            throw StaleEpoch(answer: StaleEpochAnswer(epoch: epoch, master: nil))
         }
     }
 

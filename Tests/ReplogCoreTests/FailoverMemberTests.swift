@@ -20,11 +20,11 @@ struct FailoverMemberTests {
         var node = member()
         #expect(node.status == nil, "no failover heard yet")
         let request = node.onMasterRequest(stamped: stamp(1), now: .zero)
-        #expect(request == .follow(directives: [], newMaster: "m"))
+        #expect(request == .follow(epoch: 1, directives: [], newMaster: "m"))
         #expect(node.kept.me == "x" && node.kept.members == members)
         #expect(node.kept.record.epoch == 1)
         #expect(node.masterForClients == .some("m"))
-        #expect(node.onMasterRequest(stamped: stamp(1), now: .zero) == .follow(directives: [], newMaster: nil))
+        #expect(node.onMasterRequest(stamped: stamp(1), now: .zero) == .follow(epoch: 1, directives: [], newMaster: nil))
     }
 
     /// An older epoch's master is refused and teaches nothing; an unstamped request, once the
