@@ -172,7 +172,9 @@ public struct SecondaryInstance: Sendable {
         _ entries: [LogEntry], ids: [String?], continues: [Bool], stored: [Int: String]
     ) throws(Diverged) -> Ready {
         let before = contiguousSeq
-        for entry in entries where entry.seq >= 1 && entry.seq <= before {
+        var duplicates = 0
+        for entry in entries where entry.seq <= before {
+            duplicates += 1
             if let held = stored[entry.seq], held != entry.message { throw Diverged(seq: entry.seq) }
         }
         let ready = holdBack.receive(entries)
@@ -186,8 +188,7 @@ public struct SecondaryInstance: Sendable {
         let readyContinues = heldBackContinuing.isEmpty ? [] : ready.map { heldBackContinuing.contains($0.seq) }
         forgetStored()
         return Ready(
-            entries: ready, ids: readyIDs, continues: readyContinues, after: before,
-            duplicates: entries.count { $0.seq <= before })
+            entries: ready, ids: readyIDs, continues: readyContinues, after: before, duplicates: duplicates)
     }
 
     /// The store refused what `receive` made ready (a full disk): it counts as never
