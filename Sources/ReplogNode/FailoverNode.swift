@@ -63,8 +63,8 @@ public final class FailoverNode: Service, Sendable {
     private struct State {
         /// The protocol state; `kept` is saved in the data dir whenever it changes.
         var member: FailoverMember
-        /// What the data dir holds of `member.kept`.
-        var saved: FailoverMember.Kept
+        /// The last `member.kept` handed to `election` to save.
+        var handedOn: FailoverMember.Kept
         var current: Current
         var masterTask: Task<Void, Never>?
         /// The master log this node holds (`nil` until it follows one).
@@ -84,6 +84,8 @@ public final class FailoverNode: Service, Sendable {
     let logger: Logger
     private let directory: Folder
     private let state: Mutex<State>
+    /// The data dir's `election.json`, written off the lock (`update`).
+    private let election: KeptValue<FailoverMember.Kept>
     private let seed: UInt64
     /// The jitter of the retries of this node's masters, drawn from `seed` (replayable).
     private let jitter: Mutex<SplitMix64>
@@ -150,7 +152,13 @@ public final class FailoverNode: Service, Sendable {
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
             kept: election, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
-        self.state = Mutex(State(member: member, saved: election, current: .secondary(replica), logID: logID))
+        self.state = Mutex(State(member: member, handedOn: election, current: .secondary(replica), logID: logID))
+        var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
+        if directory != nil {
+            let folder = self.directory
+            save = { kept in try folder.directory.withLock { folder throws in try folder?.saveElection(kept) } }
+        }
+        self.election = KeptValue(election, io: commit.io, write: save)
         epochGauge.record(election.record.epoch)
     }
 
@@ -207,11 +215,11 @@ public final class FailoverNode: Service, Sendable {
     public func receive(
         _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?, commit: Int? = nil
     ) async throws -> ReplicaState {
-        let replica = try follow(stamp)
+        let replica = try await follow(stamp)
         let (storedBefore, restartsBefore) = (store.lastSeq, replica.logRestarts)
         var answer = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch)
         state.withLock { $0.logID = logID }
-        try synced(answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore)
+        try await synced(answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore)
         if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
@@ -219,10 +227,10 @@ public final class FailoverNode: Service, Sendable {
 
     /// A master's heartbeat (`GET /replicate`), with (failover) the commit point this node
     /// may learn.
-    public func probe(stamp: EpochStamp?, commit: Int? = nil) throws -> ReplicaState {
-        let replica = try follow(stamp)
+    public func probe(stamp: EpochStamp?, commit: Int? = nil) async throws -> ReplicaState {
+        let replica = try await follow(stamp)
         var answer = replica.replicaState
-        try synced(answer, stamp: stamp, storedBefore: store.lastSeq)
+        try await synced(answer, stamp: stamp, storedBefore: store.lastSeq)
         if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
@@ -246,22 +254,25 @@ public final class FailoverNode: Service, Sendable {
         }
     }
 
-    /// The master of this epoch says where this node's log parts from its own.
-    public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) throws -> ReplicaState {
+    /// The master of this epoch says where this node's log parts from its own. The cut
+    /// rewrites the log's tail and saves a rollback file: on the storage's thread pool.
+    public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) async throws -> ReplicaState {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil)) }
-        let replica = try follow(stamp)
+        let replica = try await follow(stamp)
         // What this node learned was committed no failover replaces: it is never cut.
-        let cut = try replica.truncate(after: request.after, unlessNextHash: request.nextHash, keeping: commitPoint.learned)
+        let learned = commitPoint.learned
+        let cut = try await commit.io.value { try replica.truncate(after: request.after, unlessNextHash: request.nextHash, keeping: learned) }
         if let first = cut.first {
             let seq = first.seq - 1
-            let saved = (try? directory.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) }) ?? nil
+            let folder = directory
+            let saved = (try? await commit.io.value { try folder.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) } }) ?? nil
             logger.warning("cut entries the master of this epoch does not hold", metadata: [
                 "replog.after": "\(seq)", "replog.entries": "\(cut.count)", "replog.epoch": "\(stamp.epoch)",
                 "replog.rollback": "\(saved ?? "(in memory: not kept)")",
                 "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
             ])
             let lastSeq = store.lastSeq
-            try update { $0.cut(after: seq, holdingThrough: lastSeq, epoch: stamp.epoch) }
+            try await update { $0.cut(after: seq, holdingThrough: lastSeq, epoch: stamp.epoch) }
         }
         var answer = replica.replicaState
         answer.epoch = stamp.epoch
@@ -269,9 +280,9 @@ public final class FailoverNode: Service, Sendable {
     }
 
     /// A candidate asks for this node's vote.
-    public func vote(_ request: VoteRequest) throws -> VoteAnswer {
+    public func vote(_ request: VoteRequest) async throws -> VoteAnswer {
         let position = self.position
-        let answer = try update { $0.onVoteRequest(request, log: position, now: clock.now, canVote: settings.canVote) }
+        let answer = try await update { $0.onVoteRequest(request, log: position, now: clock.now, canVote: settings.canVote) }
         if answer.granted, !request.preVote {
             logger.info("voted", metadata: ["replog.candidate": "\(request.candidate)", "replog.epoch": "\(request.epoch)"])
         }
@@ -281,9 +292,12 @@ public final class FailoverNode: Service, Sendable {
     /// Serves a request of a master: refuses an older epoch, follows a newer one (stepping
     /// down if this node was master), learns the cluster from the stamp. Returns the replica
     /// to serve it.
-    private func follow(_ stamp: EpochStamp?) throws -> SecondaryReplica {
+    private func follow(_ stamp: EpochStamp?) async throws -> SecondaryReplica {
         let now = clock.now
-        switch try update({ $0.onMasterRequest(stamped: stamp, now: now) }) {
+        let request = try await update({ $0.onMasterRequest(stamped: stamp, now: now) }) { request in
+            if case .follow(_, let directives, _) = request { directives } else { [] }
+        }
+        switch request {
         case .serveWithoutFailover:
             if case .secondary(let replica) = self.current { return replica }
             throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil))
@@ -302,10 +316,10 @@ public final class FailoverNode: Service, Sendable {
     /// After serving the master: takes on its epoch history if this node's log holds the
     /// master's through its last start (`FailoverMember.served`). Recorded before the answer
     /// leaves (a vote depends on it).
-    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) throws {
+    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) async throws {
         guard let stamp else { return }
         let firstSeq = store.firstSeq
-        try update {
+        try await update {
             $0.served(
                 epoch: stamp.epoch, masterHistory: stamp.history, masterStartHash: stamp.startHash, heldThrough: answer.seq,
                 storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: store.hash(at:))
@@ -323,12 +337,12 @@ public final class FailoverNode: Service, Sendable {
     public func run() async throws {
         if settings.bootstrap {
             let position = self.position
-            carryOut(try update { $0.bootstrap(now: clock.now, log: position) })
+            carryOut(try await update({ $0.bootstrap(now: clock.now, log: position) }, directives: { $0 }))
         }
         await untilShutdown(on: taskExecutor) {
             async let votes: Void = self.sendVoteRequests()
             while !Task.isCancelled {
-                let wake = self.tick()
+                let wake = await self.tick()
                 do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { break }
             }
             await votes
@@ -340,11 +354,12 @@ public final class FailoverNode: Service, Sendable {
     }
 
     /// Runs the instance's timers; returns when to look again.
-    private func tick() -> Duration {
+    private func tick() async -> Duration {
         let position = self.position
         let now = clock.now
         guard settings.canVote,
-            let (directives, wake) = try? update({ $0.tick(now: now, log: position, heartbeatInterval: settings.master.heartbeatInterval) })
+            let (directives, wake) = try? await update(
+                { $0.tick(now: now, log: position, heartbeatInterval: settings.master.heartbeatInterval) }, directives: \.0)
         else { return now + .seconds(1) }
         carryOut(directives)
         return wake
@@ -362,10 +377,15 @@ public final class FailoverNode: Service, Sendable {
             case .becomeMaster(let epoch, let after):
                 becomeMaster(epoch: epoch, after: after)
             case .stepDown(let reason):
-                logger.warning("stepped down: no longer the master", metadata: ["replog.reason": "\(reason)"])
-                stopMaster()
+                stepDown(reason)
             }
         }
+    }
+
+    private func stepDown(_ reason: String) {
+        guard currentMaster != nil else { return }
+        logger.warning("stepped down: no longer the master", metadata: ["replog.reason": "\(reason)"])
+        stopMaster()
     }
 
     /// Asks every other member for its vote on each request, until the node stops.
@@ -382,7 +402,7 @@ public final class FailoverNode: Service, Sendable {
     private func askForVote(_ request: VoteRequest, from peer: String) async {
         guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
         let position = self.position
-        carryOut((try? update { $0.onVoteAnswer(answer, from: peer, log: position, now: clock.now) }) ?? [])
+        carryOut((try? await update({ $0.onVoteAnswer(answer, from: peer, log: position, now: clock.now) }, directives: { $0 })) ?? [])
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
@@ -416,8 +436,8 @@ public final class FailoverNode: Service, Sendable {
                 guard let self else { return .notTheMaster(master: nil) }
                 return self.refusal()
             },
-            answered: { [weak self] peer, answer in self?.memberAnswered(peer, answer) },
-            deposed: { [weak self] peer, epoch in self?.memberIsLater(peer, epoch: epoch) },
+            answered: { [weak self] peer, answer in await self?.memberAnswered(peer, answer) },
+            deposed: { [weak self] peer, epoch in await self?.memberIsLater(peer, epoch: epoch) },
             waitForTakeover: { [weak self] timeout in
                 guard let self else { return }
                 await takeovers.wait(for: epoch, upTo: timeout, on: clock)
@@ -478,19 +498,19 @@ public final class FailoverNode: Service, Sendable {
         await mastersKnown.wait(for: max(startEpoch, 1), upTo: timeout, on: clock)
     }
 
-    private func memberAnswered(_ peer: String, _ answer: ReplicaState) {
+    private func memberAnswered(_ peer: String, _ answer: ReplicaState) async {
         // It holds this master's log through its seq when their hashes there agree.
         let matched = answer.seq <= store.lastSeq && answer.hash != nil && answer.hash == store.hash(at: answer.seq) ? answer.seq : nil
-        report(peer, epoch: answer.epoch ?? 0, matched: matched)
+        await report(peer, epoch: answer.epoch ?? 0, matched: matched)
     }
 
-    private func memberIsLater(_ peer: String, epoch: Int) {
-        report(peer, epoch: epoch, matched: nil)
+    private func memberIsLater(_ peer: String, epoch: Int) async {
+        await report(peer, epoch: epoch, matched: nil)
     }
 
-    private func report(_ peer: String, epoch: Int, matched: Int?) {
+    private func report(_ peer: String, epoch: Int, matched: Int?) async {
         let now = clock.now
-        let (directives, taking) = (try? update { $0.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now) }) ?? ([], nil)
+        let (directives, taking) = (try? await update({ $0.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now) }, directives: \.0)) ?? ([], nil)
         if let taking {
             takeovers.advanced(to: taking)
             mastersKnown.advanced(to: taking)
@@ -500,23 +520,30 @@ public final class FailoverNode: Service, Sendable {
 
     // MARK: Persistence
 
-    /// Feeds one event to the protocol state under the lock. When what outlives a restart
-    /// (a vote, an epoch, an epoch start, who the members are) differs from what the data
-    /// dir holds, it is saved before the event's result is returned; if that fails, the
-    /// error is thrown, nothing is answered, and the next event tries the save again.
-    private func update<T>(_ event: (inout FailoverMember) -> T) throws -> T {
-        try state.withLock { state in
+    /// Feeds one event to the protocol state under the lock, then returns its result once
+    /// everything the state kept so far is in the data dir: an answer or a directive never
+    /// leaves on what a restart would forget (a vote, an epoch, an epoch start, who the
+    /// members are), even when an earlier event changed it and its save is still running.
+    /// The save runs after the lock is released, on the storage's thread pool. If it fails,
+    /// the error is thrown, nothing is answered, and the next event tries the save again.
+    ///
+    /// Only stepping down is carried out at once, before the save: it rests on nothing
+    /// saved, and a master must not go on running in an epoch it has left while the disk
+    /// writes. `directives` names the directives of the event's result.
+    private func update<T>(
+        _ event: (inout FailoverMember) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
+    ) async throws -> T {
+        let (result, version) = state.withLock { state in
             let result = event(&state.member)
-            if state.member.kept != state.saved {
-                try save(state.member.kept)
-                if state.member.kept.record.epoch != state.saved.record.epoch { epochGauge.record(state.member.kept.record.epoch) }
-                state.saved = state.member.kept
+            if state.member.kept != state.handedOn {
+                if state.member.kept.record.epoch != state.handedOn.record.epoch { epochGauge.record(state.member.kept.record.epoch) }
+                state.handedOn = state.member.kept
+                election.set(state.handedOn)
             }
-            return result
+            return (result, election.version)
         }
-    }
-
-    private func save(_ election: DataDirectory.ElectionState) throws {
-        try directory.directory.withLock { directory in try directory?.saveElection(election) }
+        for case .stepDown(let reason) in directives(result) { stepDown(reason) }
+        try await election.keep(through: version)
+        return result
     }
 }

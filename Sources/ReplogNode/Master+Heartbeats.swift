@@ -15,9 +15,9 @@ extension Master {
                     group.addTask {
                         do {
                             let replica = try await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout)
-                            self.onContact(peer, replica)
+                            await self.onContact(peer, replica)
                         } catch TransportError.staleEpoch(let epoch) {
-                            self.failover?.deposed(peer, epoch)
+                            await self.failover?.deposed(peer, epoch)
                         } catch {
                             self.onHeartbeatMissed(peer, error: error)
                         }
@@ -37,12 +37,12 @@ extension Master {
     }
 
     /// A secondary answered a heartbeat with what it holds.
-    func onContact(_ peer: String, _ replica: ReplicaState) {
+    func onContact(_ peer: String, _ replica: ReplicaState) async {
         let replica = replica.vouched(byLogStartingAt: store.firstSeq)
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
         handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
-        failover?.answered(peer, replica)
+        await failover?.answered(peer, replica)
     }
 
     /// Searches where each diverged member's log parts from this one, until the master stops
@@ -101,7 +101,7 @@ extension Master {
             // (and never, as far as this master counts, more than this master wrote).
             let holding = min(replica.seq, store.lastSeq)
             handle { $0.onMemberCut(peer, holding: holding) }
-            onContact(peer, replica)
+            await onContact(peer, replica)
         } catch {
             logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
             state.withLock { $0.instance.onDivergenceRetry(peer) }
@@ -120,7 +120,7 @@ extension Master {
             let replica = try await transport.replicate(batch, of: logID, to: peer, timeout: settings.replicationTimeout)
             logger.info("member started its log again at this log's start", metadata: ["replog.peer": "\(peer)", "replog.firstSeq": "\(start.firstSeq)"])
             handle { $0.onMemberCut(peer, holding: min(replica.seq, store.lastSeq)) }
-            onContact(peer, replica)
+            await onContact(peer, replica)
         } catch {
             logger.info("member did not start its log again yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
             state.withLock { $0.instance.onDivergenceRetry(peer) }
@@ -178,7 +178,7 @@ extension Master {
                 for (peer, _) in due {
                     group.addTask {
                         guard let replica = try? await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout) else { return }
-                        self.onContact(peer, replica)
+                        await self.onContact(peer, replica)
                     }
                 }
             }

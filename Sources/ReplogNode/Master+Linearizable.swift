@@ -35,10 +35,10 @@ extension Master {
                 group.addTask {
                     do {
                         let replica = try await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout)
-                        self.onContact(peer, replica)
+                        await self.onContact(peer, replica)
                         return true
                     } catch TransportError.staleEpoch(let epoch) {
-                        self.failover?.deposed(peer, epoch)
+                        await self.failover?.deposed(peer, epoch)
                         return false
                     } catch {
                         return false

@@ -115,9 +115,9 @@ public final class Master: Service {
         /// Before an append is admitted: nil to go on, or why this node may not take it.
         public var refusal: @Sendable () -> AppendError?
         /// A member answered (a heartbeat or a delivery).
-        public var answered: @Sendable (_ peer: String, _ state: ReplicaState) -> Void
+        public var answered: @Sendable (_ peer: String, _ state: ReplicaState) async -> Void
         /// A member is in a later epoch: this master is deposed.
-        public var deposed: @Sendable (_ peer: String, _ epoch: Int) -> Void
+        public var deposed: @Sendable (_ peer: String, _ epoch: Int) async -> Void
         /// Returns once a majority holds this master's log through its start, or after the
         /// given time: an append that arrives in the first moments of an epoch waits for
         /// that rather than failing.
@@ -138,8 +138,8 @@ public final class Master: Service {
         public var membersMayLearn: @Sendable (_ members: [String: Int]) -> Void
 
         public init(
-            refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) -> Void,
-            deposed: @escaping @Sendable (String, Int) -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
+            refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) async -> Void,
+            deposed: @escaping @Sendable (String, Int) async -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
             epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int) -> Void,
             membersMayLearn: @escaping @Sendable ([String: Int]) -> Void = { _ in }
         ) {

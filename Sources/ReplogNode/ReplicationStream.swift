@@ -98,7 +98,7 @@ extension Master {
                     let lastSeq = store.lastSeq
                     let masterHash = store.hash(at: replica.seq)
                     handle { $0.onDelivered(to: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
-                    failover?.answered(peer, replica)
+                    await failover?.answered(peer, replica)
                 case .failed(let failure):
                     state.withLock { $0.instance.onDeliveryFailed(to: peer, failure) }
                 }
@@ -132,7 +132,7 @@ extension Master {
             ])
             return .delivered(replica, entries: batch.count, started: started)
         } catch TransportError.staleEpoch(let epoch) {
-            failover?.deposed(peer, epoch)
+            await failover?.deposed(peer, epoch)
             return .failed(ReplicationInstance.Failure(reason: "\(TransportError.staleEpoch(epoch))", seqs: seqs))
         } catch {
             // A secondary that refuses this log (over HTTP, or in memory) cannot follow it: say why.

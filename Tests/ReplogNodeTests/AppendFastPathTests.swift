@@ -97,39 +97,6 @@ import Testing
         }
     }
 
-    /// A vote's fsync and a cut's rewrite of the log wait on the thread pool, not on the
-    /// event loop their request came in on (which serves the node's other connections).
-    @Test func votesAndCutsWaitForTheDiskOffTheEventLoop() async throws {
-        let onLoop = Mutex<[String: Bool]>([:])
-        @Sendable func note(_ name: String) { onLoop.withLock { $0[name] = MultiThreadedEventLoopGroup.currentEventLoop != nil } }
-        let state = ReplicaState(seq: 0, incarnation: "test", logID: nil)
-        let router = Router()
-        router.addInternalRoutes(
-            secret: nil, maxBodyBytes: 1 << 20, receive: { _, _, _ in state }, probe: { _ in state }, hash: { _ in nil },
-            vote: { ask in
-                note("vote")
-                return VoteAnswer(epoch: ask.epoch, granted: false, preVote: ask.preVote)
-            },
-            truncate: { _, _ in
-                note("truncate")
-                return state
-            })
-        let app = Application(
-            router: router, server: NodeHTTPChannel.builder(fastPath: nil),
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0)))
-        try await app.test(.live) { client in
-            let vote = try JSON.encoder.encode(VoteRequest(epoch: 2, candidate: "http://127.0.0.1:1", log: LogPosition(epoch: 1, seq: 0), preVote: false))
-            try await client.execute(uri: InternalWire.votePath, method: .post, body: ByteBuffer(data: vote)) { response in
-                #expect(response.status == .ok, "\(String(buffer: response.body))")
-            }
-            let cut = try JSON.encoder.encode(TruncateRequest(after: 0, nextHash: nil))
-            try await client.execute(uri: InternalWire.truncatePath, method: .post, body: ByteBuffer(data: cut)) { response in
-                #expect(response.status == .ok, "\(String(buffer: response.body))")
-            }
-        }
-        #expect(onLoop.withLock { $0 } == ["vote": false, "truncate": false])
-    }
-
     /// Pipelined requests are answered in the order they came, whichever path each takes:
     /// an append behind a long poll waits for the poll's answer (it is not appended before),
     /// and requests behind a waiting append are read once it is answered.

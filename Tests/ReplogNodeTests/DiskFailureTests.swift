@@ -149,7 +149,7 @@ struct DiskFailureTests {
         let cluster = TestCluster(thresholds: .init(suspectAfterMisses: 2, unhealthyAfterMisses: 4))
         let answer = ReplicaState(
             seq: state.seq, incarnation: state.incarnation, logID: cluster.master.logID, storageFailure: state.storageFailure)
-        for _ in 0..<2 { cluster.master.onContact("s1", answer) }
+        for _ in 0..<2 { await cluster.master.onContact("s1", answer) }
         let s1 = cluster.master.health.secondaries[0]
         #expect(s1.status == .suspected)
         #expect(s1.problem?.description.hasPrefix("the disk failed an fsync (") == true)

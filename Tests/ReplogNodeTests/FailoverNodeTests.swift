@@ -55,11 +55,11 @@ import Testing
                 clock: clock)
         }
         let plain = try node()
-        #expect(try plain.probe(stamp: nil).seq == 0, "a master without failover is served")
+        #expect(try await plain.probe(stamp: nil).seq == 0, "a master without failover is served")
         let member = try node()
         let stamp = EpochStamp(epoch: 1, master: "m", members: ["m", "x"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
-        _ = try member.probe(stamp: stamp, commit: 0)
-        #expect(throws: FailoverNode.StaleEpoch.self) { try member.probe(stamp: nil) }
+        _ = try await member.probe(stamp: stamp, commit: 0)
+        await #expect(throws: FailoverNode.StaleEpoch.self) { try await member.probe(stamp: nil) }
         await #expect(throws: FailoverNode.StaleEpoch.self) {
             try await member.receive([LogEntry(seq: 1, message: "from a deposed master")], of: "L", stamp: nil)
         }
@@ -85,10 +85,10 @@ import Testing
         let history = EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 2, after: 15)])
         let stamp = EpochStamp(
             epoch: 2, master: "m", members: ["m", "x", "c"], you: "x", history: history, startHash: store.hash(at: 15))
-        _ = try node.probe(stamp: stamp)
+        _ = try await node.probe(stamp: stamp)
         clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
 
-        let answer = try node.vote(VoteRequest(epoch: 3, candidate: "c", log: LogPosition(epoch: 2, seq: 16), preVote: false))
+        let answer = try await node.vote(VoteRequest(epoch: 3, candidate: "c", log: LogPosition(epoch: 2, seq: 16), preVote: false))
         #expect(answer.granted, "a node whose last entries are of epoch 1 is behind a log that ends in epoch 2")
     }
 
@@ -108,6 +108,96 @@ import Testing
         run.cancel()
         try await run.value
         #expect(transport.inFlight == 0, "the master's heartbeat ended before the node's run returned")
+    }
+    /// A vote is answered only once the election record that grants it is in the data dir,
+    /// and that write runs on the storage's I/O, after the node's lock is released (never
+    /// under it, nor on the event loop the request came in on). A write the disk refuses
+    /// answers nothing, and the next event writes the record again.
+    @Test(.timeLimit(.minutes(1))) func aVoteWaitsForItsRecordWhichIsWrittenOffTheLock() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-failover-node-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let disk = HeldIO()
+        let store = InMemoryLogStore()
+        let clock = ManualClock()
+        let node = try FailoverNode(
+            settings: FailoverNode.Settings(me: "x", members: ["m", "x", "c"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: DataDirectory(path: folder.path, role: "secondary"),
+            transport: InMemoryTransport(clock: clock), clock: clock)
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        func saved() throws -> FailoverMember.Kept? {
+            let file = folder.appendingPathComponent("election.json")
+            guard FileManager.default.fileExists(atPath: file.path) else { return nil }
+            return try JSONDecoder().decode(FailoverMember.Kept.self, from: Data(contentsOf: file))
+        }
+        let request = VoteRequest(epoch: 1, candidate: "c", log: LogPosition(epoch: 0, seq: 0), preVote: false)
+        var events = disk.events.stream.makeAsyncIterator()
+
+        let refused = Task { try await node.vote(request) }
+        Task { _ = try? await refused.value; disk.events.continuation.yield(.answered) }
+        #expect(await events.next() == .write, "the vote waits for its record's write")
+        #expect(node.currentMaster == nil, "the node's lock is free while the record is written (this reads under it)")
+        #expect(try saved()?.record.votedFor == nil)
+        disk.release(.fail)
+        await #expect(throws: HeldIO.Refused.self) { try await refused.value }
+        #expect(await events.next() == .answered)
+
+        let granted = Task { try await node.vote(request) }
+        Task { _ = try? await granted.value; disk.events.continuation.yield(.answered) }
+        #expect(await events.next() == .write, "the record the refused write lost is written again")
+        disk.release(.run)
+        #expect(try await granted.value.granted)
+        #expect(try saved()?.record == ElectionRecord(epoch: 1, votedFor: "c", history: EpochHistory()))
+    }
+
+    /// A cut rewrites the log's tail on the storage's I/O, not where its request came in.
+    @Test(.timeLimit(.minutes(1))) func aCutRewritesTheLogOnTheStoragesIO() async throws {
+        let disk = HeldIO()
+        let store = InMemoryLogStore()
+        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
+        let clock = ManualClock()
+        let node = try FailoverNode(
+            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock)
+        let stamp = EpochStamp(
+            epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        var events = disk.events.stream.makeAsyncIterator()
+        let cut = Task { try await node.truncate(TruncateRequest(after: 2, nextHash: nil), stamp: stamp) }
+        #expect(await events.next() == .write)
+        #expect(store.lastSeq == 5, "the cut waits for the storage's I/O")
+        disk.release(.run)
+        #expect(await events.next() == .write, "the rollback file")
+        disk.release(.run)
+        #expect(try await cut.value.seq == 2)
+        #expect(store.lastSeq == 2)
+    }
+}
+
+/// Blocking I/O a test runs by hand: each piece of work waits until the test lets it run or
+/// fail, so that the test sees what happens while the disk writes.
+private final class HeldIO: Sendable {
+    enum Event: Equatable { case write, answered }
+    enum Verdict { case run, fail }
+    struct Refused: Error {}
+
+    /// `.write` as each piece of work arrives; the test adds its own events.
+    let events: (stream: AsyncStream<Event>, continuation: AsyncStream<Event>.Continuation) = AsyncStream.makeStream()
+    private let waiting = Mutex<[CheckedContinuation<Verdict, Never>]>([])
+
+    var io: BlockingIO {
+        BlockingIO { [self] work in
+            let verdict = await withCheckedContinuation { continuation in
+                waiting.withLock { $0.append(continuation) }
+                events.continuation.yield(.write)
+            }
+            guard verdict == .run else { throw Refused() }
+            try work()
+        }
+    }
+
+    /// Lets the oldest waiting piece of work run, or fail.
+    func release(_ verdict: Verdict) {
+        waiting.withLock { $0.removeFirst() }.resume(returning: verdict)
     }
 }
 

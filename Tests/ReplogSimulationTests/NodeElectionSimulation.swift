@@ -102,6 +102,7 @@ final class NodeElectionSimulation: Sendable {
     private struct Running {
         let node: FailoverNode
         let task: Task<Void, Never>
+        let run: Int
     }
 
     private struct State {
@@ -210,8 +211,17 @@ final class NodeElectionSimulation: Sendable {
 
     /// fsyncs take simulated time, so that replication, answers and power losses meet entries
     /// that are written but not yet durable (`BlockingIO.simulated`).
-    private var fsyncIO: BlockingIO {
-        .simulated(clock: clock, random: random, latency: fsyncLatency, executor: executor)
+    /// The blocking I/O of one run of a node (fsyncs, its data dir's files), after a disk's
+    /// latency. A run that stopped does none any more: a crashed process writes nothing, and
+    /// a save it started must not land over what the node's next run saved.
+    private func fsyncIO(of name: String, run: Int) -> BlockingIO {
+        let disk = BlockingIO.simulated(clock: clock, random: random, latency: fsyncLatency, executor: executor)
+        return BlockingIO { [self] work in
+            try await disk.run {
+                guard self.state.withLock({ $0.running[name]?.run == run }) else { throw CancellationError() }
+                try work()
+            }
+        }
     }
 
     /// How many unsynced entries a power loss leaves on disk: usually none, sometimes a few.
@@ -303,7 +313,7 @@ final class NodeElectionSimulation: Sendable {
         let isFirst = name == names[0]
         let store = disks[name]!.open()
         let directory = try! DataDirectory(path: folder.appendingPathComponent(name).path, role: isFirst ? "master" : "secondary")
-        let commit = GroupCommit(store: store, policy: .always, io: fsyncIO, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance)
+        let commit = GroupCommit(store: store, policy: .always, io: fsyncIO(of: name, run: run), clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance)
         let master = MasterSettings(
             secondaries: isFirst ? Array(names.dropFirst()) : [], heartbeatInterval: Self.heartbeat,
             healthThresholds: PeerHealth.Thresholds(suspectAfterMisses: 2, unhealthyAfterMisses: 3), replicationTimeout: .milliseconds(500),
@@ -318,7 +328,7 @@ final class NodeElectionSimulation: Sendable {
             clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance, seed: random.next(), taskExecutor: executor)
         network.attach(node, as: name, run: run)
         let task = Task(executorPreference: executor) { _ = try? await node.run() }
-        state.withLock { $0.running[name] = Running(node: node, task: task) }
+        state.withLock { $0.running[name] = Running(node: node, task: task, run: run) }
         log("start \(name) (run \(run))")
     }
 

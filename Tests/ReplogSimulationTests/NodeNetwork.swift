@@ -97,7 +97,7 @@ final class NodeNetwork: Sendable {
 
         func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
             let stamped = stamps.stampAndCommit(for: peer)
-            return try await network.exchange(from: self, to: peer) { try $0.probe(stamp: stamped?.stamp, commit: stamped?.commit) }
+            return try await network.exchange(from: self, to: peer) { try await $0.probe(stamp: stamped?.stamp, commit: stamped?.commit) }
         }
 
         func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
@@ -106,11 +106,11 @@ final class NodeNetwork: Sendable {
 
         func truncate(_ peer: String, _ request: TruncateRequest, timeout: Duration) async throws -> ReplicaState {
             let stamp = stamps.stamp(for: peer)
-            return try await network.exchange(from: self, to: peer) { try $0.truncate(request, stamp: stamp) }
+            return try await network.exchange(from: self, to: peer) { try await $0.truncate(request, stamp: stamp) }
         }
 
         func requestVote(_ request: VoteRequest, from peer: String, timeout: Duration) async throws -> VoteAnswer {
-            try await network.exchange(from: self, to: peer) { try $0.vote(request) }
+            try await network.exchange(from: self, to: peer) { try await $0.vote(request) }
         }
     }
 }

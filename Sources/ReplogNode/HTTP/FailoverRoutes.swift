@@ -16,10 +16,10 @@ public func buildFailoverRouter(
         router.addInternalRoutes(
             secret: secret, maxBodyBytes: maxReplicationBodyBytes,
             receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp.epoch, commit: stamp.commit) },
-            probe: { stamp in try node.probe(stamp: stamp.epoch, commit: stamp.commit) },
+            probe: { stamp in try await node.probe(stamp: stamp.epoch, commit: stamp.commit) },
             hash: { node.hash(at: $0) },
-            vote: { try node.vote($0) },
-            truncate: { cut, stamp in try node.truncate(cut, stamp: stamp) })
+            vote: { try await node.vote($0) },
+            truncate: { cut, stamp in try await node.truncate(cut, stamp: stamp) })
 
         router.post("/messages") { request, _ -> Response in
             switch node.current {

@@ -156,14 +156,13 @@ extension Router<BasicRequestContext> {
     /// `POST /replicate/truncate`. With a secret, each refuses an unsigned request (401).
     ///
     /// A vote fsyncs the election record, a cut rewrites the log's tail and saves a rollback
-    /// file: both run on `disk` (SwiftNIO's thread pool) while their request waits, not on
-    /// the event loop the request came in on, which serves other connections too.
+    /// file: the node runs both on the storage's thread pool while the request waits, not
+    /// on the event loop the request came in on, which serves other connections too.
     func addInternalRoutes(
         secret: ClusterSecret?, maxBodyBytes: Int, receive: @escaping Receive,
-        probe: @escaping @Sendable (MasterStamp) throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
-        vote: (@Sendable (VoteRequest) throws -> VoteAnswer)? = nil,
-        truncate: (@Sendable (TruncateRequest, EpochStamp?) throws -> ReplicaState)? = nil,
-        disk: BlockingIO = .threadPool
+        probe: @escaping @Sendable (MasterStamp) async throws -> ReplicaState, hash: @escaping @Sendable (Int) -> String?,
+        vote: (@Sendable (VoteRequest) async throws -> VoteAnswer)? = nil,
+        truncate: (@Sendable (TruncateRequest, EpochStamp?) async throws -> ReplicaState)? = nil
     ) {
         post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
             var request = request
@@ -178,7 +177,7 @@ extension Router<BasicRequestContext> {
         // The master's heartbeat: what this node holds, in the internal answer type.
         get(RouterPath(InternalWire.replicatePath)) { request, _ in
             let stamp = try checkSignature(secret, of: request, log: nil, body: ByteBuffer())
-            return try await answeringInternally { try probe(stamp) }
+            return try await answeringInternally { try await probe(stamp) }
         }
 
         // Where a diverged log parts from the master's: the master asks for hashes at a few seqs.
@@ -196,7 +195,7 @@ extension Router<BasicRequestContext> {
                 guard let ask = try? JSON.decoder.decode(VoteRequest.self, from: body) else {
                     throw APIError(.badRequest, "a vote request is {\"epoch\": 2, \"candidate\": \"URL\", \"log\": {\"epoch\": 1, \"seq\": 9}, \"preVote\": false}")
                 }
-                return JSON.response(.ok, try await disk.value { try vote(ask) })
+                return JSON.response(.ok, try await vote(ask))
             }
         }
         if let truncate {
@@ -208,7 +207,7 @@ extension Router<BasicRequestContext> {
                 guard let cut = try? JSON.decoder.decode(TruncateRequest.self, from: body), cut.after >= 0 else {
                     throw APIError(.badRequest, "a cut is {\"after\": N, \"nextHash\": \"the master's hash at N + 1\"} with N >= 0")
                 }
-                return try await answeringInternally { try await disk.value { try truncate(cut, stamp) } }
+                return try await answeringInternally { try await truncate(cut, stamp) }
             }
         }
     }

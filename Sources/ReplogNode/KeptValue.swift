@@ -1,0 +1,99 @@
+import ReplogStorage
+import Synchronization
+
+/// A value a node keeps in its data dir beside its log (its election record, its commit
+/// point), written on the storage's thread pool: never under a lock, never on an event loop.
+///
+/// The protocol state changes under its lock and hands the new value to `set`; whoever must
+/// not go on before it is on disk (an answer, a directive) awaits `keep(through:)` outside
+/// that lock. One write runs at a time and writes the latest value set, so a burst of
+/// changes costs one write: a group commit of one value, as `GroupCommit` is for the log.
+final class KeptValue<Value: Sendable>: Sendable {
+    private enum Role { case kept, lead }
+
+    private struct State {
+        var latest: Value
+        /// The version of `latest`; each `set` makes the next one.
+        var version = 0
+        /// Every version up to this one is on disk.
+        var written = 0
+        var leading = false
+        var waiters: [(version: Int, continuation: CheckedContinuation<Role, any Error>)] = []
+    }
+
+    private let state: Mutex<State>
+    private let io: BlockingIO
+    /// Writes a value to the data dir; nil without one (nothing outlives the process then,
+    /// and every value counts as kept at once).
+    private let write: (@Sendable (Value) throws -> Void)?
+
+    init(_ value: Value, io: BlockingIO, write: (@Sendable (Value) throws -> Void)?) {
+        self.state = Mutex(State(latest: value))
+        self.io = io
+        self.write = write
+    }
+
+    /// Makes `value` the latest: the next write takes it. Returns its version.
+    @discardableResult
+    func set(_ value: Value) -> Int {
+        state.withLock { state in
+            state.latest = value
+            state.version += 1
+            if write == nil { state.written = state.version }
+            return state.version
+        }
+    }
+
+    /// The version of the latest value set.
+    var version: Int { state.withLock { $0.version } }
+
+    /// The latest value set.
+    var latest: Value { state.withLock { $0.latest } }
+
+    /// Returns once version `version` (or a later one) is on disk. The first caller to find
+    /// no write running writes the latest value; the others wait for a write that covers
+    /// them. A failed write fails the callers waiting for it; the next caller tries again.
+    func keep(through version: Int) async throws {
+        if state.withLock({ $0.written >= version }) { return }
+        let role = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Role, any Error>) in
+            let now = state.withLock { state -> Role? in
+                if state.written >= version { return .kept }
+                if !state.leading {
+                    state.leading = true
+                    return .lead
+                }
+                state.waiters.append((version, continuation))
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+        if role == .lead { try await lead() }
+    }
+
+    private func lead() async throws {
+        let (value, version) = state.withLock { ($0.latest, $0.version) }
+        do {
+            try await io.run { [write] in try write?(value) }
+        } catch {
+            let waiters = state.withLock { state in
+                state.leading = false
+                defer { state.waiters.removeAll() }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.continuation.resume(throwing: error) }
+            throw error
+        }
+        let (covered, nextLeader) = state.withLock { state in
+            state.written = max(state.written, version)
+            let covered = state.waiters.filter { $0.version <= state.written }
+            state.waiters.removeAll { $0.version <= state.written }
+            if state.waiters.isEmpty {
+                state.leading = false
+                return (covered, nil as CheckedContinuation<Role, any Error>?)
+            }
+            return (covered, state.waiters.removeFirst().continuation)
+        }
+        for waiter in covered { waiter.continuation.resume(returning: .kept) }
+        nextLeader?.resume(returning: .lead)
+    }
+}
