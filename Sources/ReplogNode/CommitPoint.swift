@@ -6,82 +6,57 @@ import Synchronization
 /// its readers are shown it: a restarted node never shows less than it showed before.
 ///
 /// A node learns it from every request of its master, or as master from the durable
-/// acknowledgements of a majority, far more often than a disk can keep it. So one write
-/// runs at a time, and it keeps the latest value learned when it starts; what is learned
-/// meanwhile goes with the next write (a group commit of one number).
+/// acknowledgements of a majority, far more often than a disk can keep it. So `learn` only
+/// notes the value and wakes `run`, the loop the node's run owns, which writes the latest
+/// value learned (`KeptValue`) and then shows it: what is learned during a write goes with
+/// the next one.
 final class CommitPoint: Sendable {
-    private struct State {
-        var learned: Int
-        var kept: Int
-        var keeping = false
-    }
-
-    private let state: Mutex<State>
+    private let learnedSeq: Mutex<Int>
+    private let kept: KeptValue<Int>
+    private let learnedMore = WakeSignal()
     private let watch: LogWatch
-    private let io: BlockingIO
-    private let taskExecutor: (any TaskExecutor)?
     private let logger: Logger
-    /// Writes the value to the data dir; nil without one (shown at once then: nothing
-    /// outlives the process anyway).
-    private let keep: (@Sendable (Int) throws -> Void)?
+    /// Without a data dir a value is shown at once: nothing outlives the process anyway.
+    private let showsAtOnce: Bool
 
-    init(
-        kept: Int, watch: LogWatch, io: BlockingIO, taskExecutor: (any TaskExecutor)?, logger: Logger,
-        keep: (@Sendable (Int) throws -> Void)?
-    ) {
-        self.state = Mutex(State(learned: kept, kept: kept))
+    /// - Parameter keep: writes the value to the data dir; nil without one.
+    init(kept: Int, watch: LogWatch, io: BlockingIO, logger: Logger, keep: (@Sendable (Int) throws -> Void)?) {
+        self.learnedSeq = Mutex(kept)
+        self.kept = KeptValue(kept, io: io, write: keep)
         self.watch = watch
-        self.io = io
-        self.taskExecutor = taskExecutor
         self.logger = logger
-        self.keep = keep
+        self.showsAtOnce = keep == nil
         watch.committed(to: kept)
     }
 
     /// The highest commit point learned (kept or about to be).
-    var learned: Int { state.withLock { $0.learned } }
+    var learned: Int { learnedSeq.withLock { $0 } }
 
     /// Everything up to `seq` is committed: keep it, then show it.
     func learn(_ seq: Int) {
-        guard keep != nil else {
-            let advanced = state.withLock { state -> Bool in
-                guard seq > state.learned else { return false }
-                (state.learned, state.kept) = (seq, seq)
-                return true
-            }
-            if advanced { watch.committed(to: seq) }
-            return
-        }
-        let start = state.withLock { state -> Bool in
-            guard seq > state.learned else { return false }
-            state.learned = seq
-            guard !state.keeping else { return false }
-            state.keeping = true
+        let advanced = learnedSeq.withLock { learned -> Bool in
+            guard seq > learned else { return false }
+            learned = seq
             return true
         }
-        if start { Task(executorPreference: taskExecutor) { await self.keepLearned() } }
+        guard advanced else { return }
+        if showsAtOnce { watch.committed(to: seq) } else { learnedMore.signal() }
     }
 
-    private func keepLearned() async {
-        while true {
-            let next = state.withLock { state -> Int? in
-                guard state.learned > state.kept else {
-                    state.keeping = false
-                    return nil
-                }
-                return state.learned
-            }
-            guard let next else { return }
+    /// Keeps each value learned, then shows it to readers, until the task is cancelled.
+    func run() async {
+        while !Task.isCancelled {
+            await learnedMore.wait()
+            let seq = learned
+            guard seq > kept.latest else { continue }
             do {
-                try await io.run { try self.keep?(next) }
+                try await kept.keep(through: kept.set(seq))
             } catch {
                 // Readers are not shown it, and the next value learned tries again.
                 logger.error("cannot keep the commit point in the data dir", metadata: ["replog.error": "\(error)"])
-                state.withLock { $0.keeping = false }
-                return
+                continue
             }
-            state.withLock { $0.kept = max($0.kept, next) }
-            watch.committed(to: next)
+            watch.committed(to: seq)
         }
     }
 }

@@ -141,7 +141,7 @@ public final class FailoverNode: Service, Sendable {
             let folder = self.directory
             keep = { seq in try folder.directory.withLock { directory throws in try directory?.saveCommit(seq) } }
         }
-        self.commitPoint = CommitPoint(kept: kept, watch: watch, io: commit.io, taskExecutor: taskExecutor, logger: logger, keep: keep)
+        self.commitPoint = CommitPoint(kept: kept, watch: watch, io: commit.io, logger: logger, keep: keep)
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
         let logID = directory?.metadata.log
@@ -341,11 +341,13 @@ public final class FailoverNode: Service, Sendable {
         }
         await untilShutdown(on: taskExecutor) {
             async let votes: Void = self.sendVoteRequests()
+            async let commitPoints: Void = self.commitPoint.run()
             while !Task.isCancelled {
                 let wake = await self.tick()
                 do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { break }
             }
             await votes
+            await commitPoints
         }
         // The master this node runs stops with it, and its loops end before the node's run
         // returns: the service group then closes the transport under no stream.
