@@ -217,9 +217,12 @@ public final class FailoverNode: Service, Sendable {
     ) async throws -> ReplicaState {
         let replica = try await follow(stamp)
         let (storedBefore, restartsBefore) = (store.lastSeq, replica.logRestarts)
-        var answer = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch)
+        let epochStart = stamp?.history.starts.last?.after
+        var (answer, startHash) = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
         state.withLock { $0.logID = logID }
-        try await synced(answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore)
+        try await synced(
+            answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore,
+            heldHash: { [store] seq in seq == epochStart ? startHash ?? store.hash(at: seq) : store.hash(at: seq) })
         if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
@@ -316,13 +319,17 @@ public final class FailoverNode: Service, Sendable {
     /// After serving the master: takes on its epoch history if this node's log holds the
     /// master's through its last start (`FailoverMember.served`). Recorded before the answer
     /// leaves (a vote depends on it).
-    private func synced(_ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false) async throws {
+    /// - Parameter heldHash: this node's hash at a seq, if it holds it.
+    private func synced(
+        _ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false, heldHash: ((Int) -> String?)? = nil
+    ) async throws {
         guard let stamp else { return }
         let firstSeq = store.firstSeq
+        let heldHash = heldHash ?? store.hash(at:)
         try await update {
             $0.served(
                 epoch: stamp.epoch, masterHistory: stamp.history, masterStartHash: stamp.startHash, heldThrough: answer.seq,
-                storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: store.hash(at:))
+                storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: heldHash)
         }
     }
 

@@ -130,12 +130,22 @@ public final class SecondaryReplica: Sendable {
     public func receive(
         _ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool = false, epoch: Int? = nil
     ) async throws -> ReplicaState {
+        try await receive(records, of: logID, adopt: adopt, epoch: epoch, hashAt: nil).state
+    }
+
+    /// Like `receive(_:of:adopt:epoch:)`, and returns its hash at `mark` as it was once the
+    /// delivery was stored, before its fsync: a retention pass that runs meanwhile may drop
+    /// that seq, and with it what proves that this log holds the master's there
+    /// (`HistoryAdoption`; the real-node simulation, seed 1109).
+    public func receive(
+        _ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool, epoch: Int?, hashAt mark: Int?
+    ) async throws -> (state: ReplicaState, markHash: String?) {
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
         if let failure = commit.failure { throw failure }
         if commit.writeWasRefused { await commit.retryRefusedWrite() }
-        let replicaState = try instance.withLock { instance in
+        let (replicaState, markHash) = try instance.withLock { instance in
             if try instance.mustRecord(logID, adopt: adopt) {
                 try onFollow(logID)  // rare: once per master log, so done under the lock
                 instance.followed(logID)
@@ -165,7 +175,10 @@ public final class SecondaryReplica: Sendable {
             metrics.duplicateEntries.increment(by: ready.duplicates)
             metrics.lastSeq.record(instance.contiguousSeq)
             let seq = instance.claim(completeSeq: store.completeSeq)
-            return ReplicaState(seq: seq, incarnation: instance.incarnation, logID: logID, hash: store.hash(at: seq))
+            return (
+                ReplicaState(seq: seq, incarnation: instance.incarnation, logID: logID, hash: store.hash(at: seq)),
+                mark.flatMap { store.hash(at: $0) }
+            )
         }
         try await commit.makeDurable(through: replicaState.seq)
         watch.advanced(to: min(replicaState.seq, commit.durableSeq))
@@ -173,7 +186,7 @@ public final class SecondaryReplica: Sendable {
             metrics.injectedFailures.increment()
             throw InjectedFailure(state: replicaState)
         }
-        return replicaState
+        return (replicaState, markHash)
     }
 
     /// Failover: cuts every entry after `seq` (the master's log parts from this one there)

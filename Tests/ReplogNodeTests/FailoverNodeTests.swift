@@ -149,6 +149,42 @@ import Testing
         #expect(try saved()?.record == ElectionRecord(epoch: 1, votedFor: "c", history: EpochHistory()))
     }
 
+    /// A member takes on its master's epoch history when its log holds the master's start
+    /// (their hashes there agree). The hash is read as the delivery is stored: a retention
+    /// pass that runs during the delivery's fsync may drop that seq, and a member that then
+    /// failed to take on the history would date the master's entries to an older epoch and
+    /// vote for a shorter log than its own (found by the real-node simulation, seed 1109: two
+    /// acknowledged writes lost).
+    @Test(.timeLimit(.minutes(1))) func retentionDuringADeliveryDoesNotHideTheMastersEpochStart() async throws {
+        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
+        let master = InMemoryLogStore()
+        try master.append(messages)
+        let disk = HeldIO()
+        let store = DurableMemoryStore()
+        try store.append(Array(messages.prefix(13)))
+        let clock = ManualClock()
+        let node = try FailoverNode(
+            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock)
+        let stamp = EpochStamp(
+            epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)]),
+            startHash: master.hash(at: 14))
+        var events = disk.events.stream.makeAsyncIterator()
+        let delivery = Task {
+            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[13...]), ids: []), of: "L", stamp: stamp)
+        }
+        #expect(await events.next() == .write, "the delivery waits for its fsync")
+        #expect(try store.applyRetention(RetentionPolicy(messages: 2), now: Date()) > 0)
+        #expect(store.firstSeq > 14, "retention dropped the master's epoch start")
+        disk.release(.run)
+        #expect(try await delivery.value.seq == 19)
+
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let answer = try await node.vote(VoteRequest(epoch: 7, candidate: "c", log: LogPosition(epoch: 6, seq: 15), preVote: false))
+        #expect(!answer.granted, "its log (epoch 6, seq 19) is ahead of the candidate's")
+    }
+
     /// A cut rewrites the log's tail on the storage's I/O, not where its request came in.
     @Test(.timeLimit(.minutes(1))) func aCutRewritesTheLogOnTheStoragesIO() async throws {
         let disk = HeldIO()
@@ -171,6 +207,25 @@ import Testing
         #expect(try await cut.value.seq == 2)
         #expect(store.lastSeq == 2)
     }
+}
+
+/// A store in memory that a group commit fsyncs (through its `BlockingIO`), with a
+/// segment per record, for retention to drop. It keeps no keys or batch marks.
+private final class DurableMemoryStore: LogStore {
+    private let inner = InMemoryLogStore(segmentBytes: 20)
+
+    var isDurable: Bool { true }
+    var lastSeq: Int { inner.lastSeq }
+    var firstSeq: Int { inner.firstSeq }
+    var start: LogStart { inner.start }
+    func append(_ entries: [LogEntry]) throws(LogStoreError) {
+        for entry in entries { try inner.append([entry]) }
+    }
+    func read(from seq: Int, limit: Int) throws(LogStoreError) -> [LogEntry] { try inner.read(from: seq, limit: limit) }
+    func hash(at seq: Int) -> String? { inner.hash(at: seq) }
+    func applyRetention(_ policy: RetentionPolicy, now: Date) throws(LogStoreError) -> Int { inner.applyRetention(policy, now: now) }
+    func restart(at start: LogStart) throws(LogStoreError) { try inner.restart(at: start) }
+    func truncate(after seq: Int) throws(LogStoreError) -> [LogEntry] { try inner.truncate(after: seq) }
 }
 
 /// Blocking I/O a test runs by hand: each piece of work waits until the test lets it run or
