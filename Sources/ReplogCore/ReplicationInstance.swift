@@ -56,15 +56,17 @@ public struct ReplicationInstance: Sendable {
         case readOnly(Quorum)
         /// The master is shutting down.
         case shuttingDown
+        /// The request's `id` was first used, at `seq`, for other messages: the client's
+        /// mistake, not a retry.
+        case idConflict(id: String, seq: Int)
     }
 
     /// Where an admitted append goes.
     public enum Admission: Sendable, Equatable {
         /// A new message: store it at `seq`, then report it with `onAppend`.
         case append(seq: Int)
-        /// A retry of a known `id`: nothing to store; wait for the original's write concern.
-        /// The shell first reads back what the log holds from `seq` (`retryRepeats`): a key
-        /// reused for other messages is the client's mistake, not a retry.
+        /// A retry of a known `id` (it repeats what the key was first used for): nothing to
+        /// store; wait for the original's write concern.
         case retry(seq: Int)
     }
 
@@ -268,11 +270,23 @@ public struct ReplicationInstance: Sendable {
     // MARK: Appends
 
     /// Decides whether an append may go ahead and where; writes nothing.
-    /// - Parameter nextSeq: the seq a new message would get (`lastSeq + 1` of the log).
-    public func admit(id: String?, nextSeq: Int) throws(Refusal) -> Admission {
+    /// - Parameters:
+    ///   - nextSeq: the seq a new message would get (`lastSeq + 1` of the log).
+    ///   - stored: what the log holds from a seq on, at most `count` entries (nil: it could
+    ///     not be read). Asked only for a retry, which is rare, to compare it with what its
+    ///     key was first used for (`retryRepeats`).
+    public func admit(
+        _ request: AppendRequest, nextSeq: Int, stored: (_ seq: Int, _ count: Int) -> [LogEntry]?
+    ) throws(Refusal) -> Admission {
         if shuttingDown { throw .shuttingDown }
         // A retry is answered even without quorum: it appends nothing.
-        if let id, let seq = idempotency.seq(for: id) { return .retry(seq: seq) }
+        if let id = request.id, let seq = idempotency.seq(for: id) {
+            let messages = request.messages
+            guard Self.retryRepeats(messages, isBatch: request.batch != nil, stored: stored(seq, messages.count)) else {
+                throw .idConflict(id: id, seq: seq)
+            }
+            return .retry(seq: seq)
+        }
         let quorum = self.quorum
         guard quorum.isWritable else { throw .readOnly(quorum) }
         return .append(seq: nextSeq)

@@ -262,15 +262,15 @@ public final class Master: Service {
             state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?, Bool) in
             let admission: ReplicationInstance.Admission
             do throws(ReplicationInstance.Refusal) {
-                admission = try state.instance.admit(id: request.id, nextSeq: store.lastSeq + 1)
+                admission = try state.instance.admit(request, nextSeq: store.lastSeq + 1) { seq, count in
+                    try? store.read(from: seq, limit: count)
+                }
             } catch {
                 switch error {
                 case .readOnly(let quorum): throw .readOnly(quorum)
                 case .shuttingDown: throw .shuttingDown
+                case .idConflict(let id, let seq): throw .idConflict(id: id, seq: seq)
                 }
-            }
-            if case .retry(let seq) = admission, let id = request.id, !holds(request, at: seq) {
-                throw .idConflict(id: id, seq: seq)
             }
             if case .append(let seq) = admission {
                 let records = request.records(from: seq)
@@ -329,13 +329,6 @@ public final class Master: Service {
         }
         let message = isRetry ? (try? store.read(from: first, limit: 1))?.first?.message ?? request.message : request.message
         return Appended(seqs: first...seq, message: message, w: w)
-    }
-
-    /// Whether the log holds `request`'s messages from `seq` on (`ReplicationInstance.retryRepeats`).
-    /// A retry is rare, so reading it back costs little.
-    private func holds(_ request: AppendRequest, at seq: Int) -> Bool {
-        let stored = try? store.read(from: seq, limit: request.messages.count)
-        return ReplicationInstance.retryRepeats(request.messages, isBatch: request.batch != nil, stored: stored)
     }
 
     /// Tells every replication stream that the log grew; with a waiting client, a stream

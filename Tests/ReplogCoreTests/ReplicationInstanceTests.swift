@@ -22,7 +22,7 @@ import Testing
     /// traps, so that a broken protocol fails the test instead of crashing the whole run.)
     private func append(_ count: Int, w: Int, to instance: inout ReplicationInstance, lastSeq: Int = 0) throws -> [Int?] {
         try (1...count).map { offset in
-            let admission = try instance.admit(id: nil, nextSeq: lastSeq + offset)
+            let admission = try instance.admit(AppendRequest(message: "m"), nextSeq: lastSeq + offset, stored: Self.unread)
             return instance.onAppend(admission, id: nil, w: w, now: .zero)
         }
     }
@@ -99,7 +99,7 @@ import Testing
 
     @Test func withoutQuorumAppendsAreRefusedButARetryIsStillAnswered() throws {
         var instance = Self.instance()
-        let admission = try instance.admit(id: "k", nextSeq: 1)
+        let admission = try instance.admit(AppendRequest(message: "m", id: "k"), nextSeq: 1, stored: Self.unread)
         #expect(admission == .append(seq: 1))
         _ = instance.onAppend(admission, id: "k", w: 1, now: .zero)
         for _ in 0..<2 {
@@ -107,11 +107,38 @@ import Testing
             _ = instance.onHeartbeatMissed("s2")
         }
         #expect(!instance.quorum.isWritable)
-        #expect(throws: ReplicationInstance.Refusal.readOnly(instance.quorum)) { try instance.admit(id: nil, nextSeq: 2) }
-        #expect(try instance.admit(id: "k", nextSeq: 2) == .retry(seq: 1))
+        #expect(throws: ReplicationInstance.Refusal.readOnly(instance.quorum)) {
+            try instance.admit(AppendRequest(message: "n"), nextSeq: 2, stored: Self.unread)
+        }
+        #expect(try instance.admit(AppendRequest(message: "m", id: "k"), nextSeq: 2, stored: Self.unread) == .retry(seq: 1))
         instance.onShutdown()
-        #expect(throws: ReplicationInstance.Refusal.shuttingDown) { try instance.admit(id: "k", nextSeq: 2) }
+        #expect(throws: ReplicationInstance.Refusal.shuttingDown) {
+            try instance.admit(AppendRequest(message: "m", id: "k"), nextSeq: 2, stored: Self.unread)
+        }
     }
+
+    /// A known key with the messages it was first used for is a retry; with others, a
+    /// conflict, refused before anything is written. The log is read back only for a known key.
+    @Test func aKnownKeyWithOtherMessagesIsAConflictNotARetry() throws {
+        var instance = Self.instance()
+        let first = AppendRequest(batch: ["a", "b"], id: "k")
+        let admission = try instance.admit(first, nextSeq: 4) { _, _ in
+            Issue.record("a new key reads nothing back")
+            return nil
+        }
+        #expect(admission == .append(seq: 4))
+        _ = instance.onAppend(admission, id: "k", w: 1, now: .zero, count: 2)
+        let log = [LogEntry(seq: 4, message: "a"), LogEntry(seq: 5, message: "b")]
+        let held: (Int, Int) -> [LogEntry]? = { seq, count in Array(log.filter { $0.seq >= seq }.prefix(count)) }
+        #expect(try instance.admit(first, nextSeq: 6, stored: held) == .retry(seq: 4))
+        #expect(throws: ReplicationInstance.Refusal.idConflict(id: "k", seq: 4)) {
+            try instance.admit(AppendRequest(batch: ["a", "x"], id: "k"), nextSeq: 6, stored: held)
+        }
+        #expect(try instance.admit(AppendRequest(batch: ["a", "x"], id: "k"), nextSeq: 6, stored: Self.unread) == .retry(seq: 4), "a failed read is no proof of a conflict")
+    }
+
+    /// A log that cannot be read back (every admission here of a new key reads nothing).
+    private static func unread(_ seq: Int, _ count: Int) -> [LogEntry]? { nil }
 
     @Test func losingAndRegainingQuorumIsReportedOnce() throws {
         var instance = Self.instance()
