@@ -170,6 +170,18 @@ public struct FailoverMember: Sendable {
         update([]) { $0.onVoteAnswer(answer, from: peer, log: log, now: now) }
     }
 
+    /// As master: a member answered a request with what it holds. It holds this log through
+    /// its seq when that is within this log and their hashes there agree.
+    /// - Parameters:
+    ///   - lastSeq: the end of this master's log.
+    ///   - masterHash: this master's hash at `answer.seq`.
+    public mutating func onMemberAnswer(
+        from peer: String, _ answer: ReplicaState, lastSeq: Int, masterHash: String?, now: Duration
+    ) -> ([FailoverInstance.Directive], Int?) {
+        let matched = answer.seq <= lastSeq && answer.hash != nil && answer.hash == masterHash ? answer.seq : nil
+        return onMemberAnswer(from: peer, epoch: answer.epoch ?? 0, matched: matched, now: now)
+    }
+
     /// As master: a member answered (`matched`: what it holds of this log, nil when it
     /// refused as a member of a later epoch). Returns the directives, and the epoch in
     /// which this node now takes appends, if it does.

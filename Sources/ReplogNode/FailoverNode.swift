@@ -508,18 +508,17 @@ public final class FailoverNode: Service, Sendable {
     }
 
     private func memberAnswered(_ peer: String, _ answer: ReplicaState) async {
-        // It holds this master's log through its seq when their hashes there agree.
-        let matched = answer.seq <= store.lastSeq && answer.hash != nil && answer.hash == store.hash(at: answer.seq) ? answer.seq : nil
-        await report(peer, epoch: answer.epoch ?? 0, matched: matched)
+        let (lastSeq, masterHash, now) = (store.lastSeq, store.hash(at: answer.seq), clock.now)
+        await report { $0.onMemberAnswer(from: peer, answer, lastSeq: lastSeq, masterHash: masterHash, now: now) }
     }
 
     private func memberIsLater(_ peer: String, epoch: Int) async {
-        await report(peer, epoch: epoch, matched: nil)
+        let now = clock.now
+        await report { $0.onMemberAnswer(from: peer, epoch: epoch, matched: nil, now: now) }
     }
 
-    private func report(_ peer: String, epoch: Int, matched: Int?) async {
-        let now = clock.now
-        let (directives, taking) = (try? await update({ $0.onMemberAnswer(from: peer, epoch: epoch, matched: matched, now: now) }, directives: \.0)) ?? ([], nil)
+    private func report(_ answer: (inout FailoverMember) -> ([FailoverInstance.Directive], Int?)) async {
+        let (directives, taking) = (try? await update(answer, directives: \.0)) ?? ([], nil)
         if let taking {
             takeovers.advanced(to: taking)
             mastersKnown.advanced(to: taking)

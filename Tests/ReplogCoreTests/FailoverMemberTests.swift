@@ -27,6 +27,20 @@ struct FailoverMemberTests {
         #expect(node.onMasterRequest(stamped: stamp(1), now: .zero) == .follow(epoch: 1, directives: [], newMaster: nil))
     }
 
+    /// As master, a member counts towards the takeover (and the node takes appends) only
+    /// where its answer lies within the master's log and their hashes agree there.
+    @Test func aMemberCountsTowardsTheTakeoverOnlyWhereItsHashAgrees() {
+        var node = member(FailoverMember.Kept(me: "m", members: members))
+        #expect(node.bootstrap(now: .zero, log: LogPosition(epoch: 0, seq: 5)) == [.becomeMaster(epoch: 1, after: 5)])
+        node.becameMaster()
+        func answer(_ seq: Int, _ hash: String?) -> ReplicaState { ReplicaState(seq: seq, incarnation: "i", logID: "L", hash: hash, epoch: 1) }
+        #expect(node.onMemberAnswer(from: "x", answer(5, "another log"), lastSeq: 5, masterHash: "h5", now: .zero).1 == nil)
+        #expect(node.onMemberAnswer(from: "x", answer(6, "h6"), lastSeq: 5, masterHash: "h6", now: .zero).1 == nil, "past this log")
+        #expect(node.onMemberAnswer(from: "x", answer(5, nil), lastSeq: 5, masterHash: nil, now: .zero).1 == nil, "no hash vouches")
+        #expect(node.onMemberAnswer(from: "x", answer(5, "h5"), lastSeq: 5, masterHash: "h5", now: .zero).1 == 1)
+        #expect(node.memberEpochs == ["x": 1])
+    }
+
     /// An older epoch's master is refused and teaches nothing; an unstamped request, once the
     /// node has heard a master of an epoch, is a deposed master's and is refused too.
     @Test func anOlderEpochOrAnUnstampedRequestIsRefusedAndChangesNothing() {
