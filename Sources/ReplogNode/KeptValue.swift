@@ -7,18 +7,17 @@ import Synchronization
 /// The protocol state changes under its lock and hands the new value to `set`; whoever must
 /// not go on before it is on disk (an answer, a directive) awaits `keep(through:)` outside
 /// that lock. One write runs at a time and writes the latest value set, so a burst of
-/// changes costs one write: a group commit of one value, as `GroupCommit` is for the log.
+/// changes costs one write: a group commit of one value (`GroupRounds`, as `GroupCommit`
+/// for the log).
 final class KeptValue<Value: Sendable>: Sendable {
-    private enum Role { case kept, lead }
-
     private struct State {
         var latest: Value
         /// The version of `latest`; each `set` makes the next one.
         var version = 0
         /// Every version up to this one is on disk.
         var written = 0
-        var leading = false
-        var waiters: [(version: Int, continuation: CheckedContinuation<Role, any Error>)] = []
+        /// Who runs the next write, and who waits for one.
+        var rounds = GroupRounds()
     }
 
     private let state: Mutex<State>
@@ -55,15 +54,9 @@ final class KeptValue<Value: Sendable>: Sendable {
     /// them. A failed write fails the callers waiting for it; the next caller tries again.
     func keep(through version: Int) async throws {
         if state.withLock({ $0.written >= version }) { return }
-        let role = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Role, any Error>) in
-            let now = state.withLock { state -> Role? in
-                if state.written >= version { return .kept }
-                if !state.leading {
-                    state.leading = true
-                    return .lead
-                }
-                state.waiters.append((version, continuation))
-                return nil
+        let role = try await withCheckedThrowingContinuation { (continuation: GroupRounds.Waiter) in
+            let now = state.withLock { state -> GroupRounds.Role? in
+                state.written >= version ? .covered : state.rounds.join(version, continuation)
             }
             if let now { continuation.resume(returning: now) }
         }
@@ -75,25 +68,15 @@ final class KeptValue<Value: Sendable>: Sendable {
         do {
             try await io.run { [write] in try write?(value) }
         } catch {
-            let waiters = state.withLock { state in
-                state.leading = false
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.continuation.resume(throwing: error) }
+            let waiters = state.withLock { $0.rounds.failed() }
+            for waiter in waiters { waiter.resume(throwing: error) }
             throw error
         }
         let (covered, nextLeader) = state.withLock { state in
             state.written = max(state.written, version)
-            let covered = state.waiters.filter { $0.version <= state.written }
-            state.waiters.removeAll { $0.version <= state.written }
-            if state.waiters.isEmpty {
-                state.leading = false
-                return (covered, nil as CheckedContinuation<Role, any Error>?)
-            }
-            return (covered, state.waiters.removeFirst().continuation)
+            return state.rounds.finished(through: state.written)
         }
-        for waiter in covered { waiter.continuation.resume(returning: .kept) }
+        for waiter in covered { waiter.resume(returning: .covered) }
         nextLeader?.resume(returning: .lead)
     }
 }

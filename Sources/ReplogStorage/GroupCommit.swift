@@ -43,12 +43,10 @@ public final class GroupCommit: Service {
         }
     }
 
-    private enum Role { case durable, lead }
-
     private struct State {
         var durableSeq: Int
-        var leading = false
-        var waiters: [(seq: Int, continuation: CheckedContinuation<Role, any Error>)] = []
+        /// Who runs the next fsync, and who waits for one.
+        var rounds = GroupRounds()
         var failure: Failed?
         /// Counts cuts of the log (`truncated(after:)`): an fsync that started before one
         /// vouches for nothing written after it.
@@ -150,16 +148,11 @@ public final class GroupCommit: Service {
             if let failure { throw failure }
             return
         }
-        let role = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Role, any Error>) in
-            let now = state.withLock { state -> Result<Role, Failed>? in
-                if state.durableSeq >= seq { return .success(.durable) }
+        let role = try await withCheckedThrowingContinuation { (continuation: GroupRounds.Waiter) in
+            let now = state.withLock { state -> Result<GroupRounds.Role, Failed>? in
+                if state.durableSeq >= seq { return .success(.covered) }
                 if let failure = state.failure { return .failure(failure) }
-                if !state.leading {
-                    state.leading = true
-                    return .success(.lead)
-                }
-                state.waiters.append((seq, continuation))
-                return nil
+                return state.rounds.join(seq, continuation).map { .success($0) }
             }
             if let now { continuation.resume(with: now.mapError { $0 as any Error }) }
         }
@@ -196,27 +189,16 @@ public final class GroupCommit: Service {
             // and the store tries again), nor is anything else (the thread pool shut down):
             // those fail only the callers waiting now.
             let failure: any Error = (error as? LogStoreError)?.isFinal == true ? fail(error) : error
-            let waiters = state.withLock { state in
-                state.leading = false
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.continuation.resume(throwing: failure) }
+            let waiters = state.withLock { $0.rounds.failed() }
+            for waiter in waiters { waiter.resume(throwing: failure) }
             throw failure
         }
         let (covered, nextLeader) = state.withLock { state in
             // After a cut, `target` may name entries written since, which this fsync missed.
             if state.cuts == cuts { state.durableSeq = max(state.durableSeq, target) }
-            let durable = state.durableSeq
-            let covered = state.waiters.filter { $0.seq <= durable }
-            state.waiters.removeAll { $0.seq <= durable }
-            if state.waiters.isEmpty {
-                state.leading = false
-                return (covered, nil as CheckedContinuation<Role, any Error>?)
-            }
-            return (covered, state.waiters.removeFirst().continuation)
+            return state.rounds.finished(through: state.durableSeq)
         }
-        for waiter in covered { waiter.continuation.resume(returning: .durable) }
+        for waiter in covered { waiter.resume(returning: .covered) }
         nextLeader?.resume(returning: .lead)
     }
 
