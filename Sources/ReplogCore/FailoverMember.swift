@@ -45,13 +45,19 @@ public struct FailoverMember: Sendable {
     public private(set) var memberEpochs: [String: Int] = [:]
     /// Whether its log is known to be its master's.
     public private(set) var adoption = HistoryAdoption()
+    /// The end of the log this node's run found on disk, lowered by every cut since: entries
+    /// up to there came from an earlier run (`HistoryAdoption.undatedTail`).
+    private var foundThrough: Int
     private let electionTimeout: ClosedRange<Duration>
     private let seed: UInt64
 
-    /// - Parameter seed: draws the election timeouts (with the clock's `now`, so that each
-    ///   instance made anew draws others).
-    public init(kept: Kept, electionTimeout: ClosedRange<Duration>, seed: UInt64, now: Duration) {
+    /// - Parameters:
+    ///   - foundThrough: the last seq of the log the node's run found on disk.
+    ///   - seed: draws the election timeouts (with the clock's `now`, so that each instance
+    ///     made anew draws others).
+    public init(kept: Kept, foundThrough: Int = 0, electionTimeout: ClosedRange<Duration>, seed: UInt64, now: Duration) {
         self.kept = kept
+        self.foundThrough = foundThrough
         self.electionTimeout = electionTimeout
         self.seed = seed
         self.stamped = kept.record.epoch > 0
@@ -120,28 +126,34 @@ public struct FailoverMember: Sendable {
 
     /// After serving a request of the master of `epoch`: takes on its epoch history if
     /// `HistoryAdoption` says this node's log holds the master's through its last start.
+    /// Returns where to cut a tail the node cannot date (`HistoryAdoption.undatedTail`):
+    /// the shell cuts it before it answers, then serves again.
     /// - Parameters:
     ///   - heldThrough: the seq this node answered with.
     ///   - storedBefore: the last seq it stored before the request came.
     ///   - startedAgain: whether the request started its log again (retention).
     ///   - firstSeq: the first seq its log holds.
     ///   - heldHash: its hash at a seq, if it holds it.
+    @discardableResult
     public mutating func served(
         epoch: Int, masterHistory: EpochHistory, masterStartHash: String?, heldThrough: Int, storedBefore: Int, startedAgain: Bool,
         firstSeq: Int, heldHash: (Int) -> String?
-    ) {
+    ) -> Int? {
         let facts = HistoryAdoption.Served(
             epoch: epoch, masterStart: masterHistory.starts.last, masterStartHash: masterStartHash,
             recordedStart: kept.record.history.starts.last, heldThrough: heldThrough, storedBefore: storedBefore,
             startedAgain: startedAgain, firstSeq: firstSeq)
-        guard adoption.served(facts, heldHash: heldHash) else { return }
+        guard adoption.served(facts, heldHash: heldHash) else { return adoption.undatedTail(facts, foundThrough: foundThrough) }
         update(()) { $0.onSynced(masterHistory: masterHistory, matched: heldThrough) }
+        return nil
     }
 
-    /// The master of `epoch` had this node cut its log after `seq`; it now holds `1...lastSeq`.
+    /// The master of `epoch` had this node cut its log after `seq` (or it cut a tail it
+    /// could not date); it now holds `1...lastSeq`.
     public mutating func cut(after seq: Int, holdingThrough lastSeq: Int, epoch: Int) {
         update(()) { $0.onCut(after: seq) }
         adoption.cut(after: seq, holdingThrough: lastSeq, epoch: epoch)
+        foundThrough = min(foundThrough, lastSeq)
     }
 
     // MARK: Elections

@@ -72,6 +72,21 @@ public struct HistoryAdoption: Sendable, Equatable {
         return true
     }
 
+    /// Where to cut a tail this node cannot date, if it holds one: entries past the master's
+    /// start that its run found on disk (`foundThrough`: the end of that log, lowered by every
+    /// cut since) and that `served` did not take on. An earlier run may have stored the
+    /// master's entries there and stopped before it recorded their epoch (the log and the
+    /// election record are two files), or it held a deposed master's tail. Either way the
+    /// node must neither claim them (they would count towards `w`) nor vote as if they were
+    /// of an older epoch: it cuts them, and the master sends its own again.
+    /// - Parameter facts: what `served` was told, and answered `false` to.
+    public func undatedTail(_ facts: Served, foundThrough: Int) -> Int? {
+        guard let start = facts.masterStart, foundThrough > start.after, prefixOfEpoch != facts.epoch, facts.recordedStart != start,
+            !facts.startedAgain
+        else { return nil }
+        return start.after
+    }
+
     /// The master of `epoch` had this node cut its log after `seq`, and it now holds
     /// `1...lastSeq`: what is left is that master's log up to where the two agreed (it
     /// searched for that seq by comparing hashes), and everything past it comes from it.

@@ -72,6 +72,9 @@ public final class FailoverNode: Service, Sendable {
         /// The node's run has ended: it starts no master any more (a vote's answer may
         /// still arrive).
         var stopped = false
+        /// How many times the log was cut: an answer whose claim was read before a cut is
+        /// read again.
+        var cuts = 0
     }
 
     public let settings: Settings
@@ -151,7 +154,7 @@ public final class FailoverNode: Service, Sendable {
         // A node that has been in an epoch belongs to a cluster with failover, even before it
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
-            kept: election, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
+            kept: election, foundThrough: store.lastSeq, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
         self.state = Mutex(State(member: member, handedOn: election, current: .secondary(replica), logID: logID))
         var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
         if directory != nil {
@@ -216,13 +219,14 @@ public final class FailoverNode: Service, Sendable {
         _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?, commit: Int? = nil
     ) async throws -> ReplicaState {
         let replica = try await follow(stamp)
-        let (storedBefore, restartsBefore) = (store.lastSeq, replica.logRestarts)
+        let (storedBefore, restartsBefore, cutsBefore) = (store.lastSeq, replica.logRestarts, cuts)
         let epochStart = stamp?.history.starts.last?.after
         var (answer, startHash) = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
         state.withLock { $0.logID = logID }
         try await synced(
-            answer, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore,
+            answer, by: replica, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore,
             heldHash: { [store] seq in seq == epochStart ? startHash ?? store.hash(at: seq) : store.hash(at: seq) })
+        if cuts != cutsBefore { answer = replica.replicaState }
         if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
@@ -232,8 +236,10 @@ public final class FailoverNode: Service, Sendable {
     /// may learn.
     public func probe(stamp: EpochStamp?, commit: Int? = nil) async throws -> ReplicaState {
         let replica = try await follow(stamp)
+        let cutsBefore = cuts
         var answer = replica.replicaState
-        try await synced(answer, stamp: stamp, storedBefore: store.lastSeq)
+        try await synced(answer, by: replica, stamp: stamp, storedBefore: store.lastSeq)
+        if cuts != cutsBefore { answer = replica.replicaState }
         if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch
         return answer
@@ -262,25 +268,38 @@ public final class FailoverNode: Service, Sendable {
     public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) async throws -> ReplicaState {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil)) }
         let replica = try await follow(stamp)
-        // What this node learned was committed no failover replaces: it is never cut.
-        let learned = commitPoint.learned
-        let cut = try await commit.io.value { try replica.truncate(after: request.after, unlessNextHash: request.nextHash, keeping: learned) }
-        if let first = cut.first {
-            let seq = first.seq - 1
-            let folder = directory
-            let saved = (try? await commit.io.value { try folder.directory.withLock { try $0?.saveRollback(cut, epoch: stamp.epoch) } }) ?? nil
-            logger.warning("cut entries the master of this epoch does not hold", metadata: [
-                "replog.after": "\(seq)", "replog.entries": "\(cut.count)", "replog.epoch": "\(stamp.epoch)",
-                "replog.rollback": "\(saved ?? "(in memory: not kept)")",
-                "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
-            ])
-            let lastSeq = store.lastSeq
-            try await update { $0.cut(after: seq, holdingThrough: lastSeq, epoch: stamp.epoch) }
-        }
+        try await cut(replica, after: request.after, unlessNextHash: request.nextHash, epoch: stamp.epoch, "cut entries the master of this epoch does not hold")
         var answer = replica.replicaState
         answer.epoch = stamp.epoch
         return answer
     }
+
+    /// Cuts the log after `seq` (`SecondaryReplica.truncate`: never what this node learned
+    /// was committed, nothing when it holds the master's `nextHash` after it), keeps what
+    /// went in a rollback file, and tells the protocol state. Returns whether it cut anything.
+    @discardableResult
+    private func cut(
+        _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, epoch: Int, _ message: Logger.Message
+    ) async throws -> Bool {
+        // What this node learned was committed no failover replaces: it is never cut.
+        let learned = commitPoint.learned
+        let cut = try await commit.io.value { try replica.truncate(after: seq, unlessNextHash: nextHash, keeping: learned) }
+        guard let first = cut.first else { return false }
+        state.withLock { $0.cuts += 1 }
+        let folder = directory
+        let saved = (try? await commit.io.value { try folder.directory.withLock { try $0?.saveRollback(cut, epoch: epoch) } }) ?? nil
+        logger.warning(message, metadata: [
+            "replog.after": "\(first.seq - 1)", "replog.entries": "\(cut.count)", "replog.epoch": "\(epoch)",
+            "replog.rollback": "\(saved ?? "(in memory: not kept)")",
+            "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
+        ])
+        let lastSeq = store.lastSeq
+        try await update { $0.cut(after: first.seq - 1, holdingThrough: lastSeq, epoch: epoch) }
+        return true
+    }
+
+    /// How many times the log was cut.
+    private var cuts: Int { state.withLock { $0.cuts } }
 
     /// A candidate asks for this node's vote.
     public func vote(_ request: VoteRequest) async throws -> VoteAnswer {
@@ -319,18 +338,25 @@ public final class FailoverNode: Service, Sendable {
     /// After serving the master: takes on its epoch history if this node's log holds the
     /// master's through its last start (`FailoverMember.served`). Recorded before the answer
     /// leaves (a vote depends on it).
+    /// A tail it cannot date (`HistoryAdoption.undatedTail`) is cut first, and the request
+    /// served again on what is left.
     /// - Parameter heldHash: this node's hash at a seq, if it holds it.
     private func synced(
-        _ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false, heldHash: ((Int) -> String?)? = nil
+        _ answer: ReplicaState, by replica: SecondaryReplica, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false,
+        heldHash: ((Int) -> String?)? = nil
     ) async throws {
         guard let stamp else { return }
         let firstSeq = store.firstSeq
         let heldHash = heldHash ?? store.hash(at:)
-        try await update {
+        let undated = try await update {
             $0.served(
                 epoch: stamp.epoch, masterHistory: stamp.history, masterStartHash: stamp.startHash, heldThrough: answer.seq,
                 storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: heldHash)
         }
+        guard let undated,
+            try await cut(replica, after: undated, unlessNextHash: nil, epoch: stamp.epoch, "cut entries found on disk past the master's start, which no election record dates")
+        else { return }
+        try await synced(replica.replicaState, by: replica, stamp: stamp, storedBefore: store.lastSeq)
     }
 
     /// This node's log position for elections: its epoch history and its durable end.

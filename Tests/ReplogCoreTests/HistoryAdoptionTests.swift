@@ -33,6 +33,18 @@ struct HistoryAdoptionTests {
         #expect(adoption.prefixOfEpoch == 3)
     }
 
+    /// Entries past the master's start that the node's run found on disk, and that it did
+    /// not take on, cannot be dated: they are cut back to the start. What this run stored
+    /// itself, a log that takes the history on, and one started again, are not.
+    @Test func aTailFoundOnDiskPastTheStartThatIsNotTakenOnIsCut() {
+        let adoption = HistoryAdoption()
+        let (undatable, _) = served(heldThrough: 15, storedBefore: 15)
+        #expect(adoption.undatedTail(undatable, foundThrough: 15) == 10)
+        #expect(adoption.undatedTail(undatable, foundThrough: 10) == nil, "this run stored everything past the start")
+        #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, recordedStart: start).0, foundThrough: 15) == nil)
+        #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, startedAgain: true).0, foundThrough: 15) == nil)
+    }
+
     @Test func aLogThatDoesNotReachTheStartOrPartsFromItThereTakesNothingOn() {
         #expect(adopts(served(heldThrough: 9), served(heldStartHash: "other")) == [false, false])
     }

@@ -185,6 +185,52 @@ import Testing
         #expect(!answer.granted, "its log (epoch 6, seq 19) is ahead of the candidate's")
     }
 
+    /// A member whose entries of a new epoch reach its disk, and which crashes before the
+    /// election record that dates them to that epoch does, cannot date them after its
+    /// restart (the log and `election.json` are two files, written apart). Claiming them
+    /// would count them towards `w` while its position says an older epoch, and it would
+    /// vote for a candidate of the new epoch whose log is shorter. So it cuts them at its
+    /// master's first request, claims only the master's log up to its start, and dates what
+    /// the master sends again.
+    @Test(.timeLimit(.minutes(1))) func entriesARestartedMemberCannotDateAreCutAndSentAgain() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-failover-node-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
+        let master = InMemoryLogStore()
+        try master.append(messages)
+        let store = DurableMemoryStore()
+        try store.append(Array(messages.prefix(14)))
+        let clock = ManualClock()
+        let settings = FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false)
+        let stamp = EpochStamp(
+            epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)]),
+            startHash: master.hash(at: 14))
+        let tail = RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: [])
+        let disk = HeldIO()
+        let node = try FailoverNode(
+            settings: settings, store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io),
+            directory: DataDirectory(path: folder.path, role: "secondary"), transport: InMemoryTransport(clock: clock), clock: clock)
+        var events = disk.events.stream.makeAsyncIterator()
+        let delivery = Task { try await node.receive(tail, of: "L", stamp: stamp) }
+        #expect(await events.next() == .write, "the record of epoch 6 and its members")
+        disk.release(.run)
+        #expect(await events.next() == .write, "the fsync of seqs 15-19")
+        disk.release(.run)
+        #expect(await events.next() == .write, "the record that dates them to epoch 6")
+        disk.release(.fail)  // the node crashes before that record is on disk
+        await #expect(throws: HeldIO.Refused.self) { try await delivery.value }
+
+        let restarted = try FailoverNode(
+            settings: settings, store: store, commit: GroupCommit(store: store, policy: .always, io: BlockingIO { try $0() }),
+            directory: DataDirectory(path: folder.path, role: "secondary"), transport: InMemoryTransport(clock: clock), clock: clock)
+        #expect(try await restarted.probe(stamp: stamp).seq == 14, "its heartbeat answer claims none of seqs 15-19")
+        #expect(store.lastSeq == 14)
+        #expect(try await restarted.receive(tail, of: "L", stamp: stamp).seq == 19)
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let answer = try await restarted.vote(VoteRequest(epoch: 7, candidate: "c", log: LogPosition(epoch: 6, seq: 15), preVote: false))
+        #expect(!answer.granted, "its log (epoch 6, seq 19) is ahead of the candidate's")
+    }
+
     /// A cut rewrites the log's tail on the storage's I/O, not where its request came in.
     @Test(.timeLimit(.minutes(1))) func aCutRewritesTheLogOnTheStoragesIO() async throws {
         let disk = HeldIO()
