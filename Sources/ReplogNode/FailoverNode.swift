@@ -221,11 +221,20 @@ public final class FailoverNode: Service, Sendable {
         let replica = try await follow(stamp)
         let (storedBefore, restartsBefore, cutsBefore) = (store.lastSeq, replica.logRestarts, cuts)
         let epochStart = stamp?.history.starts.last?.after
-        var (answer, startHash) = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
+        var (answer, startHash): (ReplicaState, String?)
+        var injected: SecondaryReplica.InjectedFailure?
+        do {
+            (answer, startHash) = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
+        } catch let failure as SecondaryReplica.InjectedFailure {
+            // Stored, then failed by `--error-rate`: dated all the same, or no later request
+            // could take the master's history on (its log would reach past the start).
+            (answer, startHash, injected) = (failure.state, nil, failure)
+        }
         state.withLock { $0.logID = logID }
         try await synced(
             answer, by: replica, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore,
             heldHash: { [store] seq in seq == epochStart ? startHash ?? store.hash(at: seq) : store.hash(at: seq) })
+        if let injected { throw injected }
         if cuts != cutsBefore { answer = replica.replicaState }
         if stamp != nil, let commit { commitPoint.learn(commit) }
         answer.epoch = stamp?.epoch

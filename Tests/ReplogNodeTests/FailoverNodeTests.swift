@@ -231,6 +231,33 @@ import Testing
         #expect(!answer.granted, "its log (epoch 6, seq 19) is ahead of the candidate's")
     }
 
+    /// A delivery that `--error-rate` fails after storing it still takes the master's epoch
+    /// history on: otherwise the member would hold entries past the master's start that no
+    /// later request could date (its log already reaches past the start), claim them in its
+    /// answers, and vote as of an older epoch.
+    @Test func aDeliveryFailedOnPurposeAfterStoringIsDatedAllTheSame() async throws {
+        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
+        let master = InMemoryLogStore()
+        try master.append(messages)
+        let store = InMemoryLogStore()
+        try store.append(Array(messages.prefix(14)))
+        let clock = ManualClock()
+        let node = try FailoverNode(
+            settings: FailoverNode.Settings(
+                me: nil, members: [], master: MasterSettings(secondaries: []), secondary: SecondarySettings(errorRate: 1), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: InMemoryTransport(clock: clock), clock: clock)
+        let stamp = EpochStamp(
+            epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)]),
+            startHash: master.hash(at: 14))
+        await #expect(throws: SecondaryReplica.InjectedFailure.self) {
+            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: []), of: "L", stamp: stamp)
+        }
+        #expect(try await node.probe(stamp: stamp).seq == 19)
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let answer = try await node.vote(VoteRequest(epoch: 7, candidate: "c", log: LogPosition(epoch: 6, seq: 15), preVote: false))
+        #expect(!answer.granted, "its log (epoch 6, seq 19) is ahead of the candidate's")
+    }
+
     /// A cut rewrites the log's tail on the storage's I/O, not where its request came in.
     @Test(.timeLimit(.minutes(1))) func aCutRewritesTheLogOnTheStoragesIO() async throws {
         let disk = HeldIO()
