@@ -143,7 +143,9 @@ public struct FailoverMember: Sendable {
             epoch: epoch, masterStart: masterHistory.starts.last, masterStartHash: masterStartHash,
             recordedStart: kept.record.history.starts.last, heldThrough: heldThrough, storedBefore: storedBefore,
             startedAgain: startedAgain, firstSeq: firstSeq)
-        guard adoption.served(facts, heldHash: heldHash) else { return adoption.undatedTail(facts, foundThrough: foundThrough) }
+        guard adoption.served(facts, heldHash: heldHash) else {
+            return adoption.undatedTail(facts, foundThrough: foundThrough, heldHash: heldHash)
+        }
         update(()) { $0.onSynced(masterHistory: masterHistory, matched: heldThrough) }
         return nil
     }

@@ -74,15 +74,19 @@ public struct HistoryAdoption: Sendable, Equatable {
 
     /// Where to cut a tail this node cannot date, if it holds one: entries past the master's
     /// start that its run found on disk (`foundThrough`: the end of that log, lowered by every
-    /// cut since) and that `served` did not take on. An earlier run may have stored the
-    /// master's entries there and stopped before it recorded their epoch (the log and the
-    /// election record are two files), or it held a deposed master's tail. Either way the
-    /// node must neither claim them (they would count towards `w`) nor vote as if they were
-    /// of an older epoch: it cuts them, and the master sends its own again.
-    /// - Parameter facts: what `served` was told, and answered `false` to.
-    public func undatedTail(_ facts: Served, foundThrough: Int) -> Int? {
+    /// cut since) and that `served` did not take on, in a log that holds the master's start
+    /// (their hashes there agree). An earlier run may have stored the master's entries there
+    /// and stopped before it recorded their epoch (the log and the election record are two
+    /// files), or it held a deposed master's tail. Either way the node must neither claim
+    /// them (they would count towards `w`) nor vote as if they were of an older epoch: it
+    /// cuts them, and the master sends its own again. A log that parts from the master's at
+    /// or before its start is the master's divergence search's to cut.
+    /// - Parameters:
+    ///   - facts: what `served` was told, and answered `false` to.
+    ///   - heldHash: this node's hash at a seq, if it holds it.
+    public func undatedTail(_ facts: Served, foundThrough: Int, heldHash: (Int) -> String?) -> Int? {
         guard let start = facts.masterStart, foundThrough > start.after, prefixOfEpoch != facts.epoch, facts.recordedStart != start,
-            !facts.startedAgain
+            !facts.startedAgain, heldHash(start.after) == facts.masterStartHash
         else { return nil }
         return start.after
     }

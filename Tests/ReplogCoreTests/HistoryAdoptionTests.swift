@@ -33,16 +33,20 @@ struct HistoryAdoptionTests {
         #expect(adoption.prefixOfEpoch == 3)
     }
 
-    /// Entries past the master's start that the node's run found on disk, and that it did
-    /// not take on, cannot be dated: they are cut back to the start. What this run stored
-    /// itself, a log that takes the history on, and one started again, are not.
+    /// Entries past the master's start that the node's run found on disk, in a log that holds
+    /// the master's start, and that it did not take on, cannot be dated: they are cut back to
+    /// the start. What this run stored itself, a log that takes the history on, one started
+    /// again, and one that parts from the master's at its start (the master's divergence
+    /// search cuts that one), are not.
     @Test func aTailFoundOnDiskPastTheStartThatIsNotTakenOnIsCut() {
         let adoption = HistoryAdoption()
+        let holdsStart: (Int) -> String? = { $0 == 10 ? "h10" : nil }
         let (undatable, _) = served(heldThrough: 15, storedBefore: 15)
-        #expect(adoption.undatedTail(undatable, foundThrough: 15) == 10)
-        #expect(adoption.undatedTail(undatable, foundThrough: 10) == nil, "this run stored everything past the start")
-        #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, recordedStart: start).0, foundThrough: 15) == nil)
-        #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, startedAgain: true).0, foundThrough: 15) == nil)
+        #expect(adoption.undatedTail(undatable, foundThrough: 15, heldHash: holdsStart) == 10)
+        #expect(adoption.undatedTail(undatable, foundThrough: 10, heldHash: holdsStart) == nil, "this run stored everything past the start")
+        #expect(adoption.undatedTail(undatable, foundThrough: 15, heldHash: { _ in "another log" }) == nil)
+        #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, recordedStart: start).0, foundThrough: 15, heldHash: holdsStart) == nil)
+        #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, startedAgain: true).0, foundThrough: 15, heldHash: holdsStart) == nil)
     }
 
     @Test func aLogThatDoesNotReachTheStartOrPartsFromItThereTakesNothingOn() {

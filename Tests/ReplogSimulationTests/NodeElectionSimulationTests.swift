@@ -12,11 +12,12 @@ import Testing
     static let environment = ProcessInfo.processInfo.environment
 
     /// Seeds beyond the quick run's count that found a bug or caught a mutant (docs/testing.md):
-    /// 412 `unvouched`, 445 an adopted log refused, 1109 retention during a delivery hid the
-    /// master's epoch start (`retentionstart`), 1242 `restartincarnation`, 1564
+    /// 412 `unvouched`, 445 an adopted log refused, 790 an undated tail cut in a log that
+    /// parts from the master's before its start (left diverged), 1109 retention during a
+    /// delivery hid the master's epoch start (`retentionstart`), 1242 `restartincarnation`, 1564
     /// `restarthistory`, 2064 `staletail`, 3692, 4667 and 5260 `heldbackepoch`, 4732 a cut
     /// that skipped its "unless you hold the master's next entry" check.
-    static let rememberedSeeds: [UInt64] = [412, 445, 1_109, 1_242, 1_564, 2_064, 3_692, 4_667, 4_732, 5_260]
+    static let rememberedSeeds: [UInt64] = [412, 445, 790, 1_109, 1_242, 1_564, 2_064, 3_692, 4_667, 4_732, 5_260]
 
     /// Bounded by its count; the limit only ends a hang (the deep run took 3-4 minutes in CI).
     @Test(.timeLimit(.minutes(30)))
