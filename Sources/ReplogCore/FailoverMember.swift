@@ -124,6 +124,16 @@ public struct FailoverMember: Sendable {
         return .follow(epoch: stamp.epoch, directives: directives, newMaster: before != stamp.master ? stamp.master : nil)
     }
 
+    /// The seq of the master's start at which the shell reads this node's hash as it stores
+    /// a delivery of the master stamped `stamp`, if `served` may need it
+    /// (`HistoryAdoption.needsStartHash`).
+    public func startToHash(for stamp: EpochStamp?) -> Int? {
+        guard let stamp, let start = stamp.history.starts.last,
+            adoption.needsStartHash(epoch: stamp.epoch, masterStart: start, recordedStart: kept.record.history.starts.last)
+        else { return nil }
+        return start.after
+    }
+
     /// After serving a request of the master of `epoch`: takes on its epoch history if
     /// `HistoryAdoption` says this node's log holds the master's through its last start.
     /// Returns where to cut a tail the node cannot date (`HistoryAdoption.undatedTail`):

@@ -58,6 +58,13 @@ public struct HistoryAdoption: Sendable, Equatable {
         }
     }
 
+    /// Whether `served` may ask for this node's hash at the start of the master of `epoch`
+    /// (`masterStart`): only while its log is not known to be that master's. The shell reads
+    /// that hash as a delivery is stored, and a hash costs a string: not on every delivery.
+    public func needsStartHash(epoch: Int, masterStart: EpochHistory.Start?, recordedStart: EpochHistory.Start?) -> Bool {
+        masterStart != nil && prefixOfEpoch != epoch && recordedStart != masterStart
+    }
+
     /// Whether the node takes on the master's history through `heldThrough` after serving
     /// its request.
     /// - Parameter heldHash: this node's hash at a seq, if it holds it (asked only while the

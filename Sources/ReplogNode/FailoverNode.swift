@@ -220,7 +220,7 @@ public final class FailoverNode: Service, Sendable {
     ) async throws -> ReplicaState {
         let replica = try await follow(stamp)
         let (storedBefore, restartsBefore, cutsBefore) = (store.lastSeq, replica.logRestarts, cuts)
-        let epochStart = stamp?.history.starts.last?.after
+        let epochStart = state.withLock { $0.member.startToHash(for: stamp) }
         var (answer, startHash): (ReplicaState, String?)
         var injected: SecondaryReplica.InjectedFailure?
         do {

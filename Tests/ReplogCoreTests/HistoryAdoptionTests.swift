@@ -49,6 +49,18 @@ struct HistoryAdoptionTests {
         #expect(adoption.undatedTail(served(heldThrough: 15, storedBefore: 15, startedAgain: true).0, foundThrough: 15, heldHash: holdsStart) == nil)
     }
 
+    /// The hash at the master's start is needed (and read, at a string's cost) only until
+    /// the node's log is known to be the master's.
+    @Test func theHashAtTheStartIsNeededOnlyUntilTheLogIsKnownToBeTheMasters() {
+        var adoption = HistoryAdoption()
+        #expect(adoption.needsStartHash(epoch: 3, masterStart: start, recordedStart: nil))
+        #expect(!adoption.needsStartHash(epoch: 3, masterStart: start, recordedStart: start), "recorded already")
+        #expect(!adoption.needsStartHash(epoch: 3, masterStart: nil, recordedStart: nil), "a master without a start")
+        _ = adoption.served(served().0, heldHash: { _ in "h10" })
+        #expect(!adoption.needsStartHash(epoch: 3, masterStart: start, recordedStart: nil), "known to be epoch 3's")
+        #expect(adoption.needsStartHash(epoch: 4, masterStart: EpochHistory.Start(epoch: 4, after: 12), recordedStart: start))
+    }
+
     @Test func aLogThatDoesNotReachTheStartOrPartsFromItThereTakesNothingOn() {
         #expect(adopts(served(heldThrough: 9), served(heldStartHash: "other")) == [false, false])
     }
