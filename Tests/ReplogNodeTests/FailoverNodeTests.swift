@@ -149,6 +149,16 @@ import Testing
         #expect(try saved()?.record == ElectionRecord(epoch: 1, votedFor: "c", history: EpochHistory()))
     }
 
+    /// A master's log of 19 messages, and its stamp as master of epoch 6, which started
+    /// after seq 14 (epoch 1 before it).
+    private static func epochSix() throws -> (messages: [LogEntry], stamp: EpochStamp) {
+        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
+        let master = InMemoryLogStore()
+        try master.append(messages)
+        let history = EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)])
+        return (messages, EpochStamp(epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: history, startHash: master.hash(at: 14)))
+    }
+
     /// A member takes on its master's epoch history when its log holds the master's start
     /// (their hashes there agree). The hash is read as the delivery is stored: a retention
     /// pass that runs during the delivery's fsync may drop that seq, and a member that then
@@ -156,9 +166,7 @@ import Testing
     /// vote for a shorter log than its own (found by the real-node simulation, seed 1109: two
     /// acknowledged writes lost).
     @Test(.timeLimit(.minutes(1))) func retentionDuringADeliveryDoesNotHideTheMastersEpochStart() async throws {
-        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
-        let master = InMemoryLogStore()
-        try master.append(messages)
+        let (messages, stamp) = try Self.epochSix()
         let disk = HeldIO()
         let store = DurableMemoryStore()
         try store.append(Array(messages.prefix(13)))
@@ -167,9 +175,6 @@ import Testing
             settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
             transport: InMemoryTransport(clock: clock), clock: clock)
-        let stamp = EpochStamp(
-            epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)]),
-            startHash: master.hash(at: 14))
         var events = disk.events.stream.makeAsyncIterator()
         let delivery = Task {
             try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[13...]), ids: []), of: "L", stamp: stamp)
@@ -195,16 +200,11 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func entriesARestartedMemberCannotDateAreCutAndSentAgain() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-failover-node-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
-        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
-        let master = InMemoryLogStore()
-        try master.append(messages)
+        let (messages, stamp) = try Self.epochSix()
         let store = DurableMemoryStore()
         try store.append(Array(messages.prefix(14)))
         let clock = ManualClock()
         let settings = FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false)
-        let stamp = EpochStamp(
-            epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)]),
-            startHash: master.hash(at: 14))
         let tail = RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: [])
         let disk = HeldIO()
         let node = try FailoverNode(
@@ -236,9 +236,7 @@ import Testing
     /// later request could date (its log already reaches past the start), claim them in its
     /// answers, and vote as of an older epoch.
     @Test func aDeliveryFailedOnPurposeAfterStoringIsDatedAllTheSame() async throws {
-        let messages = (1...19).map { LogEntry(seq: $0, message: "m\($0)") }
-        let master = InMemoryLogStore()
-        try master.append(messages)
+        let (messages, stamp) = try Self.epochSix()
         let store = InMemoryLogStore()
         try store.append(Array(messages.prefix(14)))
         let clock = ManualClock()
@@ -246,9 +244,6 @@ import Testing
             settings: FailoverNode.Settings(
                 me: nil, members: [], master: MasterSettings(secondaries: []), secondary: SecondarySettings(errorRate: 1), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: InMemoryTransport(clock: clock), clock: clock)
-        let stamp = EpochStamp(
-            epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 6, after: 14)]),
-            startHash: master.hash(at: 14))
         await #expect(throws: SecondaryReplica.InjectedFailure.self) {
             try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: []), of: "L", stamp: stamp)
         }
