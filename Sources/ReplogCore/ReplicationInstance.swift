@@ -251,13 +251,22 @@ public struct ReplicationInstance: Sendable {
 
     /// The commit point a master may count from what it holds durably and what each member
     /// holds of its log (durably, vouched by hash), or 0 when the count proves nothing yet.
+    ///
+    /// With failover the count proves something only once a majority holds the master's log
+    /// through its epoch's start, which is also when the master takes appends. A member
+    /// answers for that start only after it recorded the new epoch there (its election
+    /// record, `HistoryAdoption`), so every member of that majority refuses its vote to any
+    /// later candidate whose log lacks the start: the start works as Raft's no-op entry of a
+    /// new term, and everything up to it is committed. Below it, an older epoch's entry on a
+    /// majority proves nothing: a master elected from a log of a later epoch may replace it
+    /// (Raft's figure 8).
     /// - Parameter epochStart: with failover, where the master's epoch starts in its log
     ///   (nil without failover: the master's durable end is committed).
     public static func commitPoint(masterDurable: Int, members: [Int], epochStart: Int?) -> Int {
         guard let epochStart else { return masterDurable }
         let held = ([masterDurable] + members).sorted(by: >)
         let majorityHolds = held[held.count / 2]
-        return majorityHolds > epochStart ? majorityHolds : 0
+        return majorityHolds >= epochStart ? majorityHolds : 0
     }
 
     /// Whether an answer for write concern `w` also waits until this node keeps a commit

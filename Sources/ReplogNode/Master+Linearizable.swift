@@ -7,14 +7,14 @@ import Synchronization
 /// off cannot get that round, so it never answers one.
 extension Master {
     /// Returns once a read that starts now may be answered from this master's committed log.
-    /// - Throws: `notTheMaster(nil)` when no majority confirmed it in time, or when it has
-    ///   not yet committed an entry of its own epoch (an older epoch's entries it holds may
-    ///   then be beyond its commit point, acknowledged by the master before it).
+    /// - Throws: `notTheMaster(nil)` when no majority confirmed it in time, or when its
+    ///   commit point does not yet cover its epoch's start (an older epoch's entries it
+    ///   holds may then be beyond it, acknowledged by the master before it).
     public func confirmForRead() async throws(AppendError) {
         // Without failover there is no other master, ever: its durable log is the truth.
         guard let failover else { return }
         let readIndex = state.withLock { $0.instance.commitSeq }
-        guard readIndex > failover.epochStart else { throw .notTheMaster(master: nil) }
+        guard readIndex >= failover.epochStart else { throw .notTheMaster(master: nil) }
         guard await readRounds.confirm({ await self.confirmMajority() }) else { throw .notTheMaster(master: nil) }
         // Shown once it is kept in the data dir (at once, or within one write).
         await watch.wait(for: readIndex, level: .committed, upTo: settings.heartbeatTimeout, on: clock)

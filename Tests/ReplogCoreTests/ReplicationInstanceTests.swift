@@ -54,11 +54,13 @@ import Testing
     /// With failover the commit point is the highest seq a majority holds durably, counted
     /// as Raft counts it: only once it is an entry of this master's epoch. A member learns it
     /// only as far as it holds this master's log.
-    @Test func theCommitPointCountsDurableCopiesOfThisEpochOnly() {
+    @Test func theCommitPointCountsOnlyOnceAMajorityHoldsTheMastersStart() {
         var instance = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log", epochStart: 5)
         instance.onDurable(7)
+        _ = instance.onContact(from: "s1", answer(4), lastSeq: 7, now: .zero)
+        #expect(instance.commitSeq == 0, "a majority holds seq 4, an older epoch's entry before the master's start")
         _ = instance.onContact(from: "s1", answer(5), lastSeq: 7, now: .zero)
-        #expect(instance.commitSeq == 0, "a majority holds seq 5, but it is an older epoch's entry")
+        #expect(instance.commitSeq == 5, "a majority holds the master's start: all before it is committed, as by Raft's no-op")
         _ = instance.onContact(from: "s1", answer(6), lastSeq: 7, now: .zero)
         #expect(instance.commitSeq == 6, "an entry of this epoch on a majority commits it and all before it")
         #expect(instance.commitSeq(for: "s1") == 6)

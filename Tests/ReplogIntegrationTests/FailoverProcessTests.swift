@@ -63,6 +63,14 @@ struct FailoverProcessTests {
         }
         first.signal(SIGKILL)
         _ = try await first.waitForExit()
+        // The new master shows the writes the old one acknowledged once a majority holds its
+        // log through its start (its takeover), before any append of its own.
+        try await eventually("a new master shows the previous epoch's writes without an append of its own") {
+            for url in cluster.urls.dropFirst() where await cluster.view(url).role == "master" {
+                if (try? await HTTP.messages(url).map(\.message)) == (1...5).map({ "m\($0)" }) { return true }
+            }
+            return false
+        }
         // Through a secondary, following its 307 to whoever is master now (as `curl -L` does).
         var after: HTTP.Reply?
         try await eventually("a new master takes an append through s1") {
