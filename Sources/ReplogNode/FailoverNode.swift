@@ -66,7 +66,8 @@ public final class FailoverNode: Service, Sendable {
         /// The last `member.kept` handed to `election` to save.
         var handedOn: FailoverMember.Kept
         var current: Current
-        var masterTask: Task<Void, Never>?
+        /// Stops the master this node runs (`runMasters`).
+        var masterStop: WakeSignal?
         /// The master log this node holds (`nil` until it follows one).
         var logID: String?
         /// The node's run has ended: it starts no master any more (a vote's answer may
@@ -99,6 +100,14 @@ public final class FailoverNode: Service, Sendable {
     let watch: LogWatch
     /// The commit point this node learned, kept in its data dir before readers see it.
     let commitPoint: CommitPoint
+    /// A master this node was elected to run, and what stops it.
+    private struct Elected: Sendable {
+        let master: Master
+        let stop: WakeSignal
+    }
+
+    /// Masters to run: the node's run runs them, in tasks it owns.
+    private let elected: (stream: AsyncStream<Elected>, continuation: AsyncStream<Elected>.Continuation) = AsyncStream.makeStream()
     /// Vote requests to send: the node's run sends them, in tasks it owns.
     private let voteRequests: (stream: AsyncStream<VoteRequest>, continuation: AsyncStream<VoteRequest>.Continuation) = AsyncStream.makeStream()
     /// Advanced to each epoch in which this node, as master, takes appends.
@@ -384,17 +393,34 @@ public final class FailoverNode: Service, Sendable {
         await untilShutdown(on: taskExecutor) {
             async let votes: Void = self.sendVoteRequests()
             async let commitPoints: Void = self.commitPoint.run()
+            // The master this node runs stops with it, and its loops end before the node's
+            // run returns: the service group then closes the transport under no stream.
+            async let masters: Void = self.runMasters()
             while !Task.isCancelled {
                 let wake = await self.tick()
                 do { try await self.clock.sleep(for: max(wake - self.clock.now, .milliseconds(5))) } catch { break }
             }
             await votes
             await commitPoints
+            await masters
         }
-        // The master this node runs stops with it, and its loops end before the node's run
-        // returns: the service group then closes the transport under no stream.
         state.withLock { $0.stopped = true }
-        await stopMaster()?.value
+        stopMaster()  // one elected as the run ended never ran: back to following
+    }
+
+    /// Runs each master this node is elected to run until it steps down or the node stops.
+    private func runMasters() async {
+        await withDiscardingTaskGroup { group in
+            for await elected in elected.stream {
+                group.addTask(executorPreference: taskExecutor) {
+                    await withDiscardingTaskGroup { running in
+                        running.addTask(executorPreference: self.taskExecutor) { _ = try? await elected.master.run() }
+                        await elected.stop.wait()  // or the node's run is cancelled
+                        running.cancelAll()
+                    }
+                }
+            }
+        }
     }
 
     /// Runs the instance's timers; returns when to look again.
@@ -494,37 +520,36 @@ public final class FailoverNode: Service, Sendable {
             settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
             metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,
             watch: watch, taskExecutor: taskExecutor)
-        let task = Task(executorPreference: taskExecutor) { _ = try? await master.run() }
+        let stop = WakeSignal()
         state.withLock { state in
             state.current = .master(master)
-            state.masterTask = task
+            state.masterStop = stop
             state.logID = log
             state.member.becameMaster()
         }
+        elected.continuation.yield(Elected(master: master, stop: stop))
         epochGauge.record(epoch)
         logger.notice("elected master", metadata: [
             "replog.epoch": "\(epoch)", "replog.after": "\(after)", "replog.members": "\(members.joined(separator: ","))",
         ])
     }
 
-    /// Back to following: the master (if any) stops and answers its waiting appends.
-    /// Returns the task it ran in, which ends soon after.
-    @discardableResult
-    private func stopMaster() -> Task<Void, Never>? {
-        let (master, task, logID) = state.withLock { state -> (Master?, Task<Void, Never>?, String?) in
+    /// Back to following: the master (if any) stops and answers its waiting appends; its
+    /// loops end soon after (`runMasters`).
+    private func stopMaster() {
+        let (master, stop, logID) = state.withLock { state -> (Master?, WakeSignal?, String?) in
             guard case .master(let master) = state.current else { return (nil, nil, nil) }
-            defer { state.masterTask = nil }
-            return (master, state.masterTask, state.logID)
+            defer { state.masterStop = nil }
+            return (master, state.masterStop, state.logID)
         }
-        guard let master else { return nil }
+        guard let master else { return }
         stamps?.set([])
-        task?.cancel()
+        stop?.signal()
         master.shutDown()
         let replica = Self.makeReplica(
             store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
             logger: logger)
         state.withLock { $0.current = .secondary(replica) }
-        return task
     }
 
     /// Why this node may not take an append now, if so (`FailoverInstance.appendRefusal`).
