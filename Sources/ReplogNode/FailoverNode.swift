@@ -506,7 +506,7 @@ public final class FailoverNode: Service, Sendable {
                 guard let self else { return .notTheMaster(master: nil) }
                 return self.refusal()
             },
-            answered: { [weak self] peer, answer in await self?.memberAnswered(peer, answer) },
+            answered: { [weak self] peer, answer, lastSeq, masterHash in await self?.memberAnswered(peer, answer, lastSeq: lastSeq, masterHash: masterHash) },
             deposed: { [weak self] peer, epoch in await self?.memberIsLater(peer, epoch: epoch) },
             waitForTakeover: { [weak self] timeout in
                 guard let self else { return }
@@ -567,8 +567,8 @@ public final class FailoverNode: Service, Sendable {
         await mastersKnown.wait(for: max(startEpoch, 1), upTo: timeout, on: clock)
     }
 
-    private func memberAnswered(_ peer: String, _ answer: ReplicaState) async {
-        let (lastSeq, masterHash, now) = (store.lastSeq, store.hash(at: answer.seq), clock.now)
+    private func memberAnswered(_ peer: String, _ answer: ReplicaState, lastSeq: Int, masterHash: String?) async {
+        let now = clock.now
         await report { $0.onMemberAnswer(from: peer, answer, lastSeq: lastSeq, masterHash: masterHash, now: now) }
     }
 

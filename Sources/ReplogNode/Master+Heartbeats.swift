@@ -42,7 +42,7 @@ extension Master {
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
         handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
-        await failover?.answered(peer, replica)
+        await failover?.answered(peer, replica, lastSeq, masterHash)
     }
 
     /// Searches where each diverged member's log parts from this one, until the master stops

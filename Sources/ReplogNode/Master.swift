@@ -114,8 +114,9 @@ public final class Master: Service {
     public struct FailoverHooks: Sendable {
         /// Before an append is admitted: nil to go on, or why this node may not take it.
         public var refusal: @Sendable () -> AppendError?
-        /// A member answered (a heartbeat or a delivery).
-        public var answered: @Sendable (_ peer: String, _ state: ReplicaState) async -> Void
+        /// A member answered (a heartbeat or a delivery), with the end of this master's log
+        /// and its hash at the member's seq, which the master read for its own count.
+        public var answered: @Sendable (_ peer: String, _ state: ReplicaState, _ lastSeq: Int, _ masterHash: String?) async -> Void
         /// A member is in a later epoch: this master is deposed.
         public var deposed: @Sendable (_ peer: String, _ epoch: Int) async -> Void
         /// Returns once a majority holds this master's log through its start, or after the
@@ -138,7 +139,7 @@ public final class Master: Service {
         public var membersMayLearn: @Sendable (_ members: [String: Int]) -> Void
 
         public init(
-            refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState) async -> Void,
+            refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState, Int, String?) async -> Void,
             deposed: @escaping @Sendable (String, Int) async -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
             epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int) -> Void,
             membersMayLearn: @escaping @Sendable ([String: Int]) -> Void = { _ in }

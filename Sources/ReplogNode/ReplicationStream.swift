@@ -98,7 +98,7 @@ extension Master {
                     let lastSeq = store.lastSeq
                     let masterHash = store.hash(at: replica.seq)
                     handle { $0.onDelivered(to: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
-                    await failover?.answered(peer, replica)
+                    await failover?.answered(peer, replica, lastSeq, masterHash)
                 case .failed(let failure):
                     state.withLock { $0.instance.onDeliveryFailed(to: peer, failure) }
                 }

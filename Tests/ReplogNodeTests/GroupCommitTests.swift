@@ -196,7 +196,7 @@ struct GroupCommitTests {
         let (answers, answered) = AsyncStream<Int>.makeStream()
         let committed = Mutex(0)
         let hooks = Master.FailoverHooks(
-            refusal: { nil }, answered: { _, replica in answered.yield(replica.seq) }, deposed: { _, _ in }, waitForTakeover: { _ in },
+            refusal: { nil }, answered: { _, replica, _, _ in answered.yield(replica.seq) }, deposed: { _, _ in }, waitForTakeover: { _ in },
             epochStart: 0, committed: { seq in committed.withLock { $0 = max($0, seq) } })
         let master = Master(settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, failover: hooks)
         let outcome = await withTaskGroup(of: Result<Master.AppendResult, Master.AppendError>?.self) { group in
