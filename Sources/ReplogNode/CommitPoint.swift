@@ -7,25 +7,28 @@ import Synchronization
 ///
 /// A node learns it from every request of its master, or as master from the durable
 /// acknowledgements of a majority, far more often than a disk can keep it. So `learn` only
-/// notes the value and wakes `run`, the loop the node's run owns, which writes the latest
-/// value learned (`KeptValue`) and then shows it: what is learned during a write goes with
-/// the next one.
+/// notes the value and wakes `run`, the loop the node's run owns and the one writer, which
+/// writes the latest value learned on the storage's thread pool and then shows it: what is
+/// learned during a write goes with the next one.
 final class CommitPoint: Sendable {
     private let learnedSeq: Mutex<Int>
-    private let kept: KeptValue<Int>
+    /// What the data dir held when the node started.
+    private let keptAtStart: Int
     private let learnedMore = WakeSignal()
     private let watch: LogWatch
+    private let io: BlockingIO
     private let logger: Logger
-    /// Without a data dir a value is shown at once: nothing outlives the process anyway.
-    private let showsAtOnce: Bool
+    /// Writes the value to the data dir; nil without one (shown at once then: nothing
+    /// outlives the process anyway).
+    private let keep: (@Sendable (Int) throws -> Void)?
 
-    /// - Parameter keep: writes the value to the data dir; nil without one.
     init(kept: Int, watch: LogWatch, io: BlockingIO, logger: Logger, keep: (@Sendable (Int) throws -> Void)?) {
         self.learnedSeq = Mutex(kept)
-        self.kept = KeptValue(kept, io: io, write: keep)
+        self.keptAtStart = kept
         self.watch = watch
+        self.io = io
         self.logger = logger
-        self.showsAtOnce = keep == nil
+        self.keep = keep
         watch.committed(to: kept)
     }
 
@@ -40,17 +43,20 @@ final class CommitPoint: Sendable {
             return true
         }
         guard advanced else { return }
-        if showsAtOnce { watch.committed(to: seq) } else { learnedMore.signal() }
+        if keep == nil { watch.committed(to: seq) } else { learnedMore.signal() }
     }
 
     /// Keeps each value learned, then shows it to readers, until the task is cancelled.
     func run() async {
+        guard let keep else { return }
+        var tried = keptAtStart
         while !Task.isCancelled {
             await learnedMore.wait()
             let seq = learned
-            guard seq > kept.latest else { continue }
+            guard seq > tried else { continue }
+            tried = seq
             do {
-                try await kept.keep(through: kept.set(seq))
+                try await io.run { try keep(seq) }
             } catch {
                 // Readers are not shown it, and the next value learned tries again.
                 logger.error("cannot keep the commit point in the data dir", metadata: ["replog.error": "\(error)"])

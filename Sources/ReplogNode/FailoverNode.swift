@@ -63,8 +63,6 @@ public final class FailoverNode: Service, Sendable {
     private struct State {
         /// The protocol state; `kept` is saved in the data dir whenever it changes.
         var member: FailoverMember
-        /// The last `member.kept` handed to `election` to save.
-        var handedOn: FailoverMember.Kept
         var current: Current
         /// Stops the master this node runs (`runMasters`).
         var masterStop: WakeSignal?
@@ -164,7 +162,7 @@ public final class FailoverNode: Service, Sendable {
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
             kept: election, foundThrough: store.lastSeq, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
-        self.state = Mutex(State(member: member, handedOn: election, current: .secondary(replica), logID: logID))
+        self.state = Mutex(State(member: member, current: .secondary(replica), logID: logID))
         var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
         if directory != nil {
             let folder = self.directory
@@ -603,12 +601,9 @@ public final class FailoverNode: Service, Sendable {
     ) async throws -> T {
         let (result, version) = state.withLock { state in
             let result = event(&state.member)
-            if state.member.kept != state.handedOn {
-                if state.member.kept.record.epoch != state.handedOn.record.epoch { epochGauge.record(state.member.kept.record.epoch) }
-                state.handedOn = state.member.kept
-                election.set(state.handedOn)
-            }
-            return (result, election.version)
+            let (version, changed) = election.set(state.member.kept)
+            if changed { epochGauge.record(state.member.kept.record.epoch) }
+            return (result, version)
         }
         for case .stepDown(let reason) in directives(result) { stepDown(reason) }
         try await election.keep(through: version)

@@ -1,15 +1,15 @@
 import ReplogStorage
 import Synchronization
 
-/// A value a node keeps in its data dir beside its log (its election record, its commit
-/// point), written on the storage's thread pool: never under a lock, never on an event loop.
+/// A value a node keeps in its data dir beside its log (its election record), written on
+/// the storage's thread pool: never under a lock, never on an event loop.
 ///
 /// The protocol state changes under its lock and hands the new value to `set`; whoever must
 /// not go on before it is on disk (an answer, a directive) awaits `keep(through:)` outside
 /// that lock. One write runs at a time and writes the latest value set, so a burst of
 /// changes costs one write: a group commit of one value (`GroupRounds`, as `GroupCommit`
 /// for the log).
-final class KeptValue<Value: Sendable>: Sendable {
+final class KeptValue<Value: Sendable & Equatable>: Sendable {
     private struct State {
         var latest: Value
         /// The version of `latest`; each `set` makes the next one.
@@ -32,22 +32,18 @@ final class KeptValue<Value: Sendable>: Sendable {
         self.write = write
     }
 
-    /// Makes `value` the latest: the next write takes it. Returns its version.
-    @discardableResult
-    func set(_ value: Value) -> Int {
+    /// Makes `value` the latest, when it differs from it: the next write takes it. Returns
+    /// the version of the latest value (new or not), to pass to `keep(through:)`, and whether
+    /// it changed.
+    func set(_ value: Value) -> (version: Int, changed: Bool) {
         state.withLock { state in
+            guard value != state.latest else { return (state.version, false) }
             state.latest = value
             state.version += 1
             if write == nil { state.written = state.version }
-            return state.version
+            return (state.version, true)
         }
     }
-
-    /// The version of the latest value set.
-    var version: Int { state.withLock { $0.version } }
-
-    /// The latest value set.
-    var latest: Value { state.withLock { $0.latest } }
 
     /// Returns once version `version` (or a later one) is on disk. The first caller to find
     /// no write running writes the latest value; the others wait for a write that covers
