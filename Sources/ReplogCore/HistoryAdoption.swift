@@ -62,7 +62,14 @@ public struct HistoryAdoption: Sendable, Equatable {
     /// (`masterStart`): only while its log is not known to be that master's. The shell reads
     /// that hash as a delivery is stored, and a hash costs a string: not on every delivery.
     public func needsStartHash(epoch: Int, masterStart: EpochHistory.Start?, recordedStart: EpochHistory.Start?) -> Bool {
-        masterStart != nil && prefixOfEpoch != epoch && recordedStart != masterStart
+        guard let masterStart else { return false }
+        return !knows(masterStart, of: epoch, recorded: recordedStart)
+    }
+
+    /// Whether this log is known to hold the start of the master of `epoch`: it recorded
+    /// that start, or it is known to be that master's log.
+    private func knows(_ start: EpochHistory.Start, of epoch: Int, recorded: EpochHistory.Start?) -> Bool {
+        prefixOfEpoch == epoch || recorded == start
     }
 
     /// Whether the node takes on the master's history through `heldThrough` after serving
@@ -71,7 +78,7 @@ public struct HistoryAdoption: Sendable, Equatable {
     ///   node's log is not known to be the master's, which is rare).
     public mutating func served(_ facts: Served, heldHash: (Int) -> String?) -> Bool {
         guard let start = facts.masterStart, facts.heldThrough >= start.after else { return false }
-        if prefixOfEpoch == facts.epoch || facts.recordedStart == start { return true }
+        if knows(start, of: facts.epoch, recorded: facts.recordedStart) { return true }
         let holdsStart =
             heldHash(start.after) == facts.masterStartHash || (facts.startedAgain && facts.firstSeq - 1 >= start.after)
         guard facts.storedBefore <= start.after || facts.startedAgain, holdsStart else { return false }
@@ -92,7 +99,7 @@ public struct HistoryAdoption: Sendable, Equatable {
     ///   - facts: what `served` was told, and answered `false` to.
     ///   - heldHash: this node's hash at a seq, if it holds it.
     public func undatedTail(_ facts: Served, foundThrough: Int, heldHash: (Int) -> String?) -> Int? {
-        guard let start = facts.masterStart, foundThrough > start.after, prefixOfEpoch != facts.epoch, facts.recordedStart != start,
+        guard let start = facts.masterStart, foundThrough > start.after, !knows(start, of: facts.epoch, recorded: facts.recordedStart),
             !facts.startedAgain, heldHash(start.after) == facts.masterStartHash
         else { return nil }
         return start.after
