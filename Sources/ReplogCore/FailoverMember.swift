@@ -218,8 +218,11 @@ public struct FailoverMember: Sendable {
         }
     }
 
-    /// This node became master: what members said of earlier epochs is forgotten.
-    public mutating func becameMaster() {
+    /// This node became master: what members said of earlier epochs is forgotten. Returns
+    /// the epoch in which it takes appends at once, if it does: alone, it is its own majority.
+    public mutating func becameMaster(now: Duration) -> Int? {
         memberEpochs = [:]
+        guard let instance, instance.acceptsAppends(now: now) else { return nil }
+        return instance.epoch
     }
 }

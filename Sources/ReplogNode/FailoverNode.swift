@@ -519,13 +519,15 @@ public final class FailoverNode: Service, Sendable {
             metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,
             watch: watch, taskExecutor: taskExecutor)
         let stop = WakeSignal()
-        state.withLock { state in
+        let now = clock.now
+        let taking = state.withLock { state in
             state.current = .master(master)
             state.masterStop = stop
             state.logID = log
-            state.member.becameMaster()
+            return state.member.becameMaster(now: now)
         }
         elected.continuation.yield(Elected(master: master, stop: stop))
+        if let taking { tookOver(in: taking) }
         epochGauge.record(epoch)
         logger.notice("elected master", metadata: [
             "replog.epoch": "\(epoch)", "replog.after": "\(after)", "replog.members": "\(members.joined(separator: ","))",
@@ -577,11 +579,14 @@ public final class FailoverNode: Service, Sendable {
 
     private func report(_ answer: (inout FailoverMember) -> ([FailoverInstance.Directive], Int?)) async {
         let (directives, taking) = (try? await update(answer, directives: \.0)) ?? ([], nil)
-        if let taking {
-            takeovers.advanced(to: taking)
-            mastersKnown.advanced(to: taking)
-        }
+        if let taking { tookOver(in: taking) }
         carryOut(directives)
+    }
+
+    /// This node, as master, takes appends in `epoch`.
+    private func tookOver(in epoch: Int) {
+        takeovers.advanced(to: epoch)
+        mastersKnown.advanced(to: epoch)
     }
 
     // MARK: Persistence

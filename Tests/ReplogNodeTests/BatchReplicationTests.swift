@@ -6,7 +6,7 @@ import Testing
 
 /// Part of a batch is no message: a node neither lists nor acknowledges it, and a node
 /// elected master drops it before it appends anything after it.
-@Suite struct BatchReplicationTests {
+@Suite(.timeLimit(.minutes(1))) struct BatchReplicationTests {
     private func records(_ range: ClosedRange<Int>, batchEndsAt end: Int? = nil) -> RecordFraming.DecodedRecords {
         .init(entries: range.map { LogEntry(seq: $0, message: "m\($0)") }, continues: range.map { seq in end.map { seq < $0 } ?? false })
     }
@@ -44,18 +44,11 @@ import Testing
             transport: InMemoryTransport(clock: clock), clock: clock)
         let running = Task { try await node.run() }
         defer { running.cancel() }
-        let master = try await waitForMaster(node)
+        await node.waitUntilSettled(upTo: .seconds(60))  // the manual clock never ends the wait: the election does
+        let master = try #require(node.currentMaster)
         #expect(store.lastSeq == 1 && store.completeSeq == 1)
         let appended = try await master.append(AppendRequest(message: "next", w: 1))
         #expect(appended.seq == 2)
         #expect(try store.read(from: 1, limit: .max).map(\.message) == ["m1", "next"])
-    }
-
-    private func waitForMaster(_ node: FailoverNode) async throws -> Master {
-        for _ in 0..<10_000 {
-            if case .master(let master) = node.current { return master }
-            await Task.yield()
-        }
-        throw CancellationError()
     }
 }
