@@ -1,18 +1,25 @@
+/// What a node's rules read of its own log, as etcd raft's `Storage` interface: the shell's
+/// store, read where a rule needs it and never written through.
+public protocol HeldLog {
+    /// Its running hash at `seq`, if it holds that seq.
+    func hash(at seq: Int) -> String?
+    /// Its messages at `seqs`, by seq.
+    func messages(in seqs: ClosedRange<Int>) throws -> [Int: String]
+}
+
 /// A secondary's protocol rules as a value: which master log it follows, which deliveries
 /// it refuses, when it starts its log again, what it stores in which order with which keys
 /// and batch marks, and what it may claim to hold.
 ///
-/// It does no I/O. The shell (`SecondaryReplica`) hands it what the store holds where a rule
-/// needs it (a hash, the messages at redelivered seqs), carries out what it says (record the
-/// log it follows, start the log again, append), and tells it how that went, in this order:
+/// It does no I/O. A delivery is two events, because what must reach the disk first (rarely
+/// anything) can fail before the value has changed:
 ///
 /// ```
-/// mustRecord(log)?      → record the log id on disk → followed(log)
-/// deliveredBy(epoch)
-/// startsAgain(at:…)?    → restart the store there   → startedAgain(at:)
-/// receive(records, stored: messages at heldSeqs(of:)) → append what it returns
-///                                                     → notStored(_:) if the append failed
-/// claim(completeSeq:durableSeq:)                      → the seq it answers with
+/// admit(delivery, log:)        → Admission: record the log id, start the log again
+///                                (the shell does both, in that order, if named)
+/// onDelivery(delivery, admitted:, log:)
+///                              → Ready: append these; notStored(_:) if the append failed
+/// claim(completeSeq:durableSeq:) → the seq it answers with
 /// ```
 public struct SecondaryInstance: Sendable {
     /// The delivery belongs to another master log than the one this secondary holds.
@@ -50,6 +57,46 @@ public struct SecondaryInstance: Sendable {
         public var after: Int
         /// How many delivered entries it held already.
         public var duplicates: Int
+    }
+
+    /// A master's delivery: its entries (duplicated or out of order, perhaps), with their
+    /// keys and batch marks by position (either may be shorter than `entries`).
+    public struct Delivery: Sendable {
+        public var logID: String
+        public var entries: [LogEntry]
+        public var ids: [String?]
+        public var continues: [Bool]
+        /// The master's first kept seq and its hash at the seq before, when the master sent
+        /// them: its retention dropped what comes before.
+        public var start: (firstSeq: Int, link: String)?
+        /// With failover, the master of this node's epoch decides which log the cluster
+        /// holds: a replica that holds another one (a master of an earlier epoch wrote it,
+        /// and nobody else holds it) follows the master's, whose hash comparison then cuts
+        /// what differs. Without failover another log is refused.
+        public var adopt: Bool
+        /// With failover, the epoch of the master that sent it.
+        public var epoch: Int?
+
+        public init(
+            logID: String, entries: [LogEntry], ids: [String?] = [], continues: [Bool] = [], start: (firstSeq: Int, link: String)? = nil,
+            adopt: Bool = false, epoch: Int? = nil
+        ) {
+            self.logID = logID
+            self.entries = entries
+            self.ids = ids
+            self.continues = continues
+            self.start = start
+            self.adopt = adopt
+            self.epoch = epoch
+        }
+    }
+
+    /// What must be on disk before anything of a delivery is stored, in this order.
+    public struct Admission: Sendable, Equatable {
+        /// Record this master log as the one the node follows, so the choice survives a restart.
+        public var follow: String?
+        /// Start the log again at the master's first kept seq (the delivery's `start`).
+        public var startAgainAt: Int?
     }
 
     /// The master log it follows (`nil` while it holds nothing of any).
@@ -91,25 +138,35 @@ public struct SecondaryInstance: Sendable {
         logRestarts == 0 ? baseIncarnation : "\(baseIncarnation)+\(logRestarts)"
     }
 
-    // MARK: Which log
+    // MARK: A delivery
 
-    /// Whether a delivery of master log `offered` must first be recorded as the log this
-    /// node follows (so the choice survives a restart), before anything of it is stored.
-    /// - Parameter adopt: with failover, the master of this node's epoch decides which log
-    ///   the cluster holds: a replica that holds another one (a master of an earlier epoch
-    ///   wrote it, and nobody else holds it) follows the master's, whose hash comparison
-    ///   then cuts what differs. Without failover another log is refused.
-    /// - Throws: `ForeignLog` when it holds entries of another log and may not adopt.
-    public func mustRecord(_ offered: String, adopt: Bool) throws(ForeignLog) -> Bool {
-        if let held = logID, held != offered, contiguousSeq > 0, !adopt {
-            throw ForeignLog(held: held, offered: offered)
+    /// What a delivery needs on disk first: the master log's id, when it is news here, and a
+    /// log started again, when the delivery starts where this log cannot go on.
+    /// - Throws: `ForeignLog` when it holds entries of another log and may not adopt it.
+    public func admit(_ delivery: Delivery, log: some HeldLog) throws(ForeignLog) -> Admission {
+        if let held = logID, held != delivery.logID, contiguousSeq > 0, !delivery.adopt {
+            throw ForeignLog(held: held, offered: delivery.logID)
         }
-        return logID != offered
+        var admission = Admission(follow: logID != delivery.logID ? delivery.logID : nil)
+        if let start = delivery.start,
+            startsAgain(at: start.firstSeq, masterLink: start.link, heldLink: log.hash(at: start.firstSeq - 1))
+        {
+            admission.startAgainAt = start.firstSeq
+        }
+        return admission
     }
 
-    /// The log id is recorded: it follows that log now.
-    public mutating func followed(_ offered: String) {
-        logID = offered
+    /// Takes a delivery once the shell carried out its admission, and returns what is now
+    /// ready to store. Keys and batch marks travel with their entries: a master elected later
+    /// answers a retry of one, and a batch is whole here only once its last record is stored.
+    /// - Throws: `Diverged` when a redelivered entry differs from what it holds (it then
+    ///   keeps nothing of the delivery), or what `log` threw reading those.
+    public mutating func onDelivery(_ delivery: Delivery, admitted: Admission, log: some HeldLog) throws -> Ready {
+        if let follow = admitted.follow { logID = follow }
+        deliveredBy(epoch: delivery.epoch)
+        if let firstSeq = admitted.startAgainAt { startedAgain(at: firstSeq) }
+        let stored = try heldSeqs(of: delivery.entries).map { try log.messages(in: $0) } ?? [:]
+        return try receive(delivery.entries, ids: delivery.ids, continues: delivery.continues, stored: stored)
     }
 
     // MARK: Whose entries
@@ -118,7 +175,7 @@ public struct SecondaryInstance: Sendable {
     /// sent and that still wait for a gap to fill are dropped: the new master may hold other
     /// entries at those seqs, and its own would otherwise release them behind its first
     /// (the real-node simulation, seed 4667).
-    public mutating func deliveredBy(epoch: Int?) {
+    private mutating func deliveredBy(epoch: Int?) {
         guard let epoch, epoch != heldBackEpoch else { return }
         if holdBack.heldBackCount > 0 {
             dropHeldBack(keepingThrough: contiguousSeq)
@@ -136,12 +193,12 @@ public struct SecondaryInstance: Sendable {
     /// - Parameters:
     ///   - masterLink: the master's hash at `firstSeq - 1`.
     ///   - heldLink: this node's hash at `firstSeq - 1`, if it holds that seq.
-    public func startsAgain(at firstSeq: Int, masterLink: String, heldLink: String?) -> Bool {
+    private func startsAgain(at firstSeq: Int, masterLink: String, heldLink: String?) -> Bool {
         heldLink != masterLink
     }
 
     /// The store started again: it holds nothing before `firstSeq`.
-    public mutating func startedAgain(at firstSeq: Int) {
+    private mutating func startedAgain(at firstSeq: Int) {
         dropHeldBack(keepingThrough: firstSeq - 1)
         restartedAt = firstSeq
         logRestarts += 1
@@ -149,26 +206,19 @@ public struct SecondaryInstance: Sendable {
 
     // MARK: Receiving
 
-    /// The seqs of `entries` it already holds: the shell reads its messages there for
-    /// `receive` to compare. A redelivery is rare (a lost answer, a retry), so reading it
-    /// back costs little.
-    public func heldSeqs(of entries: [LogEntry]) -> ClosedRange<Int>? {
+    /// The seqs of `entries` it already holds, whose messages it reads back to compare. A
+    /// redelivery is rare (a lost answer, a retry), so reading it back costs little.
+    private func heldSeqs(of entries: [LogEntry]) -> ClosedRange<Int>? {
         // A seq below 1 is no entry (the route refuses it).
         let seqs = entries.lazy.map(\.seq).filter { $0 >= 1 && $0 <= contiguousSeq }
         guard let first = seqs.min(), let last = seqs.max() else { return nil }
         return first...last
     }
 
-    /// Takes a delivery, which may be duplicated or out of order, and returns what is now
-    /// ready to store. Keys and batch marks travel with their entries: a master elected later
-    /// answers a retry of one, and a batch is whole here only once its last record is stored.
-    /// - Parameters:
-    ///   - ids: the entries' idempotency keys, by position (may be shorter than `entries`).
-    ///   - continues: the entries' batch marks, by position (may be shorter).
-    ///   - stored: the messages it holds at `heldSeqs(of: entries)`.
-    /// - Throws: `Diverged` when a redelivered entry differs from what it holds; it then
-    ///   keeps nothing of the delivery.
-    public mutating func receive(
+    /// The delivery's entries, which may be duplicated or out of order: what is now ready to
+    /// store.
+    /// - Parameter stored: the messages it holds at `heldSeqs(of: entries)`.
+    private mutating func receive(
         _ entries: [LogEntry], ids: [String?], continues: [Bool], stored: [Int: String]
     ) throws(Diverged) -> Ready {
         let before = contiguousSeq

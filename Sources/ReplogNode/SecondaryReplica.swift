@@ -115,7 +115,7 @@ public final class SecondaryReplica: Sendable {
     public var heldBackCount: Int { instance.withLock { $0.heldBackCount } }
 
     /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
-    /// - Parameter adopt: see `SecondaryInstance.mustRecord(_:adopt:)`.
+    /// - Parameter adopt: see `SecondaryInstance.Delivery.adopt`.
     /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
     ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
     ///   an fsync (nothing is stored any more then).
@@ -126,7 +126,7 @@ public final class SecondaryReplica: Sendable {
     /// Like `receive(_:ids:of:adopt:)`, with the records' batch marks: a batch counts (is
     /// acknowledged, listed, claimed) only once all of it is here.
     /// - Parameter epoch: with failover, the epoch of the master that sent them
-    ///   (`SecondaryInstance.deliveredBy(epoch:)`).
+    ///   (`SecondaryInstance.Delivery.epoch`).
     public func receive(
         _ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool = false, epoch: Int? = nil
     ) async throws -> ReplicaState {
@@ -145,26 +145,24 @@ public final class SecondaryReplica: Sendable {
         }
         if let failure = commit.failure { throw failure }
         if commit.writeWasRefused { await commit.retryRefusedWrite() }
+        let delivery = SecondaryInstance.Delivery(
+            logID: logID, entries: records.entries, ids: records.ids, continues: records.continues,
+            start: records.start.map { ($0.firstSeq, $0.hash) }, adopt: adopt, epoch: epoch)
         let (replicaState, markHash) = try instance.withLock { instance in
-            if try instance.mustRecord(logID, adopt: adopt) {
-                try onFollow(logID)  // rare: once per master log, so done under the lock
-                instance.followed(logID)
+            let log = StoreLog(store: store)
+            let admission = try instance.admit(delivery, log: log)
+            if let follow = admission.follow {
+                try onFollow(follow)  // rare: once per master log, so done under the lock
             }
-            instance.deliveredBy(epoch: epoch)
-            if let start = records.start,
-                instance.startsAgain(at: start.firstSeq, masterLink: start.hash, heldLink: store.hash(at: start.firstSeq - 1))
-            {
-                let before = instance.contiguousSeq
+            if admission.startAgainAt != nil, let start = records.start {
                 try store.restart(at: start)
                 commit.restarted(at: start.firstSeq - 1)
                 watch.cut(to: start.firstSeq - 1)
-                instance.startedAgain(at: start.firstSeq)
                 logger.warning("restarted the log at the master's first kept seq: it no longer holds what this node lacked", metadata: [
-                    "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(before)",
+                    "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(instance.contiguousSeq)",
                 ])
             }
-            let stored = try storedMessages(in: instance.heldSeqs(of: records.entries))
-            let ready = try instance.receive(records.entries, ids: records.ids, continues: records.continues, stored: stored)
+            let ready = try instance.onDelivery(delivery, admitted: admission, log: log)
             do {
                 try store.append(ready.entries, ids: ready.ids, continues: ready.continues)
             } catch {
@@ -206,13 +204,6 @@ public final class SecondaryReplica: Sendable {
         }
     }
 
-    /// The messages it holds at `seqs`, by seq.
-    private func storedMessages(in seqs: ClosedRange<Int>?) throws -> [Int: String] {
-        guard let seqs else { return [:] }
-        let held = try store.read(from: seqs.lowerBound, limit: seqs.count)
-        return Dictionary(uniqueKeysWithValues: held.map { ($0.seq, $0.message) })
-    }
-
     /// Returns once a read at `level` shows something at `seq` or later, or after `timeout`.
     public func waitForEntries(from seq: Int, level: ReadLevel = .committed, upTo timeout: Duration) async {
         await watch.wait(for: seq, level: level, upTo: min(timeout, settings.maxLongPoll), on: clock)
@@ -247,5 +238,17 @@ extension SecondaryReplica {
         self.init(
             store: store, fsync: fsync, logID: directory?.metadata.log, settings: settings,
             onFollow: { log in try followed.withLock { try $0?.setLog(log) } }, logger: logger, commit: commit)
+    }
+}
+
+/// The store as the secondary's rules read it.
+private struct StoreLog: HeldLog {
+    let store: any LogStore
+
+    func hash(at seq: Int) -> String? { store.hash(at: seq) }
+
+    func messages(in seqs: ClosedRange<Int>) throws -> [Int: String] {
+        let held = try store.read(from: seqs.lowerBound, limit: seqs.count)
+        return Dictionary(uniqueKeysWithValues: held.map { ($0.seq, $0.message) })
     }
 }

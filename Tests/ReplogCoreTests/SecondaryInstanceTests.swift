@@ -12,27 +12,53 @@ struct SecondaryInstanceTests {
         SecondaryInstance(heldThrough: seq, logID: log, incarnation: "run", holdBackCapacity: 100)
     }
 
-    /// Stores what a delivery makes ready, as the shell does when its store takes it.
+    /// A log's hashes and messages, as the shell's store shows them.
+    private struct Held: HeldLog {
+        var hashes: [Int: String] = [:]
+        var stored: [Int: String] = [:]
+        func hash(at seq: Int) -> String? { hashes[seq] }
+        func messages(in seqs: ClosedRange<Int>) -> [Int: String] { stored.filter { seqs.contains($0.key) } }
+    }
+
+    private func delivery(
+        _ entries: [LogEntry], ids: [String?] = [], continues: [Bool] = [], log: String = "L", start: (Int, String)? = nil,
+        adopt: Bool = false, epoch: Int? = nil
+    ) -> SecondaryInstance.Delivery {
+        SecondaryInstance.Delivery(logID: log, entries: entries, ids: ids, continues: continues, start: start, adopt: adopt, epoch: epoch)
+    }
+
+    /// Both events of a delivery, as the shell calls them when its store takes what they say.
     private func deliver(
-        _ delivered: [LogEntry], ids: [String?] = [], continues: [Bool] = [], to secondary: inout SecondaryInstance
+        _ delivered: [LogEntry], ids: [String?] = [], continues: [Bool] = [], epoch: Int? = nil, held: Held = Held(),
+        to secondary: inout SecondaryInstance
     ) throws -> SecondaryInstance.Ready {
-        try secondary.receive(delivered, ids: ids, continues: continues, stored: [:])
+        let delivery = delivery(delivered, ids: ids, continues: continues, log: secondary.logID ?? "L", epoch: epoch)
+        let admission = try secondary.admit(delivery, log: held)
+        return try secondary.onDelivery(delivery, admitted: admission, log: held)
     }
 
     @Test func aNewLogIsRecordedBeforeAnythingOfItIsStoredAndOnlyOnce() throws {
         var replica = secondary()
-        #expect(try replica.mustRecord("L", adopt: false))
-        replica.followed("L")
-        #expect(try replica.mustRecord("L", adopt: false) == false)
+        let first = delivery(entries(1...1))
+        let admission = try replica.admit(first, log: Held())
+        #expect(admission.follow == "L")
+        #expect(replica.logID == nil, "nothing changes before the shell recorded it")
+        _ = try replica.onDelivery(first, admitted: admission, log: Held())
+        #expect(replica.logID == "L")
+        #expect(try replica.admit(delivery(entries(2...2)), log: Held()).follow == nil)
     }
 
     /// Without failover, another master log is refused once it holds entries; with failover
     /// the master of its epoch decides, and it is adopted.
     @Test func anotherLogIsRefusedUnlessTheMasterOfItsEpochSendsIt() throws {
         let replica = secondary(holding: 3, log: "L")
-        #expect(throws: SecondaryInstance.ForeignLog(held: "L", offered: "K")) { try replica.mustRecord("K", adopt: false) }
-        #expect(try replica.mustRecord("K", adopt: true))
-        #expect(try secondary(holding: 0, log: "L").mustRecord("K", adopt: false), "an empty log follows any master")
+        #expect(throws: SecondaryInstance.ForeignLog(held: "L", offered: "K")) {
+            try replica.admit(delivery(entries(4...4), log: "K"), log: Held())
+        }
+        #expect(try replica.admit(delivery(entries(4...4), log: "K", adopt: true), log: Held()).follow == "K")
+        #expect(
+            try secondary(holding: 0, log: "L").admit(delivery(entries(1...1), log: "K"), log: Held()).follow == "K",
+            "an empty log follows any master")
     }
 
     @Test func outOfOrderEntriesWaitForTheGapAndDuplicatesAreCounted() throws {
@@ -59,14 +85,12 @@ struct SecondaryInstanceTests {
     @Test func aRedeliveryWithAnotherMessageIsRefusedAndChangesNothing() throws {
         var replica = secondary()
         _ = try deliver(entries(1...3), to: &replica)
-        let redelivery = entries(2...4, "x")
-        #expect(replica.heldSeqs(of: redelivery) == 2...3)
-        let stored = [2: "m2", 3: "m3"]
+        let held = Held(stored: [1: "m1", 2: "m2", 3: "m3"])
         #expect(throws: SecondaryInstance.Diverged(seq: 2)) {
-            try replica.receive(redelivery, ids: [], continues: [], stored: stored)
+            try deliver(entries(2...4, "x"), held: held, to: &replica)
         }
         #expect(replica.contiguousSeq == 3, "seq 4 of the other log was not taken")
-        #expect(try replica.receive(entries(2...4), ids: [], continues: [], stored: stored).entries.map(\.seq) == [4])
+        #expect(try deliver(entries(2...4), held: held, to: &replica).entries.map(\.seq) == [4])
     }
 
     /// What the store refused counts as never received: the master's resend is stored then.
@@ -92,36 +116,43 @@ struct SecondaryInstanceTests {
     /// master delivers: its own entries at those seqs may differ.
     @Test func heldBackEntriesOfAnEarlierEpochGoWhenALaterMasterDelivers() throws {
         var replica = secondary()
-        replica.deliveredBy(epoch: 1)
-        _ = try deliver(entries(2...2, "old"), to: &replica)
-        replica.deliveredBy(epoch: 1)
-        #expect(replica.heldBackCount == 1, "the same master's entries stay")
-        replica.deliveredBy(epoch: 2)
+        _ = try deliver(entries(2...2, "old"), epoch: 1, to: &replica)
+        _ = try deliver(entries(4...4, "old"), epoch: 1, to: &replica)
+        #expect(replica.heldBackCount == 2, "the same master's entries stay")
+        #expect(try deliver(entries(1...1, "new"), epoch: 2, to: &replica).entries.map(\.message) == ["new1"])
         #expect(replica.heldBackCount == 0)
-        #expect(try deliver(entries(1...1, "new"), to: &replica).entries.map(\.message) == ["new1"])
     }
 
     /// Only a log with the master's link at the seq before its start goes on; one that parts
     /// from it there, or cannot show it (it does not hold that seq), starts again.
     @Test func itStartsAgainUnlessItHoldsTheMastersLinkBeforeTheStart() throws {
-        let replica = secondary(holding: 10)
-        #expect(replica.startsAgain(at: 8, masterLink: "a", heldLink: "a") == false)
-        #expect(replica.startsAgain(at: 8, masterLink: "a", heldLink: "b"))
-        #expect(replica.startsAgain(at: 8, masterLink: "a", heldLink: nil), "its own start is later: it can be neither checked nor cut")
-        #expect(replica.startsAgain(at: 50, masterLink: "a", heldLink: nil), "it lacks what retention dropped")
+        let replica = secondary(holding: 10, log: "L")
+        func startsAgain(at firstSeq: Int, heldLink: String?) throws -> Bool {
+            let held = Held(hashes: heldLink.map { [firstSeq - 1: $0] } ?? [:])
+            return try replica.admit(delivery(entries(firstSeq...firstSeq), start: (firstSeq, "a")), log: held).startAgainAt == firstSeq
+        }
+        #expect(try startsAgain(at: 8, heldLink: "a") == false)
+        #expect(try startsAgain(at: 8, heldLink: "b"))
+        #expect(try startsAgain(at: 8, heldLink: nil), "its own start is later: it can be neither checked nor cut")
+        #expect(try startsAgain(at: 50, heldLink: nil), "it lacks what retention dropped")
+        #expect(try replica.admit(delivery(entries(11...11)), log: Held()).startAgainAt == nil, "a delivery without a start goes on")
     }
 
     /// A log started again is news to the master, as a new process is: the incarnation it
     /// answers with changes, so the master resends from what it holds now.
     @Test func aLogStartedAgainAnswersWithANewIncarnationAndHoldsNothingBack() throws {
-        var replica = secondary(holding: 2)
+        var replica = secondary(holding: 2, log: "L")
         _ = try deliver(entries(5...6), to: &replica)
-        replica.startedAgain(at: 40)
+        func startAgain(at firstSeq: Int) throws -> SecondaryInstance.Ready {
+            let restart = delivery(entries(firstSeq...firstSeq), start: (firstSeq, "a"))
+            return try replica.onDelivery(restart, admitted: try replica.admit(restart, log: Held()), log: Held())
+        }
+        #expect(try startAgain(at: 40).entries.map(\.seq) == [40])
         #expect(replica.incarnation == "run+1")
         #expect(replica.restartedAt == 40)
-        #expect(replica.contiguousSeq == 39)
+        #expect(replica.contiguousSeq == 40)
         #expect(replica.heldBackCount == 0)
-        replica.startedAgain(at: 80)
+        _ = try startAgain(at: 80)
         #expect(replica.incarnation == "run+2")
     }
 
