@@ -238,6 +238,21 @@ public struct ReplicationInstance: Sendable {
     /// otherwise show its own entries at committed seqs.
     public func commitSeq(for url: String) -> Int { min(commitSeq, peers[url]!.matched) }
 
+    /// The commit point and each member's share of it, as `takeCommitChange` last gave them.
+    public private(set) var commitsHandedOn: (seq: Int, members: [String: Int]) = (0, [:])
+
+    /// With failover: the commit point and what each member may learn of it, when either
+    /// changed since they were last taken. A member's share goes down when it restarts with
+    /// less, so the shell hands them on in the order they were taken: an older share handed
+    /// on last would be what every later heartbeat tells the member.
+    public mutating func takeCommitChange() -> (seq: Int, members: [String: Int])? {
+        guard epochStart != nil else { return nil }
+        let members = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, commitSeq(for: $0)) })
+        guard commitSeq != commitsHandedOn.seq || members != commitsHandedOn.members else { return nil }
+        commitsHandedOn = (commitSeq, members)
+        return commitsHandedOn
+    }
+
     /// The master's own log is durable through `seq`.
     public mutating func onDurable(_ seq: Int) {
         durableSeq = max(durableSeq, seq)

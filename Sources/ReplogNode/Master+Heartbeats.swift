@@ -145,7 +145,7 @@ extension Master {
             }
             // Handed on under the lock: two events handled at once must hand on the members'
             // points in the order they were counted (`FailoverHooks.membersMayLearn`).
-            guard let failover, let commits = commitsToSend(&state) else { return (directives, completed, nil) }
+            guard let failover, let commits = state.instance.takeCommitChange() else { return (directives, completed, nil) }
             failover.membersMayLearn(commits.members)
             return (directives, completed, commits.seq)
         }
@@ -170,7 +170,7 @@ extension Master {
             do { try await clock.sleep(for: .milliseconds(5)) } catch { return }
             let due = state.withLock { state in
                 settings.secondaries.compactMap { peer in
-                    state.commitsSent[peer].flatMap { $0 > announced[peer] ?? 0 ? (peer, $0) : nil }
+                    state.instance.commitsHandedOn.members[peer].flatMap { $0 > announced[peer] ?? 0 ? (peer, $0) : nil }
                 }
             }
             for (peer, commit) in due { announced[peer] = commit }
@@ -183,17 +183,6 @@ extension Master {
                 }
             }
         }
-    }
-
-    /// With failover: the commit point and what each member may learn of it, when either
-    /// changed since they were last handed on.
-    private func commitsToSend(_ state: inout State) -> (seq: Int, members: [String: Int])? {
-        let instance = state.instance
-        let changed = instance.commitSeq != state.commitSent || settings.secondaries.contains { instance.commitSeq(for: $0) != state.commitsSent[$0] }
-        guard changed else { return nil }
-        let members = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, instance.commitSeq(for: $0)) })
-        (state.commitSent, state.commitsSent) = (instance.commitSeq, members)
-        return (instance.commitSeq, members)
     }
 
     private func carryOut(_ directive: ReplicationInstance.Directive) {

@@ -15,10 +15,6 @@ extension Master {
     struct State {
         var instance: ReplicationInstance
         var waiters = Waiters()
-        /// With failover: the commit point last handed on, and what each member was last
-        /// given to learn of it.
-        var commitSent = 0
-        var commitsSent: [String: Int] = [:]
     }
 
     /// Appends waiting for acknowledgements. An outcome may arrive before its append has

@@ -74,6 +74,23 @@ import Testing
         #expect(single.commitSeq == 3)
     }
 
+    /// What the members may learn of the commit point is handed on once per change, and
+    /// again when a member's share goes down (it restarted with less).
+    @Test func aChangeOfTheCommitPointIsTakenOnce() {
+        var instance = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log", epochStart: 0)
+        instance.onDurable(3)
+        _ = instance.onContact(from: "s1", answer(3), lastSeq: 3, now: .zero)
+        #expect(instance.takeCommitChange()?.seq == 3)
+        #expect(instance.commitsHandedOn.members == ["s1": 3, "s2": 0])
+        #expect(instance.takeCommitChange() == nil, "nothing changed since")
+        _ = instance.onContact(from: "s1", answer(1, from: "b"), lastSeq: 3, now: .zero)
+        #expect(instance.takeCommitChange()?.members == ["s1": 1, "s2": 0], "s1 restarted holding less")
+
+        var single = ReplicationInstance(settings: .init(secondaries: ["s1", "s2"]), logID: "log")
+        single.onDurable(3)
+        #expect(single.takeCommitChange() == nil, "without failover no member learns a commit point")
+    }
+
     /// After retention an answer is only as good as a hash the master still has: a member
     /// holding only seqs before the master's start counts as holding nothing of its log.
     @Test func anAnswerBeforeTheMastersStartVouchesForNothing() {
