@@ -150,6 +150,10 @@ public struct ReplicationInstance: Sendable {
     public enum StreamStep: Sendable, Equatable {
         /// Read up to `limit` entries from `from` on and send them; report with `onSending`.
         case send(from: Int, limit: Int)
+        /// Retention dropped what the secondary lacks: read up to `limit` entries from the
+        /// log's start and send them marked with it, so that the secondary starts its log
+        /// again there; report with `onSending`.
+        case sendFromStart(limit: Int)
         /// Hold a small batch back for up to this long, then report `onLingerOver`
         /// (an append that a client waits for ends it early).
         case linger(Duration)
@@ -463,7 +467,8 @@ public struct ReplicationInstance: Sendable {
     /// - Parameters:
     ///   - upTo: the last seq that may leave the master: the end of its durable prefix, or
     ///     with failover the end of its log (the master's fsync and replication overlap).
-    public mutating func nextStreamStep(for url: String, upTo sendable: Int, now: Duration) -> StreamStep {
+    ///   - firstSeq: the first seq the master's log still keeps (retention).
+    public mutating func nextStreamStep(for url: String, upTo sendable: Int, firstSeq: Int = 1, now: Duration) -> StreamStep {
         var peer = peers[url]!
         defer { peers[url] = peer }
         if peer.stream.phase == .backingOff { return .idle(waitForData: false) }
@@ -480,7 +485,7 @@ public struct ReplicationInstance: Sendable {
         }
         peer.stream.sentThrough = max(peer.stream.sentThrough, peer.matched)
         guard peer.stream.inFlight < settings.maxInFlight else { return .idle(waitForData: false) }
-        let next = peer.stream.sentThrough + 1
+        let next = max(peer.stream.sentThrough + 1, firstSeq)
         let available = min(settings.maxBatchSize, sendable - next + 1)
         guard available > 0 else { return .idle(waitForData: true) }
         // Nobody waits for these yet: hold a small batch back briefly so that it leaves
@@ -495,7 +500,7 @@ public struct ReplicationInstance: Sendable {
             return .linger(linger)
         }
         peer.stream.phase = .sending
-        return .send(from: next, limit: available)
+        return next > peer.stream.sentThrough + 1 ? .sendFromStart(limit: available) : .send(from: next, limit: available)
     }
 
     /// The stream sends a request carrying `seqs` (what `.send` asked for, or less).

@@ -30,32 +30,17 @@ extension Master {
                 startWork: while true {
                     let sendable = ReplicationInstance.sendable(
                         sendsBeforeDurable: sendsBeforeDurable, written: store.completeSeq, durable: commit.durableSeq)
-                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
+                    let firstSeq = store.firstSeq
+                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, firstSeq: firstSeq, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):
-                        // The records as they are on disk: nothing is decoded or encoded again.
-                        var batch: RecordBatch?
-                        do {
-                            batch = try await commit.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes)
-                        } catch LogStoreError.gone {
-                            // Retention dropped what the secondary lacks: send from the log's
-                            // start, marked, so that it starts its log again there.
-                            let start = store.start
-                            batch = try? await commit.readRecords(from: start.firstSeq, limit: limit, maxBytes: settings.maxBatchBytes)
-                            batch?.start = start
-                            if batch == nil {
-                                let failure = ReplicationInstance.Failure(reason: "the log no longer holds seq \(from)", seqs: from...from)
-                                state.withLock { $0.instance.onReadFailed(for: peer, failure) }
-                                continue startWork
-                            }
-                        } catch {
-                            let failure = ReplicationInstance.Failure(reason: "\(error)", seqs: from...from)
-                            state.withLock { $0.instance.onReadFailed(for: peer, failure) }
-                            continue startWork
-                        }
-                        guard let batch else {
-                            preconditionFailure("the log holds no entry at \(from), below \(sendable)")
-                        }
+                        guard let batch = await read(from: from, limit: limit, for: peer) else { continue startWork }
+                        state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
+                        group.addTask { await self.send(batch, to: peer) }
+                    case .sendFromStart(let limit):
+                        let start = store.start
+                        guard var batch = await read(from: start.firstSeq, limit: limit, for: peer) else { continue startWork }
+                        batch.start = start
                         state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }
                     case .linger(let linger):
@@ -105,6 +90,24 @@ extension Master {
             }
             group.cancelAll()
         }
+    }
+
+    /// The records from `from` on as they are on disk (nothing is decoded or encoded again),
+    /// or nil when there is nothing to send now: retention dropped `from` meanwhile (the next
+    /// step sends from the new start), or the read failed (the round fails, as a delivery's:
+    /// it backs off, retries, and says why in /health; no entry is ever skipped).
+    private func read(from: Int, limit: Int, for peer: String) async -> RecordBatch? {
+        let failure: String
+        do {
+            if let batch = try await commit.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes) { return batch }
+            failure = "the log holds no entry at seq \(from)"
+        } catch LogStoreError.gone {
+            return nil
+        } catch {
+            failure = "\(error)"
+        }
+        state.withLock { $0.instance.onReadFailed(for: peer, ReplicationInstance.Failure(reason: failure, seqs: from...from)) }
+        return nil
     }
 
     /// Waits out a failed round's back-off, or less if a heartbeat sees the secondary recover.

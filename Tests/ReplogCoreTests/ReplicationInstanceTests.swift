@@ -187,6 +187,19 @@ import Testing
         #expect(instance.nextStreamStep(for: "s1", upTo: 5, now: .zero) == .idle(waitForData: true))
     }
 
+    /// Retention dropped what a secondary lacks: its stream sends from the log's start,
+    /// marked, so that it starts its log again there; once it holds the start, it goes on.
+    @Test func aSecondaryBehindTheMastersStartGetsTheLogFromItsStart() throws {
+        var instance = Self.instance(maxBatchSize: 4)
+        _ = instance.onContact(from: "s1", answer(2), lastSeq: 0, now: .zero)
+        _ = try append(20, w: 1, to: &instance)
+        #expect(instance.nextStreamStep(for: "s1", upTo: 20, firstSeq: 11, now: .zero) == .sendFromStart(limit: 4))
+        instance.onSending(to: "s1", seqs: 11...14)
+        _ = instance.onDelivered(to: "s1", answer(14, from: "a+1"), lastSeq: 20, now: .zero)
+        #expect(instance.nextStreamStep(for: "s1", upTo: 20, firstSeq: 11, now: .zero) == .send(from: 15, limit: 4))
+        #expect(instance.nextStreamStep(for: "s2", upTo: 20, firstSeq: 1, now: .zero) == .send(from: 1, limit: 4), "nothing dropped")
+    }
+
     @Test func aFailedRoundDrainsBacksOffLongerEachTimeAndResendsFromWhatTheSecondaryHolds() throws {
         var instance = Self.instance(maxBatchSize: 1, maxInFlight: 2)
         _ = try append(3, w: 1, to: &instance)
