@@ -38,10 +38,20 @@ extension Master {
 
     /// A secondary answered a heartbeat with what it holds.
     func onContact(_ peer: String, _ replica: ReplicaState) async {
-        let replica = replica.vouched(byLogStartingAt: store.firstSeq)
+        await answered(by: peer, replica) { $0.onContact(from: peer, $1, lastSeq: $2, masterHash: $3, now: clock.now) }
+    }
+
+    /// A member answered (a heartbeat, a delivery) with what it holds: it counts as far as a
+    /// hash this log still has vouches for it, and the event gets the end of this log and its
+    /// hash at the member's seq, which the failover count gets too.
+    func answered(
+        by peer: String, _ answer: ReplicaState,
+        _ event: (inout ReplicationInstance, ReplicaState, _ lastSeq: Int, _ masterHash: String?) -> [ReplicationInstance.Directive]
+    ) async {
+        let replica = answer.vouched(byLogStartingAt: store.firstSeq)
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
-        handle { $0.onContact(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
+        handle { event(&$0, replica, lastSeq, masterHash) }
         await failover?.answered(peer, replica, lastSeq, masterHash)
     }
 

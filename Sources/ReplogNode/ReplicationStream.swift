@@ -76,14 +76,10 @@ extension Master {
                     lingerTimerRunning = false
                     state.withLock { $0.instance.onLingerOver(for: peer) }
                 case .delivered(let answer, let entries, let started):
-                    let replica = answer.vouched(byLogStartingAt: store.firstSeq)
                     let peerMetrics = metrics.peers[peer]!
                     peerMetrics.replicationDuration.recordNanoseconds((clock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)
-                    let lastSeq = store.lastSeq
-                    let masterHash = store.hash(at: replica.seq)
-                    handle { $0.onDelivered(to: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: clock.now) }
-                    await failover?.answered(peer, replica, lastSeq, masterHash)
+                    await answered(by: peer, answer) { $0.onDelivered(to: peer, $1, lastSeq: $2, masterHash: $3, now: clock.now) }
                 case .failed(let failure):
                     state.withLock { $0.instance.onDeliveryFailed(to: peer, failure) }
                 }
