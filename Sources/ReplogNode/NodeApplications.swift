@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Builds the HTTP applications of the two roles and runs a node's services.
+/// Builds the HTTP applications of the two kinds of process and runs a node's services.
 public enum NodeApplications {
     /// The master's HTTP server. Run it together with `master` itself (see `run`).
     /// - Parameters:
@@ -18,20 +18,6 @@ public enum NodeApplications {
             server: NodeHTTPChannel.builder(
                 fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog-master")),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-master"),
-            onServerRunning: { await onListening($0.localAddress?.port ?? port) },
-            logger: logger)
-    }
-
-    /// A secondary's HTTP server.
-    public static func secondary(
-        _ replica: SecondaryReplica, host: String, port: Int, secret: ClusterSecret? = nil, logger: Logger,
-        metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        Application(
-            router: buildSecondaryRouter(replica: replica, metrics: metrics, secret: secret, clientTokens: clientTokens),
-            server: NodeHTTPChannel.builder(),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-secondary"),
             onServerRunning: { await onListening($0.localAddress?.port ?? port) },
             logger: logger)
     }

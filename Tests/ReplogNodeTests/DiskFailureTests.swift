@@ -269,10 +269,11 @@ struct DiskFailureTests {
             }
         }
 
-        let replica = SecondaryReplica(store: FailingDiskStore(), clock: ManualClock())
-        (replica.store as! FailingDiskStore).failing.store(true, ordering: .relaxed)
+        let disk = FailingDiskStore()
+        let secondary = try SecondaryNode(store: disk, clock: ManualClock())
+        disk.failing.store(true, ordering: .relaxed)
         let batch = #"{"log": "L", "entries": [{"seq": 1, "message": "a"}]}"#
-        try await Application(router: buildSecondaryRouter(replica: replica)).test(.router) { client in
+        try await Application(router: secondary.router()).test(.router) { client in
             try await client.execute(uri: "/replicate", method: .post, body: ByteBuffer(string: batch)) { response in
                 #expect(response.status == .internalServerError)
                 #expect((json(response.body)["error"] as? String)?.hasPrefix("the disk failed an fsync") == true)

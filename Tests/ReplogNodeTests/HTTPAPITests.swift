@@ -25,12 +25,12 @@ import Testing
     /// A node of a cluster with failover that holds seqs 1-3 and learned that 1-2 are
     /// committed: each read level shows what it promises, and an unknown one is a `400`.
     @Test func readLevels() async throws {
-        let watch = LogWatch(durable: 0)
+        let secondary = try SecondaryNode()
+        let watch = secondary.node.watch
         watch.followCommitPoint()
-        let replica = SecondaryReplica(store: InMemoryLogStore(), watch: watch)
-        _ = try await replica.receive((1...3).map { LogEntry(seq: $0, message: "m\($0)") }, of: "log")
+        try await secondary.receive((1...3).map { LogEntry(seq: $0, message: "m\($0)") }, of: "log")
         watch.committed(to: 2)
-        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let app = Application(router: secondary.router())
         try await app.test(.router) { client in
             func seqs(_ uri: String) async throws -> [Int] {
                 try await client.execute(uri: uri, method: .get) { response in
@@ -186,14 +186,14 @@ import Testing
     /// A secondary's long poll ends when a delivery makes the entry listable there.
     @Test func aSecondarysLongPollEndsWhenTheEntryArrives() async throws {
         let clock = ManualClock()
-        let replica = SecondaryReplica(clock: clock)
-        try await Application(router: buildSecondaryRouter(replica: replica)).test(.router) { client in
+        let secondary = try SecondaryNode(clock: clock)
+        try await Application(router: secondary.router()).test(.router) { client in
             async let waiting = client.execute(uri: "/messages?from=1&wait=60000", method: .get) { String(buffer: $0.body) }
             await clock.waitForSleepers(1)
-            #expect(replica.watch.waitingCount == 1)
-            _ = try await replica.receive([LogEntry(seq: 2, message: "b")], of: "L")  // held back: not listable yet
-            #expect(replica.watch.waitingCount == 1)
-            _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
+            #expect(secondary.node.watch.waitingCount == 1)
+            try await secondary.receive([LogEntry(seq: 2, message: "b")], of: "L")  // held back: not listable yet
+            #expect(secondary.node.watch.waitingCount == 1)
+            try await secondary.receive([LogEntry(seq: 1, message: "a")], of: "L")
             #expect(try await waiting == #"{"messages":[{"message":"a","seq":1},{"message":"b","seq":2}]}"#)
         }
     }
@@ -440,7 +440,7 @@ import Testing
     }
 
     @Test func secondaryRefusesClientAppendsWithJSON() async throws {
-        let app = Application(router: buildSecondaryRouter(replica: SecondaryReplica()))
+        let app = Application(router: try SecondaryNode().router())
         try await app.test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x"}"#)) { response in
                 #expect(response.status == .methodNotAllowed)
@@ -455,8 +455,7 @@ import Testing
 
     /// The internal endpoint acknowledges duplicates and never stores twice.
     @Test func replicationEndpointIsIdempotent() async throws {
-        let replica = SecondaryReplica()
-        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let app = Application(router: try SecondaryNode().router())
         let batch = #"{"log": "L", "entries": [{"seq": 1, "message": "a"}, {"seq": 2, "message": "b"}]}"#
         try await app.test(.router) { client in
             for _ in 0..<2 {
@@ -478,8 +477,9 @@ import Testing
     @Test func internalRequestsWithoutProofOfTheSecretAre401AndChangeNothing() async throws {
         let text = "correct horse battery staple"
         let secret = try #require(ClusterSecret(text))
-        let replica = SecondaryReplica()
-        let app = Application(router: buildSecondaryRouter(replica: replica, secret: secret))
+        let secondary = try SecondaryNode()
+        let replica = secondary.replica
+        let app = Application(router: secondary.router(secret: secret))
         let signature = HTTPFields.Element.Name(ClusterSecret.header)!
         try await app.test(.router) { client in
             let forged = #"{"log": "L", "entries": [{"seq": 1, "message": "FORGED"}]}"#
@@ -527,8 +527,9 @@ import Testing
     /// nor reorders; and replayed against a log it does not match, it is refused.
     @Test func aReplayedSignedDeliveryAppendsNothingAndReordersNothing() async throws {
         let secret = try #require(ClusterSecret("correct horse battery staple"))
-        let replica = SecondaryReplica()
-        let app = Application(router: buildSecondaryRouter(replica: replica, secret: secret))
+        let secondary = try SecondaryNode()
+        let replica = secondary.replica
+        let app = Application(router: secondary.router(secret: secret))
         func signed(_ entries: [LogEntry]) -> (HTTPFields, ByteBuffer) {
             let records = RecordFraming.encode(entries)
             var headers: HTTPFields = [.contentType: InternalWire.recordsContentType, HTTPFields.Element.Name(InternalWire.logHeader)!: "L"]
@@ -559,7 +560,7 @@ import Testing
     /// middle could make a member show its readers what the cluster did not commit.
     @Test func aSignedHeartbeatWithAnotherCommitPointIs401() async throws {
         let secret = try #require(ClusterSecret("correct horse battery staple"))
-        let app = Application(router: buildSecondaryRouter(replica: SecondaryReplica(), secret: secret))
+        let app = Application(router: try SecondaryNode().router(secret: secret))
         let stamp = EpochStamp(
             epoch: 1, master: "m", members: ["m", "s"], you: "s", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil
         ).headerValue
@@ -581,9 +582,10 @@ import Testing
     /// A delivery with a seq below 1, or without a log id, is refused with 400 and stores
     /// nothing. (The fuzzer found that seq 0 crashed a secondary.)
     @Test func aDeliveryOutsideTheLogIsRefused() async throws {
-        let replica = SecondaryReplica()
-        _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
-        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let secondary = try SecondaryNode()
+        let replica = secondary.replica
+        try await secondary.receive([LogEntry(seq: 1, message: "a")], of: "L")
+        let app = Application(router: secondary.router())
         try await app.test(.router) { client in
             for body in [
                 #"{"log": "L", "entries": [{"seq": 0, "message": ""}]}"#,
@@ -608,23 +610,24 @@ import Testing
     /// The heartbeat reads the internal answer type from `GET /replicate`, not `/health`
     /// (which is for people and may change).
     @Test func heartbeatEndpointAnswersTheInternalReplicaState() async throws {
-        let replica = SecondaryReplica(incarnation: "run-1")
-        _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
-        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let secondary = try SecondaryNode()
+        try await secondary.receive([LogEntry(seq: 1, message: "a")], of: "L")
+        let app = Application(router: secondary.router())
         try await app.test(.router) { client in
             try await client.execute(uri: "/replicate", method: .get) { response in
                 #expect(response.status == .ok)
                 let state = try JSONDecoder().decode(ReplicaState.self, from: Data(buffer: response.body))
                 // The hash of the log at its seq, for the master to compare (HashChainTests pins it).
-                #expect(state == ReplicaState(seq: 1, incarnation: "run-1", logID: "L", hash: "00f87f5348b32d1c"))
+                #expect(state == ReplicaState(seq: 1, incarnation: secondary.replica.incarnation, logID: "L", hash: "00f87f5348b32d1c"))
             }
         }
     }
 
     /// What the master sends: the log's binary records. A damaged batch stores nothing.
     @Test func replicationEndpointTakesBinaryRecordsAndRefusesDamagedOnes() async throws {
-        let replica = SecondaryReplica()
-        let app = Application(router: buildSecondaryRouter(replica: replica))
+        let secondary = try SecondaryNode()
+        let replica = secondary.replica
+        let app = Application(router: secondary.router())
         let entries = [LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "ünï ✓")]
         let records = RecordFraming.encode(entries)
         let headers: HTTPFields = [.contentType: "application/x-replog-records", HTTPFields.Element.Name("Replog-Log")!: "L"]

@@ -44,8 +44,9 @@ import Testing
     }
 
     @Test func replicatesAndProbesOverOneKeptAliveConnection() async throws {
-        let replica = SecondaryReplica()
-        try await Application(router: buildSecondaryRouter(replica: replica)).test(.live) { client in
+        let secondary = try SecondaryNode()
+        let replica = secondary.replica
+        try await Application(router: secondary.router()).test(.live) { client in
             let peer = "http://127.0.0.1:\(try #require(client.port))"
             let transport = HTTPTransport()
             for seq in 1...5 {
@@ -61,8 +62,8 @@ import Testing
 
     /// Requests in flight together use a connection each, and all of them come back for reuse.
     @Test func concurrentRequestsGetConnectionsOfTheirOwn() async throws {
-        let replica = SecondaryReplica()
-        try await Application(router: buildSecondaryRouter(replica: replica)).test(.live) { client in
+        let secondary = try SecondaryNode()
+        try await Application(router: secondary.router()).test(.live) { client in
             let peer = "http://127.0.0.1:\(try #require(client.port))"
             let transport = HTTPTransport()
             for round in 0..<3 {
@@ -85,8 +86,8 @@ import Testing
     /// on (`executor(for:)`): a batch is written, and its answer read and handled, on one
     /// thread, where before the answer woke a task on another (issue 17).
     @Test func aPeersConnectionsLiveOnTheLoopItsStreamRunsOn() async throws {
-        let replica = SecondaryReplica()
-        try await Application(router: buildSecondaryRouter(replica: replica)).test(.live) { client in
+        let secondary = try SecondaryNode()
+        try await Application(router: secondary.router()).test(.live) { client in
             let peer = "http://127.0.0.1:\(try #require(client.port))"
             let transport = HTTPTransport()
             let executor = try #require(transport.executor(for: peer) as? EventLoopTaskExecutor)
@@ -216,11 +217,12 @@ import Testing
         let peer = "http://127.0.0.1:\(port)"
         let transport = HTTPTransport()
         for run in 1...2 {
-            let replica = SecondaryReplica()
+            let secondary = try SecondaryNode()
+            let replica = secondary.replica
             let listening = AsyncStream.makeStream(of: Void.self)
-            let app = NodeApplications.secondary(replica, host: "127.0.0.1", port: port, logger: .init(label: "test"), onListening: { _ in
-                listening.continuation.yield()
-            })
+            let app = NodeApplications.failover(
+                secondary.node, host: "127.0.0.1", port: port, maxBodyBytes: 1 << 20, logger: .init(label: "test"),
+                onListening: { _ in listening.continuation.yield() })
             let server = Task { try await app.runService(gracefulShutdownSignals: []) }
             for await _ in listening.stream { break }
             let state = try await transport.replicate([LogEntry(seq: 1, message: "run \(run)")], of: "L", to: peer, timeout: timeout)

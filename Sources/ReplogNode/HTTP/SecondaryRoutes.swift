@@ -86,34 +86,6 @@ public let maxReplicationBodyBytes = 64 << 20
 /// Largest `--max-body` a master accepts, so that any one message still fits a replication request.
 public let maxAppendBodyBytes = 32 << 20
 
-/// A secondary's API: list, health, and the internal replication endpoint.
-/// - Parameter secret: when set, `/replicate` answers only requests signed with it (401
-///   otherwise, and nothing changes); a node without one trusts its network.
-public func buildSecondaryRouter(
-    replica: SecondaryReplica, maxBodyBytes: Int = maxReplicationBodyBytes, metrics: (@Sendable () -> String)? = nil,
-    secret: ClusterSecret? = nil, clientTokens: ClientTokens? = nil
-) -> Router<BasicRequestContext> {
-    nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
-        router.addInternalRoutes(
-            secret: secret, maxBodyBytes: maxBodyBytes,
-            receive: { records, log, _ in try await replica.receive(records, of: log) },
-            probe: { _ in replica.replicaState },
-            hash: { replica.hash(at: $0) })
-
-        router.post("/messages") { _, _ -> Response in
-            var response = APIError(.methodNotAllowed, "this node is a secondary and is read-only: send appends to the master").response
-            response.headers[.allow] = "GET"
-            return response
-        }
-
-        router.addReadingRoutes(replica.reader(master: { nil }))
-
-        router.get("/health") { _, _ in
-            JSON.response(.ok, SecondaryHealthReport(replica))
-        }
-    }
-}
-
 extension SecondaryReplica {
     /// The secondary's log for the reading routes; a linearizable read goes to `master`.
     func reader(master: @escaping @Sendable () -> String?) -> LogReader {
