@@ -89,6 +89,7 @@ public final class FailoverNode: Service, Sendable {
     /// The data dir's `election.json`, written off the lock (`update`).
     private let election: KeptValue<FailoverMember.Kept>
     private let seed: UInt64
+    private let roles: Roles
     /// The jitter of the retries of this node's masters, drawn from `seed` (replayable).
     private let jitter: Mutex<SplitMix64>
     /// The epoch this node had seen when it started.
@@ -119,11 +120,17 @@ public final class FailoverNode: Service, Sendable {
     /// (which runs a schedule, every interleaving included, as a function of its seed).
     let taskExecutor: (any TaskExecutor)?
 
+    /// - Parameters:
+    ///   - logID: the master log `store` holds, when no data dir says it (tests, simulations).
+    ///   - incarnations: the random id of each run of a role (`ReplicaState.incarnation`).
+    ///   - random: numbers in `0..<1` for `--error-rate`; simulations pass their seeded ones.
     public init(
         settings: Settings, store: any LogStore, commit: GroupCommit, directory: DataDirectory?, transport: any ReplicationTransport,
         stamps: EpochStamps? = nil, clock: any NodeClock = SystemClock(), logger: Logger = Logger(label: "replog.node"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory, seed: UInt64 = UInt64.random(in: 0...UInt64.max),
-        taskExecutor: (any TaskExecutor)? = nil
+        taskExecutor: (any TaskExecutor)? = nil, logID: String? = nil,
+        incarnations: @escaping @Sendable () -> String = { UUID().uuidString },
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) throws(DataDirectory.Problem) {
         self.taskExecutor = taskExecutor
         self.settings = settings
@@ -154,10 +161,11 @@ public final class FailoverNode: Service, Sendable {
         self.commitPoint = CommitPoint(kept: kept, watch: watch, io: commit.io, logger: logger, keep: keep)
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
-        let logID = directory?.metadata.log
+        let logID = directory?.metadata.log ?? logID
+        self.roles = Roles(incarnations: incarnations, random: random, metricsFactory: metricsFactory)
         let replica = Self.makeReplica(
             store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
-            logger: logger)
+            logger: logger, roles: roles)
         // A node that has been in an epoch belongs to a cluster with failover, even before it
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
@@ -176,11 +184,19 @@ public final class FailoverNode: Service, Sendable {
     /// data dir before acknowledging anything of it.
     private static func makeReplica(
         store: any LogStore, commit: GroupCommit, watch: LogWatch, settings: SecondarySettings, logID: String?, folder: Folder,
-        clock: any NodeClock, logger: Logger
+        clock: any NodeClock, logger: Logger, roles: Roles
     ) -> SecondaryReplica {
         SecondaryReplica(
-            store: store, logID: logID, settings: settings, clock: clock,
-            onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } }, logger: logger, commit: commit, watch: watch)
+            store: store, logID: logID, settings: settings, clock: clock, incarnation: roles.incarnations(),
+            onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } }, logger: logger, metricsFactory: roles.metricsFactory,
+            random: roles.random, commit: commit, watch: watch)
+    }
+
+    /// What each role this node plays is made with.
+    private struct Roles: Sendable {
+        let incarnations: @Sendable () -> String
+        let random: @Sendable () -> Double
+        let metricsFactory: any MetricsFactory
     }
 
     /// The data dir, shared with the replicas this node creates.
@@ -548,7 +564,7 @@ public final class FailoverNode: Service, Sendable {
         master.shutDown()
         let replica = Self.makeReplica(
             store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
-            logger: logger)
+            logger: logger, roles: roles)
         state.withLock { $0.current = .secondary(replica) }
     }
 

@@ -2,14 +2,15 @@ import ReplogCore
 import ReplogStorage
 import Synchronization
 
-/// Connects a master to `SecondaryReplica`s in the same process, with faults a test
-/// sets per link: delay, partition, failures. Delays run on the injected clock.
+/// Connects a master to secondaries (`FailoverNode`s, as `replog secondary` runs them) in
+/// the same process, with faults a test sets per link: delay, partition, failures. Delays
+/// run on the injected clock.
 ///
 /// The course's `MockedTransport`: `setDelay(.seconds(5), to: "s1")`, then an
 /// `append("m1")` with `w = 3` is answered when the clock has moved 5 s.
 public final class InMemoryTransport: ReplicationTransport {
     private struct Link {
-        var replica: SecondaryReplica?
+        var node: FailoverNode?
         var delay: Duration = .zero
         var partitioned = false
         /// Requests still to fail (before reaching the replica).
@@ -25,13 +26,13 @@ public final class InMemoryTransport: ReplicationTransport {
     }
 
     /// Connects (or reconnects, after a restart) a secondary under the name `peer`.
-    public func connect(_ replica: SecondaryReplica, as peer: String) {
-        links.withLock { $0[peer, default: Link()].replica = replica }
+    public func connect(_ node: FailoverNode, as peer: String) {
+        links.withLock { $0[peer, default: Link()].node = node }
     }
 
     /// Simulates a crash: `peer` stops answering until `connect` is called again.
     public func disconnect(_ peer: String) {
-        links.withLock { $0[peer, default: Link()].replica = nil }
+        links.withLock { $0[peer, default: Link()].node = nil }
     }
 
     /// Every request to `peer` waits `delay` on the clock before it arrives.
@@ -55,31 +56,31 @@ public final class InMemoryTransport: ReplicationTransport {
     public func replicate(
         _ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration
     ) async throws -> ReplicaState {
-        let replica = try await reach(peer)
+        let node = try await reach(peer)
         deliveries.withLock { $0 += 1 }
-        return try await replica.receive(try batch.keyedEntries(), of: logID)
+        return try await node.receive(try batch.keyedEntries(), of: logID, stamp: nil)
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
-        try await reach(peer).replicaState
+        try await reach(peer).probe(stamp: nil)
     }
 
     public func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
         try await reach(peer).hash(at: seq)
     }
 
-    private func reach(_ peer: String) async throws -> SecondaryReplica {
+    private func reach(_ peer: String) async throws -> FailoverNode {
         let delay = links.withLock { $0[peer]?.delay ?? .zero }
         if delay > .zero { try await clock.sleep(for: delay) }
         return try links.withLock { links in
             var link = links[peer] ?? Link()
             defer { links[peer] = link }
-            guard let replica = link.replica, !link.partitioned else { throw TransportError.unreachable(peer) }
+            guard let node = link.node, !link.partitioned else { throw TransportError.unreachable(peer) }
             if link.failuresLeft > 0 {
                 link.failuresLeft -= 1
                 throw TransportError.badStatus(500)
             }
-            return replica
+            return node
         }
     }
 }

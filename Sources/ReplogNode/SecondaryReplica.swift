@@ -25,9 +25,10 @@ public struct SecondarySettings: Sendable {
     }
 }
 
-/// A secondary's shell: carries out what its `SecondaryInstance` decides about each
-/// delivery (record the log it follows, start the log again, store, make durable) and
-/// answers with what the instance says it may claim.
+/// The secondary role of a node (`FailoverNode`, which every `replog secondary` runs as):
+/// carries out what its `SecondaryInstance` decides about each delivery (record the log it
+/// follows, start the log again, store, make durable) and answers with what the instance
+/// says it may claim. Only a node makes one.
 public final class SecondaryReplica: Sendable {
     /// The secondary stored the entries but was told (by `--error-rate`) to fail the request.
     public struct InjectedFailure: Error, Equatable {
@@ -64,7 +65,7 @@ public final class SecondaryReplica: Sendable {
     ///   - onFollow: called, before anything is acknowledged, when the replica starts
     ///     following a master log, so the choice survives a restart.
     ///   - random: source of numbers in `0..<1` for `errorRate`; tests pass a fixed sequence.
-    public init(
+    init(
         store: any LogStore = InMemoryLogStore(),
         fsync: FsyncPolicy = .always,
         io: BlockingIO = .threadPool,
@@ -224,21 +225,6 @@ public final class SecondaryReplica: Sendable {
 
     /// The highest seq no failover can replace, as this node's readers see it.
     public var commitSeq: Int { watch.commitSeq }
-}
-
-extension SecondaryReplica {
-    /// A secondary on its data dir, or in memory without one: it follows the master log the
-    /// folder holds, and records a new one there before it acknowledges anything of it, so
-    /// that the choice survives a restart.
-    public convenience init(
-        store: any LogStore, fsync: FsyncPolicy, directory: DataDirectory?, settings: SecondarySettings = SecondarySettings(),
-        logger: Logger = Logger(label: "replog.storage"), commit: GroupCommit? = nil
-    ) {
-        let followed = Mutex(directory)
-        self.init(
-            store: store, fsync: fsync, logID: directory?.metadata.log, settings: settings,
-            onFollow: { log in try followed.withLock { try $0?.setLog(log) } }, logger: logger, commit: commit)
-    }
 }
 
 /// The store as the secondary's rules read it.

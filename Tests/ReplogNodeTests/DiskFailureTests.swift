@@ -49,11 +49,11 @@ struct DiskFailureTests {
     private static func master(on store: any LogStore) -> (Master, SecondaryReplica, ManualClock) {
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
-        let replica = SecondaryReplica(clock: clock)
-        transport.connect(replica, as: "s1")
+        let secondary = try! SecondaryNode(clock: clock)  // no data dir: nothing to fail
+        transport.connect(secondary.node, as: "s1")
         let master = Master(
             settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: quiet)
-        return (master, replica, clock)
+        return (master, secondary.replica, clock)
     }
 
     /// The master serializes appends in production; here a lock does it.

@@ -154,8 +154,9 @@ struct GroupCommitTests {
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
         let secondaryStore = AppendObservedStore()
-        let replica = SecondaryReplica(store: secondaryStore, clock: clock)
-        transport.connect(replica, as: "s1")
+        let secondary = try SecondaryNode(store: secondaryStore, clock: clock)
+        let replica = secondary.replica
+        transport.connect(secondary.node, as: "s1")
         let master = Master(settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock)
         #expect(master.commit.durableSeq == 1)
         let result = try await withThrowingTaskGroup(of: Master.AppendResult?.self) { group in
@@ -192,7 +193,7 @@ struct GroupCommitTests {
         let store = GatedSyncStore()
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
-        transport.connect(SecondaryReplica(store: InMemoryLogStore(), clock: clock), as: "s1")
+        transport.connect(try SecondaryNode(clock: clock).node, as: "s1")
         let (answers, answered) = AsyncStream<Int>.makeStream()
         let committed = Mutex(0)
         let hooks = Master.FailoverHooks(

@@ -1,4 +1,5 @@
 import Hummingbird
+import Logging
 import ReplogCore
 import ReplogStorage
 @testable import ReplogNode
@@ -8,11 +9,16 @@ import ReplogStorage
 struct SecondaryNode {
     let node: FailoverNode
 
-    init(store: any LogStore = InMemoryLogStore(), clock: any NodeClock = SystemClock()) throws {
+    init(
+        store: any LogStore = InMemoryLogStore(), settings: SecondarySettings = SecondarySettings(), clock: any NodeClock = SystemClock(),
+        random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
+    ) throws {
         node = try FailoverNode(
-            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+            settings: FailoverNode.Settings(
+                me: nil, members: [], master: MasterSettings(secondaries: []), secondary: settings, canVote: false, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, clock: clock), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock)
+            transport: InMemoryTransport(clock: clock), clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            random: random)
     }
 
     /// The role it plays: a secondary, until a master's stamp makes it a member.

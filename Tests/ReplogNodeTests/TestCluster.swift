@@ -14,7 +14,7 @@ final class TestCluster: Sendable {
     let transport: InMemoryTransport
     let master: Master
     let names: [String]
-    private let replicas: Mutex<[String: SecondaryReplica]>
+    private let secondaries: Mutex<[String: SecondaryNode]>
 
     init(
         secondaries: Int = 2,
@@ -29,13 +29,13 @@ final class TestCluster: Sendable {
         let clock = self.clock
         transport = InMemoryTransport(clock: clock)
         names = (1...max(secondaries, 1)).prefix(secondaries).map { "s\($0)" }
-        var replicas: [String: SecondaryReplica] = [:]
+        var secondaries: [String: SecondaryNode] = [:]
         for name in names {
-            let replica = SecondaryReplica(settings: secondarySettings, clock: clock, random: random)
-            transport.connect(replica, as: name)
-            replicas[name] = replica
+            let secondary = try! SecondaryNode(settings: secondarySettings, clock: clock, random: random)  // no data dir: nothing to fail
+            transport.connect(secondary.node, as: name)
+            secondaries[name] = secondary
         }
-        self.replicas = Mutex(replicas)
+        self.secondaries = Mutex(secondaries)
         master = Master(
             settings: MasterSettings(
                 secondaries: names, heartbeatInterval: heartbeatInterval, healthThresholds: thresholds,
@@ -44,13 +44,14 @@ final class TestCluster: Sendable {
             random: random)
     }
 
-    func replica(_ name: String) -> SecondaryReplica { replicas.withLock { $0[name]! } }
+    /// The secondary role of node `name`.
+    func replica(_ name: String) -> SecondaryReplica { secondaries.withLock { $0[name]! }.replica }
 
     /// Simulates a crash and a restart with an empty in-memory log (a new incarnation).
     func restartEmpty(_ name: String, settings: SecondarySettings = SecondarySettings()) {
-        let replica = SecondaryReplica(settings: settings, clock: clock)
-        replicas.withLock { $0[name] = replica }
-        transport.connect(replica, as: name)
+        let secondary = try! SecondaryNode(settings: settings, clock: clock)
+        secondaries.withLock { $0[name] = secondary }
+        transport.connect(secondary.node, as: name)
     }
 
     /// Every node's visible log, master first.

@@ -3,7 +3,8 @@ import ReplogStorage
 import Synchronization
 @testable import ReplogNode
 
-/// The simulated network between the master and its secondaries. Every request may be
+/// The simulated network between the master and its secondaries (nodes as `replog secondary`
+/// runs them). Every request may be
 /// delayed (so requests overtake each other), lost before it arrives, delivered twice, or
 /// delivered with its answer lost; a secondary may be down or cut off by a partition.
 /// All choices come from the schedule's seeded generator.
@@ -16,7 +17,7 @@ final class FaultyTransport: ReplicationTransport {
     }
 
     private struct Link {
-        var replica: SecondaryReplica?
+        var node: FailoverNode?
         var partitioned = false
     }
 
@@ -31,38 +32,38 @@ final class FaultyTransport: ReplicationTransport {
     }
 
     func setFaults(_ faults: Faults) { self.faults.withLock { $0 = faults } }
-    func connect(_ replica: SecondaryReplica?, as peer: String) { links.withLock { $0[peer, default: Link()].replica = replica } }
+    func connect(_ node: FailoverNode?, as peer: String) { links.withLock { $0[peer, default: Link()].node = node } }
     func setPartitioned(_ partitioned: Bool, _ peer: String) { links.withLock { $0[peer, default: Link()].partitioned = partitioned } }
 
-    private func reachable(_ peer: String) -> SecondaryReplica? {
-        links.withLock { link in link[peer].flatMap { $0.partitioned ? nil : $0.replica } }
+    private func reachable(_ peer: String) -> FailoverNode? {
+        links.withLock { link in link[peer].flatMap { $0.partitioned ? nil : $0.node } }
     }
 
     func replicate(_ batch: RecordBatch, of logID: String, to peer: String, timeout: Duration) async throws -> ReplicaState {
         let entries = try batch.entries()
         let faults = self.faults.withLock { $0 }
         try await clock.sleep(for: random.duration(.zero...faults.maxDelay))
-        guard let replica = reachable(peer), !random.chance(faults.lossRate) else { throw TransportError.unreachable(peer) }
-        var state = try await replica.receive(entries, of: logID)
+        guard let node = reachable(peer), !random.chance(faults.lossRate) else { throw TransportError.unreachable(peer) }
+        var state = try await node.receive(entries, of: logID, stamp: nil)
         if random.chance(faults.duplicateRate) {
             try await clock.sleep(for: random.duration(.zero...faults.maxDelay))
-            if reachable(peer) === replica { state = try await replica.receive(entries, of: logID) }
+            if reachable(peer) === node { state = try await node.receive(entries, of: logID, stamp: nil) }
         }
         try await clock.sleep(for: random.duration(.zero...faults.maxDelay))
         // A process that crashed (or got cut off) after storing cannot answer any more.
-        guard reachable(peer) === replica, !random.chance(faults.answerLossRate) else { throw TransportError.timedOut }
+        guard reachable(peer) === node, !random.chance(faults.answerLossRate) else { throw TransportError.timedOut }
         return state
     }
 
     func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
         try await clock.sleep(for: random.duration(.zero...self.faults.withLock { $0.maxDelay }))
-        guard let replica = reachable(peer) else { throw TransportError.unreachable(peer) }
-        return replica.replicaState
+        guard let node = reachable(peer) else { throw TransportError.unreachable(peer) }
+        return try await node.probe(stamp: nil)
     }
 
     func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {
         try await clock.sleep(for: random.duration(.zero...self.faults.withLock { $0.maxDelay }))
-        guard let replica = reachable(peer) else { throw TransportError.unreachable(peer) }
-        return replica.hash(at: seq)
+        guard let node = reachable(peer) else { throw TransportError.unreachable(peer) }
+        return node.hash(at: seq)
     }
 }

@@ -224,16 +224,24 @@ final class Simulation: Sendable {
             state.disks[peer] = disk
             return disk
         }
-        let replica = SecondaryReplica(
-            store: disk.open(), fsync: .always, io: fsyncIO, logID: durable ? logID : nil, settings: SecondarySettings(errorRate: errorRate), clock: clock,
-            incarnation: "\(peer)-\(clock.now)-\(random.next())",
-            logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
-            random: { [random] in random.unit() })
+        // A secondary as `replog secondary` runs it: a node that serves whichever master delivers.
+        let store = disk.open()
+        let quiet = Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() })
+        let node = try! FailoverNode(  // no data dir: nothing to fail
+            settings: FailoverNode.Settings(
+                me: nil, members: [], master: MasterSettings(secondaries: []), secondary: SecondarySettings(errorRate: errorRate),
+                canVote: false, bootstrap: false),
+            store: store,
+            commit: GroupCommit(store: store, policy: .always, io: fsyncIO, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance),
+            directory: nil, transport: transport, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance, seed: 0,
+            taskExecutor: executor, logID: durable ? logID : nil,
+            incarnations: { [clock, random] in "\(peer)-\(clock.now)-\(random.next())" }, random: { [random] in random.unit() })
+        guard case .secondary(let replica) = node.current else { preconditionFailure("a secondary without failover is never elected") }
         state.withLock {
             $0.replicas[peer] = replica
             $0.down.remove(peer)
         }
-        transport.connect(replica, as: peer)
+        transport.connect(node, as: peer)
     }
 
     private func startMaster() {
