@@ -7,14 +7,16 @@ import ReplogStorage
 import ServiceLifecycle
 import Synchronization
 
-/// A node of a cluster with automatic failover: the shell around `FailoverInstance`.
+/// A node: every `replog` process that serves the log runs one. With failover it is the
+/// shell around `FailoverMember` (the election rules of `FailoverInstance`).
 ///
 /// It owns what outlives a change of role (the log, its group commit, the data dir's
 /// election record) and runs one of the two roles on top: a `SecondaryReplica` that
-/// follows the master of the current epoch, or a `Master` once this node is elected.
-/// Elections run here: a timer that fires when no master was heard for the election
-/// timeout, vote requests to the other members, and the votes this node casts. The routers
-/// (`buildFailoverRouter`) send every internal request through this node, so that an old
+/// follows the master of the current epoch, or a `Master` once this node is elected (or
+/// from its start to its end, as the master of a cluster without failover). Elections run
+/// here: a timer that fires when no master was heard for the election timeout, vote
+/// requests to the other members, and the votes this node casts. The router
+/// (`buildFailoverRouter`) sends every internal request through this node, so that an old
 /// epoch's master is refused whatever role this node has, and the public endpoints to the
 /// current role.
 public final class FailoverNode: Service, Sendable {
@@ -34,6 +36,9 @@ public final class FailoverNode: Service, Sendable {
         public var canVote: Bool
         /// Take epoch 1 at once if no epoch was ever seen here (the node started as master).
         public var bootstrap: Bool
+        /// The master of a cluster without failover (`replog master`): it runs as master from
+        /// its start to its end, with no epochs, and serves no internal endpoint.
+        public var masterWithoutFailover: Bool
 
         public init(
             me: String?, members: [String], electionTimeout: ClosedRange<Duration> = .milliseconds(1_000)...(.milliseconds(2_000)),
@@ -46,6 +51,14 @@ public final class FailoverNode: Service, Sendable {
             self.secondary = secondary
             self.canVote = canVote
             self.bootstrap = bootstrap
+            self.masterWithoutFailover = false
+        }
+
+        /// The master of a cluster without failover, which replicates to `master.secondaries`.
+        public static func withoutFailover(master: MasterSettings) -> Settings {
+            var settings = Settings(me: nil, members: [], master: master, canVote: false, bootstrap: false)
+            settings.masterWithoutFailover = true
+            return settings
         }
     }
 
@@ -151,7 +164,7 @@ public final class FailoverNode: Service, Sendable {
         var election = try directory?.election ?? DataDirectory.ElectionState()
         self.startEpoch = election.record.epoch
         // A node that has been in an epoch shows its readers what it learned was committed.
-        if election.record.epoch > 0 { watch.followCommitPoint() }
+        if election.record.epoch > 0, !settings.masterWithoutFailover { watch.followCommitPoint() }
         let kept = try directory?.commitSeq ?? 0
         var keep: (@Sendable (Int) throws -> Void)?
         if directory != nil {
@@ -161,16 +174,31 @@ public final class FailoverNode: Service, Sendable {
         self.commitPoint = CommitPoint(kept: kept, watch: watch, io: commit.io, logger: logger, keep: keep)
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
-        let logID = directory?.metadata.log ?? logID
+        var logID = directory?.metadata.log ?? logID
         self.roles = Roles(incarnations: incarnations, random: random, metricsFactory: metricsFactory)
-        let replica = Self.makeReplica(
-            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
-            logger: logger, roles: roles)
+        let current: Current
+        var masterStop: WakeSignal?
+        if settings.masterWithoutFailover {
+            // Its log's id is recorded before anything of it leaves, so that its secondaries
+            // know it again after a restart.
+            let log = try self.directory.directory.withLock { directory throws(DataDirectory.Problem) in try directory?.masterLog() }
+            logID = log ?? logID ?? UUID().uuidString
+            current = .master(
+                Master(
+                    settings: settings.master, transport: transport, store: store, clock: clock, logID: logID!, logger: logger,
+                    metricsFactory: metricsFactory, random: random, commit: commit, watch: watch, taskExecutor: taskExecutor))
+            masterStop = WakeSignal()
+        } else {
+            current = .secondary(
+                Self.makeReplica(
+                    store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
+                    logger: logger, roles: roles))
+        }
         // A node that has been in an epoch belongs to a cluster with failover, even before it
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
             kept: election, foundThrough: store.lastSeq, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
-        self.state = Mutex(State(member: member, current: .secondary(replica), logID: logID))
+        self.state = Mutex(State(member: member, current: current, masterStop: masterStop, logID: logID))
         var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
         if directory != nil {
             let folder = self.directory
@@ -404,6 +432,9 @@ public final class FailoverNode: Service, Sendable {
             let position = self.position
             carryOut(try await update({ $0.bootstrap(now: clock.now, log: position) }, directives: { $0 }))
         }
+        if case (.master(let master), let stop?) = state.withLock({ ($0.current, $0.masterStop) }), settings.masterWithoutFailover {
+            elected.continuation.yield(Elected(master: master, stop: stop))
+        }
         await untilShutdown(on: taskExecutor) {
             async let votes: Void = self.sendVoteRequests()
             async let commitPoints: Void = self.commitPoint.run()
@@ -419,7 +450,10 @@ public final class FailoverNode: Service, Sendable {
             await masters
         }
         state.withLock { $0.stopped = true }
-        stopMaster()  // one elected as the run ended never ran: back to following
+        // Its appends still waiting are answered "shutting down"; one without failover stays
+        // the master to the end, one elected goes back to following (one elected as the run
+        // ended never ran).
+        if settings.masterWithoutFailover { currentMaster?.shutDown() } else { stopMaster() }
     }
 
     /// Runs each master this node is elected to run until it steps down or the node stops.

@@ -3,27 +3,11 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 
-/// Builds the HTTP applications of the two kinds of process and runs a node's services.
+/// Builds a node's HTTP application and runs a node's services.
 public enum NodeApplications {
-    /// The master's HTTP server. Run it together with `master` itself (see `run`).
-    /// - Parameters:
-    ///   - port: 0 picks a free port; `onListening` receives the bound one.
-    public static func master(
-        _ master: Master, host: String, port: Int, maxBodyBytes: Int, logger: Logger,
-        metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
-        onListening: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
-        Application(
-            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens),
-            server: NodeHTTPChannel.builder(
-                fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog-master")),
-            configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog-master"),
-            onServerRunning: { await onListening($0.localAddress?.port ?? port) },
-            logger: logger)
-    }
-
-    /// A node with failover: its role changes with elections (see `FailoverNode`).
-    public static func failover(
+    /// A node's HTTP server: every process serves one (see `FailoverNode`); with failover its
+    /// role changes with elections.
+    public static func node(
         _ node: FailoverNode, host: String, port: Int, maxBodyBytes: Int, secret: ClusterSecret? = nil, logger: Logger,
         metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
@@ -40,8 +24,8 @@ public enum NodeApplications {
     /// Runs `services` until SIGTERM or SIGINT, or until `stopWhenDone` returns, then shuts
     /// them down in reverse order.
     ///
-    /// Pass the HTTP application first and the master after it: the master then stops
-    /// first and answers its waiting appends, so the server can drain at once.
+    /// Pass the HTTP application first and the node after it: the node then stops
+    /// first and its master answers its waiting appends, so the server can drain at once.
     public static func run(_ services: [any Service], stopWhenDone: (any Service)? = nil, logger: Logger) async throws {
         var configurations = services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) }
         if let stopWhenDone {

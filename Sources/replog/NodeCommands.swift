@@ -276,31 +276,17 @@ struct MasterCommand: AsyncParsableCommand {
             healthThresholds: .init(suspectAfterMisses: suspectAfter, unhealthyAfterMisses: unhealthyAfter),
             replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration,
             maxLongPoll: maxLongPoll.duration)
-        var (store, directory) = try storage.open(role: "master", logger: logger)
+        let (store, directory) = try storage.open(role: "master", logger: logger)
+        var node = FailoverNode.Settings.withoutFailover(master: settings)
         if failover {
             let me = advertise ?? "http://\(host):\(port)"
-            try await runNode(
-                FailoverNode.Settings(
-                    me: me, members: [me] + settings.secondaries, electionTimeout: election.electionTimeouts, master: settings,
-                    canVote: true, bootstrap: true),
-                store: store, directory: directory, fsync: storage.fsync, retention: storage.retention, secret: clusterSecret, host: host,
-                port: port, maxBody: maxBody, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
-            return
+            node = FailoverNode.Settings(
+                me: me, members: [me] + settings.secondaries, electionTimeout: election.electionTimeouts, master: settings,
+                canVote: true, bootstrap: true)
         }
-        let logID: String
-        do { logID = try directory?.masterLog() ?? UUID().uuidString } catch { throw fail(error.description) }
-        let master = Master(
-            settings: settings, transport: HTTPTransport(secret: clusterSecret), store: store, fsync: storage.fsync, logID: logID, logger: logger)
-        let host = host
-        let app = NodeApplications.master(
-            master, host: host, port: port, maxBodyBytes: maxBody, logger: logger, metrics: metrics, clientTokens: clients.clientTokens
-        ) { port in
-            announce("listening on http://\(host):\(port)")
-        }
-        // The data dir's lock is held until the node has stopped.
-        defer { withExtendedLifetime(directory) {} }
-        let retention = RetentionService(store: store, policy: storage.retention, logger: logger)
-        try await NodeApplications.run([master.commit, retention, app, master], stopWhenDone: parent.watch, logger: logger)
+        try await runNode(
+            node, store: store, directory: directory, fsync: storage.fsync, retention: storage.retention, secret: clusterSecret, host: host,
+            port: port, maxBody: maxBody, clientTokens: clients.clientTokens, stopWhenDone: parent.watch, logger: logger, metrics: metrics)
     }
 }
 
@@ -357,7 +343,7 @@ struct SecondaryCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs a node that follows elections (`FailoverNode`) behind its HTTP server until it is stopped.
+/// Runs a node (`FailoverNode`: every process runs one) behind its HTTP server until it is stopped.
 func runNode(
     _ settings: FailoverNode.Settings, store: any LogStore, directory: DataDirectory?, fsync: FsyncPolicy, retention: RetentionPolicy,
     secret: ClusterSecret?,
@@ -374,7 +360,7 @@ func runNode(
     } catch {
         throw fail(error.description)
     }
-    let app = NodeApplications.failover(
+    let app = NodeApplications.node(
         node, host: host, port: port, maxBodyBytes: maxBody, secret: secret, logger: logger, metrics: metrics, clientTokens: clientTokens
     ) { port in
         // The node started as master says it listens once it takes appends (a moment after

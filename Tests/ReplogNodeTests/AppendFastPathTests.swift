@@ -15,12 +15,8 @@ import Testing
 /// order when requests are pipelined.
 @Suite struct AppendFastPathTests {
     /// The master's HTTP server as `replog master` runs it.
-    private func server(_ master: Master, maxBodyBytes: Int = 1024, tokens: ClientTokens? = nil) -> some ApplicationProtocol {
-        Application(
-            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes, clientTokens: tokens),
-            server: NodeHTTPChannel.builder(
-                fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: tokens, serverName: "replog-master")),
-            configuration: ApplicationConfiguration(address: .hostname("127.0.0.1", port: 0), serverName: "replog-master"))
+    private func server(_ cluster: TestCluster, maxBodyBytes: Int = 1024, tokens: ClientTokens? = nil) -> some ApplicationProtocol {
+        cluster.masterNode.app(maxBodyBytes: maxBodyBytes, clientTokens: tokens)
     }
 
     /// The same appends through the fast path and through Hummingbird's route get the same
@@ -33,7 +29,7 @@ import Testing
         func answers(through mode: TestingSetup) async throws -> [String] {
             let cluster = TestCluster()
             return try await cluster.withReplication {
-                try await server(cluster.master).test(mode) { client in
+                try await server(cluster).test(mode) { client in
                     var answers: [String] = []
                     for body in bodies {
                         try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: body)) { response in
@@ -58,7 +54,7 @@ import Testing
     @Test func everythingElseIsHandedOnToHummingbird() async throws {
         let cluster = TestCluster(secondaries: 0)
         let tokens = ClientTokens(["token-0123456789abcdef"])
-        try await server(cluster.master, maxBodyBytes: 64, tokens: tokens).test(.live) { client in
+        try await server(cluster, maxBodyBytes: 64, tokens: tokens).test(.live) { client in
             let token: HTTPFields = [.authorization: "Bearer token-0123456789abcdef"]
             let cases: [(HTTPFields, String, HTTPResponse.Status)] = [
                 (token, #"{"message": 5}"#, .badRequest),
@@ -102,7 +98,7 @@ import Testing
     /// and requests behind a waiting append are read once it is answered.
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         let cluster = TestCluster(secondaries: 0)
-        try await server(cluster.master).test(.live) { client in
+        try await server(cluster).test(.live) { client in
             let connection = try RawHTTPConnection(port: client.port!)
             defer { connection.close() }
             // A long poll that waits for seq 1, then an append that would end it.

@@ -46,13 +46,12 @@ final class FailingDiskStore: LogStore {
 struct DiskFailureTests {
     private static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
     /// A master on `store` with one secondary, on the in-memory transport and a manual clock.
-    private static func master(on store: any LogStore) -> (Master, SecondaryReplica, ManualClock) {
+    private static func master(on store: any LogStore) -> (MasterNode, SecondaryReplica, ManualClock) {
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
         let secondary = try! SecondaryNode(clock: clock)  // no data dir: nothing to fail
         transport.connect(secondary.node, as: "s1")
-        let master = Master(
-            settings: MasterSettings(secondaries: ["s1"]), transport: transport, store: store, clock: clock, logger: quiet)
+        let master = try! MasterNode(settings: MasterSettings(secondaries: ["s1"]), store: store, transport: transport, clock: clock, logger: quiet)
         return (master, secondary.replica, clock)
     }
 
@@ -103,7 +102,8 @@ struct DiskFailureTests {
 
     @Test func theMasterRefusesAppendsAndShowsNothingUndurable() async throws {
         let store = FailingDiskStore()
-        let (master, replica, _) = Self.master(on: store)
+        let (node, replica, _) = Self.master(on: store)
+        let master = node.master
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await master.runReplicationStreams() }
             defer { group.cancelAll() }
@@ -225,10 +225,11 @@ struct DiskFailureTests {
     /// read works again.
     @Test func aFailedReadIsAnErrorNotAShortLog() async throws {
         let store = FailingDiskStore()
-        let (master, replica, clock) = Self.master(on: store)
+        let (node, replica, clock) = Self.master(on: store)
+        let master = node.master
         _ = try await master.append(AppendRequest(message: "a", w: 1))
         store.readFails.store(true, ordering: .relaxed)
-        try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
+        try await Application(router: node.router()).test(.router) { client in
             try await client.execute(uri: "/messages", method: .get) { response in
                 #expect(response.status == .internalServerError)
                 #expect((json(response.body)["error"] as? String)?.hasPrefix("the log store could not be read: read ") == true)
@@ -254,10 +255,9 @@ struct DiskFailureTests {
     @Test func theHTTPAnswersSayWhy() async throws {
         let store = FailingDiskStore()
         store.failing.store(true, ordering: .relaxed)
-        let master = Master(
-            settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
-            store: store, logger: Self.quiet)
-        try await Application(router: buildMasterRouter(master: master)).test(.router) { client in
+        let node = try MasterNode(settings: MasterSettings(secondaries: ["s1"]), store: store, clock: ManualClock(), logger: Self.quiet)
+        let master = node.master
+        try await Application(router: node.router()).test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x", "w": 1}"#)) { response in
                 #expect(response.status == .internalServerError)
                 #expect(json(response.body)["error"] as? String

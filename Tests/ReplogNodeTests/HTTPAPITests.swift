@@ -15,11 +15,8 @@ import Testing
 
     /// The master's server as `replog master` runs it: in `.live` tests, appends take the
     /// fast path (`AppendFastPath`); in `.router` tests, Hummingbird's route.
-    private func masterApp(_ master: Master) -> some ApplicationProtocol {
-        Application(
-            router: buildMasterRouter(master: master, maxBodyBytes: maxBodyBytes),
-            server: NodeHTTPChannel.builder(
-                fastPath: .init(master: { master }, maxBodyBytes: maxBodyBytes, clientTokens: nil, serverName: "replog-master")))
+    private func masterApp(_ cluster: TestCluster) -> some ApplicationProtocol {
+        cluster.masterNode.app(maxBodyBytes: maxBodyBytes)
     }
 
     /// A node of a cluster with failover that holds seqs 1-3 and learned that 1-2 are
@@ -62,7 +59,7 @@ import Testing
 
     @Test func appendAnswers201WithSeqMessageAndW() async throws {
         let cluster = TestCluster()
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "Msg1", "w": 1}"#)) { response in
                 #expect(response.status == .created)
                 #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
@@ -84,7 +81,7 @@ import Testing
     /// own origin keep working.
     @Test func crossSiteWritesAre403AndChangeNothing() async throws {
         let cluster = TestCluster(secondaries: 0)
-        try await masterApp(cluster.master).test(.live) { client in
+        try await masterApp(cluster).test(.live) { client in
             let body = ByteBuffer(string: #"{"message": "written by another site"}"#)
             let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
             var foreign = form
@@ -121,7 +118,7 @@ import Testing
     func clientTokensGuardAppendsAndIfChosenReads(protectsReads: Bool) async throws {
         let cluster = TestCluster(secondaries: 0)
         let tokens = ClientTokens(["first-token-0123456789", "second-token-0123456789"], protectsReads: protectsReads)
-        let app = Application(router: buildMasterRouter(master: cluster.master, clientTokens: tokens))
+        let app = Application(router: cluster.masterNode.router(clientTokens: tokens))
         try await app.test(.router) { client in
             let body = ByteBuffer(string: #"{"message": "x"}"#)
             for authorization in [nil, "Bearer wrong-token-0123456789", "first-token-0123456789", "Bearer first-token-012345678"] {
@@ -157,7 +154,7 @@ import Testing
     /// out (on the master's clock). A wait out of range is 400.
     @Test func aLongPollWaitsForTheNextAppendOrItsTimeout() async throws {
         let cluster = TestCluster(secondaries: 0)
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             _ = try await cluster.append("first", w: 1)
             try await client.execute(uri: "/messages?from=1&wait=60000", method: .get) { response in
                 #expect(String(buffer: response.body) == #"{"messages":[{"message":"first","seq":1}]}"#)
@@ -202,7 +199,7 @@ import Testing
     /// the key, and nothing appended. The identical retry still answers the original seq.
     @Test func aRetriedIDWithDifferentContentIs409AndAppendsNothing() async throws {
         let cluster = TestCluster(secondaries: 0)
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             let first = #"{"message": "pay 10", "id": "order-1"}"#
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: first)) { response in
                 #expect(response.status == .created)
@@ -230,7 +227,7 @@ import Testing
             String((0..<32).map { Character(Unicode.Scalar(UInt8($0))) }), "ünï ✓ 😀 \u{2028}\u{7F}",
         ]
         let cluster = TestCluster()
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             for (index, message) in messages.enumerated() {
                 let request = try JSONSerialization.data(withJSONObject: ["message": message, "w": 1])
                 try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(data: request)) { response in
@@ -250,7 +247,7 @@ import Testing
     @Test func aBatchAnswers201WithItsSeqsAndEveryNodeListsAllOfIt() async throws {
         let cluster = TestCluster()
         try await cluster.withReplication {
-        try await Application(router: buildMasterRouter(master: cluster.master, maxBodyBytes: 1 << 20)).test(.router) { client in
+        try await Application(router: cluster.masterNode.router(maxBodyBytes: 1 << 20)).test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "before"}"#)) { response in
                 #expect(response.status == .created)
             }
@@ -298,7 +295,7 @@ import Testing
     ])
     func badInputIsRefusedAndChangesNothing(body: String, status: HTTPResponse.Status, reason: String) async throws {
         let cluster = TestCluster()
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: body)) { response in
                 #expect(response.status == status)
                 let error = json(response.body)["error"] as? String
@@ -319,7 +316,7 @@ import Testing
     ])
     func contentTypes(contentType: String, status: HTTPResponse.Status) async throws {
         let cluster = TestCluster(secondaries: 0)
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(
                 uri: "/messages", method: .post, headers: [.contentType: contentType],
                 body: ByteBuffer(string: #"{"message": "x"}"#)
@@ -332,7 +329,7 @@ import Testing
 
     @Test func wrongMethodIs405WithAllow() async throws {
         let cluster = TestCluster()
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/health", method: .delete) { response in
                 #expect(response.status == .methodNotAllowed)
                 #expect(response.headers[.allow] == "GET")
@@ -343,7 +340,7 @@ import Testing
 
     @Test func unknownRouteIs404JSON() async throws {
         let cluster = TestCluster()
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/nope", method: .get) { response in
                 #expect(response.status == .notFound)
                 #expect(json(response.body)["error"] as? String == "no route for GET /nope")
@@ -354,7 +351,7 @@ import Testing
     @Test func pagingWithFromAndLimit() async throws {
         let cluster = TestCluster()
         for index in 1...5 { _ = try await cluster.append("m\(index)", w: 1) }
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/messages?from=2&limit=2", method: .get) { response in
                 let messages = json(response.body)["messages"] as? [[String: Any]]
                 #expect(messages?.compactMap { $0["seq"] as? Int } == [2, 3])
@@ -369,7 +366,7 @@ import Testing
     @Test func longListingsStreamTheSameJSON() async throws {
         let cluster = TestCluster(secondaries: 0)
         for index in 1...2_500 { _ = try await cluster.append("m\(index)", w: 1) }
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/messages", method: .get) { response in
                 let seqs = (json(response.body)["messages"] as? [[String: Any]])?.compactMap { $0["seq"] as? Int }
                 #expect(seqs == Array(1...2_500))
@@ -395,7 +392,7 @@ import Testing
                              ("secondary", try await cluster.replica(cluster.names[0]).list(from: 1, limit: listingPageSize))] {
             #expect(page.count == 6, "\(node): \(page.count) entries of 600 KiB in one page of at most \(listingPageBytes) bytes")
         }
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             for (query, seqs) in [("", Array(1...12)), ("?from=2&limit=9", Array(2...10)), ("?from=7", Array(7...12))] {
                 try await client.execute(uri: "/messages" + query, method: .get) { response in
                     let messages = json(response.body)["messages"] as? [[String: Any]] ?? []
@@ -408,7 +405,7 @@ import Testing
 
     @Test func healthShowsRoleQuorumAndEverySecondary() async throws {
         let cluster = TestCluster()
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/health", method: .get) { response in
                 #expect(response.status == .ok)
                 let body = json(response.body)
@@ -428,7 +425,7 @@ import Testing
             cluster.master.onHeartbeatMissed("s1", error: TransportError.timedOut)
             cluster.master.onHeartbeatMissed("s2", error: TransportError.timedOut)
         }
-        try await masterApp(cluster.master).test(.router) { client in
+        try await masterApp(cluster).test(.router) { client in
             try await client.execute(uri: "/messages", method: .post, body: ByteBuffer(string: #"{"message": "x", "w": 1}"#)) { response in
                 #expect(response.status == .serviceUnavailable)
                 let body = json(response.body)

@@ -220,7 +220,7 @@ import Testing
             let secondary = try SecondaryNode()
             let replica = secondary.replica
             let listening = AsyncStream.makeStream(of: Void.self)
-            let app = NodeApplications.failover(
+            let app = NodeApplications.node(
                 secondary.node, host: "127.0.0.1", port: port, maxBodyBytes: 1 << 20, logger: .init(label: "test"),
                 onListening: { _ in listening.continuation.yield() })
             let server = Task { try await app.runService(gracefulShutdownSignals: []) }

@@ -29,7 +29,7 @@ import Testing
     }
 
     @Test func documentsExactlyTheMasterRoutes() throws {
-        let router = buildMasterRouter(master: TestCluster().master, metrics: { "" })
+        let router = TestCluster().masterNode.router(metrics: { "" })
         let served = Set(router.routes.map { "\($0.method) \($0.path.description.isEmpty ? "/" : $0.path.description)" })
         let documented = try documentedOperations()
         #expect(served.isSuperset(of: ["POST /messages", "GET /messages", "GET /health", "GET /metrics", "GET /"]), "\(served)")

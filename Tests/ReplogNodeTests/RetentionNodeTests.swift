@@ -44,7 +44,7 @@ import Testing
         _ = store.applyRetention(RetentionPolicy(messages: 5), now: Date())
         let first = store.start.firstSeq
         #expect(first > 1)
-        try await Application(router: buildMasterRouter(master: cluster.master)).test(.router) { client in
+        try await Application(router: cluster.masterNode.router()).test(.router) { client in
             try await client.execute(uri: "/messages", method: .get) { response in
                 #expect(response.status == .ok)
                 let page = try JSONDecoder().decode(MessagesPage.self, from: response.body)

@@ -12,7 +12,9 @@ import Synchronization
 final class TestCluster: Sendable {
     let clock = ManualClock()
     let transport: InMemoryTransport
-    let master: Master
+    /// The master's node, as `replog master` runs it.
+    let masterNode: MasterNode
+    var master: Master { masterNode.master }
     let names: [String]
     private let secondaries: Mutex<[String: SecondaryNode]>
 
@@ -36,12 +38,11 @@ final class TestCluster: Sendable {
             secondaries[name] = secondary
         }
         self.secondaries = Mutex(secondaries)
-        master = Master(
+        masterNode = try! MasterNode(  // no data dir: nothing to fail
             settings: MasterSettings(
                 secondaries: names, heartbeatInterval: heartbeatInterval, healthThresholds: thresholds,
                 replicationLinger: replicationLinger, retryPolicy: retryPolicy),
-            transport: transport, store: masterStore, clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
-            random: random)
+            store: masterStore, transport: transport, clock: clock, random: random)
     }
 
     /// The secondary role of node `name`.

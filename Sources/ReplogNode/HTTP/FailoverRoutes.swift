@@ -12,14 +12,17 @@ public func buildFailoverRouter(
     node: FailoverNode, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, secret: ClusterSecret? = nil,
     clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
-    nodeRouter(maxBodyBytes: maxReplicationBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
-        router.addInternalRoutes(
-            secret: secret, maxBodyBytes: maxReplicationBodyBytes,
-            receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp.epoch, commit: stamp.commit) },
-            probe: { stamp in try await node.probe(stamp: stamp.epoch, commit: stamp.commit) },
-            hash: { node.hash(at: $0) },
-            vote: { try await node.vote($0) },
-            truncate: { cut, stamp in try await node.truncate(cut, stamp: stamp) })
+    nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
+        // A master without failover takes no delivery, vote or cut from anyone.
+        if !node.settings.masterWithoutFailover {
+            router.addInternalRoutes(
+                secret: secret, maxBodyBytes: maxReplicationBodyBytes,
+                receive: { records, log, stamp in try await node.receive(records, of: log, stamp: stamp.epoch, commit: stamp.commit) },
+                probe: { stamp in try await node.probe(stamp: stamp.epoch, commit: stamp.commit) },
+                hash: { node.hash(at: $0) },
+                vote: { try await node.vote($0) },
+                truncate: { cut, stamp in try await node.truncate(cut, stamp: stamp) })
+        }
 
         router.post("/messages") { request, _ -> Response in
             switch node.current {

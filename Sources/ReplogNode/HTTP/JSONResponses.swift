@@ -133,6 +133,8 @@ final class AllowedMethods: Sendable {
 /// Turns every error, including the framework's own (unknown route, wrong method, body
 /// too large), into the `{"error": …}` shape of the contract.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The largest body of a public request (an append's `--max-body`); the internal
+    /// endpoints take up to `maxReplicationBodyBytes`.
     let maxBodyBytes: Int
     let allowedMethods: AllowedMethods
 
@@ -142,7 +144,8 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return error.response
         } catch is NIOTooManyBytesError {
-            return APIError(.contentTooLarge, "request body is larger than \(maxBodyBytes) bytes").response
+            let limit = request.uri.path.hasPrefix("/replicate") ? maxReplicationBodyBytes : maxBodyBytes
+            return APIError(.contentTooLarge, "request body is larger than \(limit) bytes").response
         } catch let error as HTTPError where error.status == .notFound {
             if let allowed = allowedMethods.methods(for: request.uri.path) {
                 var response = APIError(.methodNotAllowed, "\(request.uri.path) answers \(allowed.joined(separator: ", ")), not \(request.method)").response

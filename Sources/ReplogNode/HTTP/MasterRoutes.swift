@@ -5,26 +5,6 @@ import NIOFoundationCompat
 import ReplogCore
 import ReplogStorage
 
-/// The master's public API: append, list, health.
-public func buildMasterRouter(
-    master: Master, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil
-) -> Router<BasicRequestContext> {
-    nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
-        router.post("/messages") { request, _ -> Response in
-            try await appendMessage(request, to: master, maxBodyBytes: maxBodyBytes)
-        }
-
-        router.addReadingRoutes(master.reader)
-
-        router.get("/health") { _, _ in
-            JSON.response(.ok, MasterHealthReport(master.health))
-        }
-        router.get("/") { _, _ in
-            StatusPage.response(clusterSize: master.settings.clusterSize)
-        }
-    }
-}
-
 /// A router with what every node's API has: JSON errors (with the allowed methods on a
 /// 405), the cross-site guard, client tokens, and `/metrics`, around the given routes.
 func nodeRouter(
