@@ -155,7 +155,9 @@ public final class Master: Service {
         }
     }
 
-    public init(
+    /// Only a node makes one (`FailoverNode`, which every process runs): the master role
+    /// from its start (without failover) or once elected.
+    init(
         settings: MasterSettings,
         transport: any ReplicationTransport,
         store: any LogStore = InMemoryLogStore(),

@@ -245,14 +245,20 @@ final class Simulation: Sendable {
     }
 
     private func startMaster() {
-        let master = Master(
-            settings: MasterSettings(
-                secondaries: Self.secondaries, heartbeatInterval: Self.heartbeatInterval, healthThresholds: Self.thresholds,
-                replicationTimeout: .seconds(1), maxBatchSize: 5, maxInFlight: 3, replicationLinger: linger,
-                retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(500), maxBackoffWhenUnhealthy: .seconds(1))),
-            transport: transport, store: masterDisk.open(), fsync: .always, io: fsyncIO, clock: clock, logID: logID,
-            logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }), metricsFactory: NOOPMetricsHandler.instance,
-            random: { [random] in random.unit() }, taskExecutor: executor)
+        // The master as `replog master` runs it: a node that is the master from its start.
+        let store = masterDisk.open()
+        let quiet = Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() })
+        let node = try! FailoverNode(  // no data dir: nothing to fail
+            settings: .withoutFailover(
+                master: MasterSettings(
+                    secondaries: Self.secondaries, heartbeatInterval: Self.heartbeatInterval, healthThresholds: Self.thresholds,
+                    replicationTimeout: .seconds(1), maxBatchSize: 5, maxInFlight: 3, replicationLinger: linger,
+                    retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(500), maxBackoffWhenUnhealthy: .seconds(1)))),
+            store: store,
+            commit: GroupCommit(store: store, policy: .always, io: fsyncIO, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance),
+            directory: nil, transport: transport, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance, seed: 0,
+            taskExecutor: executor, logID: logID, random: { [random] in random.unit() })
+        guard let master = node.currentMaster else { preconditionFailure("a master without failover never steps down") }
         let task = Task(executorPreference: executor) {
             async let heartbeats: Void = master.monitorHeartbeats()
             await master.runReplicationStreams()
