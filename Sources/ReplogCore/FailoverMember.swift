@@ -3,7 +3,7 @@
 /// (`FailoverInstance`), whether it has heard a master of an epoch, what each member said
 /// its epoch is, and whether its log is known to be its master's (`HistoryAdoption`).
 ///
-/// The shell (`FailoverNode`) feeds it events and carries out the directives they return.
+/// The shell (`Node`) feeds it events and carries out the directives they return.
 /// Whenever `kept` differs from what the shell last saved, the shell saves it before it
 /// answers anything (a vote, an epoch, an epoch start): an answer never leaves on what a
 /// restart would forget, and a save that failed is tried again before the next answer.

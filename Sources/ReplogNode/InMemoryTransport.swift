@@ -2,7 +2,7 @@ import ReplogCore
 import ReplogStorage
 import Synchronization
 
-/// Connects a master to secondaries (`FailoverNode`s, as `replog secondary` runs them) in
+/// Connects a master to secondaries (`Node`s, as `replog secondary` runs them) in
 /// the same process, with faults a test sets per link: delay, partition, failures. Delays
 /// run on the injected clock.
 ///
@@ -10,7 +10,7 @@ import Synchronization
 /// `append("m1")` with `w = 3` is answered when the clock has moved 5 s.
 public final class InMemoryTransport: ReplicationTransport {
     private struct Link {
-        var node: FailoverNode?
+        var node: Node?
         var delay: Duration = .zero
         var partitioned = false
         /// Requests still to fail (before reaching the replica).
@@ -26,7 +26,7 @@ public final class InMemoryTransport: ReplicationTransport {
     }
 
     /// Connects (or reconnects, after a restart) a secondary under the name `peer`.
-    public func connect(_ node: FailoverNode, as peer: String) {
+    public func connect(_ node: Node, as peer: String) {
         links.withLock { $0[peer, default: Link()].node = node }
     }
 
@@ -69,7 +69,7 @@ public final class InMemoryTransport: ReplicationTransport {
         try await reach(peer).hash(at: seq)
     }
 
-    private func reach(_ peer: String) async throws -> FailoverNode {
+    private func reach(_ peer: String) async throws -> Node {
         let delay = links.withLock { $0[peer]?.delay ?? .zero }
         if delay > .zero { try await clock.sleep(for: delay) }
         return try links.withLock { links in

@@ -110,7 +110,7 @@ public final class Master: Service {
     /// The majority rounds of linearizable reads.
     let readRounds: ReadRounds
 
-    /// How an elected master talks to the node that runs it (`FailoverNode`).
+    /// How an elected master talks to the node that runs it (`Node`).
     public struct FailoverHooks: Sendable {
         /// Before an append is admitted: nil to go on, or why this node may not take it.
         public var refusal: @Sendable () -> AppendError?
@@ -155,7 +155,7 @@ public final class Master: Service {
         }
     }
 
-    /// Only a node makes one (`FailoverNode`, which every process runs): the master role
+    /// Only a node makes one (`Node`, which every process runs): the master role
     /// from its start (without failover) or once elected.
     init(
         settings: MasterSettings,

@@ -5,15 +5,15 @@ import ServiceLifecycle
 
 /// Builds a node's HTTP application and runs a node's services.
 public enum NodeApplications {
-    /// A node's HTTP server: every process serves one (see `FailoverNode`); with failover its
+    /// A node's HTTP server: every process serves one (see `Node`); with failover its
     /// role changes with elections.
     public static func node(
-        _ node: FailoverNode, host: String, port: Int, maxBodyBytes: Int, secret: ClusterSecret? = nil, logger: Logger,
+        _ node: Node, host: String, port: Int, maxBodyBytes: Int, secret: ClusterSecret? = nil, logger: Logger,
         metrics: (@Sendable () -> String)? = nil, clientTokens: ClientTokens? = nil,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
     ) -> some ApplicationProtocol {
         Application(
-            router: buildFailoverRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, secret: secret, clientTokens: clientTokens),
+            router: buildNodeRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, secret: secret, clientTokens: clientTokens),
             server: NodeHTTPChannel.builder(
                 fastPath: .init(master: { node.currentMaster }, maxBodyBytes: maxBodyBytes, clientTokens: clientTokens, serverName: "replog")),
             configuration: ApplicationConfiguration(address: .hostname(host, port: port), serverName: "replog"),

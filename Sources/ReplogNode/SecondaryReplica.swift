@@ -25,7 +25,7 @@ public struct SecondarySettings: Sendable {
     }
 }
 
-/// The secondary role of a node (`FailoverNode`, which every `replog secondary` runs as):
+/// The secondary role of a node (`Node`, which every `replog secondary` runs as):
 /// carries out what its `SecondaryInstance` decides about each delivery (record the log it
 /// follows, start the log again, store, make durable) and answers with what the instance
 /// says it may claim. Only a node makes one.

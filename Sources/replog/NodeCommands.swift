@@ -277,10 +277,10 @@ struct MasterCommand: AsyncParsableCommand {
             replicationTimeout: replicationTimeout.duration, replicationLinger: replicationLinger.duration,
             maxLongPoll: maxLongPoll.duration)
         let (store, directory) = try storage.open(role: "master", logger: logger)
-        var node = FailoverNode.Settings.withoutFailover(master: settings)
+        var node = Node.Settings.withoutFailover(master: settings)
         if failover {
             let me = advertise ?? "http://\(host):\(port)"
-            node = FailoverNode.Settings(
+            node = Node.Settings(
                 me: me, members: [me] + settings.secondaries, electionTimeout: election.electionTimeouts, master: settings,
                 canVote: true, bootstrap: true)
         }
@@ -334,7 +334,7 @@ struct SecondaryCommand: AsyncParsableCommand {
         logger.info("secondary started", metadata: ["replog.delay": "\(delay)", "replog.errorRate": "\(errorRate)"])
         // It learns the cluster (and, with failover, its epoch) from the master's requests.
         try await runNode(
-            FailoverNode.Settings(
+            Node.Settings(
                 me: nil, members: [], electionTimeout: election.electionTimeouts,
                 master: MasterSettings(secondaries: [], heartbeatInterval: heartbeatInterval.duration, maxLongPoll: maxLongPoll.duration),
                 secondary: secondarySettings, canVote: directory != nil, bootstrap: false),
@@ -343,18 +343,18 @@ struct SecondaryCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs a node (`FailoverNode`: every process runs one) behind its HTTP server until it is stopped.
+/// Runs a node (`Node`: every process runs one) behind its HTTP server until it is stopped.
 func runNode(
-    _ settings: FailoverNode.Settings, store: any LogStore, directory: DataDirectory?, fsync: FsyncPolicy, retention: RetentionPolicy,
+    _ settings: Node.Settings, store: any LogStore, directory: DataDirectory?, fsync: FsyncPolicy, retention: RetentionPolicy,
     secret: ClusterSecret?,
     host: String, port: Int, maxBody: Int, clientTokens: ClientTokens?, stopWhenDone: ParentWatch?, logger: Logger,
     metrics: (@Sendable () -> String)?
 ) async throws {
     let transport = HTTPTransport(secret: secret)
     let commit = GroupCommit(store: store, policy: fsync, logger: logger)
-    let node: FailoverNode
+    let node: Node
     do {
-        node = try FailoverNode(
+        node = try Node(
             settings: settings, store: store, commit: commit, directory: directory, transport: transport, stamps: transport.stamps,
             logger: logger)
     } catch {

@@ -38,8 +38,8 @@ import Testing
         let part = records(2...3, batchEndsAt: 4)
         try store.append(part.entries, ids: [], continues: part.continues)
         let clock = ManualClock()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(me: "n1", members: ["n1"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: true),
+        let node = try Node(
+            settings: Node.Settings(me: "n1", members: ["n1"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: true),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: DataDirectory(path: folder.path, role: "master"),
             transport: InMemoryTransport(clock: clock), clock: clock)
         let running = Task { try await node.run() }

@@ -5,7 +5,7 @@ import Synchronization
 import Testing
 @testable import ReplogNode
 
-/// The node around the election rules (`FailoverNode`), event by event.
+/// The node around the election rules (`Node`), event by event.
 @Suite struct FailoverNodeTests {
     /// Entries an earlier epoch's master sent that still wait for a gap to fill are dropped
     /// when a later epoch's master delivers: its own entry at the gap must not release them
@@ -47,10 +47,10 @@ import Testing
     /// of an epoch still serves a master without failover.
     @Test func aNodeWithFailoverRefusesRequestsWithoutAnEpochStamp() async throws {
         let clock = ManualClock()
-        func node() throws -> FailoverNode {
+        func node() throws -> Node {
             let store = InMemoryLogStore()
-            return try FailoverNode(
-                settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+            return try Node(
+                settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
                 store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: InMemoryTransport(clock: clock),
                 clock: clock)
         }
@@ -59,8 +59,8 @@ import Testing
         let member = try node()
         let stamp = EpochStamp(epoch: 1, master: "m", members: ["m", "x"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
         _ = try await member.probe(stamp: stamp, commit: 0)
-        await #expect(throws: FailoverNode.StaleEpoch.self) { try await member.probe(stamp: nil) }
-        await #expect(throws: FailoverNode.StaleEpoch.self) {
+        await #expect(throws: Node.StaleEpoch.self) { try await member.probe(stamp: nil) }
+        await #expect(throws: Node.StaleEpoch.self) {
             try await member.receive([LogEntry(seq: 1, message: "from a deposed master")], of: "L", stamp: nil)
         }
         #expect(try member.read(from: 1, limit: 10, level: .local).isEmpty)
@@ -78,8 +78,8 @@ import Testing
         let store = InMemoryLogStore()
         try store.append((1...17).map { LogEntry(seq: $0, message: $0 <= 15 ? "m\($0)" : "old epoch \($0)") })
         let clock = ManualClock()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: DataDirectory(path: folder.path, role: "secondary"),
             transport: InMemoryTransport(clock: clock), clock: clock)
         let history = EpochHistory([.init(epoch: 1, after: 0), .init(epoch: 2, after: 15)])
@@ -100,8 +100,8 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func aNodesRunReturnsOnlyAfterTheMasterItRanHasStopped() async throws {
         let transport = HangingTransport()
         let store = InMemoryLogStore()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(me: "m", members: ["m", "x"], master: MasterSettings(secondaries: []), canVote: false, bootstrap: true),
+        let node = try Node(
+            settings: Node.Settings(me: "m", members: ["m", "x"], master: MasterSettings(secondaries: []), canVote: false, bootstrap: true),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: transport, clock: ManualClock())
         let run = Task { try await node.run() }
         for await _ in transport.started.stream { break }
@@ -119,8 +119,8 @@ import Testing
         let disk = HeldIO()
         let store = InMemoryLogStore()
         let clock = ManualClock()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(me: "x", members: ["m", "x", "c"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+        let node = try Node(
+            settings: Node.Settings(me: "x", members: ["m", "x", "c"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: DataDirectory(path: folder.path, role: "secondary"),
             transport: InMemoryTransport(clock: clock), clock: clock)
         clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
@@ -171,8 +171,8 @@ import Testing
         let store = DurableMemoryStore()
         try store.append(Array(messages.prefix(13)))
         let clock = ManualClock()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
             transport: InMemoryTransport(clock: clock), clock: clock)
         var events = disk.events.stream.makeAsyncIterator()
@@ -204,10 +204,10 @@ import Testing
         let store = DurableMemoryStore()
         try store.append(Array(messages.prefix(14)))
         let clock = ManualClock()
-        let settings = FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false)
+        let settings = Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false)
         let tail = RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: [])
         let disk = HeldIO()
-        let node = try FailoverNode(
+        let node = try Node(
             settings: settings, store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io),
             directory: DataDirectory(path: folder.path, role: "secondary"), transport: InMemoryTransport(clock: clock), clock: clock)
         var events = disk.events.stream.makeAsyncIterator()
@@ -220,7 +220,7 @@ import Testing
         disk.release(.fail)  // the node crashes before that record is on disk
         await #expect(throws: HeldIO.Refused.self) { try await delivery.value }
 
-        let restarted = try FailoverNode(
+        let restarted = try Node(
             settings: settings, store: store, commit: GroupCommit(store: store, policy: .always, io: BlockingIO { try $0() }),
             directory: DataDirectory(path: folder.path, role: "secondary"), transport: InMemoryTransport(clock: clock), clock: clock)
         #expect(try await restarted.probe(stamp: stamp).seq == 14, "its heartbeat answer claims none of seqs 15-19")
@@ -240,8 +240,8 @@ import Testing
         let store = InMemoryLogStore()
         try store.append(Array(messages.prefix(14)))
         let clock = ManualClock()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(
+        let node = try Node(
+            settings: Node.Settings(
                 me: nil, members: [], master: MasterSettings(secondaries: []), secondary: SecondarySettings(errorRate: 1), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: InMemoryTransport(clock: clock), clock: clock)
         await #expect(throws: SecondaryReplica.InjectedFailure.self) {
@@ -259,8 +259,8 @@ import Testing
         let store = InMemoryLogStore()
         try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
         let clock = ManualClock()
-        let node = try FailoverNode(
-            settings: FailoverNode.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
             transport: InMemoryTransport(clock: clock), clock: clock)
         let stamp = EpochStamp(

@@ -38,11 +38,11 @@ import Testing
 
     @Test func documentsExactlyTheRoutesOfANodeWithFailover() throws {
         let store = InMemoryLogStore()
-        let node = try FailoverNode(
+        let node = try Node(
             settings: .init(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: nil,
             transport: InMemoryTransport(clock: ManualClock()))
-        let router = buildFailoverRouter(node: node, metrics: { "" })
+        let router = buildNodeRouter(node: node, metrics: { "" })
         let served = Set(router.routes.map { "\($0.method) \($0.path.description.isEmpty ? "/" : $0.path.description)" })
         let documented = try documentedOperations().union(documentedOperations("docs/internal-api.yaml"))
         #expect(served.isSuperset(of: ["POST /replicate/vote", "POST /replicate/truncate", "POST /messages"]), "\(served)")

@@ -7,14 +7,14 @@ import ReplogStorage
 /// A secondary as `replog secondary` runs it: a node that serves whichever master delivers
 /// (it learns of failover from a master's stamp), behind the router every node serves.
 struct SecondaryNode {
-    let node: FailoverNode
+    let node: Node
 
     init(
         store: any LogStore = InMemoryLogStore(), settings: SecondarySettings = SecondarySettings(), clock: any NodeClock = SystemClock(),
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) throws {
-        node = try FailoverNode(
-            settings: FailoverNode.Settings(
+        node = try Node(
+            settings: Node.Settings(
                 me: nil, members: [], master: MasterSettings(secondaries: []), secondary: settings, canVote: false, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, clock: clock), directory: nil,
             transport: InMemoryTransport(clock: clock), clock: clock, logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
@@ -28,7 +28,7 @@ struct SecondaryNode {
     }
 
     func router(secret: ClusterSecret? = nil) -> Router<BasicRequestContext> {
-        buildFailoverRouter(node: node, secret: secret)
+        buildNodeRouter(node: node, secret: secret)
     }
 
     /// A master's delivery, as `POST /replicate` hands it on.
@@ -41,14 +41,14 @@ struct SecondaryNode {
 /// A master as `replog master` runs it without `--failover`: a node that is the master from
 /// its start, behind the router (and the append fast path) every node serves.
 struct MasterNode {
-    let node: FailoverNode
+    let node: Node
 
     init(
         settings: MasterSettings, store: any LogStore = InMemoryLogStore(), transport: (any ReplicationTransport)? = nil,
         clock: any NodeClock = SystemClock(), logger: Logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) }
     ) throws {
-        node = try FailoverNode(
+        node = try Node(
             settings: .withoutFailover(master: settings), store: store,
             commit: GroupCommit(store: store, policy: .always, clock: clock, logger: logger), directory: nil,
             transport: transport ?? InMemoryTransport(clock: clock), clock: clock, logger: logger, random: random)
@@ -61,7 +61,7 @@ struct MasterNode {
     }
 
     func router(maxBodyBytes: Int = 1 << 20, clientTokens: ClientTokens? = nil, metrics: (@Sendable () -> String)? = nil) -> Router<BasicRequestContext> {
-        buildFailoverRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens)
+        buildNodeRouter(node: node, maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens)
     }
 
     /// Its HTTP server: in `.live` tests appends take the fast path (`AppendFastPath`), in

@@ -17,7 +17,7 @@ final class FaultyTransport: ReplicationTransport {
     }
 
     private struct Link {
-        var node: FailoverNode?
+        var node: Node?
         var partitioned = false
     }
 
@@ -32,10 +32,10 @@ final class FaultyTransport: ReplicationTransport {
     }
 
     func setFaults(_ faults: Faults) { self.faults.withLock { $0 = faults } }
-    func connect(_ node: FailoverNode?, as peer: String) { links.withLock { $0[peer, default: Link()].node = node } }
+    func connect(_ node: Node?, as peer: String) { links.withLock { $0[peer, default: Link()].node = node } }
     func setPartitioned(_ partitioned: Bool, _ peer: String) { links.withLock { $0[peer, default: Link()].partitioned = partitioned } }
 
-    private func reachable(_ peer: String) -> FailoverNode? {
+    private func reachable(_ peer: String) -> Node? {
         links.withLock { link in link[peer].flatMap { $0.partitioned ? nil : $0.node } }
     }
 

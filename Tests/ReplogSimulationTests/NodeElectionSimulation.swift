@@ -7,7 +7,7 @@ import ReplogTestKit
 import Synchronization
 @testable import ReplogNode
 
-/// One seeded schedule of failovers run against the real node code: 3 or 5 `FailoverNode`s,
+/// One seeded schedule of failovers run against the real node code: 3 or 5 `Node`s,
 /// each with its real `Master` or `SecondaryReplica`, `GroupCommit` and data folder (its
 /// `election.json`), on a `SimulatedDisk` whose fsyncs take simulated time, talking over a
 /// simulated network (`NodeNetwork`) that delays, reorders and loses requests and answers.
@@ -100,7 +100,7 @@ final class NodeElectionSimulation: Sendable {
     let retention: RetentionPolicy?
 
     private struct Running {
-        let node: FailoverNode
+        let node: Node
         let task: Task<Void, Never>
         let run: Int
     }
@@ -319,11 +319,11 @@ final class NodeElectionSimulation: Sendable {
             healthThresholds: PeerHealth.Thresholds(suspectAfterMisses: 2, unhealthyAfterMisses: 3), replicationTimeout: .milliseconds(500),
             maxBatchSize: 5, maxInFlight: 3,
             retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(300), maxBackoffWhenUnhealthy: .milliseconds(500)))
-        let settings = FailoverNode.Settings(
+        let settings = Node.Settings(
             me: isFirst ? name : nil, members: isFirst ? names : [], electionTimeout: Self.electionTimeout, master: master,
             canVote: true, bootstrap: isFirst)
         let endpoint = network.endpoint(for: name, run: run)
-        let node = try! FailoverNode(
+        let node = try! Node(
             settings: settings, store: store, commit: commit, directory: directory, transport: endpoint, stamps: endpoint.stamps,
             clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance, seed: random.next(), taskExecutor: executor)
         network.attach(node, as: name, run: run)
@@ -586,7 +586,7 @@ final class NodeElectionSimulation: Sendable {
 
     /// Records what a committed read of `node` shows now that it did not show before, and
     /// checks it against what readers were shown elsewhere; its commit point never goes back.
-    private func checkReads(of node: FailoverNode, _ name: String) {
+    private func checkReads(of node: Node, _ name: String) {
         let commit = node.commitSeq
         let (before, from) = state.withLock { state in
             (state.commitShown[name] ?? 0, max(state.shownThrough[name] ?? 0, node.store.firstSeq - 1) + 1)

@@ -3,7 +3,7 @@ import ReplogStorage
 import Synchronization
 @testable import ReplogNode
 
-/// The simulated network between `FailoverNode`s: every node reaches every other one, as
+/// The simulated network between `Node`s: every node reaches every other one, as
 /// over HTTP, through an `Endpoint` (its `ReplicationTransport`). A request waits a random
 /// delay (so requests overtake each other), may be lost on the way there or its answer on
 /// the way back, and fails when either end is down or isolated. A node's requests carry
@@ -17,7 +17,7 @@ final class NodeNetwork: Sendable {
 
     private struct State {
         /// The node running under each name, and which run of it (a restart is a new run).
-        var nodes: [String: (node: FailoverNode, run: Int)] = [:]
+        var nodes: [String: (node: Node, run: Int)] = [:]
         var isolated: Set<String> = []
         var faults = Faults()
     }
@@ -32,7 +32,7 @@ final class NodeNetwork: Sendable {
     }
 
     func setFaults(_ faults: Faults) { state.withLock { $0.faults = faults } }
-    func attach(_ node: FailoverNode, as name: String, run: Int) { state.withLock { $0.nodes[name] = (node, run) } }
+    func attach(_ node: Node, as name: String, run: Int) { state.withLock { $0.nodes[name] = (node, run) } }
     func detach(_ name: String) { _ = state.withLock { $0.nodes.removeValue(forKey: name) } }
     func setIsolated(_ isolated: Bool, _ name: String) {
         state.withLock { state in
@@ -41,7 +41,7 @@ final class NodeNetwork: Sendable {
     }
 
     /// The node `to` if run `run` of `from` can reach it now: both up, neither isolated.
-    private func reach(_ to: String, from: String, run: Int) -> FailoverNode? {
+    private func reach(_ to: String, from: String, run: Int) -> Node? {
         state.withLock { state in
             guard state.nodes[from]?.run == run, !state.isolated.contains(from), !state.isolated.contains(to) else { return nil }
             return state.nodes[to]?.node
@@ -50,7 +50,7 @@ final class NodeNetwork: Sendable {
 
     /// One request and its answer between two nodes.
     fileprivate func exchange<Answer: Sendable>(
-        from endpoint: Endpoint, to peer: String, _ serve: (FailoverNode) async throws -> Answer
+        from endpoint: Endpoint, to peer: String, _ serve: (Node) async throws -> Answer
     ) async throws -> Answer {
         let faults = state.withLock { $0.faults }
         try await clock.sleep(for: random.duration(.zero...faults.maxDelay))
@@ -60,7 +60,7 @@ final class NodeNetwork: Sendable {
         let answer: Answer
         do {
             answer = try await serve(node)
-        } catch let stale as FailoverNode.StaleEpoch {
+        } catch let stale as Node.StaleEpoch {
             throw TransportError.staleEpoch(stale.answer.epoch)
         }
         try await clock.sleep(for: random.duration(.zero...faults.maxDelay))

@@ -227,8 +227,8 @@ final class Simulation: Sendable {
         // A secondary as `replog secondary` runs it: a node that serves whichever master delivers.
         let store = disk.open()
         let quiet = Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() })
-        let node = try! FailoverNode(  // no data dir: nothing to fail
-            settings: FailoverNode.Settings(
+        let node = try! Node(  // no data dir: nothing to fail
+            settings: Node.Settings(
                 me: nil, members: [], master: MasterSettings(secondaries: []), secondary: SecondarySettings(errorRate: errorRate),
                 canVote: false, bootstrap: false),
             store: store,
@@ -248,7 +248,7 @@ final class Simulation: Sendable {
         // The master as `replog master` runs it: a node that is the master from its start.
         let store = masterDisk.open()
         let quiet = Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() })
-        let node = try! FailoverNode(  // no data dir: nothing to fail
+        let node = try! Node(  // no data dir: nothing to fail
             settings: .withoutFailover(
                 master: MasterSettings(
                     secondaries: Self.secondaries, heartbeatInterval: Self.heartbeatInterval, healthThresholds: Self.thresholds,

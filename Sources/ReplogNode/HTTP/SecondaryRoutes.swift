@@ -111,7 +111,7 @@ extension SecondaryHealthReport {
     }
 }
 
-/// What the internal endpoints do on a node (a plain secondary, or a `FailoverNode`). Each
+/// What the internal endpoints do on a node (a plain secondary, or a `Node`). Each
 /// gets the master's epoch stamp and the commit point it sends, if the request carries them.
 typealias Receive = @Sendable (_ records: RecordFraming.DecodedRecords, _ log: String, _ stamp: MasterStamp) async throws -> ReplicaState
 
@@ -199,7 +199,7 @@ private func answeringInternally(_ body: () async throws -> ReplicaState) async 
         throw APIError(.conflict, diverged.description, details: ["refusal": .string(InternalRefusal.diverged.rawValue)])
     } catch let failed as GroupCommit.Failed {
         throw APIError(.internalServerError, failed.description)
-    } catch let stale as FailoverNode.StaleEpoch {
+    } catch let stale as Node.StaleEpoch {
         return JSON.response(.conflict, stale.answer)
     }
 }

@@ -4,12 +4,12 @@ import NIOCore
 import ReplogCore
 import ReplogStorage
 
-/// The API of a node that can change role (`FailoverNode`): internal requests go to the
+/// The API of a node that can change role (`Node`): internal requests go to the
 /// node, which refuses an older epoch's master whatever role it plays; the public endpoints
 /// go to the current role. `POST /messages` on a node that is not the master answers `307`
 /// to the master (`503` while none is known).
-public func buildFailoverRouter(
-    node: FailoverNode, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, secret: ClusterSecret? = nil,
+public func buildNodeRouter(
+    node: Node, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, secret: ClusterSecret? = nil,
     clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
     nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
@@ -78,7 +78,7 @@ public func buildFailoverRouter(
     }
 }
 
-extension FailoverNode {
+extension Node {
     /// The log of the role this node plays now, for the reading routes.
     var reader: LogReader {
         switch current {

@@ -16,10 +16,10 @@ import Synchronization
 /// from its start to its end, as the master of a cluster without failover). Elections run
 /// here: a timer that fires when no master was heard for the election timeout, vote
 /// requests to the other members, and the votes this node casts. The router
-/// (`buildFailoverRouter`) sends every internal request through this node, so that an old
+/// (`buildNodeRouter`) sends every internal request through this node, so that an old
 /// epoch's master is refused whatever role this node has, and the public endpoints to the
 /// current role.
-public final class FailoverNode: Service, Sendable {
+public final class Node: Service, Sendable {
     public struct Settings: Sendable {
         /// This node's URL as the others know it: set for the node started as master,
         /// learned from the master's requests otherwise.
