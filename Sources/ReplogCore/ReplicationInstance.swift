@@ -467,8 +467,7 @@ public struct ReplicationInstance: Sendable {
     /// - Parameters:
     ///   - upTo: the last seq that may leave the master: the end of its durable prefix, or
     ///     with failover the end of its log (the master's fsync and replication overlap).
-    ///   - firstSeq: the first seq the master's log still keeps (retention).
-    public mutating func nextStreamStep(for url: String, upTo sendable: Int, firstSeq: Int = 1, now: Duration) -> StreamStep {
+    public mutating func nextStreamStep(for url: String, upTo sendable: Int, now: Duration) -> StreamStep {
         var peer = peers[url]!
         defer { peers[url] = peer }
         if peer.stream.phase == .backingOff { return .idle(waitForData: false) }
@@ -485,7 +484,7 @@ public struct ReplicationInstance: Sendable {
         }
         peer.stream.sentThrough = max(peer.stream.sentThrough, peer.matched)
         guard peer.stream.inFlight < settings.maxInFlight else { return .idle(waitForData: false) }
-        let next = max(peer.stream.sentThrough + 1, firstSeq)
+        let next = max(peer.stream.sentThrough + 1, logStart)
         let available = min(settings.maxBatchSize, sendable - next + 1)
         guard available > 0 else { return .idle(waitForData: true) }
         // Nobody waits for these yet: hold a small batch back briefly so that it leaves
@@ -501,6 +500,17 @@ public struct ReplicationInstance: Sendable {
         }
         peer.stream.phase = .sending
         return next > peer.stream.sentThrough + 1 ? .sendFromStart(limit: available) : .send(from: next, limit: available)
+    }
+
+    /// The first seq the master's log still keeps, as far as the shell said (`onLogStart`).
+    private var logStart = 1
+
+    /// Retention moved the start of the master's log: a stream that would send from before
+    /// it sends from the start instead (`.sendFromStart`). The shell says so when a read
+    /// finds its seq gone, and as the master starts, rather than reading the start at every
+    /// step (a lock of the store that appends share).
+    public mutating func onLogStart(_ firstSeq: Int) {
+        logStart = max(logStart, firstSeq)
     }
 
     /// The stream sends a request carrying `seqs` (what `.send` asked for, or less).

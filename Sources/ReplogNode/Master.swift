@@ -186,10 +186,11 @@ public final class Master: Service {
         self.logger = logger
         self.random = random
         // A master restarted from its data dir remembers the keys of its latest appends.
-        let instance = ReplicationInstance(
+        var instance = ReplicationInstance(
             settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs, epochStart: failover?.epochStart,
             committed: failover?.committedBefore ?? 0)
         self.sendsBeforeDurable = instance.sendsBeforeDurable
+        instance.onLogStart(store.firstSeq)
         self.state = Mutex(State(instance: instance))
         self.watch = watch ?? LogWatch(durable: self.commit.durableSeq, metricsFactory: metricsFactory)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })

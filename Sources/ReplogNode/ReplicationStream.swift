@@ -30,8 +30,7 @@ extension Master {
                 startWork: while true {
                     let sendable = ReplicationInstance.sendable(
                         sendsBeforeDurable: sendsBeforeDurable, written: store.completeSeq, durable: commit.durableSeq)
-                    let firstSeq = store.firstSeq
-                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, firstSeq: firstSeq, now: clock.now) }
+                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
                     switch step {
                     case .send(let from, let limit):
                         guard let batch = await read(from: from, limit: limit, for: peer) else { continue startWork }
@@ -89,15 +88,18 @@ extension Master {
     }
 
     /// The records from `from` on as they are on disk (nothing is decoded or encoded again),
-    /// or nil when there is nothing to send now: retention dropped `from` meanwhile (the next
-    /// step sends from the new start), or the read failed (the round fails, as a delivery's:
-    /// it backs off, retries, and says why in /health; no entry is ever skipped).
+    /// or nil when there is nothing to send now: retention dropped `from` (the instance
+    /// learns the new start, and the next step sends from it), or the read failed (the round
+    /// fails, as a delivery's: it backs off, retries, and says why in /health; no entry is
+    /// ever skipped).
     private func read(from: Int, limit: Int, for peer: String) async -> RecordBatch? {
         let failure: String
         do {
             if let batch = try await commit.readRecords(from: from, limit: limit, maxBytes: settings.maxBatchBytes) { return batch }
             failure = "the log holds no entry at seq \(from)"
         } catch LogStoreError.gone {
+            let firstSeq = store.firstSeq
+            state.withLock { $0.instance.onLogStart(firstSeq) }
             return nil
         } catch {
             failure = "\(error)"
