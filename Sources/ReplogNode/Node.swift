@@ -136,7 +136,8 @@ public final class Node: Service, Sendable {
     /// - Parameters:
     ///   - logID: the master log `store` holds, when no data dir says it (tests, simulations).
     ///   - incarnations: the random id of each run of a role (`ReplicaState.incarnation`).
-    ///   - random: numbers in `0..<1` for `--error-rate`; simulations pass their seeded ones.
+    ///   - random: numbers in `0..<1` for `--error-rate`, and for the retries' jitter of a
+    ///     master without failover; simulations pass their seeded ones.
     public init(
         settings: Settings, store: any LogStore, commit: GroupCommit, directory: DataDirectory?, transport: any ReplicationTransport,
         stamps: EpochStamps? = nil, clock: any NodeClock = SystemClock(), logger: Logger = Logger(label: "replog.node"),
