@@ -277,6 +277,30 @@ import Testing
         #expect(try cluster.master.store.readRecords(from: 2, limit: 1, maxBytes: 0)?.seqs == 2...4)
     }
 
+    /// A body over a route's limit is refused with the limit of that route (a vote's, an
+    /// append's), however many parts it came in: NIO's own figure is what was left of the
+    /// limit after the first part.
+    @Test func aTooLargeBodyNamesTheLimitOfItsRoute() async throws {
+        let secondary = try SecondaryNode()
+        try await Application(router: secondary.router()).test(.router) { client in
+            let vote = ByteBuffer(string: String(repeating: "x", count: (64 << 10) + 1))
+            try await client.execute(uri: "/replicate/vote", method: .post, body: vote) { response in
+                #expect(response.status == .contentTooLarge)
+                #expect(json(response.body)["error"] as? String == "request body is larger than 65536 bytes")
+            }
+        }
+        #expect(secondary.node.status.epoch == nil, "the vote was never read")
+        let cluster = TestCluster()
+        try await Application(router: cluster.masterNode.router(maxBodyBytes: 40_000)).test(.router) { client in
+            let append = ByteBuffer(string: String(repeating: "x", count: 70_000))
+            try await client.execute(uri: "/messages", method: .post, body: append) { response in
+                #expect(response.status == .contentTooLarge)
+                #expect(json(response.body)["error"] as? String == "request body is larger than 40000 bytes")
+            }
+        }
+        #expect(cluster.master.store.lastSeq == 0)
+    }
+
     /// Every bad input gets a JSON `{"error": …}` with the right status, and the log stays empty.
     @Test(arguments: [
         ("not json", HTTPResponse.Status.badRequest, "malformed JSON"),

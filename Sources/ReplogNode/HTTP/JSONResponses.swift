@@ -133,9 +133,6 @@ final class AllowedMethods: Sendable {
 /// Turns every error, including the framework's own (unknown route, wrong method, body
 /// too large), into the `{"error": …}` shape of the contract.
 struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    /// The largest body of a public request (an append's `--max-body`); the internal
-    /// endpoints take up to `maxReplicationBodyBytes`.
-    let maxBodyBytes: Int
     let allowedMethods: AllowedMethods
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -144,8 +141,9 @@ struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             return error.response
         } catch is NIOTooManyBytesError {
-            let limit = request.uri.path.hasPrefix("/replicate") ? maxReplicationBodyBytes : maxBodyBytes
-            return APIError(.contentTooLarge, "request body is larger than \(limit) bytes").response
+            // Routes name their own limit (`collectBody(limitedTo:)`): NIO's `maxBytes` is
+            // what was left of it when the body came in several parts.
+            return APIError(.contentTooLarge, "request body is too large").response
         } catch let error as HTTPError where error.status == .notFound {
             if let allowed = allowedMethods.methods(for: request.uri.path) {
                 var response = APIError(.methodNotAllowed, "\(request.uri.path) answers \(allowed.joined(separator: ", ")), not \(request.method)").response
@@ -275,6 +273,18 @@ extension Router {
                     try await writer.write(buffer)
                     try await writer.finish(nil)
                 })
+        }
+    }
+}
+
+extension Request {
+    /// The body, up to `limit` bytes: a longer one is a `413` that names the limit of the
+    /// route that read it (an append's `--max-body`, a delivery's, a vote's).
+    mutating func collectBody(limitedTo limit: Int) async throws -> ByteBuffer {
+        do {
+            return try await collectBody(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw APIError(.contentTooLarge, "request body is larger than \(limit) bytes")
         }
     }
 }

@@ -8,12 +8,12 @@ import ReplogStorage
 /// A router with what every node's API has: JSON errors (with the allowed methods on a
 /// 405), the cross-site guard, client tokens, and `/metrics`, around the given routes.
 func nodeRouter(
-    maxBodyBytes: Int, metrics: (@Sendable () -> String)?, clientTokens: ClientTokens?,
+    metrics: (@Sendable () -> String)?, clientTokens: ClientTokens?,
     routes: (Router<BasicRequestContext>) -> Void
 ) -> Router<BasicRequestContext> {
     let router = Router()
     let allowedMethods = AllowedMethods()
-    router.add(middleware: JSONErrorMiddleware(maxBodyBytes: maxBodyBytes, allowedMethods: allowedMethods))
+    router.add(middleware: JSONErrorMiddleware(allowedMethods: allowedMethods))
     router.add(middleware: CrossSiteGuard())
     router.add(middleware: ClientTokenGuard(tokens: clientTokens))
     routes(router)
@@ -33,7 +33,7 @@ func appendMessage(_ incoming: Request, to master: Master, maxBodyBytes: Int) as
         throw APIError(.unsupportedMediaType, "send the body as JSON, with Content-Type: application/json")
     }
     var request = incoming
-    let body = try await request.collectBody(upTo: maxBodyBytes)
+    let body = try await request.collectBody(limitedTo: maxBodyBytes)
     let append: AppendRequest
     do {
         append = try AppendRequest.parse(body)

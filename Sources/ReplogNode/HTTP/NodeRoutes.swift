@@ -12,7 +12,7 @@ public func buildNodeRouter(
     node: Node, maxBodyBytes: Int = 1 << 20, metrics: (@Sendable () -> String)? = nil, secret: ClusterSecret? = nil,
     clientTokens: ClientTokens? = nil
 ) -> Router<BasicRequestContext> {
-    nodeRouter(maxBodyBytes: maxBodyBytes, metrics: metrics, clientTokens: clientTokens) { router in
+    nodeRouter(metrics: metrics, clientTokens: clientTokens) { router in
         // A master without failover takes no delivery, vote or cut from anyone.
         if !node.settings.masterWithoutFailover {
             router.addInternalRoutes(

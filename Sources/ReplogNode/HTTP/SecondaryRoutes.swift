@@ -138,7 +138,7 @@ extension Router<BasicRequestContext> {
     ) {
         post(RouterPath(InternalWire.replicatePath)) { request, _ -> Response in
             var request = request
-            let body = try await request.collectBody(upTo: maxBodyBytes)
+            let body = try await request.collectBody(limitedTo: maxBodyBytes)
             let log = request.headers[HTTPFields.Element.Name(InternalWire.logHeader)!]
             let start = request.headers[HTTPFields.Element.Name(InternalWire.logStartHeader)!]
             let stamp = try checkSignature(secret, of: request, log: start.map { "\(log ?? "") \($0)" } ?? log, body: body)
@@ -162,7 +162,7 @@ extension Router<BasicRequestContext> {
         if let vote {
             post(RouterPath(InternalWire.votePath)) { request, _ in
                 var request = request
-                let body = try await request.collectBody(upTo: 64 << 10)
+                let body = try await request.collectBody(limitedTo: 64 << 10)
                 try checkSignature(secret, of: request, path: InternalWire.votePath, log: nil, body: body)
                 guard let ask = try? JSON.decoder.decode(VoteRequest.self, from: body) else {
                     throw APIError(.badRequest, "a vote request is {\"epoch\": 2, \"candidate\": \"URL\", \"log\": {\"epoch\": 1, \"seq\": 9}, \"preVote\": false}")
@@ -173,7 +173,7 @@ extension Router<BasicRequestContext> {
         if let truncate {
             post(RouterPath(InternalWire.truncatePath)) { request, _ in
                 var request = request
-                let body = try await request.collectBody(upTo: 64 << 10)
+                let body = try await request.collectBody(limitedTo: 64 << 10)
                 // The body is signed: where to cut is part of what the master proves it sent.
                 let stamp = try checkSignature(secret, of: request, path: InternalWire.truncatePath, log: nil, body: body).epoch
                 guard let cut = try? JSON.decoder.decode(TruncateRequest.self, from: body), cut.after >= 0 else {
