@@ -180,13 +180,11 @@ public final class Node: Service, Sendable {
         let current: Current
         var masterStop: WakeSignal?
         if settings.masterWithoutFailover {
-            // Its log's id is recorded before anything of it leaves, so that its secondaries
-            // know it again after a restart.
-            let log = try self.directory.directory.withLock { directory throws(DataDirectory.Problem) in try directory?.masterLog() }
-            logID = log ?? logID ?? UUID().uuidString
+            let log = try self.directory.masterLog(holding: logID)
+            logID = log
             current = .master(
                 Master(
-                    settings: settings.master, transport: transport, store: store, clock: clock, logID: logID!, logger: logger,
+                    settings: settings.master, transport: transport, store: store, clock: clock, logID: log, logger: logger,
                     metricsFactory: metricsFactory, random: random, commit: commit, watch: watch, taskExecutor: taskExecutor))
             masterStop = WakeSignal()
         } else {
@@ -232,6 +230,14 @@ public final class Node: Service, Sendable {
     private final class Folder: Sendable {
         let directory: Mutex<DataDirectory?>
         init(_ directory: DataDirectory?) { self.directory = Mutex(directory) }
+
+        /// The id of the log this node serves as master: the one it holds, or a new one,
+        /// recorded in the data dir before anything of it leaves, so that the secondaries
+        /// know the log again after a restart.
+        func masterLog(holding held: String?) throws(DataDirectory.Problem) -> String {
+            if let held { return held }
+            return try directory.withLock { directory throws(DataDirectory.Problem) in try directory?.masterLog() } ?? UUID().uuidString
+        }
     }
 
     // MARK: What the routers ask
@@ -539,7 +545,7 @@ public final class Node: Service, Sendable {
         }
         let (members, me, logID, history) = state.withLock { ($0.member.kept.members, $0.member.kept.me!, $0.logID, $0.member.kept.record.history) }
         let log: String
-        do { log = try logID ?? directory.directory.withLock { try $0?.masterLog() } ?? UUID().uuidString } catch {
+        do { log = try directory.masterLog(holding: logID) } catch {
             logger.error("cannot record the log id; not taking over", metadata: ["replog.error": "\(error)"])
             return
         }
