@@ -105,9 +105,13 @@ public struct FailoverInstance: Sendable {
 
     /// Why this node may not take an append now, if so.
     public enum AppendRefusal: Sendable, Equatable {
-        /// Not the master taking appends: the client goes to `master` (`307`), or, while no
-        /// master is known or the new one is not yet held by a majority, waits (`503`).
+        /// Not the master: the client goes to `master` (`307`), or waits while no master is
+        /// known (`503`).
         case notTheMaster(master: String?)
+        /// Just elected, and a majority does not yet hold its log through its start. That
+        /// takes a heartbeat or so: an append that arrives now waits up to `waitUpTo` for it
+        /// rather than failing, and is then refused as `notTheMaster(master: nil)` (`503`).
+        case takingOver(waitUpTo: Duration)
         /// The master, but no majority answered it lately (`503` with the quorum).
         case noQuorum(Quorum)
     }
@@ -115,7 +119,7 @@ public struct FailoverInstance: Sendable {
     public func appendRefusal(now: Duration) -> AppendRefusal? {
         guard !acceptsAppends(now: now) else { return nil }
         guard role == .master else { return .notTheMaster(master: master) }
-        return takeoverConfirmed ? .noQuorum(quorum(now: now)) : .notTheMaster(master: nil)
+        return takeoverConfirmed ? .noQuorum(quorum(now: now)) : .takingOver(waitUpTo: .seconds(2))
     }
 
     /// As master: whether a majority holds its log through its start (until then it takes

@@ -113,7 +113,7 @@ public final class Master: Service {
     /// How an elected master talks to the node that runs it (`Node`).
     public struct FailoverHooks: Sendable {
         /// Before an append is admitted: nil to go on, or why this node may not take it.
-        public var refusal: @Sendable () -> AppendError?
+        public var refusal: @Sendable () -> FailoverInstance.AppendRefusal?
         /// A member answered (a heartbeat or a delivery), with the end of this master's log
         /// and its hash at the member's seq, which the master read for its own count.
         public var answered: @Sendable (_ peer: String, _ state: ReplicaState, _ lastSeq: Int, _ masterHash: String?) async -> Void
@@ -139,7 +139,7 @@ public final class Master: Service {
         public var membersMayLearn: @Sendable (_ members: [String: Int]) -> Void
 
         public init(
-            refusal: @escaping @Sendable () -> AppendError?, answered: @escaping @Sendable (String, ReplicaState, Int, String?) async -> Void,
+            refusal: @escaping @Sendable () -> FailoverInstance.AppendRefusal?, answered: @escaping @Sendable (String, ReplicaState, Int, String?) async -> Void,
             deposed: @escaping @Sendable (String, Int) async -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
             epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int) -> Void,
             membersMayLearn: @escaping @Sendable ([String: Int]) -> Void = { _ in }
@@ -247,14 +247,10 @@ public final class Master: Service {
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
         if commit.writeWasRefused { await commit.retryRefusedWrite() }
-        if let failover, var refusal = failover.refusal() {
-            if case .notTheMaster(nil) = refusal {
-                // Just elected: a majority will hold the log through its start within a heartbeat.
-                await failover.waitForTakeover(min(request.timeout ?? .seconds(2), .seconds(2)))
-                guard let again = failover.refusal() else { return try await admitted(request, w: w) }
-                refusal = again
-            }
-            throw refusal
+        if let failover, let refusal = failover.refusal() {
+            guard case .takingOver(let longest) = refusal else { throw AppendError(refusal) }
+            await failover.waitForTakeover(min(request.timeout ?? longest, longest))
+            if let again = failover.refusal() { throw AppendError(again) }
         }
         return try await admitted(request, w: w)
     }
@@ -490,6 +486,17 @@ public final class Master: Service {
 }
 
 extension Master.AppendError {
+    /// What the client hears when failover refuses an append (one still taking over after
+    /// its wait: `notTheMaster(nil)`, a `503`).
+    init(_ refusal: FailoverInstance.AppendRefusal) {
+        self =
+            switch refusal {
+            case .notTheMaster(let master): .notTheMaster(master: master)
+            case .takingOver: .notTheMaster(master: nil)
+            case .noQuorum(let quorum): .readOnly(quorum)
+            }
+    }
+
     var outcome: MasterMetrics.Outcome {
         switch self {
         case .invalidWriteConcern: .badRequest

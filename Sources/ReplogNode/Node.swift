@@ -558,7 +558,7 @@ public final class Node: Service, Sendable {
         })
         let hooks = Master.FailoverHooks(
             refusal: { [weak self] in
-                guard let self else { return .notTheMaster(master: nil) }
+                guard let self else { return .notTheMaster(master: nil) }  // the node is gone
                 return self.refusal()
             },
             answered: { [weak self] peer, answer, lastSeq, masterHash in await self?.memberAnswered(peer, answer, lastSeq: lastSeq, masterHash: masterHash) },
@@ -609,14 +609,10 @@ public final class Node: Service, Sendable {
         state.withLock { $0.current = .secondary(replica) }
     }
 
-    /// Why this node may not take an append now, if so (`FailoverInstance.appendRefusal`).
-    private func refusal() -> Master.AppendError? {
+    /// Why this node may not take an append now, if so.
+    private func refusal() -> FailoverInstance.AppendRefusal? {
         let now = clock.now
-        return switch state.withLock({ $0.member.instance?.appendRefusal(now: now) }) {
-        case nil: nil
-        case .notTheMaster(let master): .notTheMaster(master: master)
-        case .noQuorum(let quorum): .readOnly(quorum)
-        }
+        return state.withLock { $0.member.instance?.appendRefusal(now: now) }
     }
 
     /// Returns once this node is the master taking appends, or follows one, or after `timeout`.
