@@ -213,9 +213,11 @@ public final class Node: Service, Sendable {
         store: any LogStore, commit: GroupCommit, watch: LogWatch, settings: SecondarySettings, logID: String?, folder: Folder,
         clock: any NodeClock, logger: Logger, roles: Roles
     ) -> SecondaryReplica {
-        SecondaryReplica(
+        var record: (@Sendable (String) throws -> Void)?
+        if folder.isKept { record = { log in try folder.directory.withLock { try $0?.setLog(log) } } }
+        return SecondaryReplica(
             store: store, logID: logID, settings: settings, clock: clock, incarnation: roles.incarnations(),
-            onFollow: { log in try folder.directory.withLock { try $0?.setLog(log) } }, logger: logger, metricsFactory: roles.metricsFactory,
+            onFollow: record, logger: logger, metricsFactory: roles.metricsFactory,
             random: roles.random, commit: commit, watch: watch)
     }
 
@@ -229,7 +231,12 @@ public final class Node: Service, Sendable {
     /// The data dir, shared with the replicas this node creates.
     private final class Folder: Sendable {
         let directory: Mutex<DataDirectory?>
-        init(_ directory: DataDirectory?) { self.directory = Mutex(directory) }
+        /// Whether there is a data dir, which outlives the process.
+        let isKept: Bool
+        init(_ directory: DataDirectory?) {
+            self.directory = Mutex(directory)
+            self.isKept = directory != nil
+        }
 
         /// The id of the log this node serves as master: the one it holds, or a new one,
         /// recorded in the data dir before anything of it leaves, so that the secondaries
@@ -349,8 +356,7 @@ public final class Node: Service, Sendable {
         _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, epoch: Int, _ message: Logger.Message
     ) async throws -> Bool {
         // What this node learned was committed no failover replaces: it is never cut.
-        let learned = commitPoint.learned
-        let cut = try await commit.io.value { try replica.truncate(after: seq, unlessNextHash: nextHash, keeping: learned) }
+        let cut = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned)
         guard let first = cut.first else { return false }
         state.withLock { $0.cuts += 1 }
         let folder = directory

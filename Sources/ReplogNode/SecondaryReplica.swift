@@ -39,10 +39,10 @@ public final class SecondaryReplica: Sendable {
     public typealias Diverged = SecondaryInstance.Diverged
 
     /// Where this secondary last started its log again, behind the master's retention.
-    public var restartedAt: Int? { instance.withLock { $0.restartedAt } }
+    public var restartedAt: Int? { protected.withLock { $0.instance.restartedAt } }
 
     /// How many times this secondary started its log again at its master's start.
-    public var logRestarts: Int { instance.withLock { $0.logRestarts } }
+    public var logRestarts: Int { protected.withLock { $0.instance.logRestarts } }
 
     public let store: any LogStore
     /// Flushes the log; nothing is acknowledged before it is durable.
@@ -50,11 +50,11 @@ public final class SecondaryReplica: Sendable {
     public let settings: SecondarySettings
     public let incarnation: String
     private let clock: any NodeClock
-    /// The protocol state; the store is written under the same lock, so that the store's
-    /// order is the instance's.
-    private let instance: Mutex<SecondaryInstance>
+    /// The protocol state, and the disk work under way; the store is appended to under the
+    /// same lock, so that the store's order is the instance's.
+    private let protected: Mutex<Protected>
     private let random: @Sendable () -> Double
-    private let onFollow: @Sendable (String) throws -> Void
+    private let onFollow: (@Sendable (String) throws -> Void)?
     private let metrics: SecondaryMetrics
     private let logger: Logger
     /// Wakes long-polling readers as the durable prefix grows.
@@ -73,7 +73,7 @@ public final class SecondaryReplica: Sendable {
         settings: SecondarySettings = SecondarySettings(),
         clock: any NodeClock = SystemClock(),
         incarnation: String = UUID().uuidString,
-        onFollow: @escaping @Sendable (String) throws -> Void = { _ in },
+        onFollow: (@Sendable (String) throws -> Void)? = nil,
         logger: Logger = Logger(label: "replog.storage"),
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
@@ -89,22 +89,28 @@ public final class SecondaryReplica: Sendable {
         self.incarnation = incarnation
         self.onFollow = onFollow
         self.random = random
-        self.instance = Mutex(
-            SecondaryInstance(heldThrough: store.lastSeq, logID: logID, incarnation: incarnation, holdBackCapacity: settings.holdBackCapacity))
+        self.protected = Mutex(Protected(
+            instance: SecondaryInstance(
+                heldThrough: store.lastSeq, logID: logID, incarnation: incarnation, holdBackCapacity: settings.holdBackCapacity)))
         self.watch = watch ?? LogWatch(durable: self.commit.durableSeq)
     }
 
     /// What this secondary holds now: its durable contiguous prefix. A heartbeat answer
     /// counts towards `w` like an acknowledgement, so it must not claim entries that are
-    /// stored but still waiting for their fsync.
+    /// stored but still waiting for their fsync. While the log is rewritten (`DiskWork`), what
+    /// it claimed as the work began.
     public var replicaState: ReplicaState {
         let storageFailure = commit.failure?.description
-        return instance.withLock {
-            // Read under the lock that stores, so the durable prefix is never past the stored one.
-            let seq = $0.claim(completeSeq: .max, durableSeq: commit.durableSeq)
-            return ReplicaState(
-                seq: seq, incarnation: $0.incarnation, logID: $0.logID, storageFailure: storageFailure, hash: store.hash(at: seq))
-        }
+        var state = protected.withLock { $0.diskWork?.claimed ?? claimed(by: $0.instance) }
+        state.storageFailure = storageFailure
+        return state
+    }
+
+    /// What `instance` may claim of the store now. Read under the lock that stores, so the
+    /// durable prefix is never past the stored one.
+    private func claimed(by instance: SecondaryInstance, atMost limit: Int = .max) -> ReplicaState {
+        let seq = min(instance.claim(completeSeq: .max, durableSeq: commit.durableSeq), limit)
+        return ReplicaState(seq: seq, incarnation: instance.incarnation, logID: instance.logID, hash: store.hash(at: seq))
     }
 
     /// The running hash of its log at `seq`, if it holds (and lists) that seq.
@@ -113,7 +119,7 @@ public final class SecondaryReplica: Sendable {
     }
 
     /// Entries received out of order and waiting for a gap to fill.
-    public var heldBackCount: Int { instance.withLock { $0.heldBackCount } }
+    public var heldBackCount: Int { protected.withLock { $0.instance.heldBackCount } }
 
     /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
     /// - Parameter adopt: see `SecondaryInstance.Delivery.adopt`.
@@ -149,36 +155,7 @@ public final class SecondaryReplica: Sendable {
         let delivery = SecondaryInstance.Delivery(
             logID: logID, entries: records.entries, ids: records.ids, continues: records.continues,
             start: records.start.map { ($0.firstSeq, $0.hash) }, adopt: adopt, epoch: epoch)
-        let (replicaState, markHash) = try instance.withLock { instance in
-            let log = StoreLog(store: store)
-            let admission = try instance.admit(delivery, log: log)
-            if let follow = admission.follow {
-                try onFollow(follow)  // rare: once per master log, so done under the lock
-            }
-            if admission.startAgainAt != nil, let start = records.start {
-                try store.restart(at: start)
-                commit.restarted(at: start.firstSeq - 1)
-                watch.cut(to: start.firstSeq - 1)
-                logger.warning("restarted the log at the master's first kept seq: it no longer holds what this node lacked", metadata: [
-                    "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(instance.contiguousSeq)",
-                ])
-            }
-            let ready = try instance.onDelivery(delivery, admitted: admission, log: log)
-            do {
-                try store.append(ready.entries, ids: ready.ids, continues: ready.continues)
-            } catch {
-                instance.notStored(ready)
-                throw error
-            }
-            metrics.storedEntries.increment(by: ready.entries.count)
-            metrics.duplicateEntries.increment(by: ready.duplicates)
-            metrics.lastSeq.record(instance.contiguousSeq)
-            let seq = instance.claim(completeSeq: store.completeSeq)
-            return (
-                ReplicaState(seq: seq, incarnation: instance.incarnation, logID: logID, hash: store.hash(at: seq)),
-                mark.flatMap { store.hash(at: $0) }
-            )
-        }
+        let (replicaState, markHash) = try await store(delivery, start: records.start, hashAt: mark)
         try await commit.makeDurable(through: replicaState.seq)
         watch.advanced(to: min(replicaState.seq, commit.durableSeq))
         if settings.errorRate > 0, random() < settings.errorRate {
@@ -188,20 +165,156 @@ public final class SecondaryReplica: Sendable {
         return (replicaState, markHash)
     }
 
+    /// Stores what `delivery` makes ready, once what its admission names is on disk. Returns
+    /// the state it may answer with, and its hash at `mark` as it was once stored.
+    private func store(
+        _ delivery: SecondaryInstance.Delivery, start: LogStart?, hashAt mark: Int?
+    ) async throws -> (state: ReplicaState, markHash: String?) {
+        while true {
+            let step = try protected.withLock { protected throws -> DeliveryStep in
+                guard protected.diskWork == nil else { return .waitForDiskWork }
+                let admission = try protected.instance.admit(delivery, log: StoreLog(store: store))
+                guard admission.follow == nil || onFollow == nil, admission.startAgainAt == nil else {
+                    protected.diskWork = DiskWork(claimed: claimed(by: protected.instance))
+                    return .diskWork(admission, heldThrough: protected.instance.contiguousSeq)
+                }
+                return .stored(try stored(delivery, admitted: admission, in: &protected.instance, hashAt: mark))
+            }
+            let (admission, heldThrough): (SecondaryInstance.Admission, Int)
+            switch step {
+            case .stored(let stored): return stored
+            case .waitForDiskWork:
+                await diskWorkDone()
+                continue
+            case .diskWork(let admitted, let held): (admission, heldThrough) = (admitted, held)
+            }
+            // Rare (once per master log, or once the master's retention passed this log): on
+            // the storage's thread pool, while this replica's other deliveries wait.
+            do {
+                try await commit.io.value { [store, commit, watch, onFollow] in
+                    if let follow = admission.follow { try onFollow?(follow) }
+                    if admission.startAgainAt != nil, let start {
+                        try store.restart(at: start)
+                        commit.restarted(at: start.firstSeq - 1)
+                        watch.cut(to: start.firstSeq - 1)
+                    }
+                }
+            } catch {
+                endDiskWork { _ in }
+                throw error
+            }
+            if admission.startAgainAt != nil, let start {
+                logger.warning("restarted the log at the master's first kept seq: it no longer holds what this node lacked", metadata: [
+                    "replog.firstSeq": "\(start.firstSeq)", "replog.heldThrough": "\(heldThrough)",
+                ])
+            }
+            return try endDiskWork { try stored(delivery, admitted: admission, in: &$0, hashAt: mark) }
+        }
+    }
+
+    /// `delivery`, admitted and its admission carried out: stored (not yet durable).
+    private func stored(
+        _ delivery: SecondaryInstance.Delivery, admitted admission: SecondaryInstance.Admission, in instance: inout SecondaryInstance,
+        hashAt mark: Int?
+    ) throws -> (state: ReplicaState, markHash: String?) {
+        let ready = try instance.onDelivery(delivery, admitted: admission, log: StoreLog(store: store))
+        do {
+            try store.append(ready.entries, ids: ready.ids, continues: ready.continues)
+        } catch {
+            instance.notStored(ready)
+            throw error
+        }
+        metrics.storedEntries.increment(by: ready.entries.count)
+        metrics.duplicateEntries.increment(by: ready.duplicates)
+        metrics.lastSeq.record(instance.contiguousSeq)
+        let seq = instance.claim(completeSeq: store.completeSeq)
+        return (
+            ReplicaState(seq: seq, incarnation: instance.incarnation, logID: delivery.logID, hash: store.hash(at: seq)),
+            mark.flatMap { store.hash(at: $0) }
+        )
+    }
+
     /// Failover: cuts every entry after `seq` (the master's log parts from this one there)
-    /// and returns them; held-back entries go too. Durable before it returns. See
+    /// and returns them; held-back entries go too. Durable before it returns, rewritten on the
+    /// storage's thread pool while this replica's deliveries wait. See
     /// `SecondaryInstance.cut(after:masterNextHash:heldNextHash:committed:lastSeq:)`.
-    public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0) throws(LogStoreError) -> [LogEntry] {
-        try instance.withLock { (instance: inout SecondaryInstance) throws(LogStoreError) -> [LogEntry] in
-            guard
-                let seq = instance.cut(
-                    after: seq, masterNextHash: nextHash, heldNextHash: store.hash(at: seq + 1), committed: committed, lastSeq: store.lastSeq)
-            else { return [] }
-            let cut = try store.truncate(after: seq)
-            commit.truncated(after: seq)
-            watch.cut(to: seq)
-            instance.wasCut(holdingThrough: store.lastSeq)
+    public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0) async throws -> [LogEntry] {
+        while true {
+            let decided: Int?? = protected.withLock { protected in
+                guard protected.diskWork == nil else { return nil }
+                guard
+                    let cut = protected.instance.cut(
+                        after: seq, masterNextHash: nextHash, heldNextHash: store.hash(at: seq + 1), committed: committed, lastSeq: store.lastSeq)
+                else { return .some(nil) }
+                // Meanwhile it claims no more than what the cut keeps.
+                protected.diskWork = DiskWork(claimed: claimed(by: protected.instance, atMost: cut))
+                return cut
+            }
+            guard let decided else {
+                await diskWorkDone()
+                continue
+            }
+            guard let cutAfter = decided else { return [] }
+            let cut: [LogEntry]
+            do {
+                cut = try await commit.io.value { [store, commit, watch] in
+                    let cut = try store.truncate(after: cutAfter)
+                    commit.truncated(after: cutAfter)
+                    watch.cut(to: cutAfter)
+                    return cut
+                }
+            } catch {
+                endDiskWork { _ in }
+                throw error
+            }
+            endDiskWork { $0.wasCut(holdingThrough: store.lastSeq) }
             return cut
+        }
+    }
+
+    // MARK: Disk work
+
+    private enum DeliveryStep {
+        case stored((state: ReplicaState, markHash: String?))
+        /// Carry out the admission off the lock; it held `heldThrough` before.
+        case diskWork(SecondaryInstance.Admission, heldThrough: Int)
+        case waitForDiskWork
+    }
+
+    /// The protocol state, and what rewrites the log now.
+    private struct Protected {
+        var instance: SecondaryInstance
+        var diskWork: DiskWork?
+    }
+
+    /// The log is being rewritten off the lock (a master log's id recorded, the log started
+    /// again, a cut): deliveries and cuts wait for it, and heartbeats get what it claimed
+    /// as the work began (it never claims more than the work leaves it).
+    private struct DiskWork {
+        var claimed: ReplicaState
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+
+    /// Returns once no disk work runs (at once if none does).
+    private func diskWorkDone() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let parked = protected.withLock { protected in
+                guard protected.diskWork != nil else { return false }
+                protected.diskWork!.waiting.append(continuation)
+                return true
+            }
+            if !parked { continuation.resume() }
+        }
+    }
+
+    /// Ends the disk work with `done` (under the lock) and lets the waiting go on.
+    private func endDiskWork<T: Sendable, E: Error>(_ done: (inout SecondaryInstance) throws(E) -> T) throws(E) -> T {
+        var waiting: [CheckedContinuation<Void, Never>] = []
+        defer { for continuation in waiting { continuation.resume() } }
+        return try protected.withLock { (protected: inout Protected) throws(E) -> T in
+            waiting = protected.diskWork?.waiting ?? []
+            protected.diskWork = nil
+            return try done(&protected.instance)
         }
     }
 

@@ -34,8 +34,8 @@ import Testing
         let replica = SecondaryReplica(clock: ManualClock())
         _ = try await replica.receive((1...5).map { LogEntry(seq: $0, message: "m\($0)") }, of: "L")
         let masterNext = replica.store.hash(at: 3)
-        #expect(try replica.truncate(after: 2, unlessNextHash: masterNext, keeping: 4).isEmpty, "it holds the master's seq 3")
-        #expect(try replica.truncate(after: 2, unlessNextHash: "another log", keeping: 4).map(\.seq) == [5], "seqs 1-4 are committed")
+        #expect(try await replica.truncate(after: 2, unlessNextHash: masterNext, keeping: 4).isEmpty, "it holds the master's seq 3")
+        #expect(try await replica.truncate(after: 2, unlessNextHash: "another log", keeping: 4).map(\.seq) == [5], "seqs 1-4 are committed")
         #expect(try replica.read(from: 1, limit: 10, level: .local).map(\.seq) == [1, 2, 3, 4])
     }
 
@@ -214,6 +214,8 @@ import Testing
         let delivery = Task { try await node.receive(tail, of: "L", stamp: stamp) }
         #expect(await events.next() == .write, "the record of epoch 6 and its members")
         disk.release(.run)
+        #expect(await events.next() == .write, "the record of the master log it follows")
+        disk.release(.run)
         #expect(await events.next() == .write, "the fsync of seqs 15-19")
         disk.release(.run)
         #expect(await events.next() == .write, "the record that dates them to epoch 6")
@@ -275,6 +277,33 @@ import Testing
         disk.release(.run)
         #expect(try await cut.value.seq == 2)
         #expect(store.lastSeq == 2)
+    }
+    /// A delivery that starts the log again at the master's start (the master's retention
+    /// dropped what this node lacks) rewrites the log on the storage's thread pool, not under
+    /// the replica's lock on an event loop: meanwhile a heartbeat is answered at once with
+    /// what the node held, and the next delivery goes on from the new start.
+    @Test(.timeLimit(.minutes(1))) func aLogStartedAgainIsRewrittenOnTheStoragesIO() async throws {
+        let disk = HeldIO()
+        let store = InMemoryLogStore()
+        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
+        let clock = ManualClock()
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        var events = disk.events.stream.makeAsyncIterator()
+        var behind = RecordFraming.DecodedRecords(entries: [LogEntry(seq: 20, message: "m20")])
+        behind.start = LogStart(firstSeq: 20, link: Array(repeating: 7, count: 32))
+        let delivery = Task { try await node.receive(behind, of: "L", stamp: nil) }
+        Task { _ = try? await delivery.value; disk.events.continuation.yield(.answered) }
+        try #require(await events.next() == .write, "the log started again")
+        #expect(store.lastSeq == 5, "the restart waits for the storage's I/O")
+        #expect(try await node.probe(stamp: nil).seq == 5, "a heartbeat meanwhile gets what the node held")
+        let next = Task { try await node.receive([LogEntry(seq: 21, message: "m21")], of: "L", stamp: nil) }
+        disk.release(.run)
+        #expect(try await delivery.value.seq == 20)
+        #expect(try await next.value.seq == 21)
+        #expect(store.firstSeq == 20)
     }
 }
 
