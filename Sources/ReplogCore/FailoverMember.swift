@@ -124,6 +124,18 @@ public struct FailoverMember: Sendable {
         return .follow(epoch: stamp.epoch, directives: directives, newMaster: before != stamp.master ? stamp.master : nil)
     }
 
+    /// Whether an answer to the master of `epoch` may leave now that everything it claims is
+    /// durable here: a refusal if this node moved to a later epoch while the request waited
+    /// (it voted in one, or heard that epoch's master). A vote counts only what is durable
+    /// here, so one cast while the request's entries waited for their fsync did not count
+    /// them: the deposed master must not count them either, or it could answer a `201` for
+    /// entries the new master never held (Raft's follower answers with its term, in the same
+    /// step as it appends).
+    public func refusal(answeringIn epoch: Int) -> StaleEpochAnswer? {
+        guard kept.record.epoch > epoch else { return nil }
+        return StaleEpochAnswer(epoch: kept.record.epoch, master: instance?.master)
+    }
+
     /// The seq of the master's start at which the shell reads this node's hash as it stores
     /// a delivery of the master stamped `stamp`, if `served` may need it
     /// (`HistoryAdoption.needsStartHash`).

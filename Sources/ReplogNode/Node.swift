@@ -301,9 +301,7 @@ public final class Node: Service, Sendable {
             heldHash: { [store] seq in seq == epochStart ? startHash ?? store.hash(at: seq) : store.hash(at: seq) })
         if let injected { throw injected }
         if cuts != cutsBefore { answer = replica.replicaState }
-        if stamp != nil, let commit { commitPoint.learn(commit) }
-        answer.epoch = stamp?.epoch
-        return answer
+        return try answering(answer, to: stamp, commit: commit)
     }
 
     /// A master's heartbeat (`GET /replicate`), with (failover) the commit point this node
@@ -314,8 +312,19 @@ public final class Node: Service, Sendable {
         var answer = replica.replicaState
         try await synced(answer, by: replica, stamp: stamp, storedBefore: store.lastSeq)
         if cuts != cutsBefore { answer = replica.replicaState }
-        if stamp != nil, let commit { commitPoint.learn(commit) }
-        answer.epoch = stamp?.epoch
+        return try answering(answer, to: stamp, commit: commit)
+    }
+
+    /// What a request of a master is answered with, once everything the answer claims is
+    /// durable here: with failover, as an answer of the request's epoch, and refused if this
+    /// node moved to a later epoch meanwhile (`FailoverMember.refusal(answeringIn:)`). Then
+    /// it learns the commit point the master sent.
+    private func answering(_ answer: ReplicaState, to stamp: EpochStamp?, commit: Int? = nil) throws(StaleEpoch) -> ReplicaState {
+        guard let stamp else { return answer }
+        if let refusal = state.withLock({ $0.member.refusal(answeringIn: stamp.epoch) }) { throw StaleEpoch(answer: refusal) }
+        if let commit { commitPoint.learn(commit) }
+        var answer = answer
+        answer.epoch = stamp.epoch
         return answer
     }
 
@@ -343,9 +352,7 @@ public final class Node: Service, Sendable {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil)) }
         let replica = try await follow(stamp)
         try await cut(replica, after: request.after, unlessNextHash: request.nextHash, epoch: stamp.epoch, "cut entries the master of this epoch does not hold")
-        var answer = replica.replicaState
-        answer.epoch = stamp.epoch
-        return answer
+        return try answering(replica.replicaState, to: stamp)
     }
 
     /// Cuts the log after `seq` (`SecondaryReplica.truncate`: never what this node learned

@@ -190,6 +190,33 @@ import Testing
         #expect(!answer.granted, "its log (epoch 6, seq 19) is ahead of the candidate's")
     }
 
+    /// A member that votes in a later epoch while a delivery of its master waits for its
+    /// fsync refuses that delivery's answer: its vote counted only what was durable, so not
+    /// those entries, and a deposed master that counted them towards `w` could answer `201`
+    /// for entries the new master never held.
+    @Test(.timeLimit(.minutes(1))) func anAnswerOfAnEpochTheNodeLeftWhileItsFsyncRanIsRefused() async throws {
+        let (messages, stamp) = try Self.epochSix()
+        let disk = HeldIO()
+        let store = DurableMemoryStore()
+        try store.append(Array(messages.prefix(14)))
+        let clock = ManualClock()
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock)
+        var events = disk.events.stream.makeAsyncIterator()
+        let delivery = Task {
+            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: []), of: "L", stamp: stamp)
+        }
+        #expect(await events.next() == .write, "the delivery waits for its fsync")
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let vote = try await node.vote(VoteRequest(epoch: 7, candidate: "c", log: LogPosition(epoch: 6, seq: 14), preVote: false))
+        #expect(vote.granted, "its durable log ends at seq 14, as the candidate's does")
+        disk.release(.run)
+        let refused = await #expect(throws: Node.StaleEpoch.self) { try await delivery.value }
+        #expect(refused?.answer.epoch == 7, "the master of epoch 6 learns that it was deposed")
+    }
+
     /// A member whose entries of a new epoch reach its disk, and which crashes before the
     /// election record that dates them to that epoch does, cannot date them after its
     /// restart (the log and `election.json` are two files, written apart). Claiming them
