@@ -47,6 +47,19 @@ public struct SecondaryInstance: Sendable {
         }
     }
 
+    /// The delivery comes from the master of an epoch older than one that already delivered
+    /// here (failover): it was sent before that master was deposed, and storing it would put
+    /// its entries behind the newer master's.
+    public struct OlderEpoch: Error, Equatable {
+        public let epoch: Int
+        /// The epoch of the latest master that delivered here.
+        public let latest: Int
+        public init(epoch: Int, latest: Int) {
+            self.epoch = epoch
+            self.latest = latest
+        }
+    }
+
     /// What a delivery makes ready to store: the entries that are now contiguous, in seq
     /// order, with their keys and batch marks (either may be empty: none of them has one).
     public struct Ready: Sendable, Equatable {
@@ -110,8 +123,9 @@ public struct SecondaryInstance: Sendable {
     private var heldBackIDs: [Int: String] = [:]
     /// Seqs received ahead of the contiguous prefix whose records continue a batch.
     private var heldBackContinuing: Set<Int> = []
-    /// The epoch of the master whose entries wait in the hold-back buffer (failover).
-    private var heldBackEpoch: Int?
+    /// The epoch of the latest master that delivered (failover): held-back entries are its
+    /// own, and a delivery of an earlier epoch is refused.
+    private var latestEpoch: Int?
     private let baseIncarnation: String
 
     /// - Parameters:
@@ -142,8 +156,12 @@ public struct SecondaryInstance: Sendable {
 
     /// What a delivery needs on disk first: the master log's id, when it is news here, and a
     /// log started again, when the delivery starts where this log cannot go on.
-    /// - Throws: `ForeignLog` when it holds entries of another log and may not adopt it.
-    public func admit(_ delivery: Delivery, log: some HeldLog) throws(ForeignLog) -> Admission {
+    /// - Throws: `OlderEpoch` when a later master already delivered here; `ForeignLog` when
+    ///   it holds entries of another log and may not adopt it.
+    public func admit(_ delivery: Delivery, log: some HeldLog) throws -> Admission {
+        if let epoch = delivery.epoch, let latestEpoch, epoch < latestEpoch {
+            throw OlderEpoch(epoch: epoch, latest: latestEpoch)
+        }
         if let held = logID, held != delivery.logID, contiguousSeq > 0, !delivery.adopt {
             throw ForeignLog(held: held, offered: delivery.logID)
         }
@@ -176,11 +194,11 @@ public struct SecondaryInstance: Sendable {
     /// entries at those seqs, and its own would otherwise release them behind its first
     /// (the real-node simulation, seed 4667).
     private mutating func deliveredBy(epoch: Int?) {
-        guard let epoch, epoch != heldBackEpoch else { return }
+        guard let epoch, epoch != latestEpoch else { return }
         if holdBack.heldBackCount > 0 {
             dropHeldBack(keepingThrough: contiguousSeq)
         }
-        heldBackEpoch = epoch
+        latestEpoch = epoch
     }
 
     // MARK: Starting the log again

@@ -294,6 +294,9 @@ public final class Node: Service, Sendable {
             // Stored, then failed by `--error-rate`: dated all the same, or no later request
             // could take the master's history on (its log would reach past the start).
             (answer, startHash, injected) = (failure.state, nil, failure)
+        } catch let older as SecondaryInstance.OlderEpoch {
+            let refusal = state.withLock { $0.member.refusal(answeringIn: older.epoch) }
+            throw StaleEpoch(answer: refusal ?? StaleEpochAnswer(epoch: older.latest, master: nil))
         }
         state.withLock { $0.logID = logID }
         try await synced(

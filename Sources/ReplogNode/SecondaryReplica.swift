@@ -123,7 +123,8 @@ public final class SecondaryReplica: Sendable {
 
     /// Accepts a delivery of master log `logID`: entries may be duplicated or out of order.
     /// - Parameter adopt: see `SecondaryInstance.Delivery.adopt`.
-    /// - Throws: `ForeignLog` when this secondary holds another log; `InjectedFailure`
+    /// - Throws: `ForeignLog` when this secondary holds another log; `OlderEpoch` when a
+    ///   later master already delivered here; `InjectedFailure`
     ///   (after storing) when `errorRate` says so; `GroupCommit.Failed` once its disk failed
     ///   an fsync (nothing is stored any more then).
     public func receive(_ entries: [LogEntry], ids: [String?] = [], of logID: String, adopt: Bool = false) async throws -> ReplicaState {

@@ -123,6 +123,17 @@ struct SecondaryInstanceTests {
         #expect(replica.heldBackCount == 0)
     }
 
+    /// A delivery the deposed master sent before the new one delivered (it passed the node's
+    /// epoch check first, then waited, for `--delay` or on another event loop) is refused and
+    /// changes nothing: its entries would land behind the new master's.
+    @Test func aDeliveryOfAnEarlierEpochAfterALaterOnesIsRefused() throws {
+        var replica = secondary()
+        _ = try deliver(entries(1...1, "new"), epoch: 2, to: &replica)
+        _ = try deliver(entries(3...3, "new"), epoch: 2, to: &replica)
+        #expect(throws: SecondaryInstance.OlderEpoch(epoch: 1, latest: 2)) { try replica.admit(delivery(entries(2...2, "old"), epoch: 1), log: Held()) }
+        #expect(replica.contiguousSeq == 1 && replica.heldBackCount == 1, "the new master's held-back entry stays")
+    }
+
     /// Only a log with the master's link at the seq before its start goes on; one that parts
     /// from it there, or cannot show it (it does not hold that seq), starts again.
     @Test func itStartsAgainUnlessItHoldsTheMastersLinkBeforeTheStart() throws {
