@@ -159,9 +159,7 @@ public struct SecondaryInstance: Sendable {
     /// - Throws: `OlderEpoch` when a later master already delivered here; `ForeignLog` when
     ///   it holds entries of another log and may not adopt it.
     public func admit(_ delivery: Delivery, log: some HeldLog) throws -> Admission {
-        if let epoch = delivery.epoch, let latestEpoch, epoch < latestEpoch {
-            throw OlderEpoch(epoch: epoch, latest: latestEpoch)
-        }
+        try servesEpoch(delivery.epoch)
         if let held = logID, held != delivery.logID, contiguousSeq > 0, !delivery.adopt {
             throw ForeignLog(held: held, offered: delivery.logID)
         }
@@ -188,6 +186,14 @@ public struct SecondaryInstance: Sendable {
     }
 
     // MARK: Whose entries
+
+    /// Refuses a request of the master of `epoch` (a delivery, a cut) once a later master
+    /// delivered here.
+    private func servesEpoch(_ epoch: Int?) throws(OlderEpoch) {
+        if let epoch, let latestEpoch, epoch < latestEpoch {
+            throw OlderEpoch(epoch: epoch, latest: latestEpoch)
+        }
+    }
 
     /// A delivery of the master of `epoch` (failover). Entries an earlier epoch's master
     /// sent and that still wait for a gap to fill are dropped: the new master may hold other
@@ -285,9 +291,12 @@ public struct SecondaryInstance: Sendable {
     ///     parts from: never cut (a master asks for less when its retention dropped its own
     ///     hash at the seq after it).
     ///   - lastSeq: the last seq its store holds.
+    /// - Throws: `OlderEpoch` when the master of `epoch` asks after a later master delivered
+    ///   here: what it would cut may be that master's acknowledged entries.
     public func cut(
-        after seq: Int, masterNextHash: String?, heldNextHash: String?, committed: Int, lastSeq: Int
-    ) -> Int? {
+        after seq: Int, masterNextHash: String?, heldNextHash: String?, committed: Int, lastSeq: Int, epoch: Int? = nil
+    ) throws(OlderEpoch) -> Int? {
+        try servesEpoch(epoch)
         if let masterNextHash, heldNextHash == masterNextHash { return nil }
         return max(seq, min(committed, lastSeq))
     }

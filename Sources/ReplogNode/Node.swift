@@ -295,8 +295,7 @@ public final class Node: Service, Sendable {
             // could take the master's history on (its log would reach past the start).
             (answer, startHash, injected) = (failure.state, nil, failure)
         } catch let older as SecondaryInstance.OlderEpoch {
-            let refusal = state.withLock { $0.member.refusal(answeringIn: older.epoch) }
-            throw StaleEpoch(answer: refusal ?? StaleEpochAnswer(epoch: older.latest, master: nil))
+            throw stale(older)
         }
         state.withLock { $0.logID = logID }
         try await synced(
@@ -316,6 +315,12 @@ public final class Node: Service, Sendable {
         try await synced(answer, by: replica, stamp: stamp, storedBefore: store.lastSeq)
         if cuts != cutsBefore { answer = replica.replicaState }
         return try answering(answer, to: stamp, commit: commit)
+    }
+
+    /// The refusal of a request of a master older than one that delivered here.
+    private func stale(_ older: SecondaryInstance.OlderEpoch) -> StaleEpoch {
+        let refusal = state.withLock { $0.member.refusal(answeringIn: older.epoch) }
+        return StaleEpoch(answer: refusal ?? StaleEpochAnswer(epoch: older.latest, master: nil))
     }
 
     /// What a request of a master is answered with, once everything the answer claims is
@@ -366,7 +371,12 @@ public final class Node: Service, Sendable {
         _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, epoch: Int, _ message: Logger.Message
     ) async throws -> Bool {
         // What this node learned was committed no failover replaces: it is never cut.
-        let cut = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned)
+        let cut: [LogEntry]
+        do {
+            cut = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch)
+        } catch let older as SecondaryInstance.OlderEpoch {
+            throw stale(older)
+        }
         guard let first = cut.first else { return false }
         state.withLock { $0.cuts += 1 }
         let folder = directory

@@ -239,13 +239,18 @@ public final class SecondaryReplica: Sendable {
     /// and returns them; held-back entries go too. Durable before it returns, rewritten on the
     /// storage's thread pool while this replica's deliveries wait. See
     /// `SecondaryInstance.cut(after:masterNextHash:heldNextHash:committed:lastSeq:)`.
-    public func truncate(after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0) async throws -> [LogEntry] {
+    /// - Parameter epoch: with failover, the epoch of the master that asks.
+    /// - Throws: `OlderEpoch` when a later master already delivered here.
+    public func truncate(
+        after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0, epoch: Int? = nil
+    ) async throws -> [LogEntry] {
         while true {
-            let decided: Int?? = protected.withLock { protected in
+            let decided: Int?? = try protected.withLock { protected throws(SecondaryInstance.OlderEpoch) -> Int?? in
                 guard protected.diskWork == nil else { return nil }
                 guard
-                    let cut = protected.instance.cut(
-                        after: seq, masterNextHash: nextHash, heldNextHash: store.hash(at: seq + 1), committed: committed, lastSeq: store.lastSeq)
+                    let cut = try protected.instance.cut(
+                        after: seq, masterNextHash: nextHash, heldNextHash: store.hash(at: seq + 1), committed: committed, lastSeq: store.lastSeq,
+                        epoch: epoch)
                 else { return .some(nil) }
                 // Meanwhile it claims no more than what the cut keeps.
                 protected.diskWork = DiskWork(claimed: claimed(by: protected.instance, atMost: cut))

@@ -132,6 +132,9 @@ struct SecondaryInstanceTests {
         _ = try deliver(entries(3...3, "new"), epoch: 2, to: &replica)
         #expect(throws: SecondaryInstance.OlderEpoch(epoch: 1, latest: 2)) { try replica.admit(delivery(entries(2...2, "old"), epoch: 1), log: Held()) }
         #expect(replica.contiguousSeq == 1 && replica.heldBackCount == 1, "the new master's held-back entry stays")
+        #expect(throws: SecondaryInstance.OlderEpoch(epoch: 1, latest: 2), "nor does it cut what the new master delivered") {
+            try replica.cut(after: 0, masterNextHash: nil, heldNextHash: nil, committed: 0, lastSeq: 1, epoch: 1)
+        }
     }
 
     /// Only a log with the master's link at the seq before its start goes on; one that parts
@@ -169,11 +172,11 @@ struct SecondaryInstanceTests {
 
     /// A cut keeps what the member learned was committed, and nothing goes when it already
     /// holds the master's entry after the cut (the request was decided on an older answer).
-    @Test func aCutKeepsWhatIsCommittedAndNothingGoesWhenTheNextEntryIsTheMasters() {
+    @Test func aCutKeepsWhatIsCommittedAndNothingGoesWhenTheNextEntryIsTheMasters() throws {
         let replica = secondary(holding: 5)
-        #expect(replica.cut(after: 2, masterNextHash: "h3", heldNextHash: "h3", committed: 4, lastSeq: 5) == nil)
-        #expect(replica.cut(after: 2, masterNextHash: "other", heldNextHash: "h3", committed: 4, lastSeq: 5) == 4)
-        #expect(replica.cut(after: 2, masterNextHash: nil, heldNextHash: "h3", committed: 0, lastSeq: 5) == 2)
-        #expect(replica.cut(after: 2, masterNextHash: nil, heldNextHash: "h3", committed: 9, lastSeq: 5) == 5)
+        #expect(try replica.cut(after: 2, masterNextHash: "h3", heldNextHash: "h3", committed: 4, lastSeq: 5) == nil)
+        #expect(try replica.cut(after: 2, masterNextHash: "other", heldNextHash: "h3", committed: 4, lastSeq: 5) == 4)
+        #expect(try replica.cut(after: 2, masterNextHash: nil, heldNextHash: "h3", committed: 0, lastSeq: 5) == 2)
+        #expect(try replica.cut(after: 2, masterNextHash: nil, heldNextHash: "h3", committed: 9, lastSeq: 5) == 5)
     }
 }
