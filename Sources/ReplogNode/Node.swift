@@ -396,8 +396,10 @@ public final class Node: Service, Sendable {
 
     /// A candidate asks for this node's vote.
     public func vote(_ request: VoteRequest) async throws -> VoteAnswer {
-        let position = self.position
-        let answer = try await update { $0.onVoteRequest(request, log: position, now: clock.now, canVote: settings.canVote) }
+        let now = clock.now
+        let answer = try await update { member in
+            member.onVoteRequest(request, log: position(of: member), now: now, canVote: settings.canVote)
+        }
         if answer.granted, !request.preVote {
             logger.info("voted", metadata: ["replog.candidate": "\(request.candidate)", "replog.epoch": "\(request.epoch)"])
         }
@@ -452,18 +454,20 @@ public final class Node: Service, Sendable {
         try await synced(replica.replicaState, by: replica, stamp: stamp, storedBefore: store.lastSeq)
     }
 
-    /// This node's log position for elections: its epoch history and its durable end.
-    private var position: LogPosition {
-        let seq = commit.durableSeq
-        return state.withLock { $0.member.position(lastSeq: seq) }
+    /// This node's log position for elections: its epoch history and its durable end. Read
+    /// under the node's lock, in the event that uses it: a delivery that becomes durable and
+    /// is answered meanwhile is then either counted by the vote, or refused its answer
+    /// (`answering`), never neither.
+    private func position(of member: FailoverMember) -> LogPosition {
+        member.position(lastSeq: commit.durableSeq)
     }
 
     // MARK: Elections
 
     public func run() async throws {
         if settings.bootstrap {
-            let position = self.position
-            carryOut(try await update({ $0.bootstrap(now: clock.now, log: position) }, directives: { $0 }))
+            let now = clock.now
+            carryOut(try await update({ member in member.bootstrap(now: now, log: position(of: member)) }, directives: { $0 }))
         }
         if case (.master(let master), let stop?) = state.withLock({ ($0.current, $0.masterStop) }), settings.masterWithoutFailover {
             elected.continuation.yield(Elected(master: master, stop: stop))
@@ -506,11 +510,11 @@ public final class Node: Service, Sendable {
 
     /// Runs the instance's timers; returns when to look again.
     private func tick() async -> Duration {
-        let position = self.position
         let now = clock.now
         guard settings.canVote,
             let (directives, wake) = try? await update(
-                { $0.tick(now: now, log: position, heartbeatInterval: settings.master.heartbeatInterval) }, directives: \.0)
+                { member in member.tick(now: now, log: position(of: member), heartbeatInterval: settings.master.heartbeatInterval) },
+                directives: \.0)
         else { return now + .seconds(1) }
         carryOut(directives)
         return wake
@@ -552,8 +556,8 @@ public final class Node: Service, Sendable {
 
     private func askForVote(_ request: VoteRequest, from peer: String) async {
         guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
-        let position = self.position
-        carryOut((try? await update({ $0.onVoteAnswer(answer, from: peer, log: position, now: clock.now) }, directives: { $0 })) ?? [])
+        let now = clock.now
+        carryOut((try? await update({ member in member.onVoteAnswer(answer, from: peer, log: position(of: member), now: now) }, directives: { $0 })) ?? [])
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
