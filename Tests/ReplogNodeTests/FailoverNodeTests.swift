@@ -159,17 +159,15 @@ import Testing
         return (messages, EpochStamp(epoch: 6, master: "m", members: ["m", "x", "c"], you: "x", history: history, startHash: master.hash(at: 14)))
     }
 
-    /// A member takes on its master's epoch history when its log holds the master's start
-    /// (their hashes there agree). The hash is read as the delivery is stored: a retention
-    /// pass that runs during the delivery's fsync may drop that seq, and a member that then
-    /// failed to take on the history would date the master's entries to an older epoch and
-    /// vote for a shorter log than its own (found by the real-node simulation, seed 1109: two
-    /// acknowledged writes lost).
-    @Test(.timeLimit(.minutes(1))) func retentionDuringADeliveryDoesNotHideTheMastersEpochStart() async throws {
-        let (messages, stamp) = try Self.epochSix()
+    /// A voting member that holds seqs `1...held` of `epochSix`, and a delivery of the rest
+    /// of it stamped epoch 6, once it waits for its fsync (which `disk` holds).
+    private static func deliveryWaitingForItsFsync(
+        holding held: Int
+    ) async throws -> (Node, DurableMemoryStore, HeldIO, ManualClock, Task<ReplicaState, any Error>) {
+        let (messages, stamp) = try epochSix()
         let disk = HeldIO()
         let store = DurableMemoryStore()
-        try store.append(Array(messages.prefix(13)))
+        try store.append(Array(messages.prefix(held)))
         let clock = ManualClock()
         let node = try Node(
             settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
@@ -177,9 +175,20 @@ import Testing
             transport: InMemoryTransport(clock: clock), clock: clock)
         var events = disk.events.stream.makeAsyncIterator()
         let delivery = Task {
-            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[13...]), ids: []), of: "L", stamp: stamp)
+            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[held...]), ids: []), of: "L", stamp: stamp)
         }
         #expect(await events.next() == .write, "the delivery waits for its fsync")
+        return (node, store, disk, clock, delivery)
+    }
+
+    /// A member takes on its master's epoch history when its log holds the master's start
+    /// (their hashes there agree). The hash is read as the delivery is stored: a retention
+    /// pass that runs during the delivery's fsync may drop that seq, and a member that then
+    /// failed to take on the history would date the master's entries to an older epoch and
+    /// vote for a shorter log than its own (found by the real-node simulation, seed 1109: two
+    /// acknowledged writes lost).
+    @Test(.timeLimit(.minutes(1))) func retentionDuringADeliveryDoesNotHideTheMastersEpochStart() async throws {
+        let (node, store, disk, clock, delivery) = try await Self.deliveryWaitingForItsFsync(holding: 13)
         #expect(try store.applyRetention(RetentionPolicy(messages: 2), now: Date()) > 0)
         #expect(store.firstSeq > 14, "retention dropped the master's epoch start")
         disk.release(.run)
@@ -195,20 +204,7 @@ import Testing
     /// those entries, and a deposed master that counted them towards `w` could answer `201`
     /// for entries the new master never held.
     @Test(.timeLimit(.minutes(1))) func anAnswerOfAnEpochTheNodeLeftWhileItsFsyncRanIsRefused() async throws {
-        let (messages, stamp) = try Self.epochSix()
-        let disk = HeldIO()
-        let store = DurableMemoryStore()
-        try store.append(Array(messages.prefix(14)))
-        let clock = ManualClock()
-        let node = try Node(
-            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
-            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock)
-        var events = disk.events.stream.makeAsyncIterator()
-        let delivery = Task {
-            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: []), of: "L", stamp: stamp)
-        }
-        #expect(await events.next() == .write, "the delivery waits for its fsync")
+        let (node, _, disk, clock, delivery) = try await Self.deliveryWaitingForItsFsync(holding: 14)
         clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
         let vote = try await node.vote(VoteRequest(epoch: 7, candidate: "c", log: LogPosition(epoch: 6, seq: 14), preVote: false))
         #expect(vote.granted, "its durable log ends at seq 14, as the candidate's does")
