@@ -280,14 +280,7 @@ import Testing
 
     /// A cut rewrites the log's tail on the storage's I/O, not where its request came in.
     @Test(.timeLimit(.minutes(1))) func aCutRewritesTheLogOnTheStoragesIO() async throws {
-        let disk = HeldIO()
-        let store = InMemoryLogStore()
-        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
-        let clock = ManualClock()
-        let node = try Node(
-            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
-            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock)
+        let (node, store, disk) = try Self.secondaryOnHeldIO(holding: 5)
         let stamp = EpochStamp(
             epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
         var events = disk.events.stream.makeAsyncIterator()
@@ -301,19 +294,27 @@ import Testing
         #expect(try await cut.value.seq == 2)
         #expect(store.lastSeq == 2)
     }
-    /// A delivery that starts the log again at the master's start (the master's retention
-    /// dropped what this node lacks) rewrites the log on the storage's thread pool, not under
-    /// the replica's lock on an event loop: meanwhile a heartbeat is answered at once with
-    /// what the node held, and the next delivery goes on from the new start.
-    @Test(.timeLimit(.minutes(1))) func aLogStartedAgainIsRewrittenOnTheStoragesIO() async throws {
+
+    /// A secondary of master log "L" that holds seqs `1...held` in memory, whose storage I/O
+    /// the test runs by hand.
+    private static func secondaryOnHeldIO(holding held: Int) throws -> (Node, InMemoryLogStore, HeldIO) {
         let disk = HeldIO()
         let store = InMemoryLogStore()
-        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
+        try store.append((1...held).map { LogEntry(seq: $0, message: "m\($0)") })
         let clock = ManualClock()
         let node = try Node(
             settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
             transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        return (node, store, disk)
+    }
+
+    /// A delivery that starts the log again at the master's start (the master's retention
+    /// dropped what this node lacks) rewrites the log on the storage's thread pool, not under
+    /// the replica's lock on an event loop: meanwhile a heartbeat is answered at once with
+    /// what the node held, and the next delivery goes on from the new start.
+    @Test(.timeLimit(.minutes(1))) func aLogStartedAgainIsRewrittenOnTheStoragesIO() async throws {
+        let (node, store, disk) = try Self.secondaryOnHeldIO(holding: 5)
         var events = disk.events.stream.makeAsyncIterator()
         var behind = RecordFraming.DecodedRecords(entries: [LogEntry(seq: 20, message: "m20")])
         behind.start = LogStart(firstSeq: 20, link: Array(repeating: 7, count: 32))
