@@ -230,6 +230,14 @@ public struct FailoverMember: Sendable {
         }
     }
 
+    /// Whether this node is still the master of `epoch`. A directive to take over is
+    /// carried out once the record it rests on is saved; a node whose disk was slow may have
+    /// heard a later epoch meanwhile (the real-node simulation with stalled disks, seed 357:
+    /// a master of epoch 2 started while its node was in epoch 3).
+    public func isMaster(of epoch: Int) -> Bool {
+        instance?.role == .master && instance?.epoch == epoch
+    }
+
     /// This node became master: what members said of earlier epochs is forgotten. Returns
     /// the epoch in which it takes appends at once, if it does: alone, it is its own majority.
     public mutating func becameMaster(now: Duration) -> Int? {

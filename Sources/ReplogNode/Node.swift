@@ -561,7 +561,9 @@ public final class Node: Service, Sendable {
     }
 
     private func becomeMaster(epoch: Int, after: Int) {
-        guard !state.withLock({ $0.stopped }) else { return }
+        let (stopped, stillElected) = state.withLock { ($0.stopped, $0.member.isMaster(of: epoch)) }
+        guard !stopped else { return }
+        guard stillElected else { return notTakingOver(epoch) }
         if let complete = FailoverInstance.cutBeforeTakeover(completeSeq: store.completeSeq, lastSeq: store.lastSeq) {
             do {
                 let cut = try store.truncate(after: complete)
@@ -583,9 +585,9 @@ public final class Node: Service, Sendable {
         var masterSettings = settings.master
         masterSettings.secondaries = members.filter { $0 != me }
         let startHash = store.hash(at: after)
-        stamps?.set(masterSettings.secondaries.map { peer in
+        let stampsOfEpoch = masterSettings.secondaries.map { peer in
             EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
-        })
+        }
         let hooks = Master.FailoverHooks(
             refusal: { [weak self] in
                 guard let self else { return .notTheMaster(master: nil) }  // the node is gone
@@ -607,18 +609,27 @@ public final class Node: Service, Sendable {
             watch: watch, taskExecutor: taskExecutor)
         let stop = WakeSignal()
         let now = clock.now
-        let taking = state.withLock { state in
+        // Checked again where the master is installed: the node may have heard a later epoch
+        // while this one was being set up.
+        let taking = state.withLock { state -> Int?? in
+            guard state.member.isMaster(of: epoch) else { return nil }
             state.current = .master(master)
             state.masterStop = stop
             state.logID = log
-            return state.member.becameMaster(now: now)
+            return .some(state.member.becameMaster(now: now))
         }
+        guard let taking else { return notTakingOver(epoch) }
+        stamps?.set(stampsOfEpoch)  // before the master's run sends anything
         elected.continuation.yield(Elected(master: master, stop: stop))
         if let taking { tookOver(in: taking) }
         epochGauge.record(epoch)
         logger.notice("elected master", metadata: [
             "replog.epoch": "\(epoch)", "replog.after": "\(after)", "replog.members": "\(members.joined(separator: ","))",
         ])
+    }
+
+    private func notTakingOver(_ epoch: Int) {
+        logger.notice("not taking over: this node left the epoch it was elected in", metadata: ["replog.epoch": "\(epoch)"])
     }
 
     /// Back to following: the master (if any) stops and answers its waiting appends; its
