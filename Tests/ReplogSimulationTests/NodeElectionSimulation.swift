@@ -56,6 +56,9 @@ final class NodeElectionSimulation: Sendable {
         case restart(String)
         case isolate(Target, lasts: Duration)
         case reconnect(String)
+        /// Its disk stalls: every write and fsync that starts meanwhile waits until it ends
+        /// (a disk that hangs for a while, as failing disks and overloaded volumes do).
+        case stallDisk(Target, lasts: Duration)
         /// A linearizable read through node `via` (following its redirect to the master).
         case linearizableRead(via: Int)
 
@@ -67,6 +70,7 @@ final class NodeElectionSimulation: Sendable {
             case .restart(let name): "restart \(name)"
             case .isolate(let target, let lasts): "isolate \(target) for \(lasts)"
             case .reconnect(let name): "reconnect \(name)"
+            case .stallDisk(let target, let lasts): "stall the disk of \(target) for \(lasts)"
             case .linearizableRead(let via): "linearizable read via node \(via + 1)"
             }
         }
@@ -141,11 +145,16 @@ final class NodeElectionSimulation: Sendable {
         var placeInBatch: [String: (index: Int, count: Int)] = [:]
         var violations: [String] = []
         var traceLines: [String] = []
+        /// Until when each node's disk is stalled, and how many stalls the schedule ran.
+        var stalledUntil: [String: Duration] = [:]
+        var stalledDisks = 0
     }
 
     private let state = Mutex(State())
 
-    init(seed: UInt64, trace: Bool = false) {
+    /// - Parameter stalls: whether the schedule may stall disks (the remembered seeds replay
+    ///   the schedules that once found a bug, drawn before disks stalled).
+    init(seed: UInt64, trace: Bool = false, stalls: Bool = true) {
         self.seed = seed
         self.trace = trace
         random = SimulationRandom(seed: seed)
@@ -172,6 +181,13 @@ final class NodeElectionSimulation: Sendable {
         let readDraws = SimulationRandom(seed: seed ^ 0x4EAD_0000_0000_0000)
         for _ in 0..<(readDraws.chance(0.5) ? readDraws.int(5...20) : 0) {
             events.append((readDraws.duration(.zero...Self.faultyFor), .linearizableRead(via: readDraws.int(0...(names.count - 1)))))
+        }
+        // Disk stalls draw from a generator of their own, in half of the schedules.
+        let stallDraws = SimulationRandom(seed: seed ^ 0xD15C_57A1_0000_0000)
+        for _ in 0..<(stalls && stallDraws.chance(0.5) ? stallDraws.int(1...3) : 0) {
+            let target = stallDraws.chance(0.3) ? Target.master : .anyNode
+            let at = stallDraws.duration(.zero...Self.faultyFor)
+            events.append((at, .stallDisk(target, lasts: stallDraws.duration(.milliseconds(100)...(.milliseconds(1_500))))))
         }
         events.sort { $0.at < $1.at }
         state.withLock { $0.events = events }
@@ -215,7 +231,10 @@ final class NodeElectionSimulation: Sendable {
     /// latency. A run that stopped does none any more: a crashed process writes nothing, and
     /// a save it started must not land over what the node's next run saved.
     private func fsyncIO(of name: String, run: Int) -> BlockingIO {
-        let disk = BlockingIO.simulated(clock: clock, random: random, latency: fsyncLatency, executor: executor)
+        let disk = BlockingIO.simulated(clock: clock, random: random, latency: fsyncLatency, executor: executor) { [self] in
+            let until = state.withLock { $0.stalledUntil[name] } ?? .zero
+            return max(until - clock.now, .zero)
+        }
         return BlockingIO { [self] work in
             try await disk.run {
                 guard self.state.withLock({ $0.running[name]?.run == run }) else { throw CancellationError() }
@@ -276,6 +295,7 @@ final class NodeElectionSimulation: Sendable {
     var linearizableReads: Int { state.withLock { $0.linearizableReads } }
     var elections: Int { state.withLock { $0.masterOfEpoch.count } }
     var restartedLogs: Int { state.withLock { $0.restartedLogs } }
+    var stalledDisks: Int { state.withLock { $0.stalledDisks } }
 
     private func log(_ line: @autoclosure () -> String) {
         guard trace else { return }
@@ -389,6 +409,13 @@ final class NodeElectionSimulation: Sendable {
             at(clock.now + lasts, .reconnect(name))
         case .reconnect(let name):
             network.setIsolated(false, name)
+        case .stallDisk(let target, let lasts):
+            let name = resolve(target)
+            log("stall the disk of \(name)")
+            state.withLock {
+                $0.stalledUntil[name] = clock.now + lasts
+                $0.stalledDisks += 1
+            }
         case .linearizableRead(let via):
             linearizableRead(via: names[via])
         }
@@ -397,7 +424,10 @@ final class NodeElectionSimulation: Sendable {
     private func heal() {
         log("heal")
         network.setFaults(NodeNetwork.Faults(maxDelay: faults.maxDelay))
-        state.withLock { $0.events.removeAll() }
+        state.withLock {
+            $0.events.removeAll()
+            $0.stalledUntil = [:]
+        }
         for name in names {
             network.setIsolated(false, name)
             start(name)

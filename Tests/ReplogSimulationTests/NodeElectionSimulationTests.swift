@@ -23,7 +23,8 @@ import Testing
     @Test(.timeLimit(.minutes(30)))
     func seededFailoversOfTheRealNodesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_NODE_SEED"].flatMap(UInt64.init) {
-            let simulation = NodeElectionSimulation(seed: seed, trace: Self.environment["REPLOG_NODE_TRACE"] != "0")
+            let simulation = NodeElectionSimulation(
+                seed: seed, trace: Self.environment["REPLOG_NODE_TRACE"] != "0", stalls: !Self.rememberedSeeds.contains(seed))
             let violations = simulation.run()
             print(simulation.traceText)
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
@@ -33,19 +34,24 @@ import Testing
         let seeds = scheduleSeeds(schedules, remembered: Self.rememberedSeeds)
         let started = ContinuousClock.now
         let (violations, counts) = await runSchedules(seeds, lanes: simulationLanes) { seed in
-            let simulation = NodeElectionSimulation(seed: seed)
+            let simulation = NodeElectionSimulation(seed: seed, stalls: !Self.rememberedSeeds.contains(seed))
             let violations = simulation.run()
             return (
                 violations,
-                [simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs, simulation.linearizableReads]
+                [
+                    simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs,
+                    simulation.linearizableReads, simulation.stalledDisks,
+                ]
             )
         }
         let (elections, acknowledged) = (counts[0], counts[1])
         print("node election simulation: \(seeds.count) schedules, \(elections) masters, \(acknowledged) acknowledged appends, "
-            + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, \(counts[4]) linearizable reads answered, in \(ContinuousClock.now - started), \(violations.count) violations")
+            + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, \(counts[4]) linearizable reads answered, "
+            + "\(counts[5]) disk stalls, in \(ContinuousClock.now - started), \(violations.count) violations")
         #expect(elections > seeds.count, "the schedules must make elections happen")
         #expect(acknowledged > seeds.count, "the schedules must get appends acknowledged")
         #expect(counts[4] > seeds.count / 2, "the schedules must get linearizable reads answered")
+        #expect(counts[5] > seeds.count / 4, "the schedules must stall disks")
         #expect(violations.isEmpty, "replay one with REPLOG_NODE_SEED=<seed>:\n\(violations.prefix(20).joined(separator: "\n"))")
     }
 

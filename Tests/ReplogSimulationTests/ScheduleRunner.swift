@@ -55,11 +55,14 @@ extension BlockingIO {
     /// time, on the simulation's executor. As on SwiftNIO's thread pool, an fsync that has
     /// started finishes even if the task that waits for it is cancelled (a request whose
     /// sender died): a cancellable wait left entries written and never fsynced.
+    /// - Parameter stalled: how much longer the disk is stalled, asked as each piece of work
+    ///   arrives: the work waits that long first.
     static func simulated(
-        clock: ManualClock, random: SimulationRandom, latency: ClosedRange<Duration>, executor: SimulationExecutor
+        clock: ManualClock, random: SimulationRandom, latency: ClosedRange<Duration>, executor: SimulationExecutor,
+        stalled: @escaping @Sendable () -> Duration = { .zero }
     ) -> BlockingIO {
         BlockingIO { work in
-            let latency = random.duration(latency)
+            let latency = random.duration(latency) + stalled()
             try await Task(executorPreference: executor) {
                 try? await clock.sleep(for: latency)
                 try work()
