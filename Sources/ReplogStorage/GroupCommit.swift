@@ -159,6 +159,10 @@ public final class GroupCommit: Service {
         if role == .lead { try await lead() }
     }
 
+    /// How many times the log was cut or started again: an entry appended before a change of
+    /// this count may no longer be in the log, whatever `durableSeq` says of its seq.
+    public var cutCount: Int { state.withLock { $0.cuts } }
+
     /// The log was started again after `seq` (`LogStore.restart(at:)`, durable by itself):
     /// everything up to `seq` counts as durable, there being nothing to lose there.
     public func restarted(at seq: Int) {
