@@ -284,23 +284,24 @@ public final class Node: Service, Sendable {
         _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?, commit: Int? = nil
     ) async throws -> ReplicaState {
         let replica = try await follow(stamp)
-        let (storedBefore, restartsBefore, cutsBefore) = (store.lastSeq, replica.logRestarts, cuts)
+        let cutsBefore = cuts
         let epochStart = state.withLock { $0.member.startToHash(for: stamp) }
-        var (answer, startHash): (ReplicaState, String?)
+        let stored: SecondaryReplica.Stored
         var injected: SecondaryReplica.InjectedFailure?
         do {
-            (answer, startHash) = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
+            stored = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
         } catch let failure as SecondaryReplica.InjectedFailure {
             // Stored, then failed by `--error-rate`: dated all the same, or no later request
             // could take the master's history on (its log would reach past the start).
-            (answer, startHash, injected) = (failure.state, nil, failure)
+            (stored, injected) = (failure.stored, failure)
         } catch let older as SecondaryInstance.OlderEpoch {
             throw stale(older)
         }
         state.withLock { $0.logID = logID }
+        var answer = stored.state
         try await synced(
-            answer, by: replica, stamp: stamp, storedBefore: storedBefore, startedAgain: replica.logRestarts != restartsBefore,
-            heldHash: { [store] seq in seq == epochStart ? startHash ?? store.hash(at: seq) : store.hash(at: seq) })
+            answer, by: replica, stamp: stamp, storedBefore: stored.storedBefore, startedAgain: stored.startedAgain,
+            heldHash: { [store] seq in seq == epochStart ? stored.markHash ?? store.hash(at: seq) : store.hash(at: seq) })
         if let injected { throw injected }
         if cuts != cutsBefore { answer = replica.replicaState }
         return try answering(answer, to: stamp, commit: commit)
@@ -371,9 +372,9 @@ public final class Node: Service, Sendable {
         _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, epoch: Int, _ message: Logger.Message
     ) async throws -> Bool {
         // What this node learned was committed no failover replaces: it is never cut.
-        let cut: [LogEntry]
+        let (cut, holdingThrough): ([LogEntry], Int)
         do {
-            cut = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch)
+            (cut, holdingThrough) = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch)
         } catch let older as SecondaryInstance.OlderEpoch {
             throw stale(older)
         }
@@ -386,8 +387,9 @@ public final class Node: Service, Sendable {
             "replog.rollback": "\(saved ?? "(in memory: not kept)")",
             "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
         ])
-        let lastSeq = store.lastSeq
-        try await update { $0.cut(after: first.seq - 1, holdingThrough: lastSeq, epoch: epoch) }
+        // What it held once cut, not now: deliveries that waited for the cut may have stored
+        // more since, and the cut would then not mark the log as this master's.
+        try await update { $0.cut(after: first.seq - 1, holdingThrough: holdingThrough, epoch: epoch) }
         return true
     }
 

@@ -32,7 +32,22 @@ public struct SecondarySettings: Sendable {
 public final class SecondaryReplica: Sendable {
     /// The secondary stored the entries but was told (by `--error-rate`) to fail the request.
     public struct InjectedFailure: Error, Equatable {
-        public let state: ReplicaState
+        public var state: ReplicaState { stored.state }
+        public let stored: Stored
+    }
+
+    /// What a delivery left in the store, as its store step saw it (under the lock that
+    /// orders deliveries and cuts): what the failover rules ask of it (`HistoryAdoption`).
+    public struct Stored: Sendable, Equatable {
+        /// What it may answer with.
+        public var state: ReplicaState
+        /// Its hash at the seq asked for (`mark`) once stored, before the fsync.
+        public var markHash: String?
+        /// The last seq the store held just before this delivery's entries: read when they
+        /// were appended, not when the request came, as a cut may run between the two.
+        public var storedBefore: Int
+        /// Whether this delivery started the log again at the master's start.
+        public var startedAgain: Bool
     }
 
     public typealias ForeignLog = SecondaryInstance.ForeignLog
@@ -147,7 +162,7 @@ public final class SecondaryReplica: Sendable {
     /// (`HistoryAdoption`; the real-node simulation, seed 1109).
     public func receive(
         _ records: RecordFraming.DecodedRecords, of logID: String, adopt: Bool, epoch: Int?, hashAt mark: Int?
-    ) async throws -> (state: ReplicaState, markHash: String?) {
+    ) async throws -> Stored {
         if settings.delay > .zero {
             try await clock.sleep(for: settings.delay)
         }
@@ -156,21 +171,18 @@ public final class SecondaryReplica: Sendable {
         let delivery = SecondaryInstance.Delivery(
             logID: logID, entries: records.entries, ids: records.ids, continues: records.continues,
             start: records.start.map { ($0.firstSeq, $0.hash) }, adopt: adopt, epoch: epoch)
-        let (replicaState, markHash) = try await store(delivery, start: records.start, hashAt: mark)
-        try await commit.makeDurable(through: replicaState.seq)
-        watch.advanced(to: min(replicaState.seq, commit.durableSeq))
+        let stored = try await store(delivery, start: records.start, hashAt: mark)
+        try await commit.makeDurable(through: stored.state.seq)
+        watch.advanced(to: min(stored.state.seq, commit.durableSeq))
         if settings.errorRate > 0, random() < settings.errorRate {
             metrics.injectedFailures.increment()
-            throw InjectedFailure(state: replicaState)
+            throw InjectedFailure(stored: stored)
         }
-        return (replicaState, markHash)
+        return stored
     }
 
-    /// Stores what `delivery` makes ready, once what its admission names is on disk. Returns
-    /// the state it may answer with, and its hash at `mark` as it was once stored.
-    private func store(
-        _ delivery: SecondaryInstance.Delivery, start: LogStart?, hashAt mark: Int?
-    ) async throws -> (state: ReplicaState, markHash: String?) {
+    /// Stores what `delivery` makes ready, once what its admission names is on disk.
+    private func store(_ delivery: SecondaryInstance.Delivery, start: LogStart?, hashAt mark: Int?) async throws -> Stored {
         while true {
             let step = try protected.withLock { protected throws -> DeliveryStep in
                 guard protected.diskWork == nil else { return .waitForDiskWork }
@@ -217,7 +229,8 @@ public final class SecondaryReplica: Sendable {
     private func stored(
         _ delivery: SecondaryInstance.Delivery, admitted admission: SecondaryInstance.Admission, in instance: inout SecondaryInstance,
         hashAt mark: Int?
-    ) throws -> (state: ReplicaState, markHash: String?) {
+    ) throws -> Stored {
+        let storedBefore = store.lastSeq
         let ready = try instance.onDelivery(delivery, admitted: admission, log: StoreLog(store: store))
         do {
             try store.append(ready.entries, ids: ready.ids, continues: ready.continues)
@@ -229,10 +242,9 @@ public final class SecondaryReplica: Sendable {
         metrics.duplicateEntries.increment(by: ready.duplicates)
         metrics.lastSeq.record(instance.contiguousSeq)
         let seq = instance.claim(completeSeq: store.completeSeq)
-        return (
-            ReplicaState(seq: seq, incarnation: instance.incarnation, logID: delivery.logID, hash: store.hash(at: seq)),
-            mark.flatMap { store.hash(at: $0) }
-        )
+        return Stored(
+            state: ReplicaState(seq: seq, incarnation: instance.incarnation, logID: delivery.logID, hash: store.hash(at: seq)),
+            markHash: mark.flatMap { store.hash(at: $0) }, storedBefore: storedBefore, startedAgain: admission.startAgainAt != nil)
     }
 
     /// Failover: cuts every entry after `seq` (the master's log parts from this one there)
@@ -241,9 +253,11 @@ public final class SecondaryReplica: Sendable {
     /// `SecondaryInstance.cut(after:masterNextHash:heldNextHash:committed:lastSeq:)`.
     /// - Parameter epoch: with failover, the epoch of the master that asks.
     /// - Throws: `OlderEpoch` when a later master already delivered here.
+    /// - Returns: what was cut, and the last seq the store held once it was (before any
+    ///   delivery that waited for the cut stored more).
     public func truncate(
         after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0, epoch: Int? = nil
-    ) async throws -> [LogEntry] {
+    ) async throws -> (cut: [LogEntry], holdingThrough: Int) {
         while true {
             let decided: Int?? = try protected.withLock { protected throws(SecondaryInstance.OlderEpoch) -> Int?? in
                 guard protected.diskWork == nil else { return nil }
@@ -260,7 +274,7 @@ public final class SecondaryReplica: Sendable {
                 await diskWorkDone()
                 continue
             }
-            guard let cutAfter = decided else { return [] }
+            guard let cutAfter = decided else { return ([], store.lastSeq) }
             let cut: [LogEntry]
             do {
                 cut = try await commit.io.value { [store, commit, watch] in
@@ -273,15 +287,19 @@ public final class SecondaryReplica: Sendable {
                 endDiskWork { _ in }
                 throw error
             }
-            endDiskWork { $0.wasCut(holdingThrough: store.lastSeq) }
-            return cut
+            let holdingThrough = endDiskWork { instance in
+                let lastSeq = store.lastSeq
+                instance.wasCut(holdingThrough: lastSeq)
+                return lastSeq
+            }
+            return (cut, holdingThrough)
         }
     }
 
     // MARK: Disk work
 
     private enum DeliveryStep {
-        case stored((state: ReplicaState, markHash: String?))
+        case stored(Stored)
         /// Carry out the admission off the lock; it held `heldThrough` before.
         case diskWork(SecondaryInstance.Admission, heldThrough: Int)
         case waitForDiskWork
