@@ -7,15 +7,16 @@
 ///   later) starts its log again at this log's start. It could not be cut to a seq it holds
 ///   no hash of. Only a master with failover restarts or cuts a member's log.
 /// - Then halving: the logs agree at the start and differ at the seq the member's answer
-///   showed, so about log2(n) questions find the last seq where they agree.
+///   showed, so about log2(n) questions find the last seq where they agree. A member with
+///   failover that holds no hash at a seq asked starts its log again too.
 /// - With failover the member cuts its log after that seq (what it holds past it an
 ///   earlier master wrote and no majority kept); without, the master reports where they part.
 public struct DivergenceSearch: Sendable, Equatable {
     public enum Step: Sendable, Equatable {
         /// Ask the member for its hash at `seq`, then call `onHash`.
         case ask(seq: Int)
-        /// The member did not hold a seq it was asked of while halving: ask again at its
-        /// next answer.
+        /// Without failover, the member did not hold a seq it was asked of while halving: ask
+        /// again at its next answer.
         case retryLater
         /// Send this log from its start, marked so that the member starts its log again there.
         case restartLog
@@ -63,7 +64,11 @@ public struct DivergenceSearch: Sendable, Equatable {
             return
         }
         guard let theirs else {
-            outcome = .retryLater
+            // It cannot be cut to a seq it holds no hash of: its own start is later (its
+            // retention dropped what the master still holds), or it holds less than it did.
+            // Asked again, it would answer the same (the real-node simulation with stalled
+            // disks, seed 2153: a deposed master's tail behind its own start, never cut).
+            outcome = cuts ? .restartLog : .retryLater
             return
         }
         askFirst = nil

@@ -68,9 +68,14 @@ struct DivergenceSearchTests {
         #expect(unchecked == .report(differsAt: 501), "without failover the start is taken as agreed, and nothing restarts")
     }
 
-    /// A member that does not hold a seq it is asked of while halving is asked again later.
-    @Test func aMemberWithoutTheAskedSeqIsAskedAgainLater() {
-        let (remedy, _) = search(last: 1_000, masterLast: 1_000, agreesThrough: 900, memberFirst: 600, memberLast: 1_000, cuts: false)
-        #expect(remedy == .retryLater)
+    /// A member that does not hold a seq it is asked of while halving (its own retention
+    /// dropped it, though the master still holds it) starts its log again at the master's
+    /// start: it cannot be cut there, and asked again it would answer the same. Without
+    /// failover it is asked again later.
+    @Test func aMemberWithoutTheAskedSeqStartsItsLogAgain() {
+        let (remedy, _) = search(last: 1_000, masterLast: 1_000, agreesThrough: 900, memberFirst: 600, memberLast: 1_000)
+        #expect(remedy == .restartLog)
+        let (unchecked, _) = search(last: 1_000, masterLast: 1_000, agreesThrough: 900, memberFirst: 600, memberLast: 1_000, cuts: false)
+        #expect(unchecked == .retryLater)
     }
 }
