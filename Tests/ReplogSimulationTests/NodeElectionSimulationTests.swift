@@ -22,7 +22,8 @@ import Testing
     /// Seeds beyond the quick run's count that found a bug with a stalled disk (they run
     /// with stalls, as they did): 2153 a deposed master's tail behind its own start never cut
     /// (`tailbehindstart`), 3641 a deposed master's log dated to its own epoch after a cut
-    /// (`cutdating`), 3961 a 201 for an entry the new master had replaced (`cutappend`).
+    /// (two acknowledged writes lost), 3961 a 201 for an entry the new master had replaced
+    /// (`cutappend`).
     static let stallSeeds: [UInt64] = [2_153, 3_641, 3_961]
 
     /// Bounded by its count; the limit only ends a hang (the deep run took 3-4 minutes in CI).
