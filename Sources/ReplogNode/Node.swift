@@ -371,15 +371,24 @@ public final class Node: Service, Sendable {
     private func cut(
         _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, epoch: Int, _ message: Logger.Message
     ) async throws -> Bool {
-        // What this node learned was committed no failover replaces: it is never cut.
-        let (cut, holdingThrough): ([LogEntry], Int)
+        // What this node learned was committed no failover replaces: it is never cut. The
+        // protocol state learns of the cut before the log grows again: a request served in
+        // between would otherwise judge the log by its length before the cut (a restarted
+        // node's tail that no election record dates, cut a second time with the master's
+        // entry behind it).
+        var recorded = 0
+        let cut: [LogEntry]
         do {
-            (cut, holdingThrough) = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch)
+            cut = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch) { after, holding in
+                recorded = record { state in
+                    state.cuts += 1
+                    state.member.cut(after: after, holdingThrough: holding, epoch: epoch)
+                }
+            }
         } catch let older as SecondaryInstance.OlderEpoch {
             throw stale(older)
         }
         guard let first = cut.first else { return false }
-        state.withLock { $0.cuts += 1 }
         let folder = directory
         let saved = (try? await commit.io.value { try folder.directory.withLock { try $0?.saveRollback(cut, epoch: epoch) } }) ?? nil
         logger.warning(message, metadata: [
@@ -387,9 +396,7 @@ public final class Node: Service, Sendable {
             "replog.rollback": "\(saved ?? "(in memory: not kept)")",
             "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
         ])
-        // What it held once cut, not now: deliveries that waited for the cut may have stored
-        // more since, and the cut would then not mark the log as this master's.
-        try await update { $0.cut(after: first.seq - 1, holdingThrough: holdingThrough, epoch: epoch) }
+        try await election.keep(through: recorded)
         return true
     }
 
@@ -697,6 +704,17 @@ public final class Node: Service, Sendable {
     /// Only stepping down is carried out at once, before the save: it rests on nothing
     /// saved, and a master must not go on running in an epoch it has left while the disk
     /// writes. `directives` names the directives of the event's result.
+    /// The part of `update` under the lock: feeds an event to the state, returns the version
+    /// of the election record to keep before anything that rests on it leaves.
+    private func record(_ event: (inout State) -> Void) -> Int {
+        state.withLock { state in
+            event(&state)
+            let (version, changed) = election.set(state.member.kept)
+            if changed { epochGauge.record(state.member.kept.record.epoch) }
+            return version
+        }
+    }
+
     private func update<T>(
         _ event: (inout FailoverMember) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
     ) async throws -> T {

@@ -251,13 +251,17 @@ public final class SecondaryReplica: Sendable {
     /// and returns them; held-back entries go too. Durable before it returns, rewritten on the
     /// storage's thread pool while this replica's deliveries wait. See
     /// `SecondaryInstance.cut(after:masterNextHash:heldNextHash:committed:lastSeq:)`.
-    /// - Parameter epoch: with failover, the epoch of the master that asks.
+    /// - Parameters:
+    ///   - epoch: with failover, the epoch of the master that asks.
+    ///   - onCut: told where the log was cut and what it holds now, under the lock, before
+    ///     any delivery that waited for the cut goes on (what rests on the cut is recorded
+    ///     before the log grows again).
     /// - Throws: `OlderEpoch` when a later master already delivered here.
-    /// - Returns: what was cut, and the last seq the store held once it was (before any
-    ///   delivery that waited for the cut stored more).
+    /// - Returns: what was cut.
     public func truncate(
-        after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0, epoch: Int? = nil
-    ) async throws -> (cut: [LogEntry], holdingThrough: Int) {
+        after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0, epoch: Int? = nil,
+        onCut: (_ after: Int, _ holdingThrough: Int) -> Void = { _, _ in }
+    ) async throws -> [LogEntry] {
         while true {
             let decided: Int?? = try protected.withLock { protected throws(SecondaryInstance.OlderEpoch) -> Int?? in
                 guard protected.diskWork == nil else { return nil }
@@ -274,7 +278,7 @@ public final class SecondaryReplica: Sendable {
                 await diskWorkDone()
                 continue
             }
-            guard let cutAfter = decided else { return ([], store.lastSeq) }
+            guard let cutAfter = decided else { return [] }
             let cut: [LogEntry]
             do {
                 cut = try await commit.io.value { [store, commit, watch] in
@@ -287,12 +291,12 @@ public final class SecondaryReplica: Sendable {
                 endDiskWork { _ in }
                 throw error
             }
-            let holdingThrough = endDiskWork { instance in
+            endDiskWork { instance in
                 let lastSeq = store.lastSeq
                 instance.wasCut(holdingThrough: lastSeq)
-                return lastSeq
+                if !cut.isEmpty { onCut(cutAfter, lastSeq) }
             }
-            return (cut, holdingThrough)
+            return cut
         }
     }
 
