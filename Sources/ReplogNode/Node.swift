@@ -383,7 +383,7 @@ public final class Node: Service, Sendable {
                 recorded = record { state in
                     state.cuts += 1
                     state.member.cut(after: after, holdingThrough: holding, epoch: epoch)
-                }
+                }.version
             }
         } catch let older as SecondaryInstance.OlderEpoch {
             throw stale(older)
@@ -704,26 +704,21 @@ public final class Node: Service, Sendable {
     /// Only stepping down is carried out at once, before the save: it rests on nothing
     /// saved, and a master must not go on running in an epoch it has left while the disk
     /// writes. `directives` names the directives of the event's result.
-    /// The part of `update` under the lock: feeds an event to the state, returns the version
-    /// of the election record to keep before anything that rests on it leaves.
-    private func record(_ event: (inout State) -> Void) -> Int {
+    /// The part of `update` under the lock: feeds an event to the state; returns its result
+    /// and the version of the election record to keep before anything that rests on it leaves.
+    private func record<T>(_ event: (inout State) -> T) -> (T, version: Int) {
         state.withLock { state in
-            event(&state)
+            let result = event(&state)
             let (version, changed) = election.set(state.member.kept)
             if changed { epochGauge.record(state.member.kept.record.epoch) }
-            return version
+            return (result, version)
         }
     }
 
     private func update<T>(
         _ event: (inout FailoverMember) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
     ) async throws -> T {
-        let (result, version) = state.withLock { state in
-            let result = event(&state.member)
-            let (version, changed) = election.set(state.member.kept)
-            if changed { epochGauge.record(state.member.kept.record.epoch) }
-            return (result, version)
-        }
+        let (result, version) = record { event(&$0.member) }
         for case .stepDown(let reason) in directives(result) { stepDown(reason) }
         try await election.keep(through: version)
         return result
