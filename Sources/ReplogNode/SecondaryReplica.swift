@@ -56,9 +56,6 @@ public final class SecondaryReplica: Sendable {
     /// Where this secondary last started its log again, behind the master's retention.
     public var restartedAt: Int? { protected.withLock { $0.instance.restartedAt } }
 
-    /// How many times this secondary started its log again at its master's start.
-    public var logRestarts: Int { protected.withLock { $0.instance.logRestarts } }
-
     public let store: any LogStore
     /// Flushes the log; nothing is acknowledged before it is durable.
     public let commit: GroupCommit

@@ -48,9 +48,6 @@ public final class GroupCommit: Service {
         /// Who runs the next fsync, and who waits for one.
         var rounds = GroupRounds()
         var failure: Failed?
-        /// Counts cuts of the log (`truncated(after:)`): an fsync that started before one
-        /// vouches for nothing written after it.
-        var cuts = 0
     }
 
     public let store: any LogStore
@@ -61,6 +58,10 @@ public final class GroupCommit: Service {
     private let state: Mutex<State>
     /// Set once with `State.failure`, read without the lock on every append.
     private let failed = Atomic(false)
+    /// Counts cuts of the log and restarts of it, raised under the lock with `durableSeq`
+    /// and read without it on every append (`cutCount`): an fsync that started before one
+    /// vouches for nothing written after it.
+    private let cuts = Atomic(0)
     private let fsyncDuration: Timer
     /// 1 once an fsync failed (`replog_storage_failed`), for alerting.
     private let storageFailed: Gauge
@@ -161,14 +162,14 @@ public final class GroupCommit: Service {
 
     /// How many times the log was cut or started again: an entry appended before a change of
     /// this count may no longer be in the log, whatever `durableSeq` says of its seq.
-    public var cutCount: Int { state.withLock { $0.cuts } }
+    public var cutCount: Int { cuts.load(ordering: .acquiring) }
 
     /// The log was started again after `seq` (`LogStore.restart(at:)`, durable by itself):
     /// everything up to `seq` counts as durable, there being nothing to lose there.
     public func restarted(at seq: Int) {
         state.withLock { state in
             state.durableSeq = seq
-            state.cuts += 1
+            cuts.add(1, ordering: .releasing)
         }
     }
 
@@ -176,14 +177,14 @@ public final class GroupCommit: Service {
     public func truncated(after seq: Int) {
         state.withLock { state in
             state.durableSeq = min(state.durableSeq, seq)
-            state.cuts += 1
+            cuts.add(1, ordering: .releasing)
         }
     }
 
     private func lead() async throws {
         // Everything written before this read is covered by the fsync below (up to the last
         // whole batch: the rest of an open one is not durable until its end is).
-        let (target, cuts) = (store.completeSeq, state.withLock { $0.cuts })
+        let (target, cutsBefore) = (store.completeSeq, cutCount)
         let started = clock.now
         defer { if policy == .always { fsyncDuration.recordNanoseconds((clock.now - started).nanoseconds) } }
         do {
@@ -199,7 +200,7 @@ public final class GroupCommit: Service {
         }
         let (covered, nextLeader) = state.withLock { state in
             // After a cut, `target` may name entries written since, which this fsync missed.
-            if state.cuts == cuts { state.durableSeq = max(state.durableSeq, target) }
+            if cutCount == cutsBefore { state.durableSeq = max(state.durableSeq, target) }
             return state.rounds.finished(through: state.durableSeq)
         }
         for waiter in covered { waiter.resume(returning: .covered) }
