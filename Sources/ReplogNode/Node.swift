@@ -368,8 +368,10 @@ public final class Node: Service, Sendable {
     /// was committed, nothing when it holds the master's `nextHash` after it), keeps what
     /// went in a rollback file, and tells the protocol state. Returns whether it cut anything.
     @discardableResult
+    /// - Parameter cutsSeen: nothing is cut if the log was cut since this count of cuts.
     private func cut(
-        _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, epoch: Int, _ message: Logger.Message
+        _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, unlessCutSince cutsSeen: Int? = nil, epoch: Int,
+        _ message: Logger.Message
     ) async throws -> Bool {
         // What this node learned was committed no failover replaces: it is never cut. The
         // protocol state learns of the cut before the log grows again: a request served in
@@ -379,7 +381,10 @@ public final class Node: Service, Sendable {
         var recorded = 0
         let cut: [LogEntry]
         do {
-            cut = try await replica.truncate(after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch) { after, holding in
+            cut = try await replica.truncate(
+                after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch,
+                if: { cutsSeen.map { seen in self.state.withLock { $0.cuts } == seen } ?? true }
+            ) { after, holding in
                 recorded = record { state in
                     state.cuts += 1
                     state.member.cut(after: after, holdingThrough: holding, epoch: epoch)
@@ -452,13 +457,19 @@ public final class Node: Service, Sendable {
         guard let stamp else { return }
         let firstSeq = store.firstSeq
         let heldHash = heldHash ?? store.hash(at:)
-        let undated = try await update {
-            $0.served(
+        // The cuts counted as the tail was judged: a cut since (another request's) decided on
+        // newer facts, and the log may hold the master's entries past it by now.
+        let ((undated, cutsSeen), recorded) = record { state in
+            let undated = state.member.served(
                 epoch: stamp.epoch, masterHistory: stamp.history, masterStartHash: stamp.startHash, heldThrough: answer.seq,
                 storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: heldHash)
+            return (undated, state.cuts)
         }
+        try await election.keep(through: recorded)
         guard let undated,
-            try await cut(replica, after: undated, unlessNextHash: nil, epoch: stamp.epoch, "cut entries found on disk past the master's start, which no election record dates")
+            try await cut(
+                replica, after: undated, unlessNextHash: nil, unlessCutSince: cutsSeen, epoch: stamp.epoch,
+                "cut entries found on disk past the master's start, which no election record dates")
         else { return }
         try await synced(replica.replicaState, by: replica, stamp: stamp, storedBefore: store.lastSeq)
     }

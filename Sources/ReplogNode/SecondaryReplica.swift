@@ -250,6 +250,7 @@ public final class SecondaryReplica: Sendable {
     /// `SecondaryInstance.cut(after:masterNextHash:heldNextHash:committed:lastSeq:)`.
     /// - Parameters:
     ///   - epoch: with failover, the epoch of the master that asks.
+    ///   - stillWanted: asked under the lock as the cut is decided; false cuts nothing.
     ///   - onCut: told where the log was cut and what it holds now, under the lock, before
     ///     any delivery that waited for the cut goes on (what rests on the cut is recorded
     ///     before the log grows again).
@@ -257,12 +258,12 @@ public final class SecondaryReplica: Sendable {
     /// - Returns: what was cut.
     public func truncate(
         after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0, epoch: Int? = nil,
-        onCut: (_ after: Int, _ holdingThrough: Int) -> Void = { _, _ in }
+        if stillWanted: () -> Bool = { true }, onCut: (_ after: Int, _ holdingThrough: Int) -> Void = { _, _ in }
     ) async throws -> [LogEntry] {
         while true {
             let decided: Int?? = try protected.withLock { protected throws(SecondaryInstance.OlderEpoch) -> Int?? in
                 guard protected.diskWork == nil else { return nil }
-                guard
+                guard stillWanted(),
                     let cut = try protected.instance.cut(
                         after: seq, masterNextHash: nextHash, heldNextHash: store.hash(at: seq + 1), committed: committed, lastSeq: store.lastSeq,
                         epoch: epoch)
