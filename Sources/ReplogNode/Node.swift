@@ -11,8 +11,8 @@ import Synchronization
 /// shell around `FailoverMember` (the election rules of `FailoverInstance`).
 ///
 /// It owns what outlives a change of role (the log, its group commit, the data dir's
-/// election record) and runs one of the two roles on top: a `SecondaryReplica` that
-/// follows the master of the current epoch, or a `Master` once this node is elected (or
+/// election record) and runs one of the two roles on top: the secondary (`Node+Secondary`),
+/// which follows the master of the current epoch, or a `Master` once this node is elected (or
 /// from its start to its end, as the master of a cluster without failover). Elections run
 /// here: a timer that fires when no master was heard for the election timeout, vote
 /// requests to the other members, and the votes this node casts. The router
@@ -64,7 +64,7 @@ public final class Node: Service, Sendable {
 
     /// The role this node plays now.
     public enum Current: Sendable {
-        case secondary(SecondaryReplica)
+        case secondary
         case master(Master)
     }
 
@@ -73,10 +73,12 @@ public final class Node: Service, Sendable {
         public let answer: StaleEpochAnswer
     }
 
-    private struct State {
+    struct State {
         /// The protocol state; `kept` is saved in the data dir whenever it changes.
         var member: FailoverMember
         var current: Current
+        /// The secondary's protocol state, the role it plays while `current` is `.secondary`.
+        var secondary: SecondaryRole
         /// Stops the master this node runs (`runMasters`).
         var masterStop: WakeSignal?
         /// The master log this node holds (`nil` until it follows one).
@@ -97,12 +99,14 @@ public final class Node: Service, Sendable {
     let stamps: EpochStamps?
     let clock: any NodeClock
     let logger: Logger
-    private let directory: Folder
-    private let state: Mutex<State>
+    let directory: Folder
+    /// The protocol state of every role, behind one lock: nothing slow runs under it.
+    let state: Mutex<State>
     /// The data dir's `election.json`, written off the lock (`update`).
     private let election: KeptValue<FailoverMember.Kept>
     private let seed: UInt64
-    private let roles: Roles
+    let roles: Roles
+    let secondaryMetrics: SecondaryMetrics
     /// The jitter of the retries of this node's masters, drawn from `seed` (replayable).
     private let jitter: Mutex<SplitMix64>
     /// The epoch this node had seen when it started.
@@ -188,16 +192,23 @@ public final class Node: Service, Sendable {
                     metricsFactory: metricsFactory, random: random, commit: commit, watch: watch, taskExecutor: taskExecutor))
             masterStop = WakeSignal()
         } else {
-            current = .secondary(
-                Self.makeReplica(
-                    store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
-                    logger: logger, roles: roles))
+            current = .secondary
         }
         // A node that has been in an epoch belongs to a cluster with failover, even before it
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
             kept: election, foundThrough: store.lastSeq, electionTimeout: settings.electionTimeout, seed: seed, now: clock.now)
-        self.state = Mutex(State(member: member, current: current, masterStop: masterStop, logID: logID))
+        self.secondaryMetrics = SecondaryMetrics(factory: metricsFactory)
+        // A master without failover never follows: it draws no incarnation for that role.
+        let incarnation = settings.masterWithoutFailover ? "" : roles.incarnations()
+        self.state = Mutex(
+            State(
+                member: member, current: current,
+                secondary: SecondaryRole(
+                    instance: SecondaryInstance(
+                        heldThrough: store.lastSeq, logID: logID, incarnation: incarnation,
+                        holdBackCapacity: settings.secondary.holdBackCapacity)),
+                masterStop: masterStop, logID: logID))
         var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
         if directory != nil {
             let folder = self.directory
@@ -207,29 +218,15 @@ public final class Node: Service, Sendable {
         epochGauge.record(election.record.epoch)
     }
 
-    /// A secondary on the node's log; it records a master log it starts to follow in the
-    /// data dir before acknowledging anything of it.
-    private static func makeReplica(
-        store: any LogStore, commit: GroupCommit, watch: LogWatch, settings: SecondarySettings, logID: String?, folder: Folder,
-        clock: any NodeClock, logger: Logger, roles: Roles
-    ) -> SecondaryReplica {
-        var record: (@Sendable (String) throws -> Void)?
-        if folder.isKept { record = { log in try folder.directory.withLock { try $0?.setLog(log) } } }
-        return SecondaryReplica(
-            store: store, logID: logID, settings: settings, clock: clock, incarnation: roles.incarnations(),
-            onFollow: record, logger: logger, metricsFactory: roles.metricsFactory,
-            random: roles.random, commit: commit, watch: watch)
-    }
-
     /// What each role this node plays is made with.
-    private struct Roles: Sendable {
+    struct Roles: Sendable {
         let incarnations: @Sendable () -> String
         let random: @Sendable () -> Double
         let metricsFactory: any MetricsFactory
     }
 
-    /// The data dir, shared with the replicas this node creates.
-    private final class Folder: Sendable {
+    /// The data dir, written to off the node's lock.
+    final class Folder: Sendable {
         let directory: Mutex<DataDirectory?>
         /// Whether there is a data dir, which outlives the process.
         let isKept: Bool
@@ -273,7 +270,7 @@ public final class Node: Service, Sendable {
 
     /// A master's delivery (`POST /replicate`).
     public func receive(
-        _ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp?, commit: Int? = nil
+        _ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp? = nil, commit: Int? = nil
     ) async throws -> ReplicaState {
         try await receive(RecordFraming.DecodedRecords(entries: entries, ids: ids), of: logID, stamp: stamp, commit: commit)
     }
@@ -281,16 +278,16 @@ public final class Node: Service, Sendable {
     /// A master's delivery (`POST /replicate`), with keys and batch marks, and (failover) the
     /// commit point this node may learn.
     public func receive(
-        _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp?, commit: Int? = nil
+        _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp? = nil, commit: Int? = nil
     ) async throws -> ReplicaState {
-        let replica = try await follow(stamp)
+        try await follow(stamp)
         let cutsBefore = cuts
         let epochStart = state.withLock { $0.member.startToHash(for: stamp) }
-        let stored: SecondaryReplica.Stored
-        var injected: SecondaryReplica.InjectedFailure?
+        let stored: Stored
+        var injected: InjectedFailure?
         do {
-            stored = try await replica.receive(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
-        } catch let failure as SecondaryReplica.InjectedFailure {
+            stored = try await storeDelivery(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
+        } catch let failure as InjectedFailure {
             // Stored, then failed by `--error-rate`: dated all the same, or no later request
             // could take the master's history on (its log would reach past the start).
             (stored, injected) = (failure.stored, failure)
@@ -300,21 +297,21 @@ public final class Node: Service, Sendable {
         state.withLock { $0.logID = logID }
         var answer = stored.state
         try await synced(
-            answer, by: replica, stamp: stamp, storedBefore: stored.storedBefore, startedAgain: stored.startedAgain,
+            answer, stamp: stamp, storedBefore: stored.storedBefore, startedAgain: stored.startedAgain,
             heldHash: { [store] seq in seq == epochStart ? stored.markHash ?? store.hash(at: seq) : store.hash(at: seq) })
         if let injected { throw injected }
-        if cuts != cutsBefore { answer = replica.replicaState }
+        if cuts != cutsBefore { answer = replicaState }
         return try answering(answer, to: stamp, commit: commit)
     }
 
     /// A master's heartbeat (`GET /replicate`), with (failover) the commit point this node
     /// may learn.
     public func probe(stamp: EpochStamp?, commit: Int? = nil) async throws -> ReplicaState {
-        let replica = try await follow(stamp)
+        try await follow(stamp)
         let cutsBefore = cuts
-        var answer = replica.replicaState
-        try await synced(answer, by: replica, stamp: stamp, storedBefore: store.lastSeq)
-        if cuts != cutsBefore { answer = replica.replicaState }
+        var answer = replicaState
+        try await synced(answer, stamp: stamp, storedBefore: store.lastSeq)
+        if cuts != cutsBefore { answer = replicaState }
         return try answering(answer, to: stamp, commit: commit)
     }
 
@@ -350,7 +347,7 @@ public final class Node: Service, Sendable {
     /// The running hash at `seq`, if this node holds it.
     public func hash(at seq: Int) -> String? {
         switch current {
-        case .secondary(let replica): replica.hash(at: seq)
+        case .secondary: seq <= replicaState.seq ? store.hash(at: seq) : nil
         case .master(let master): seq <= master.commit.durableSeq ? store.hash(at: seq) : nil
         }
     }
@@ -359,37 +356,24 @@ public final class Node: Service, Sendable {
     /// rewrites the log's tail and saves a rollback file: on the storage's thread pool.
     public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) async throws -> ReplicaState {
         guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil)) }
-        let replica = try await follow(stamp)
-        try await cut(replica, after: request.after, unlessNextHash: request.nextHash, epoch: stamp.epoch, "cut entries the master of this epoch does not hold")
-        return try answering(replica.replicaState, to: stamp)
+        try await follow(stamp)
+        try await cut(after: request.after, unlessNextHash: request.nextHash, epoch: stamp.epoch, "cut entries the master of this epoch does not hold")
+        return try answering(replicaState, to: stamp)
     }
 
-    /// Cuts the log after `seq` (`SecondaryReplica.truncate`: never what this node learned
-    /// was committed, nothing when it holds the master's `nextHash` after it), keeps what
-    /// went in a rollback file, and tells the protocol state. Returns whether it cut anything.
-    @discardableResult
+    /// Cuts the log after `seq` (`cutLog`: never what this node learned was committed,
+    /// which no failover replaces; nothing when it holds the master's `nextHash` after it),
+    /// keeps what went in a rollback file, and returns whether it cut anything once the
+    /// election record that rests on the cut is kept.
     /// - Parameter cutsSeen: nothing is cut if the log was cut since this count of cuts.
+    @discardableResult
     private func cut(
-        _ replica: SecondaryReplica, after seq: Int, unlessNextHash nextHash: String?, unlessCutSince cutsSeen: Int? = nil, epoch: Int,
-        _ message: Logger.Message
+        after seq: Int, unlessNextHash nextHash: String?, unlessCutSince cutsSeen: Int? = nil, epoch: Int, _ message: Logger.Message
     ) async throws -> Bool {
-        // What this node learned was committed no failover replaces: it is never cut. The
-        // protocol state learns of the cut before the log grows again: a request served in
-        // between would otherwise judge the log by its length before the cut (a restarted
-        // node's tail that no election record dates, cut a second time with the master's
-        // entry behind it).
-        var recorded = 0
-        let cut: [LogEntry]
+        let (cut, recorded): ([LogEntry], Int)
         do {
-            cut = try await replica.truncate(
-                after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch,
-                if: { cutsSeen.map { seen in self.state.withLock { $0.cuts } == seen } ?? true }
-            ) { after, holding in
-                recorded = record { state in
-                    state.cuts += 1
-                    state.member.cut(after: after, holdingThrough: holding, epoch: epoch)
-                }.version
-            }
+            (cut, recorded) = try await cutLog(
+                after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch, unlessCutSince: cutsSeen)
         } catch let older as SecondaryInstance.OlderEpoch {
             throw stale(older)
         }
@@ -421,16 +405,16 @@ public final class Node: Service, Sendable {
     }
 
     /// Serves a request of a master: refuses an older epoch, follows a newer one (stepping
-    /// down if this node was master), learns the cluster from the stamp. Returns the replica
-    /// to serve it.
-    private func follow(_ stamp: EpochStamp?) async throws -> SecondaryReplica {
+    /// down if this node was master), learns the cluster from the stamp. Returns once this
+    /// node serves it as a secondary.
+    private func follow(_ stamp: EpochStamp?) async throws {
         let now = clock.now
         let request = try await update({ $0.onMasterRequest(stamped: stamp, now: now) }) { request in
             if case .follow(_, let directives, _) = request { directives } else { [] }
         }
         switch request {
         case .serveWithoutFailover:
-            if case .secondary(let replica) = self.current { return replica }
+            if case .secondary = self.current { return }
             throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil))
         case .refuse(let answer):
             throw StaleEpoch(answer: answer)
@@ -439,7 +423,7 @@ public final class Node: Service, Sendable {
             carryOut(directives)
             mastersKnown.advanced(to: epoch)
             if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(epoch)"]) }
-            if case .secondary(let replica) = self.current { return replica }
+            if case .secondary = self.current { return }
             throw StaleEpoch(answer: StaleEpochAnswer(epoch: epoch, master: nil))
         }
     }
@@ -451,7 +435,7 @@ public final class Node: Service, Sendable {
     /// served again on what is left.
     /// - Parameter heldHash: this node's hash at a seq, if it holds it.
     private func synced(
-        _ answer: ReplicaState, by replica: SecondaryReplica, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false,
+        _ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false,
         heldHash: ((Int) -> String?)? = nil
     ) async throws {
         guard let stamp else { return }
@@ -468,10 +452,10 @@ public final class Node: Service, Sendable {
         try await election.keep(through: recorded)
         guard let undated,
             try await cut(
-                replica, after: undated, unlessNextHash: nil, unlessCutSince: cutsSeen, epoch: stamp.epoch,
+                after: undated, unlessNextHash: nil, unlessCutSince: cutsSeen, epoch: stamp.epoch,
                 "cut entries found on disk past the master's start, which no election record dates")
         else { return }
-        try await synced(replica.replicaState, by: replica, stamp: stamp, storedBefore: store.lastSeq)
+        try await synced(replicaState, stamp: stamp, storedBefore: store.lastSeq)
     }
 
     /// This node's log position for elections: its epoch history and its durable end. Read
@@ -664,10 +648,11 @@ public final class Node: Service, Sendable {
         stamps?.set([])
         stop?.signal()
         master.shutDown()
-        let replica = Self.makeReplica(
-            store: store, commit: commit, watch: watch, settings: settings.secondary, logID: logID, folder: self.directory, clock: clock,
-            logger: logger, roles: roles)
-        state.withLock { $0.current = .secondary(replica) }
+        let role = secondaryRole(following: logID)
+        state.withLock { state in
+            state.current = .secondary
+            state.secondary = role
+        }
     }
 
     /// Why this node may not take an append now, if so.
@@ -717,13 +702,19 @@ public final class Node: Service, Sendable {
     /// writes. `directives` names the directives of the event's result.
     /// The part of `update` under the lock: feeds an event to the state; returns its result
     /// and the version of the election record to keep before anything that rests on it leaves.
-    private func record<T>(_ event: (inout State) -> T) -> (T, version: Int) {
+    func record<T>(_ event: (inout State) -> T) -> (T, version: Int) {
         state.withLock { state in
             let result = event(&state)
-            let (version, changed) = election.set(state.member.kept)
-            if changed { epochGauge.record(state.member.kept.record.epoch) }
-            return (result, version)
+            return (result, keep(state))
         }
+    }
+
+    /// Hands what `state` keeps to the election record, under the lock that changed it;
+    /// returns the version to keep before anything that rests on it leaves.
+    func keep(_ state: State) -> Int {
+        let (version, changed) = election.set(state.member.kept)
+        if changed { epochGauge.record(state.member.kept.record.epoch) }
+        return version
     }
 
     private func update<T>(

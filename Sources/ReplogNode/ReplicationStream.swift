@@ -139,7 +139,7 @@ extension Master {
             // A secondary that refuses this log (over HTTP, or in memory) cannot follow it: say why.
             let foreignLog =
                 if case .foreignLog = error as? TransportError { true }
-                else { error is SecondaryReplica.ForeignLog || error is SecondaryReplica.Diverged }
+                else { error is SecondaryInstance.ForeignLog || error is SecondaryInstance.Diverged }
             return .failed(ReplicationInstance.Failure(reason: "\(error)", seqs: seqs, foreignLog: foreignLog))
         }
     }

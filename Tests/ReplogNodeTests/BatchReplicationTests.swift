@@ -14,7 +14,7 @@ import Testing
     /// Deliveries may split a batch (a hold-back buffer that overflowed, an older master) and
     /// arrive out of order: the secondary claims and lists the batch only once all of it is stored.
     @Test func aSecondaryListsAndClaimsABatchOnlyWhenAllOfItIsHere() async throws {
-        let replica = SecondaryReplica(settings: SecondarySettings(), clock: ManualClock())
+        let replica = try SecondaryNode(settings: SecondarySettings(), clock: ManualClock()).node
         _ = try await replica.receive(records(1...2), of: "L")
         let firstPart = try await replica.receive(records(3...4, batchEndsAt: 6), of: "L")
         #expect(firstPart.seq == 2, "part of a batch is not acknowledged")

@@ -46,7 +46,7 @@ final class FailingDiskStore: LogStore {
 struct DiskFailureTests {
     private static let quiet = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
     /// A master on `store` with one secondary, on the in-memory transport and a manual clock.
-    private static func master(on store: any LogStore) -> (MasterNode, SecondaryReplica, ManualClock) {
+    private static func master(on store: any LogStore) -> (MasterNode, Node, ManualClock) {
         let clock = ManualClock()
         let transport = InMemoryTransport(clock: clock)
         let secondary = try! SecondaryNode(clock: clock)  // no data dir: nothing to fail
@@ -132,7 +132,7 @@ struct DiskFailureTests {
 
     @Test func aSecondaryStoresNothingMoreAndTheMasterSaysWhy() async throws {
         let store = FailingDiskStore()
-        let replica = SecondaryReplica(store: store, clock: ManualClock())
+        let replica = try SecondaryNode(store: store, clock: ManualClock()).node
         _ = try await replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
         store.failing.store(true, ordering: .relaxed)
         await #expect(throws: GroupCommit.Failed.self) { try await replica.receive([LogEntry(seq: 2, message: "b")], of: "L") }
@@ -160,7 +160,7 @@ struct DiskFailureTests {
     /// there is room, the master's resend is stored, and nothing was acknowledged before.
     @Test func aSecondaryTakesTheResendAfterAFailedWrite() async throws {
         let store = FailingDiskStore()
-        let replica = SecondaryReplica(store: store, clock: ManualClock())
+        let replica = try SecondaryNode(store: store, clock: ManualClock()).node
         store.appendFails.store(true, ordering: .relaxed)
         await #expect(throws: LogStoreError.self) {
             try await replica.receive([LogEntry(seq: 1, message: "a"), LogEntry(seq: 2, message: "b")], of: "L")

@@ -12,10 +12,11 @@ import Testing
     /// behind it (found by the real-node simulation, seed 4667: a node briefly listed the
     /// first message of a batch followed by another master's entries).
     @Test func heldBackEntriesOfAnEarlierEpochGoWhenALaterMasterDelivers() async throws {
-        let replica = SecondaryReplica(clock: ManualClock())
+        let replica = try SecondaryNode(clock: ManualClock()).node
         func deliver(_ seq: Int, _ message: String, epoch: Int) async throws -> ReplicaState {
-            try await replica.receive(
-                RecordFraming.DecodedRecords(entries: [LogEntry(seq: seq, message: message)], ids: []), of: "L", adopt: true, epoch: epoch)
+            try await replica.storeDelivery(
+                RecordFraming.DecodedRecords(entries: [LogEntry(seq: seq, message: message)], ids: []), of: "L", adopt: true, epoch: epoch
+            ).state
         }
         _ = try await deliver(2, "old epoch 2", epoch: 1)
         #expect(replica.heldBackCount == 1)
@@ -31,11 +32,11 @@ import Testing
     /// cut, whatever it learned (seed 4732: a cut decided on an older answer took an entry
     /// that the master had counted towards `w`).
     @Test func aCutKeepsWhatIsCommittedAndNothingGoesWhenTheNextEntryIsTheMasters() async throws {
-        let replica = SecondaryReplica(clock: ManualClock())
+        let replica = try SecondaryNode(clock: ManualClock()).node
         _ = try await replica.receive((1...5).map { LogEntry(seq: $0, message: "m\($0)") }, of: "L")
         let masterNext = replica.store.hash(at: 3)
-        #expect(try await replica.truncate(after: 2, unlessNextHash: masterNext, keeping: 4).isEmpty, "it holds the master's seq 3")
-        #expect(try await replica.truncate(after: 2, unlessNextHash: "another log", keeping: 4).map(\.seq) == [5], "seqs 1-4 are committed")
+        #expect(try await replica.cutLog(after: 2, unlessNextHash: masterNext, keeping: 4).cut.isEmpty, "it holds the master's seq 3")
+        #expect(try await replica.cutLog(after: 2, unlessNextHash: "another log", keeping: 4).cut.map(\.seq) == [5], "seqs 1-4 are committed")
         #expect(try replica.read(from: 1, limit: 10, level: .local).map(\.seq) == [1, 2, 3, 4])
     }
 
@@ -213,6 +214,32 @@ import Testing
         #expect(refused?.answer.epoch == 7, "the master of epoch 6 learns that it was deposed")
     }
 
+    /// A delivery that waited (here for `--delay`) while the node voted in a later epoch
+    /// stores nothing, and is refused: the log the vote was cast on is not the deposed
+    /// master's to extend.
+    @Test(.timeLimit(.minutes(1))) func aDeliveryOfAnEpochTheNodeLeftWhileItWaitedStoresNothing() async throws {
+        let (messages, stamp) = try Self.epochSix()
+        let store = DurableMemoryStore()
+        try store.append(Array(messages.prefix(14)))
+        let clock = ManualClock()
+        var settings = Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false)
+        settings.secondary.delay = .seconds(60)
+        let node = try Node(
+            settings: settings, store: store, commit: GroupCommit(store: store, policy: .always, io: BlockingIO { try $0() }), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock)
+        let delivery = Task {
+            try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: []), of: "L", stamp: stamp)
+        }
+        await clock.waitForSleepers(1)  // the delivery waits for its delay
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let vote = try await node.vote(VoteRequest(epoch: 7, candidate: "c", log: LogPosition(epoch: 6, seq: 14), preVote: false))
+        #expect(vote.granted)
+        clock.advance(by: .seconds(60))
+        let refused = await #expect(throws: Node.StaleEpoch.self) { try await delivery.value }
+        #expect(refused?.answer.epoch == 7)
+        #expect(store.lastSeq == 14, "nothing of epoch 6 was stored after the vote")
+    }
+
     /// A member whose entries of a new epoch reach its disk, and which crashes before the
     /// election record that dates them to that epoch does, cannot date them after its
     /// restart (the log and `election.json` are two files, written apart). Claiming them
@@ -269,7 +296,7 @@ import Testing
             settings: Node.Settings(
                 me: nil, members: [], master: MasterSettings(secondaries: []), secondary: SecondarySettings(errorRate: 1), canVote: true, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always), directory: nil, transport: InMemoryTransport(clock: clock), clock: clock)
-        await #expect(throws: SecondaryReplica.InjectedFailure.self) {
+        await #expect(throws: Node.InjectedFailure.self) {
             try await node.receive(RecordFraming.DecodedRecords(entries: Array(messages[14...]), ids: []), of: "L", stamp: stamp)
         }
         #expect(try await node.probe(stamp: stamp).seq == 19)

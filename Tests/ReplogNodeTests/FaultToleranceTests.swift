@@ -153,12 +153,12 @@ struct FaultToleranceTests {
 }
 
 /// The secondary side of ordering: hold-back, duplicates, foreign logs.
-@Suite struct SecondaryReplicaTests {
+@Suite struct SecondaryRoleTests {
     private func entries(_ seqs: Int...) -> [LogEntry] { seqs.map { LogEntry(seq: $0, message: "m\($0)") } }
 
     /// Deliver 1, 2, 4, then 3: 4 is invisible until 3 arrives.
     @Test func listsOnlyTheContiguousPrefix() async throws {
-        let replica = SecondaryReplica()
+        let replica = try SecondaryNode().node
         #expect(try await replica.receive(entries(1, 2), of: "log").seq == 2)
         #expect(try await replica.receive(entries(4), of: "log").seq == 2)
         #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1, 2])
@@ -167,7 +167,7 @@ struct FaultToleranceTests {
     }
 
     @Test func duplicateDeliveryIsAcknowledgedAndNotStoredTwice() async throws {
-        let replica = SecondaryReplica()
+        let replica = try SecondaryNode().node
         _ = try await replica.receive(entries(1, 2, 3), of: "log")
         #expect(try await replica.receive(entries(2, 3), of: "log").seq == 3)
         #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1, 2, 3])
@@ -176,10 +176,10 @@ struct FaultToleranceTests {
     /// A redelivery with another message at a seq it holds: the logs diverged there. It is
     /// refused with that seq, nothing is stored, and the secondary claims what it did.
     @Test func aRedeliveryWithOtherContentIsRefusedAndChangesNothing() async throws {
-        let replica = SecondaryReplica()
+        let replica = try SecondaryNode().node
         _ = try await replica.receive(entries(1, 2), of: "log")
         let before = replica.replicaState
-        await #expect(throws: SecondaryReplica.Diverged(seq: 2)) {
+        await #expect(throws: SecondaryInstance.Diverged(seq: 2)) {
             try await replica.receive([LogEntry(seq: 2, message: "other"), LogEntry(seq: 3, message: "m3")], of: "log")
         }
         #expect(try replica.read(from: 1, limit: 10) == entries(1, 2))
@@ -191,8 +191,8 @@ struct FaultToleranceTests {
 
     /// With error rate 1, every answer is an error, yet the entries are stored.
     @Test func injectedErrorsHappenAfterStoring() async throws {
-        let replica = SecondaryReplica(settings: SecondarySettings(errorRate: 1))
-        await #expect(throws: SecondaryReplica.InjectedFailure.self) {
+        let replica = try SecondaryNode(settings: SecondarySettings(errorRate: 1)).node
+        await #expect(throws: Node.InjectedFailure.self) {
             try await replica.receive(self.entries(1), of: "log")
         }
         #expect(try replica.read(from: 1, limit: 10).map(\.seq) == [1])
@@ -200,9 +200,9 @@ struct FaultToleranceTests {
 
     /// A secondary holding one master's log refuses another's instead of mixing them.
     @Test func refusesAnotherMastersLog() async throws {
-        let replica = SecondaryReplica()
+        let replica = try SecondaryNode().node
         _ = try await replica.receive(entries(1), of: "old")
-        await #expect(throws: SecondaryReplica.ForeignLog.self) {
+        await #expect(throws: SecondaryInstance.ForeignLog.self) {
             try await replica.receive(self.entries(1, 2), of: "new")
         }
         #expect(try replica.read(from: 1, limit: 10) == entries(1))

@@ -237,7 +237,7 @@ struct GroupCommitTests {
     /// for its fsync, the secondary neither claims nor lists it.
     @Test func aSecondaryClaimsAndListsOnlyWhatIsDurable() async throws {
         let store = GatedSyncStore()
-        let replica = SecondaryReplica(store: store, clock: ManualClock())
+        let replica = try SecondaryNode(store: store, clock: ManualClock()).node
         async let delivered = replica.receive([LogEntry(seq: 1, message: "a")], of: "L")
         for await _ in store.syncStarted { break }
         #expect(store.lastSeq == 1, "stored…")

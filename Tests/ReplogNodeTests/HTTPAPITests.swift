@@ -639,7 +639,7 @@ import Testing
                 #expect(response.status == .ok)
                 let state = try JSONDecoder().decode(ReplicaState.self, from: Data(buffer: response.body))
                 // The hash of the log at its seq, for the master to compare (HashChainTests pins it).
-                #expect(state == ReplicaState(seq: 1, incarnation: secondary.replica.incarnation, logID: "L", hash: "00f87f5348b32d1c"))
+                #expect(state == ReplicaState(seq: 1, incarnation: secondary.replica.replicaState.incarnation, logID: "L", hash: "00f87f5348b32d1c"))
             }
         }
     }

@@ -54,7 +54,7 @@ import Testing
                 #expect(state.seq == seq && state.logID == "L")
             }
             let probed = try await transport.probe(peer, timeout: timeout)
-            #expect(probed.seq == 5 && probed.incarnation == replica.incarnation)
+            #expect(probed.seq == 5 && probed.incarnation == replica.replicaState.incarnation)
             #expect(try replica.read(from: 1, limit: 10).map(\.message) == ["m1", "m2", "m3", "m4", "m5"])
             #expect(transport.connections.opened.load(ordering: .relaxed) == 1)
         }
@@ -226,7 +226,7 @@ import Testing
             let server = Task { try await app.runService(gracefulShutdownSignals: []) }
             for await _ in listening.stream { break }
             let state = try await transport.replicate([LogEntry(seq: 1, message: "run \(run)")], of: "L", to: peer, timeout: timeout)
-            #expect(state.incarnation == replica.incarnation)
+            #expect(state.incarnation == replica.replicaState.incarnation)
             server.cancel()
             _ = await server.result
         }

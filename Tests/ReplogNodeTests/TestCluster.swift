@@ -46,7 +46,7 @@ final class TestCluster: Sendable {
     }
 
     /// The secondary role of node `name`.
-    func replica(_ name: String) -> SecondaryReplica { secondaries.withLock { $0[name]! }.replica }
+    func replica(_ name: String) -> Node { secondaries.withLock { $0[name]! }.replica }
 
     /// Simulates a crash and a restart with an empty in-memory log (a new incarnation).
     func restartEmpty(_ name: String, settings: SecondarySettings = SecondarySettings()) {

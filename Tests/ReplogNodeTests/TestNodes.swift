@@ -21,10 +21,10 @@ struct SecondaryNode {
             random: random)
     }
 
-    /// The role it plays: a secondary, until a master's stamp makes it a member.
-    var replica: SecondaryReplica {
-        guard case .secondary(let replica) = node.current else { preconditionFailure("a secondary without failover is never elected") }
-        return replica
+    /// The node as a secondary: it stays one, as a secondary without failover is never elected.
+    var replica: Node {
+        guard case .secondary = node.current else { preconditionFailure("a secondary without failover is never elected") }
+        return node
     }
 
     func router(secret: ClusterSecret? = nil) -> Router<BasicRequestContext> {

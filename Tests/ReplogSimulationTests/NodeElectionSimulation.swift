@@ -8,7 +8,7 @@ import Synchronization
 @testable import ReplogNode
 
 /// One seeded schedule of failovers run against the real node code: 3 or 5 `Node`s,
-/// each with its real `Master` or `SecondaryReplica`, `GroupCommit` and data folder (its
+/// each with its real `Master` or secondary role, `GroupCommit` and data folder (its
 /// `election.json`), on a `SimulatedDisk` whose fsyncs take simulated time, talking over a
 /// simulated network (`NodeNetwork`) that delays, reorders and loses requests and answers.
 ///

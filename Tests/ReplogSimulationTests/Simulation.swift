@@ -6,7 +6,7 @@ import ReplogTestKit
 import Synchronization
 @testable import ReplogNode
 
-/// One seeded fault schedule run against the real `Master` and `SecondaryReplica`s.
+/// One seeded fault schedule run against the real `Master` and secondaries (`Node`s).
 ///
 /// The schedule is drawn from the seed: client appends with random `w`, `timeout` and
 /// `id` (some of them retries, also across a master restart), secondary crashes and restarts
@@ -76,7 +76,7 @@ final class Simulation: Sendable {
     private struct State {
         var master: Master?
         var masterTask: Task<Void, Never>?
-        var replicas: [String: SecondaryReplica] = [:]
+        var replicas: [String: Node] = [:]
         var disks: [String: SimulatedDisk] = [:]
         var down: Set<String> = []
         var partitioned: Set<String> = []
@@ -236,9 +236,9 @@ final class Simulation: Sendable {
             directory: nil, transport: transport, clock: clock, logger: quiet, metricsFactory: NOOPMetricsHandler.instance, seed: 0,
             taskExecutor: executor, logID: durable ? logID : nil,
             incarnations: { [clock, random] in "\(peer)-\(clock.now)-\(random.next())" }, random: { [random] in random.unit() })
-        guard case .secondary(let replica) = node.current else { preconditionFailure("a secondary without failover is never elected") }
+        guard case .secondary = node.current else { preconditionFailure("a secondary without failover is never elected") }
         state.withLock {
-            $0.replicas[peer] = replica
+            $0.replicas[peer] = node
             $0.down.remove(peer)
         }
         transport.connect(node, as: peer)

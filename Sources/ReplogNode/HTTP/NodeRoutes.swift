@@ -54,8 +54,8 @@ public func buildNodeRouter(
                 let epochs = node.memberEpochs
                 for index in report.secondaries.indices { report.secondaries[index].epoch = epochs[report.secondaries[index].url] }
                 return JSON.response(.ok, report)
-            case .secondary(let replica):
-                var report = SecondaryHealthReport(replica)
+            case .secondary:
+                var report = SecondaryHealthReport(node)
                 report.role = role ?? "secondary"
                 (report.epoch, report.master) = (epoch, master)
                 return JSON.response(.ok, report)
@@ -83,7 +83,7 @@ extension Node {
     var reader: LogReader {
         switch current {
         case .master(let master): master.reader
-        case .secondary(let replica): replica.reader(master: { [weak self] in self?.masterForClients ?? nil })
+        case .secondary: secondaryReader(master: { [weak self] in self?.masterForClients ?? nil })
         }
     }
 }

@@ -86,9 +86,9 @@ public let maxReplicationBodyBytes = 64 << 20
 /// Largest `--max-body` a master accepts, so that any one message still fits a replication request.
 public let maxAppendBodyBytes = 32 << 20
 
-extension SecondaryReplica {
+extension Node {
     /// The secondary's log for the reading routes; a linearizable read goes to `master`.
-    func reader(master: @escaping @Sendable () -> String?) -> LogReader {
+    func secondaryReader(master: @escaping @Sendable () -> String?) -> LogReader {
         LogReader(
             read: { from, limit, level throws(LogStoreError) in try await self.list(from: from, limit: limit, level: level) },
             wait: { from, timeout, level in await self.waitForEntries(from: from, level: level, upTo: timeout) },
@@ -99,15 +99,15 @@ extension SecondaryReplica {
 extension SecondaryHealthReport {
     /// `GET /health` on a secondary, for people and scripts (the master's heartbeat reads
     /// `GET /replicate` instead).
-    init(_ replica: SecondaryReplica) {
-        let state = replica.replicaState
+    init(_ node: Node) {
+        let state = node.replicaState
         self.init(
-            seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: replica.settings.delay.milliseconds,
-            errorRate: replica.settings.errorRate, heldBack: replica.heldBackCount, storageFailure: state.storageFailure,
+            seq: state.seq, incarnation: state.incarnation, logID: state.logID, delayMs: node.settings.secondary.delay.milliseconds,
+            errorRate: node.settings.secondary.errorRate, heldBack: node.heldBackCount, storageFailure: state.storageFailure,
             hash: state.hash)
-        firstSeq = replica.store.firstSeq
-        restartedAt = replica.restartedAt
-        commitSeq = replica.commitSeq
+        firstSeq = node.store.firstSeq
+        restartedAt = node.restartedAt
+        commitSeq = node.commitSeq
     }
 }
 
@@ -189,13 +189,13 @@ extension Router<BasicRequestContext> {
 private func answeringInternally(_ body: () async throws -> ReplicaState) async throws -> Response {
     do {
         return JSON.response(.ok, try await body())
-    } catch let failure as SecondaryReplica.InjectedFailure {
+    } catch let failure as Node.InjectedFailure {
         throw APIError(
             .internalServerError, "injected failure (--error-rate): the entries were stored but this answer is an error",
             details: ["seq": .int(failure.state.seq)])
-    } catch let foreign as SecondaryReplica.ForeignLog {
+    } catch let foreign as SecondaryInstance.ForeignLog {
         throw APIError(.conflict, foreign.description, details: ["refusal": .string(InternalRefusal.foreignLog.rawValue)])
-    } catch let diverged as SecondaryReplica.Diverged {
+    } catch let diverged as SecondaryInstance.Diverged {
         throw APIError(.conflict, diverged.description, details: ["refusal": .string(InternalRefusal.diverged.rawValue)])
     } catch let failed as GroupCommit.Failed {
         throw APIError(.internalServerError, failed.description)
