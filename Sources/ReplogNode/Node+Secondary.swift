@@ -226,13 +226,18 @@ extension Node {
     /// - Parameters:
     ///   - epoch: with failover, the epoch of the master that asks.
     ///   - cutsSeen: nothing is cut if the log was cut since this count of cuts.
-    /// - Throws: `OlderEpoch` when a later master already delivered here.
+    /// - Throws: `OlderEpoch` when a later master already delivered here; `StaleEpoch` when
+    ///   this node left `epoch`.
     /// - Returns: what was cut, and the version of the election record that rests on it.
     func cutLog(
         after seq: Int, unlessNextHash nextHash: String? = nil, keeping committed: Int = 0, epoch: Int? = nil, unlessCutSince cutsSeen: Int? = nil
     ) async throws -> (cut: [LogEntry], recorded: Int) {
         while true {
-            let decided: Int?? = try state.withLock { state throws(SecondaryInstance.OlderEpoch) -> Int?? in
+            let decided: Int?? = try state.withLock { state throws -> Int?? in
+                // A cut that waited while this node moved to a later epoch cuts nothing: the
+                // deposed master's word does not reach past the node's vote (nor, once the
+                // node is elected, into its own log).
+                if let epoch, let refusal = state.member.refusal(answeringIn: epoch) { throw StaleEpoch(answer: refusal) }
                 guard state.secondary.diskWork == nil else { return nil }
                 guard cutsSeen.map({ $0 == state.cuts }) ?? true,
                     let cut = try state.secondary.instance.cut(
@@ -273,6 +278,9 @@ extension Node {
     }
 
     // MARK: Disk work
+
+    /// How many deliveries and cuts wait for the disk work under way.
+    var waitingForDiskWork: Int { state.withLock { $0.secondary.diskWork?.waiting.count ?? 0 } }
 
     /// Returns once no disk work runs (at once if none does).
     private func diskWorkDone() async {

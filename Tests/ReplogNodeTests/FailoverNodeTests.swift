@@ -322,6 +322,42 @@ import Testing
         #expect(store.lastSeq == 2)
     }
 
+    /// A cut that waited (behind another cut's disk work) while the node voted in a later
+    /// epoch cuts nothing: the deposed master's word does not reach past the vote, nor, once
+    /// the node is elected, into the new master's log.
+    @Test(.timeLimit(.minutes(1))) func aCutOfAnEpochTheNodeLeftWhileItWaitedCutsNothing() async throws {
+        let disk = HeldIO()
+        let store = InMemoryLogStore()
+        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
+        let clock = ManualClock()
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        let stamp = EpochStamp(
+            epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        var events = disk.events.stream.makeAsyncIterator()
+        let first = Task { try await node.truncate(TruncateRequest(after: 4, nextHash: nil), stamp: stamp) }
+        #expect(await events.next() == .write, "the first cut rewrites the log")
+        let second = Task { try await node.truncate(TruncateRequest(after: 2, nextHash: nil), stamp: stamp) }
+        while node.waitingForDiskWork == 0 { await Task.yield() }  // the second cut waits for the first
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let vote = try await node.vote(VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 1, seq: 5), preVote: false))
+        #expect(vote.granted)
+        disk.release(.run)
+        #expect(await events.next() == .write, "the first cut's rollback file")
+        disk.release(.run)
+        await #expect(throws: Node.StaleEpoch.self, "its answer is refused too") { try await first.value }
+        Task { _ = try? await second.value; disk.events.continuation.yield(.answered) }
+        guard await events.next() == .answered else {
+            Issue.record("the second cut rewrote the log after the node voted in a later epoch")
+            return
+        }
+        let refused = await #expect(throws: Node.StaleEpoch.self) { try await second.value }
+        #expect(refused?.answer.epoch == 2)
+        #expect(store.lastSeq == 4, "only the cut decided before the vote ran")
+    }
+
     /// A secondary of master log "L" that holds seqs `1...held` in memory, whose storage I/O
     /// the test runs by hand.
     private static func secondaryOnHeldIO(holding held: Int) throws -> (Node, InMemoryLogStore, HeldIO) {
