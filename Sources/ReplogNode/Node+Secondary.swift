@@ -60,6 +60,8 @@ extension Node {
     /// as the work began (it never claims more than the work leaves it).
     struct DiskWork {
         var claimed: ReplicaState
+        /// Where a cut ends the log (nil for other work).
+        var cutAfter: Int?
         var waiting: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -245,7 +247,7 @@ extension Node {
                         epoch: epoch)
                 else { return .some(nil) }
                 // Meanwhile it claims no more than what the cut keeps.
-                state.secondary.diskWork = DiskWork(claimed: claimed(by: state.secondary.instance, atMost: cut))
+                state.secondary.diskWork = DiskWork(claimed: claimed(by: state.secondary.instance, atMost: cut), cutAfter: cut)
                 return cut
             }
             guard let decided else {
@@ -283,7 +285,7 @@ extension Node {
     var waitingForDiskWork: Int { state.withLock { $0.secondary.diskWork?.waiting.count ?? 0 } }
 
     /// Returns once no disk work runs (at once if none does).
-    private func diskWorkDone() async {
+    func diskWorkDone() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let parked = state.withLock { state in
                 guard state.secondary.diskWork != nil else { return false }

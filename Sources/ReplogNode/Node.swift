@@ -395,8 +395,8 @@ public final class Node: Service, Sendable {
     /// A candidate asks for this node's vote.
     public func vote(_ request: VoteRequest) async throws -> VoteAnswer {
         let now = clock.now
-        let answer = try await update { member in
-            member.onVoteRequest(request, log: position(of: member), now: now, canVote: settings.canVote)
+        let answer = try await update { state in
+            state.member.onVoteRequest(request, log: position(in: state), now: now, canVote: settings.canVote)
         }
         if answer.granted, !request.preVote {
             logger.info("voted", metadata: ["replog.candidate": "\(request.candidate)", "replog.epoch": "\(request.epoch)"])
@@ -409,7 +409,7 @@ public final class Node: Service, Sendable {
     /// node serves it as a secondary.
     private func follow(_ stamp: EpochStamp?) async throws {
         let now = clock.now
-        let request = try await update({ $0.onMasterRequest(stamped: stamp, now: now) }) { request in
+        let request = try await update({ $0.member.onMasterRequest(stamped: stamp, now: now) }) { request in
             if case .follow(_, let directives, _) = request { directives } else { [] }
         }
         switch request {
@@ -420,7 +420,7 @@ public final class Node: Service, Sendable {
             throw StaleEpoch(answer: answer)
         case .follow(let epoch, let directives, let newMaster):
             watch.followCommitPoint()
-            carryOut(directives)
+            await carryOut(directives)
             mastersKnown.advanced(to: epoch)
             if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(epoch)"]) }
             if case .secondary = self.current { return }
@@ -461,9 +461,11 @@ public final class Node: Service, Sendable {
     /// This node's log position for elections: its epoch history and its durable end. Read
     /// under the node's lock, in the event that uses it: a delivery that becomes durable and
     /// is answered meanwhile is then either counted by the vote, or refused its answer
-    /// (`answering`), never neither.
-    private func position(of member: FailoverMember) -> LogPosition {
-        member.position(lastSeq: commit.durableSeq)
+    /// (`answering`), never neither. While a cut rewrites the log, it ends where the cut
+    /// does: a vote or an election on entries about to go would claim a log this node will
+    /// not hold.
+    private func position(in state: State) -> LogPosition {
+        state.member.position(lastSeq: min(commit.durableSeq, state.secondary.diskWork?.cutAfter ?? .max))
     }
 
     // MARK: Elections
@@ -471,7 +473,7 @@ public final class Node: Service, Sendable {
     public func run() async throws {
         if settings.bootstrap {
             let now = clock.now
-            carryOut(try await update({ member in member.bootstrap(now: now, log: position(of: member)) }, directives: { $0 }))
+            await carryOut(try await update({ state in state.member.bootstrap(now: now, log: position(in: state)) }, directives: { $0 }))
         }
         if case (.master(let master), let stop?) = state.withLock({ ($0.current, $0.masterStop) }), settings.masterWithoutFailover {
             elected.continuation.yield(Elected(master: master, stop: stop))
@@ -517,14 +519,14 @@ public final class Node: Service, Sendable {
         let now = clock.now
         guard settings.canVote,
             let (directives, wake) = try? await update(
-                { member in member.tick(now: now, log: position(of: member), heartbeatInterval: settings.master.heartbeatInterval) },
+                { state in state.member.tick(now: now, log: position(in: state), heartbeatInterval: settings.master.heartbeatInterval) },
                 directives: \.0)
         else { return now + .seconds(1) }
-        carryOut(directives)
+        await carryOut(directives)
         return wake
     }
 
-    private func carryOut(_ directives: [FailoverInstance.Directive]) {
+    private func carryOut(_ directives: [FailoverInstance.Directive]) async {
         for directive in directives {
             switch directive {
             case .requestVotes(let request):
@@ -534,7 +536,7 @@ public final class Node: Service, Sendable {
                 }
                 voteRequests.continuation.yield(request)
             case .becomeMaster(let epoch, let after):
-                becomeMaster(epoch: epoch, after: after)
+                await becomeMaster(epoch: epoch, after: after)
             case .stepDown(let reason):
                 stepDown(reason)
             }
@@ -561,18 +563,20 @@ public final class Node: Service, Sendable {
     private func askForVote(_ request: VoteRequest, from peer: String) async {
         guard let answer = try? await transport.requestVote(request, from: peer, timeout: settings.electionTimeout.lowerBound) else { return }
         let now = clock.now
-        carryOut((try? await update({ member in member.onVoteAnswer(answer, from: peer, log: position(of: member), now: now) }, directives: { $0 })) ?? [])
+        await carryOut((try? await update({ state in state.member.onVoteAnswer(answer, from: peer, log: position(in: state), now: now) }, directives: { $0 })) ?? [])
     }
 
-    private func becomeMaster(epoch: Int, after: Int) {
+    private func becomeMaster(epoch: Int, after: Int) async {
         let (stopped, stillElected) = state.withLock { ($0.stopped, $0.member.isMaster(of: epoch)) }
         guard !stopped else { return }
         guard stillElected else { return notTakingOver(epoch) }
+        // Disk work that a request of the old master began (a cut, a log started again) ends
+        // first, and the part of a batch this node holds is cut the same way: the new
+        // master's appends must not land in a log that such work still rewrites.
+        await diskWorkDone()
         if let complete = FailoverInstance.cutBeforeTakeover(completeSeq: store.completeSeq, lastSeq: store.lastSeq) {
             do {
-                let cut = try store.truncate(after: complete)
-                commit.truncated(after: complete)
-                watch.cut(to: complete)
+                let cut = try await cutLog(after: complete).cut
                 logger.notice("cut the part of a batch it held", metadata: ["replog.after": "\(complete)", "replog.cut": "\(cut.count)"])
             } catch {
                 logger.error("cannot cut the part of a batch it holds; not taking over", metadata: ["replog.error": "\(error)"])
@@ -581,7 +585,7 @@ public final class Node: Service, Sendable {
         }
         let (members, me, logID, history) = state.withLock { ($0.member.kept.members, $0.member.kept.me!, $0.logID, $0.member.kept.record.history) }
         let log: String
-        do { log = try directory.masterLog(holding: logID) } catch {
+        do { log = try await commit.io.value { [directory] in try directory.masterLog(holding: logID) } } catch {
             logger.error("cannot record the log id; not taking over", metadata: ["replog.error": "\(error)"])
             return
         }
@@ -614,9 +618,9 @@ public final class Node: Service, Sendable {
         let stop = WakeSignal()
         let now = clock.now
         // Checked again where the master is installed: the node may have heard a later epoch
-        // while this one was being set up.
+        // (whose master may have begun disk work here) while this one was being set up.
         let taking = state.withLock { state -> Int?? in
-            guard state.member.isMaster(of: epoch) else { return nil }
+            guard state.member.isMaster(of: epoch), state.secondary.diskWork == nil else { return nil }
             state.current = .master(master)
             state.masterStop = stop
             state.logID = log
@@ -677,9 +681,9 @@ public final class Node: Service, Sendable {
     }
 
     private func report(_ answer: (inout FailoverMember) -> ([FailoverInstance.Directive], Int?)) async {
-        let (directives, taking) = (try? await update(answer, directives: \.0)) ?? ([], nil)
+        let (directives, taking) = (try? await update({ answer(&$0.member) }, directives: \.0)) ?? ([], nil)
         if let taking { tookOver(in: taking) }
-        carryOut(directives)
+        await carryOut(directives)
     }
 
     /// This node, as master, takes appends in `epoch`.
@@ -718,9 +722,9 @@ public final class Node: Service, Sendable {
     }
 
     private func update<T>(
-        _ event: (inout FailoverMember) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
+        _ event: (inout State) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
     ) async throws -> T {
-        let (result, version) = record { event(&$0.member) }
+        let (result, version) = record(event)
         for case .stepDown(let reason) in directives(result) { stepDown(reason) }
         try await election.keep(through: version)
         return result

@@ -358,6 +358,32 @@ import Testing
         #expect(store.lastSeq == 4, "only the cut decided before the vote ran")
     }
 
+    /// While a cut rewrites the log, the node's position in an election ends where the cut
+    /// does: a vote (or its own candidacy) on entries about to go would claim a log it will
+    /// not hold.
+    @Test(.timeLimit(.minutes(1))) func aVoteDuringACutComparesTheLogTheCutLeaves() async throws {
+        let disk = HeldIO()
+        let store = InMemoryLogStore()
+        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
+        let clock = ManualClock()
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        let stamp = EpochStamp(
+            epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        var events = disk.events.stream.makeAsyncIterator()
+        let cut = Task { try await node.truncate(TruncateRequest(after: 2, nextHash: nil), stamp: stamp) }
+        #expect(await events.next() == .write, "the cut rewrites the log")
+        clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
+        let vote = try await node.vote(VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 1, seq: 2), preVote: false))
+        #expect(vote.granted, "the candidate holds all that the cut leaves")
+        disk.release(.run)
+        #expect(await events.next() == .write, "the rollback file")
+        disk.release(.run)
+        _ = try? await cut.value
+    }
+
     /// A secondary of master log "L" that holds seqs `1...held` in memory, whose storage I/O
     /// the test runs by hand.
     private static func secondaryOnHeldIO(holding held: Int) throws -> (Node, InMemoryLogStore, HeldIO) {
