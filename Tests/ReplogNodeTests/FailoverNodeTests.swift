@@ -363,7 +363,7 @@ import Testing
     /// not hold.
     @Test(.timeLimit(.minutes(1))) func aVoteDuringACutComparesTheLogTheCutLeaves() async throws {
         let disk = HeldIO()
-        let store = InMemoryLogStore()
+        let store = DurableMemoryStore()
         try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
         let clock = ManualClock()
         let node = try Node(
@@ -372,12 +372,16 @@ import Testing
             transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
         let stamp = EpochStamp(
             epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        let shorter = VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 1, seq: 2), preVote: true)
+        clock.advance(by: .seconds(10))
+        #expect(try await node.vote(shorter).granted == false, "before the cut, its log is longer than the candidate's")
         var events = disk.events.stream.makeAsyncIterator()
         let cut = Task { try await node.truncate(TruncateRequest(after: 2, nextHash: nil), stamp: stamp) }
         #expect(await events.next() == .write, "the cut rewrites the log")
         clock.advance(by: .seconds(10))  // no master heard for longer than the election timeout
-        let vote = try await node.vote(VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 1, seq: 2), preVote: false))
-        #expect(vote.granted, "the candidate holds all that the cut leaves")
+        var vote = shorter
+        vote.preVote = false
+        #expect(try await node.vote(vote).granted, "the candidate holds all that the cut leaves")
         disk.release(.run)
         #expect(await events.next() == .write, "the rollback file")
         disk.release(.run)
