@@ -372,7 +372,8 @@ import Testing
             transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
         let stamp = EpochStamp(
             epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
-        let shorter = VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 1, seq: 2), preVote: true)
+        // Its entries came without failover (epoch 0): so did the candidate's.
+        let shorter = VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 0, seq: 2), preVote: true)
         clock.advance(by: .seconds(10))
         #expect(try await node.vote(shorter).granted == false, "before the cut, its log is longer than the candidate's")
         var events = disk.events.stream.makeAsyncIterator()
