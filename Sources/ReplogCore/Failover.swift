@@ -404,12 +404,18 @@ public struct VoteRequest: Sendable, Equatable, Codable {
     public var log: LogPosition
     /// Only asking whether the vote would be granted; nothing changes on either side.
     public var preVote: Bool
+    /// The candidate's members, and the URL it knows the voter by: a node that never heard
+    /// a master learns its cluster from them, as it would from a master's stamp.
+    public var members: [String]?
+    public var you: String?
 
-    public init(epoch: Int, candidate: String, log: LogPosition, preVote: Bool) {
+    public init(epoch: Int, candidate: String, log: LogPosition, preVote: Bool, members: [String]? = nil, you: String? = nil) {
         self.epoch = epoch
         self.candidate = candidate
         self.log = log
         self.preVote = preVote
+        self.members = members
+        self.you = you
     }
 }
 

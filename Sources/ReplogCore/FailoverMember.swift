@@ -186,6 +186,18 @@ public struct FailoverMember: Sendable {
     public mutating func onVoteRequest(_ request: VoteRequest, log: LogPosition, now: Duration, canVote: Bool) -> VoteAnswer {
         let refused = VoteAnswer(epoch: kept.record.epoch, granted: false, preVote: request.preVote)
         guard canVote else { return refused }
+        // A node that never heard a master knows no cluster: it learns the candidate's, as it
+        // would a master's from its stamp. Otherwise a master that kept its first epoch and
+        // stopped before any member heard of it could never be elected again: it knows its
+        // members, and they know nothing to vote with.
+        if instance == nil, kept.record.epoch == 0, let members = request.members, let you = request.you,
+            members.contains(you), members.contains(request.candidate)
+        {
+            stamped = true
+            kept.me = you
+            kept.members = members
+            makeInstance(now: now)
+        }
         return update(refused) { $0.onVoteRequest(request, log: log, now: now) }
     }
 

@@ -553,7 +553,12 @@ public final class Node: Service, Sendable {
     private func sendVoteRequests() async {
         await withDiscardingTaskGroup { group in
             for await request in voteRequests.stream {
-                for peer in state.withLock({ $0.member.instance?.settings.others ?? [] }) {
+                let (others, members) = state.withLock { ($0.member.instance?.settings.others ?? [], $0.member.kept.members) }
+                for peer in others {
+                    // Its members, and its URL for the peer: a peer that never heard a master
+                    // learns its cluster from them (`FailoverMember.onVoteRequest`).
+                    var request = request
+                    (request.members, request.you) = (members, peer)
                     group.addTask(executorPreference: taskExecutor) { await self.askForVote(request, from: peer) }
                 }
             }

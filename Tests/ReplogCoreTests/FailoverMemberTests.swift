@@ -27,6 +27,28 @@ struct FailoverMemberTests {
         #expect(node.onMasterRequest(stamped: stamp(1), now: .zero) == .follow(epoch: 1, directives: [], newMaster: nil))
     }
 
+    /// A node that never heard a master learns its cluster from a candidate's vote request,
+    /// as it would from a master's stamp, and votes: a master that kept its first epoch and
+    /// stopped before any member heard of it is elected again (the real-node simulation,
+    /// seed 1795: its members, restarted, knew nothing and refused it for good).
+    @Test func aNodeThatNeverHeardAMasterLearnsItsClusterFromACandidate() {
+        let ask = VoteRequest(epoch: 2, candidate: "m", log: LogPosition(epoch: 1, seq: 0), preVote: false)
+        var bare = member()
+        #expect(bare.onVoteRequest(ask, log: LogPosition(epoch: 0, seq: 0), now: .seconds(1), canVote: true).granted == false, "no cluster named")
+        var named = ask
+        (named.members, named.you) = (members, "x")
+        var node = member()
+        #expect(node.onVoteRequest(named, log: LogPosition(epoch: 0, seq: 0), now: .seconds(1), canVote: true).granted)
+        #expect(node.kept.me == "x" && node.kept.members == members && node.kept.record.epoch == 2)
+        var stranger = named
+        stranger.you = "z"
+        var other = member()
+        #expect(other.onVoteRequest(stranger, log: LogPosition(epoch: 0, seq: 0), now: .seconds(1), canVote: true).granted == false, "not among the members")
+        var known = member(FailoverMember.Kept(record: ElectionRecord(epoch: 1), me: "x", members: ["m", "x"]))
+        _ = known.onVoteRequest(named, log: LogPosition(epoch: 1, seq: 0), now: .seconds(1), canVote: true)
+        #expect(known.kept.members == ["m", "x"], "a node that knows its cluster keeps it")
+    }
+
     /// As master, a member counts towards the takeover (and the node takes appends) only
     /// where its answer lies within the master's log and their hashes agree there.
     @Test func aMemberCountsTowardsTheTakeoverOnlyWhereItsHashAgrees() {
