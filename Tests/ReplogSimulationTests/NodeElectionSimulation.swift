@@ -102,6 +102,8 @@ final class NodeElectionSimulation: Sendable {
     private let disks: [String: SimulatedDisk]
     /// What every node keeps (`--retain-messages`), in the schedules that run retention.
     let retention: RetentionPolicy?
+    /// The members that wait this long before they store each delivery (`--delay`).
+    let delays: [String: Duration]
 
     private struct Running {
         let node: Node
@@ -152,9 +154,12 @@ final class NodeElectionSimulation: Sendable {
 
     private let state = Mutex(State())
 
-    /// - Parameter stalls: whether the schedule may stall disks (the remembered seeds replay
-    ///   the schedules that once found a bug, drawn before disks stalled).
-    init(seed: UInt64, trace: Bool = false, stalls: Bool = true) {
+    /// - Parameters:
+    ///   - stalls: whether the schedule may stall disks (the remembered seeds replay the
+    ///     schedules that once found a bug, drawn before disks stalled).
+    ///   - slowMembers: whether members may store deliveries late (`--delay`; the remembered
+    ///     seeds, those of stalls too, replay as they were drawn before).
+    init(seed: UInt64, trace: Bool = false, stalls: Bool = true, slowMembers: Bool = true) {
         self.seed = seed
         self.trace = trace
         random = SimulationRandom(seed: seed)
@@ -189,6 +194,16 @@ final class NodeElectionSimulation: Sendable {
             let at = stallDraws.duration(.zero...Self.faultyFor)
             events.append((at, .stallDisk(target, lasts: stallDraws.duration(.milliseconds(100)...(.milliseconds(1_500))))))
         }
+        // Slow members draw from a generator of their own, in a third of the schedules: a
+        // delivery that waits meets votes, elections and cuts while it waits.
+        let slowDraws = SimulationRandom(seed: seed ^ 0x5105_DE1A_0000_0000)
+        var delays: [String: Duration] = [:]
+        if slowMembers, slowDraws.chance(0.33) {
+            for _ in 1...slowDraws.int(1...2) {
+                delays[names[slowDraws.int(0...(names.count - 1))]] = slowDraws.duration(.milliseconds(20)...(.milliseconds(400)))
+            }
+        }
+        self.delays = delays
         events.sort { $0.at < $1.at }
         state.withLock { $0.events = events }
     }
@@ -339,9 +354,10 @@ final class NodeElectionSimulation: Sendable {
             healthThresholds: PeerHealth.Thresholds(suspectAfterMisses: 2, unhealthyAfterMisses: 3), replicationTimeout: .milliseconds(500),
             maxBatchSize: 5, maxInFlight: 3,
             retryPolicy: RetryPolicy(initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(300), maxBackoffWhenUnhealthy: .milliseconds(500)))
-        let settings = Node.Settings(
+        var settings = Node.Settings(
             me: isFirst ? name : nil, members: isFirst ? names : [], electionTimeout: Self.electionTimeout, master: master,
             canVote: true, bootstrap: isFirst)
+        settings.secondary.delay = delays[name] ?? .zero
         let endpoint = network.endpoint(for: name, run: run)
         let node = try! Node(
             settings: settings, store: store, commit: commit, directory: directory, transport: endpoint, stamps: endpoint.stamps,
@@ -349,7 +365,7 @@ final class NodeElectionSimulation: Sendable {
         network.attach(node, as: name, run: run)
         let task = Task(executorPreference: executor) { _ = try? await node.run() }
         state.withLock { $0.running[name] = Running(node: node, task: task, run: run) }
-        log("start \(name) (run \(run))")
+        log("start \(name) (run \(run))" + (delays[name].map { ", storing each delivery \($0) late" } ?? ""))
     }
 
     /// The node stops as its process would: its master (if any) answers waiting appends

@@ -23,15 +23,17 @@ import Testing
     /// with stalls, as they did): 2153 a deposed master's tail behind its own start never cut
     /// (`tailbehindstart`), 3641 a deposed master's log dated to its own epoch after a cut
     /// (two acknowledged writes lost), 3961 a 201 for an entry the new master had replaced
-    /// (`cutappend`).
-    static let stallSeeds: [UInt64] = [2_153, 3_641, 3_961]
+    /// (`cutappend`), 1795 a master that stalled as it recorded its first log, and stopped
+    /// before any member heard of it, never elected again (`blankvote`).
+    static let stallSeeds: [UInt64] = [1_795, 2_153, 3_641, 3_961]
 
     /// Bounded by its count; the limit only ends a hang (the deep run took 3-4 minutes in CI).
     @Test(.timeLimit(.minutes(30)))
     func seededFailoversOfTheRealNodesKeepEveryGuarantee() async {
         if let seed = Self.environment["REPLOG_NODE_SEED"].flatMap(UInt64.init) {
             let simulation = NodeElectionSimulation(
-                seed: seed, trace: Self.environment["REPLOG_NODE_TRACE"] != "0", stalls: !Self.rememberedSeeds.contains(seed))
+                seed: seed, trace: Self.environment["REPLOG_NODE_TRACE"] != "0", stalls: !Self.rememberedSeeds.contains(seed),
+                slowMembers: !(Self.rememberedSeeds + Self.stallSeeds).contains(seed))
             let violations = simulation.run()
             print(simulation.traceText)
             #expect(violations.isEmpty, "\(violations.joined(separator: "\n"))")
@@ -41,20 +43,21 @@ import Testing
         let seeds = scheduleSeeds(schedules, remembered: Self.rememberedSeeds + Self.stallSeeds)
         let started = ContinuousClock.now
         let (violations, counts) = await runSchedules(seeds, lanes: simulationLanes) { seed in
-            let simulation = NodeElectionSimulation(seed: seed, stalls: !Self.rememberedSeeds.contains(seed))
+            let simulation = NodeElectionSimulation(
+                seed: seed, stalls: !Self.rememberedSeeds.contains(seed), slowMembers: !(Self.rememberedSeeds + Self.stallSeeds).contains(seed))
             let violations = simulation.run()
             return (
                 violations,
                 [
                     simulation.elections, simulation.acknowledged, simulation.retention == nil ? 0 : 1, simulation.restartedLogs,
-                    simulation.linearizableReads, simulation.stalledDisks,
+                    simulation.linearizableReads, simulation.stalledDisks, simulation.delays.count,
                 ]
             )
         }
         let (elections, acknowledged) = (counts[0], counts[1])
         print("node election simulation: \(seeds.count) schedules, \(elections) masters, \(acknowledged) acknowledged appends, "
             + "\(counts[2]) schedules with retention, \(counts[3]) logs started again, \(counts[4]) linearizable reads answered, "
-            + "\(counts[5]) disk stalls, in \(ContinuousClock.now - started), \(violations.count) violations")
+            + "\(counts[5]) disk stalls, \(counts[6]) slow members, in \(ContinuousClock.now - started), \(violations.count) violations")
         #expect(elections > seeds.count, "the schedules must make elections happen")
         #expect(acknowledged > seeds.count, "the schedules must get appends acknowledged")
         #expect(counts[4] > seeds.count / 2, "the schedules must get linearizable reads answered")
