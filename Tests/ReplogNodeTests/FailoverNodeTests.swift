@@ -326,16 +326,7 @@ import Testing
     /// epoch cuts nothing: the deposed master's word does not reach past the vote, nor, once
     /// the node is elected, into the new master's log.
     @Test(.timeLimit(.minutes(1))) func aCutOfAnEpochTheNodeLeftWhileItWaitedCutsNothing() async throws {
-        let disk = HeldIO()
-        let store = InMemoryLogStore()
-        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
-        let clock = ManualClock()
-        let node = try Node(
-            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
-            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
-        let stamp = EpochStamp(
-            epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        let (node, store, disk, clock, stamp) = try Self.votingMemberOnHeldIO(holding: 5)
         var events = disk.events.stream.makeAsyncIterator()
         let first = Task { try await node.truncate(TruncateRequest(after: 4, nextHash: nil), stamp: stamp) }
         #expect(await events.next() == .write, "the first cut rewrites the log")
@@ -362,17 +353,8 @@ import Testing
     /// does: a vote (or its own candidacy) on entries about to go would claim a log it will
     /// not hold.
     @Test(.timeLimit(.minutes(1))) func aVoteDuringACutComparesTheLogTheCutLeaves() async throws {
-        let disk = HeldIO()
-        let store = DurableMemoryStore()
-        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
-        let clock = ManualClock()
-        let node = try Node(
-            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
-            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
-        let stamp = EpochStamp(
-            epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
-        // Its entries came without failover (epoch 0): so did the candidate's.
+        let (node, store, disk, clock, stamp) = try Self.votingMemberOnHeldIO(holding: 5)
+        // The candidate's entries are of no epoch too.
         let shorter = VoteRequest(epoch: 2, candidate: "c", log: LogPosition(epoch: 0, seq: 2), preVote: true)
         clock.advance(by: .seconds(10))
         #expect(try await node.vote(shorter).granted == false, "before the cut, its log is longer than the candidate's")
@@ -387,6 +369,23 @@ import Testing
         #expect(await events.next() == .write, "the rollback file")
         disk.release(.run)
         _ = try? await cut.value
+    }
+
+    /// A voting member of master log "L" that holds seqs `1...held` fsynced (of no epoch:
+    /// they came before it heard the master), whose storage I/O the test runs by hand; and
+    /// the stamp of the master of epoch 1 among m, x and c.
+    private static func votingMemberOnHeldIO(holding held: Int) throws -> (Node, DurableMemoryStore, HeldIO, ManualClock, EpochStamp) {
+        let disk = HeldIO()
+        let store = DurableMemoryStore()
+        try store.append((1...held).map { LogEntry(seq: $0, message: "m\($0)") })
+        let clock = ManualClock()
+        let node = try Node(
+            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        let stamp = EpochStamp(
+            epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
+        return (node, store, disk, clock, stamp)
     }
 
     /// A secondary of master log "L" that holds seqs `1...held` in memory, whose storage I/O
