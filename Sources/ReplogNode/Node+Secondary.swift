@@ -22,11 +22,14 @@ public struct SecondarySettings: Sendable {
     }
 }
 
-/// The secondary role of a node: it carries out what its `SecondaryInstance` decides about
-/// each delivery (record the log it follows, start the log again, store, make durable) and
-/// answers with what the instance says it may claim. The instance is part of the node's
-/// state, behind the node's one lock: a delivery's store step, a cut, and the election
-/// rules that rest on them (a vote, the epoch history taken on) see one state, not two.
+/// The secondary role of a node, and every request of a master (a delivery, a heartbeat,
+/// a cut), whatever role the node plays: it asks `FailoverMember` whether to serve the
+/// request, carries out what its `SecondaryInstance` decides about a delivery (record the
+/// log it follows, start the log again, store, make durable), asks `FailoverMember` again
+/// what the stored log means for its epoch history, and answers with what the instance
+/// says it may claim. The instance is part of the node's state, behind the node's one lock:
+/// a delivery's store step, a cut, and the election rules that rest on them (a vote, the
+/// epoch history taken on) see one state, not two.
 extension Node {
     /// The secondary stored the entries but was told (by `--error-rate`) to fail the request.
     public struct InjectedFailure: Error, Equatable {
@@ -71,6 +74,168 @@ extension Node {
             instance: SecondaryInstance(
                 heldThrough: store.lastSeq, logID: logID, incarnation: roles.incarnations(),
                 holdBackCapacity: settings.secondary.holdBackCapacity))
+    }
+
+    // MARK: A master's requests
+
+    /// A master's delivery (`POST /replicate`).
+    public func receive(
+        _ entries: [LogEntry], ids: [String?] = [], of logID: String, stamp: EpochStamp? = nil, commit: Int? = nil
+    ) async throws -> ReplicaState {
+        try await receive(RecordFraming.DecodedRecords(entries: entries, ids: ids), of: logID, stamp: stamp, commit: commit)
+    }
+
+    /// A master's delivery (`POST /replicate`), with keys and batch marks, and (failover) the
+    /// commit point this node may learn.
+    public func receive(
+        _ records: RecordFraming.DecodedRecords, of logID: String, stamp: EpochStamp? = nil, commit: Int? = nil
+    ) async throws -> ReplicaState {
+        try await follow(stamp)
+        let cutsBefore = cuts
+        let epochStart = state.withLock { $0.member.startToHash(for: stamp) }
+        let stored: Stored
+        var injected: InjectedFailure?
+        do {
+            stored = try await storeDelivery(records, of: logID, adopt: stamp != nil, epoch: stamp?.epoch, hashAt: epochStart)
+        } catch let failure as InjectedFailure {
+            // Stored, then failed by `--error-rate`: dated all the same, or no later request
+            // could take the master's history on (its log would reach past the start).
+            (stored, injected) = (failure.stored, failure)
+        } catch let older as SecondaryInstance.OlderEpoch {
+            throw stale(older)
+        }
+        state.withLock { $0.logID = logID }
+        var answer = stored.state
+        try await synced(
+            answer, stamp: stamp, storedBefore: stored.storedBefore, startedAgain: stored.startedAgain,
+            heldHash: { [store] seq in seq == epochStart ? stored.markHash ?? store.hash(at: seq) : store.hash(at: seq) })
+        if let injected { throw injected }
+        if cuts != cutsBefore { answer = replicaState }
+        return try answering(answer, to: stamp, commit: commit)
+    }
+
+    /// A master's heartbeat (`GET /replicate`), with (failover) the commit point this node
+    /// may learn.
+    public func probe(stamp: EpochStamp?, commit: Int? = nil) async throws -> ReplicaState {
+        try await follow(stamp)
+        let cutsBefore = cuts
+        var answer = replicaState
+        try await synced(answer, stamp: stamp, storedBefore: store.lastSeq)
+        if cuts != cutsBefore { answer = replicaState }
+        return try answering(answer, to: stamp, commit: commit)
+    }
+
+    /// The refusal of a request of a master older than one that delivered here.
+    private func stale(_ older: SecondaryInstance.OlderEpoch) -> StaleEpoch {
+        let refusal = state.withLock { $0.member.refusal(answeringIn: older.epoch) }
+        return StaleEpoch(answer: refusal ?? StaleEpochAnswer(epoch: older.latest, master: nil))
+    }
+
+    /// What a request of a master is answered with, once everything the answer claims is
+    /// durable here: with failover, as an answer of the request's epoch, and refused if this
+    /// node moved to a later epoch meanwhile (`FailoverMember.refusal(answeringIn:)`). Then
+    /// it learns the commit point the master sent.
+    private func answering(_ answer: ReplicaState, to stamp: EpochStamp?, commit: Int? = nil) throws(StaleEpoch) -> ReplicaState {
+        guard let stamp else { return answer }
+        if let refusal = state.withLock({ $0.member.refusal(answeringIn: stamp.epoch) }) { throw StaleEpoch(answer: refusal) }
+        if let commit { commitPoint.learn(commit) }
+        var answer = answer
+        answer.epoch = stamp.epoch
+        return answer
+    }
+
+    /// The master of this epoch says where this node's log parts from its own. The cut
+    /// rewrites the log's tail and saves a rollback file: on the storage's thread pool.
+    public func truncate(_ request: TruncateRequest, stamp: EpochStamp?) async throws -> ReplicaState {
+        guard let stamp else { throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil)) }
+        try await follow(stamp)
+        try await cut(after: request.after, unlessNextHash: request.nextHash, epoch: stamp.epoch, "cut entries the master of this epoch does not hold")
+        return try answering(replicaState, to: stamp)
+    }
+
+    /// Cuts the log after `seq` (`cutLog`: never what this node learned was committed,
+    /// which no failover replaces; nothing when it holds the master's `nextHash` after it),
+    /// keeps what went in a rollback file, and returns whether it cut anything once the
+    /// election record that rests on the cut is kept.
+    /// - Parameter cutsSeen: nothing is cut if the log was cut since this count of cuts.
+    @discardableResult
+    private func cut(
+        after seq: Int, unlessNextHash nextHash: String?, unlessCutSince cutsSeen: Int? = nil, epoch: Int, _ message: Logger.Message
+    ) async throws -> Bool {
+        let (cut, recorded): ([LogEntry], Int)
+        do {
+            (cut, recorded) = try await cutLog(
+                after: seq, unlessNextHash: nextHash, keeping: commitPoint.learned, epoch: epoch, unlessCutSince: cutsSeen)
+        } catch let older as SecondaryInstance.OlderEpoch {
+            throw stale(older)
+        }
+        guard let first = cut.first else { return false }
+        let folder = directory
+        let saved = (try? await commit.io.value { try folder.directory.withLock { try $0?.saveRollback(cut, epoch: epoch) } }) ?? nil
+        logger.warning(message, metadata: [
+            "replog.after": "\(first.seq - 1)", "replog.entries": "\(cut.count)", "replog.epoch": "\(epoch)",
+            "replog.rollback": "\(saved ?? "(in memory: not kept)")",
+            "replog.messages": "\(cut.prefix(5).map(\.message).joined(separator: ", "))\(cut.count > 5 ? ", …" : "")",
+        ])
+        try await election.keep(through: recorded)
+        return true
+    }
+
+    /// How many times the log was cut.
+    private var cuts: Int { state.withLock { $0.cuts } }
+
+    /// Serves a request of a master: refuses an older epoch, follows a newer one (stepping
+    /// down if this node was master), learns the cluster from the stamp. Returns once this
+    /// node serves it as a secondary.
+    private func follow(_ stamp: EpochStamp?) async throws {
+        let now = clock.now
+        let request = try await update({ $0.member.onMasterRequest(stamped: stamp, now: now) }) { request in
+            if case .follow(_, let directives, _) = request { directives } else { [] }
+        }
+        switch request {
+        case .serveWithoutFailover:
+            if case .secondary = self.current { return }
+            throw StaleEpoch(answer: StaleEpochAnswer(epoch: state.withLock { $0.member.kept.record.epoch }, master: nil))
+        case .refuse(let answer):
+            throw StaleEpoch(answer: answer)
+        case .follow(let epoch, let directives, let newMaster):
+            watch.followCommitPoint()
+            await carryOut(directives)
+            mastersKnown.advanced(to: epoch)
+            if let newMaster { logger.info("following master", metadata: ["replog.master": "\(newMaster)", "replog.epoch": "\(epoch)"]) }
+            if case .secondary = self.current { return }
+            throw StaleEpoch(answer: StaleEpochAnswer(epoch: epoch, master: nil))
+        }
+    }
+
+    /// After serving the master: takes on its epoch history if this node's log holds the
+    /// master's through its last start (`FailoverMember.served`). Recorded before the answer
+    /// leaves (a vote depends on it).
+    /// A tail it cannot date (`HistoryAdoption.undatedTail`) is cut first, and the request
+    /// served again on what is left.
+    /// - Parameter heldHash: this node's hash at a seq, if it holds it.
+    private func synced(
+        _ answer: ReplicaState, stamp: EpochStamp?, storedBefore: Int, startedAgain: Bool = false,
+        heldHash: ((Int) -> String?)? = nil
+    ) async throws {
+        guard let stamp else { return }
+        let firstSeq = store.firstSeq
+        let heldHash = heldHash ?? store.hash(at:)
+        // The cuts counted as the tail was judged: a cut since (another request's) decided on
+        // newer facts, and the log may hold the master's entries past it by now.
+        let ((undated, cutsSeen), recorded) = record { state in
+            let undated = state.member.served(
+                epoch: stamp.epoch, masterHistory: stamp.history, masterStartHash: stamp.startHash, heldThrough: answer.seq,
+                storedBefore: storedBefore, startedAgain: startedAgain, firstSeq: firstSeq, heldHash: heldHash)
+            return (undated, state.cuts)
+        }
+        try await election.keep(through: recorded)
+        guard let undated,
+            try await cut(
+                after: undated, unlessNextHash: nil, unlessCutSince: cutsSeen, epoch: stamp.epoch,
+                "cut entries found on disk past the master's start, which no election record dates")
+        else { return }
+        try await synced(replicaState, stamp: stamp, storedBefore: store.lastSeq)
     }
 
     // MARK: What the secondary answers
