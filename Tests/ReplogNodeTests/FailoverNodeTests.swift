@@ -371,6 +371,39 @@ import Testing
         _ = try? await cut.value
     }
 
+    /// A node elected while its log is being rewritten (here started again at a master's
+    /// start) takes over only once that work is done: its master's first appends must not
+    /// land in a log the work still rewrites.
+    @Test(.timeLimit(.minutes(1))) func aTakeoverWaitsForTheDiskWorkUnderWay() async throws {
+        let disk = HeldIO()
+        let store = InMemoryLogStore()
+        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
+        let clock = ManualClock()
+        // Alone in its cluster, it elects itself once its election timeout passes.
+        let node = try Node(
+            settings: Node.Settings(me: "x", members: ["x"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
+            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
+            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        var events = disk.events.stream.makeAsyncIterator()
+        var behind = RecordFraming.DecodedRecords(entries: [LogEntry(seq: 20, message: "m20")])
+        behind.start = LogStart(firstSeq: 20, link: Array(repeating: 7, count: 32))
+        let delivery = Task { try await node.receive(behind, of: "L", stamp: nil) }
+        try #require(await events.next() == .write, "the log started again")
+        let running = Task { try await node.run() }
+        defer { running.cancel() }
+        await clock.waitForSleepers(1)  // the election timer
+        clock.advance(by: .seconds(10))
+        // Elected, it either waits for the restart, or goes on to record its log's id.
+        while node.waitingForDiskWork == 0, disk.held < 2 { await Task.yield() }
+        #expect(disk.held == 1 && node.currentMaster == nil, "the takeover waits for the log's restart")
+        disk.release(.run)
+        _ = try await delivery.value
+        #expect(await events.next() == .write, "the log's id, recorded as it takes over")
+        disk.release(.run)
+        await node.waitUntilSettled(upTo: .seconds(60))  // the manual clock never ends the wait: the takeover does
+        #expect(node.currentMaster?.store.lastSeq == 20)
+    }
+
     /// A voting member of master log "L" that holds seqs `1...held` fsynced (of no epoch:
     /// they came before it heard the master), whose storage I/O the test runs by hand; and
     /// the stamp of the master of epoch 1 among m, x and c.
@@ -464,6 +497,9 @@ private final class HeldIO: Sendable {
             try work()
         }
     }
+
+    /// How many pieces of work wait to be let through.
+    var held: Int { waiting.withLock { $0.count } }
 
     /// Lets the oldest waiting piece of work run, or fail.
     func release(_ verdict: Verdict) {
