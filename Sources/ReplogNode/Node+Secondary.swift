@@ -68,12 +68,12 @@ extension Node {
         var waiting: [CheckedContinuation<Void, Never>] = []
     }
 
-    /// A secondary role for a store holding `logID`'s log through its last seq.
-    func secondaryRole(following logID: String?) -> SecondaryRole {
+    /// A secondary role, in its run `incarnation`, for `store` holding `logID`'s log through
+    /// its last seq.
+    static func secondaryRole(on store: any LogStore, following logID: String?, incarnation: String, settings: SecondarySettings) -> SecondaryRole {
         SecondaryRole(
             instance: SecondaryInstance(
-                heldThrough: store.lastSeq, logID: logID, incarnation: roles.incarnations(),
-                holdBackCapacity: settings.secondary.holdBackCapacity))
+                heldThrough: store.lastSeq, logID: logID, incarnation: incarnation, holdBackCapacity: settings.holdBackCapacity))
     }
 
     // MARK: A master's requests

@@ -180,7 +180,7 @@ public final class Node: Service, Sendable {
         if let me = settings.me { election.me = me }
         if !settings.members.isEmpty { election.members = settings.members }
         var logID = directory?.metadata.log ?? logID
-        self.roles = Roles(incarnations: incarnations, random: random, metricsFactory: metricsFactory)
+        self.roles = Roles(incarnations: incarnations, random: random)
         let current: Current
         var masterStop: WakeSignal?
         if settings.masterWithoutFailover {
@@ -204,10 +204,7 @@ public final class Node: Service, Sendable {
         self.state = Mutex(
             State(
                 member: member, current: current,
-                secondary: SecondaryRole(
-                    instance: SecondaryInstance(
-                        heldThrough: store.lastSeq, logID: logID, incarnation: incarnation,
-                        holdBackCapacity: settings.secondary.holdBackCapacity)),
+                secondary: Self.secondaryRole(on: store, following: logID, incarnation: incarnation, settings: settings.secondary),
                 masterStop: masterStop, logID: logID))
         var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
         if directory != nil {
@@ -222,7 +219,6 @@ public final class Node: Service, Sendable {
     struct Roles: Sendable {
         let incarnations: @Sendable () -> String
         let random: @Sendable () -> Double
-        let metricsFactory: any MetricsFactory
     }
 
     /// The data dir, written to off the node's lock.
@@ -497,7 +493,7 @@ public final class Node: Service, Sendable {
         stamps?.set([])
         stop?.signal()
         master.shutDown()
-        let role = secondaryRole(following: logID)
+        let role = Self.secondaryRole(on: store, following: logID, incarnation: roles.incarnations(), settings: settings.secondary)
         state.withLock { state in
             state.current = .secondary
             state.secondary = role
@@ -549,6 +545,15 @@ public final class Node: Service, Sendable {
     /// Only stepping down is carried out at once, before the save: it rests on nothing
     /// saved, and a master must not go on running in an epoch it has left while the disk
     /// writes. `directives` names the directives of the event's result.
+    func update<T>(
+        _ event: (inout State) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
+    ) async throws -> T {
+        let (result, version) = record(event)
+        for case .stepDown(let reason) in directives(result) { stepDown(reason) }
+        try await election.keep(through: version)
+        return result
+    }
+
     /// The part of `update` under the lock: feeds an event to the state; returns its result
     /// and the version of the election record to keep before anything that rests on it leaves.
     func record<T>(_ event: (inout State) -> T) -> (T, version: Int) {
@@ -564,14 +569,5 @@ public final class Node: Service, Sendable {
         let (version, changed) = election.set(state.member.kept)
         if changed { epochGauge.record(state.member.kept.record.epoch) }
         return version
-    }
-
-    func update<T>(
-        _ event: (inout State) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
-    ) async throws -> T {
-        let (result, version) = record(event)
-        for case .stepDown(let reason) in directives(result) { stepDown(reason) }
-        try await election.keep(through: version)
-        return result
     }
 }
