@@ -375,15 +375,9 @@ import Testing
     /// start) takes over only once that work is done: its master's first appends must not
     /// land in a log the work still rewrites.
     @Test(.timeLimit(.minutes(1))) func aTakeoverWaitsForTheDiskWorkUnderWay() async throws {
-        let disk = HeldIO()
-        let store = InMemoryLogStore()
-        try store.append((1...5).map { LogEntry(seq: $0, message: "m\($0)") })
-        let clock = ManualClock()
         // Alone in its cluster, it elects itself once its election timeout passes.
-        let node = try Node(
-            settings: Node.Settings(me: "x", members: ["x"], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
-            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        let store = InMemoryLogStore()
+        let (node, disk, clock) = try Self.node(on: store, holding: 5, me: "x", members: ["x"], canVote: true)
         var events = disk.events.stream.makeAsyncIterator()
         var behind = RecordFraming.DecodedRecords(entries: [LogEntry(seq: 20, message: "m20")])
         behind.start = LogStart(firstSeq: 20, link: Array(repeating: 7, count: 32))
@@ -408,14 +402,8 @@ import Testing
     /// they came before it heard the master), whose storage I/O the test runs by hand; and
     /// the stamp of the master of epoch 1 among m, x and c.
     private static func votingMemberOnHeldIO(holding held: Int) throws -> (Node, DurableMemoryStore, HeldIO, ManualClock, EpochStamp) {
-        let disk = HeldIO()
         let store = DurableMemoryStore()
-        try store.append((1...held).map { LogEntry(seq: $0, message: "m\($0)") })
-        let clock = ManualClock()
-        let node = try Node(
-            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: true, bootstrap: false),
-            store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
-            transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
+        let (node, disk, clock) = try node(on: store, holding: held, canVote: true)
         let stamp = EpochStamp(
             epoch: 1, master: "m", members: ["m", "x", "c"], you: "x", history: EpochHistory([.init(epoch: 1, after: 0)]), startHash: nil)
         return (node, store, disk, clock, stamp)
@@ -424,15 +412,24 @@ import Testing
     /// A secondary of master log "L" that holds seqs `1...held` in memory, whose storage I/O
     /// the test runs by hand.
     private static func secondaryOnHeldIO(holding held: Int) throws -> (Node, InMemoryLogStore, HeldIO) {
-        let disk = HeldIO()
         let store = InMemoryLogStore()
+        let (node, disk, _) = try node(on: store, holding: held, canVote: false)
+        return (node, store, disk)
+    }
+
+    /// A node of master log "L" on `store`, filled with seqs `1...held`, whose storage I/O the
+    /// test runs by hand, on a manual clock.
+    private static func node(
+        on store: any LogStore, holding held: Int, me: String? = nil, members: [String] = [], canVote: Bool
+    ) throws -> (Node, HeldIO, ManualClock) {
+        let disk = HeldIO()
         try store.append((1...held).map { LogEntry(seq: $0, message: "m\($0)") })
         let clock = ManualClock()
         let node = try Node(
-            settings: Node.Settings(me: nil, members: [], master: MasterSettings(secondaries: []), canVote: false, bootstrap: false),
+            settings: Node.Settings(me: me, members: members, master: MasterSettings(secondaries: []), canVote: canVote, bootstrap: false),
             store: store, commit: GroupCommit(store: store, policy: .always, io: disk.io), directory: nil,
             transport: InMemoryTransport(clock: clock), clock: clock, logID: "L")
-        return (node, store, disk)
+        return (node, disk, clock)
     }
 
     /// A delivery that starts the log again at the master's start (the master's retention
