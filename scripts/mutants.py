@@ -476,7 +476,7 @@ MUTANTS = [
            "a failover node's run returns while the master it ran still has requests in flight"),
     Mutant("unkept", "a vote, an epoch and an epoch start outlive a restart (one master per epoch)",
            "Sources/ReplogNode/Node.swift",
-           "        let (version, changed) = election.set(state.member.kept)",
+           "        let (version, changed) = election.set(member.kept)",
            "        let (version, changed) = (0, false)",
            "a failover node answers on what it never saved, so after a restart it may vote again in an epoch"),
     Mutant("unsignedcommit", "node-to-node requests prove the secret: the commit point a master sends is signed too",

@@ -450,7 +450,10 @@ public struct ReplicationInstance: Sendable {
     /// elected (its log is shorter than theirs), and an elected master cuts whatever else it
     /// sent from the members' logs. Since the master answers no client before its own fsync,
     /// the guarantees stay; the fsync and the replication just overlap.
-    public var sendsBeforeDurable: Bool { epochStart != nil }
+    public var sendsBeforeDurable: Bool { Self.sendsBeforeDurable(elected: epochStart != nil) }
+
+    /// `sendsBeforeDurable` of a master that was elected, or not.
+    public static func sendsBeforeDurable(elected: Bool) -> Bool { elected }
 
     /// The last seq that may leave the master: persist before you send, unless
     /// `sendsBeforeDurable`. Static, so that the shell reads only the end the rule needs, and

@@ -8,6 +8,9 @@ import Synchronization
 ///
 /// The course's `MockedTransport`: `setDelay(.seconds(5), to: "s1")`, then an
 /// `append("m1")` with `w = 3` is answered when the clock has moved 5 s.
+///
+/// With `stamps` (the master node's), requests carry the epoch stamp and the commit point
+/// as over HTTP, so that an elected master's members hear its epoch.
 public final class InMemoryTransport: ReplicationTransport {
     private struct Link {
         var node: Node?
@@ -18,11 +21,13 @@ public final class InMemoryTransport: ReplicationTransport {
     }
 
     private let clock: any NodeClock
+    private let stamps: EpochStamps?
     private let links = Mutex<[String: Link]>([:])
     private let deliveries = Mutex(0)
 
-    public init(clock: any NodeClock) {
+    public init(clock: any NodeClock, stamps: EpochStamps? = nil) {
         self.clock = clock
+        self.stamps = stamps
     }
 
     /// Connects (or reconnects, after a restart) a secondary under the name `peer`.
@@ -58,11 +63,19 @@ public final class InMemoryTransport: ReplicationTransport {
     ) async throws -> ReplicaState {
         let node = try await reach(peer)
         deliveries.withLock { $0 += 1 }
-        return try await node.receive(try batch.keyedEntries(), of: logID, stamp: nil)
+        let stamped = stamps?.stampAndCommit(for: peer)
+        return try await staleAsOverHTTP { try await node.receive(try batch.keyedEntries(), of: logID, stamp: stamped?.stamp, commit: stamped?.commit) }
     }
 
     public func probe(_ peer: String, timeout: Duration) async throws -> ReplicaState {
-        try await reach(peer).probe(stamp: nil)
+        let node = try await reach(peer)
+        let stamped = stamps?.stampAndCommit(for: peer)
+        return try await staleAsOverHTTP { try await node.probe(stamp: stamped?.stamp, commit: stamped?.commit) }
+    }
+
+    /// A member's refusal of an older epoch, as the HTTP transport reads its `409`.
+    private func staleAsOverHTTP(_ request: () async throws -> ReplicaState) async throws -> ReplicaState {
+        do { return try await request() } catch let stale as Node.StaleEpoch { throw TransportError.staleEpoch(stale.answer.epoch) }
     }
 
     public func hash(of peer: String, at seq: Int, timeout: Duration) async throws -> String? {

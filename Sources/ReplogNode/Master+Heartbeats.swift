@@ -17,7 +17,7 @@ extension Master {
                             let replica = try await self.transport.probe(peer, timeout: self.settings.heartbeatTimeout)
                             await self.onContact(peer, replica)
                         } catch TransportError.staleEpoch(let epoch) {
-                            await self.failover?.deposed(peer, epoch)
+                            await self.node?.memberIsLater(peer, epoch: epoch)
                         } catch {
                             self.onHeartbeatMissed(peer, error: error)
                         }
@@ -43,7 +43,8 @@ extension Master {
 
     /// A member answered (a heartbeat, a delivery) with what it holds: it counts as far as a
     /// hash this log still has vouches for it, and the event gets the end of this log and its
-    /// hash at the member's seq, which the failover count gets too.
+    /// hash at the member's seq. An elected master's node counts the same answer for its
+    /// takeover, in the same step under the node's lock.
     func answered(
         by peer: String, _ answer: ReplicaState,
         _ event: (inout ReplicationInstance, ReplicaState, _ lastSeq: Int, _ masterHash: String?) -> [ReplicationInstance.Directive]
@@ -51,8 +52,11 @@ extension Master {
         let replica = answer.vouched(byLogStartingAt: store.firstSeq)
         let lastSeq = store.lastSeq
         let masterHash = store.hash(at: replica.seq)
-        handle { event(&$0, replica, lastSeq, masterHash) }
-        await failover?.answered(peer, replica, lastSeq, masterHash)
+        let now = clock.now
+        let countsForTakeover: ((inout FailoverMember) -> ([FailoverInstance.Directive], Int?))? =
+            elected == nil ? nil : { $0.onMemberAnswer(from: peer, replica, lastSeq: lastSeq, masterHash: masterHash, now: now) }
+        let election = handle({ event(&$0, replica, lastSeq, masterHash) }, member: countsForTakeover)
+        if let (result, recorded) = election { await node?.carryOut(memberAnswer: result, recorded: recorded) }
     }
 
     /// Searches where each diverged member's log parts from this one, until the master stops
@@ -70,7 +74,7 @@ extension Master {
     /// stops answering, the search starts again at its next answer.
     func locateDivergence(of peer: String, atOrBefore last: Int) async {
         let start = store.start
-        var search = DivergenceSearch(start: start.firstSeq - 1, differsAtOrBefore: last, masterLast: store.lastSeq, cuts: failover != nil)
+        var search = DivergenceSearch(start: start.firstSeq - 1, differsAtOrBefore: last, masterLast: store.lastSeq, cuts: elected != nil)
         while true {
             switch search.next {
             case .ask(let seq):
@@ -78,12 +82,12 @@ extension Master {
                 do {
                     theirs = try await transport.hash(of: peer, at: seq, timeout: settings.heartbeatTimeout)
                 } catch {
-                    state.withLock { $0.instance.onDivergenceRetry(peer) }
+                    withState { $0.instance.onDivergenceRetry(peer) }
                     return
                 }
                 search.onHash(at: seq, theirs: theirs, ours: seq == start.firstSeq - 1 ? start.hash : store.hash(at: seq))
             case .retryLater:
-                state.withLock { $0.instance.onDivergenceRetry(peer) }
+                withState { $0.instance.onDivergenceRetry(peer) }
                 return
             case .restartLog:
                 await restartLog(of: peer, at: start)
@@ -92,8 +96,8 @@ extension Master {
                 await cutLog(of: peer, after: agreed)
                 return
             case .report(let differs):
-                let problem = state.withLock { $0.instance.onDivergenceLocated(peer, seq: differs) }
-                if let problem { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
+                let problem = withState { $0.instance.onDivergenceLocated(peer, seq: differs) }
+                if let problem = problem ?? nil { logger.error("secondary diverged from the master's log", metadata: ["replog.peer": "\(peer)", "replog.problem": "\(problem)"]) }
                 return
             }
         }
@@ -114,7 +118,7 @@ extension Master {
             await onContact(peer, replica)
         } catch {
             logger.info("member did not cut its log yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
-            state.withLock { $0.instance.onDivergenceRetry(peer) }
+            withState { $0.instance.onDivergenceRetry(peer) }
         }
     }
 
@@ -123,7 +127,7 @@ extension Master {
     private func restartLog(of peer: String, at start: LogStart) async {
         do {
             guard var batch = try await commit.readRecords(from: start.firstSeq, limit: settings.maxBatchSize, maxBytes: settings.maxBatchBytes) else {
-                state.withLock { $0.instance.onDivergenceRetry(peer) }
+                withState { $0.instance.onDivergenceRetry(peer) }
                 return
             }
             batch.start = start
@@ -133,7 +137,7 @@ extension Master {
             await onContact(peer, replica)
         } catch {
             logger.info("member did not start its log again yet", metadata: ["replog.peer": "\(peer)", "replog.error": "\(error)"])
-            state.withLock { $0.instance.onDivergenceRetry(peer) }
+            withState { $0.instance.onDivergenceRetry(peer) }
         }
     }
 
@@ -144,27 +148,48 @@ extension Master {
         handle { $0.onHeartbeatMissed(peer) }
     }
 
-    /// Feeds one event to the protocol under the lock, answers the appends it completes,
-    /// then carries out the rest of its directives outside the lock.
-    func handle(_ event: (inout ReplicationInstance) -> [ReplicationInstance.Directive]) {
-        let (directives, completed, commitSeq) = state.withLock { state -> ([ReplicationInstance.Directive], [CheckedContinuation<WaitOutcome, Never>], Int?) in
+    /// Feeds one event to the protocol under the node's lock, and `memberEvent` (an elected
+    /// master's) to the election state in the same step; answers the appends it completes,
+    /// then carries out the rest of its directives outside the lock. Returns what the
+    /// election state made of `memberEvent`, and the version of the election record that
+    /// rests on it.
+    @discardableResult
+    func handle(
+        _ event: (inout ReplicationInstance) -> [ReplicationInstance.Directive],
+        member memberEvent: ((inout FailoverMember) -> ([FailoverInstance.Directive], Int?))? = nil
+    ) -> (([FailoverInstance.Directive], taking: Int?), recorded: Int)? {
+        typealias Handled = (directives: [ReplicationInstance.Directive], completed: [CheckedContinuation<WaitOutcome, Never>], commitSeq: Int?)
+        func step(_ state: inout State) -> Handled {
             let directives = event(&state.instance)
             var completed: [CheckedContinuation<WaitOutcome, Never>] = []
             for case .resume(let waiters) in directives {
                 completed += waiters.compactMap { state.waiters.finish($0, .satisfied) }
             }
             // Handed on under the lock: two events handled at once must hand on the members'
-            // points in the order they were counted (`FailoverHooks.membersMayLearn`).
-            guard let failover, let commits = state.instance.takeCommitChange() else { return (directives, completed, nil) }
-            failover.membersMayLearn(commits.members)
+            // points in the order they were counted. A member's point goes down when it
+            // restarts with less, so an older value handed on last would be what every later
+            // heartbeat tells it.
+            guard elected != nil, let commits = state.instance.takeCommitChange() else { return (directives, completed, nil) }
+            node?.stamps?.setCommits(commits.members)
             return (directives, completed, commits.seq)
         }
-        for continuation in completed { continuation.resume(returning: .satisfied) }
-        for directive in directives { carryOut(directive) }
-        if let commitSeq {
-            failover?.committed(commitSeq)
+        let handled: Handled
+        var election: (([FailoverInstance.Directive], taking: Int?), recorded: Int)?
+        if let memberEvent {
+            guard let ((stepped, answer), recorded) = withStates({ state, member in (step(&state), memberEvent(&member)) }) else { return nil }
+            (handled, election) = (stepped, (answer, recorded))
+        } else {
+            guard let stepped = withState({ step(&$0) }) else { return nil }
+            handled = stepped
+        }
+        for continuation in handled.completed { continuation.resume(returning: .satisfied) }
+        for directive in handled.directives { carryOut(directive) }
+        if let commitSeq = handled.commitSeq {
+            // The point only grows, so an older value that arrives late changes nothing.
+            node?.commitPoint.learn(commitSeq)
             commitChanged.signal()
         }
+        return election
     }
 
     /// With failover: tells the members of a commit point that no delivery carried to them
@@ -173,16 +198,16 @@ extension Master {
     /// after the change, so that a burst of changes costs one round; a probe that fails
     /// counts as nothing (the heartbeats judge health).
     func announceCommits() async {
-        guard failover != nil else { return }
+        guard elected != nil else { return }
         var announced: [String: Int] = [:]
         while !Task.isCancelled {
             await commitChanged.wait()
             do { try await clock.sleep(for: .milliseconds(5)) } catch { return }
-            let due = state.withLock { state in
+            let due = withState { state in
                 settings.secondaries.compactMap { peer in
                     state.instance.commitsHandedOn.members[peer].flatMap { $0 > announced[peer] ?? 0 ? (peer, $0) : nil }
                 }
-            }
+            } ?? []
             for (peer, commit) in due { announced[peer] = commit }
             await withDiscardingTaskGroup { group in
                 for (peer, _) in due {

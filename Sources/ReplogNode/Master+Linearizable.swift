@@ -12,9 +12,8 @@ extension Master {
     ///   holds may then be beyond it, acknowledged by the master before it).
     public func confirmForRead() async throws(AppendError) {
         // Without failover there is no other master, ever: its durable log is the truth.
-        guard let failover else { return }
-        let readIndex = state.withLock { $0.instance.commitSeq }
-        guard readIndex >= failover.epochStart else { throw .notTheMaster(master: nil) }
+        guard let elected else { return }
+        guard let readIndex = withState({ $0.instance.commitSeq }), readIndex >= elected.start else { throw .notTheMaster(master: nil) }
         guard await readRounds.confirm({ await self.confirmMajority() }) else { throw .notTheMaster(master: nil) }
         // Shown once it is kept in the data dir (at once, or within one write).
         await watch.wait(for: readIndex, level: .committed, upTo: settings.heartbeatTimeout, on: clock)
@@ -27,9 +26,9 @@ extension Master {
     private func confirmMajority() async -> Bool {
         let others = settings.clusterSize / 2  // members that must answer besides this master
         guard others > 0 else { return true }
-        var untried: [String] = state.withLock { state in
+        var untried: [String] = withState { state in
             settings.secondaries.sorted { (state.instance.peers[$0]?.lastContact ?? .zero) > (state.instance.peers[$1]?.lastContact ?? .zero) }
-        }
+        } ?? []
         return await withTaskGroup(of: Bool.self) { group in
             func ask(_ peer: String) {
                 group.addTask {
@@ -38,7 +37,7 @@ extension Master {
                         await self.onContact(peer, replica)
                         return true
                     } catch TransportError.staleEpoch(let epoch) {
-                        await self.failover?.deposed(peer, epoch)
+                        await self.node?.memberIsLater(peer, epoch: epoch)
                         return false
                     } catch {
                         return false

@@ -1,7 +1,7 @@
 import ReplogCore
 
-/// The master's state behind its one lock (`Master.state`): the protocol as a value
-/// (`ReplicationInstance`) and the continuations of the appends that wait for it.
+/// The master's state, behind its node's one lock (`Node.State.master`): the protocol as a
+/// value (`ReplicationInstance`) and the continuations of the appends that wait for it.
 extension Master {
     typealias WaiterID = WriteConcernTracker.WaiterID
 
@@ -11,10 +11,52 @@ extension Master {
         case shutdown
     }
 
-    /// Everything behind the master's one lock: the protocol, and the clients it answers.
+    /// Everything a master keeps: the protocol, and the clients it answers.
     struct State {
         var instance: ReplicationInstance
         var waiters = Waiters()
+    }
+
+    /// A master's state in its node's: of the master the node runs, or of the last one it ran
+    /// (whose loops end soon after it stepped down) until it runs the next.
+    struct Role {
+        let master: ObjectIdentifier
+        var state: State
+    }
+
+    /// Runs `body` on this master's state under its node's one lock, where the election state
+    /// is too, unless `refused` finds in that state why not; nil once the node runs another
+    /// master (a stale master's loops then change nothing, and end).
+    @discardableResult
+    func withState<T: Sendable, E: Error>(
+        refusing refused: (borrowing FailoverMember) -> E? = { _ in nil }, _ body: (inout State) throws(E) -> T
+    ) throws(E) -> T? {
+        try node?.state.withLock { node throws(E) -> T? in
+            guard node.master?.master == ObjectIdentifier(self) else { return nil }
+            if let refusal = refused(node.member) { throw refusal }
+            return try body(&node.master!.state)
+        }
+    }
+
+    /// `withState` with the node's election state as well, for the events that concern both
+    /// (a member's answer); also returns the version of the election record to keep before
+    /// anything that rests on the event leaves (`Node.record`).
+    func withStates<T: Sendable>(_ body: (inout State, inout FailoverMember) -> T) -> (T, recorded: Int)? {
+        guard let node else { return nil }
+        return node.state.withLock { state -> (T, recorded: Int)? in
+            guard state.master?.master == ObjectIdentifier(self) else { return nil }
+            let result = body(&state.master!.state, &state.member)
+            return (result, node.keep(state.member))
+        }
+    }
+
+    /// What a master starts with: the keys of its log's latest appends (a master restarted
+    /// from its data dir remembers them), its epoch's start, and the commit point it knew.
+    func startingState(committedBefore: Int) -> State {
+        var instance = ReplicationInstance(
+            settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs, epochStart: elected?.start, committed: committedBefore)
+        instance.onLogStart(store.firstSeq)
+        return State(instance: instance)
     }
 
     /// Appends waiting for acknowledgements. An outcome may arrive before its append has

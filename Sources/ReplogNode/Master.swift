@@ -85,7 +85,6 @@ public final class Master: Service {
     let logger: Logger
     let random: @Sendable () -> Double
     let metrics: MasterMetrics
-    let state: Mutex<State>
     /// Wakes long-polling readers as the durable prefix grows.
     let watch: LogWatch
     /// Wakes `announceCommits` when what a member may learn of the commit point changed.
@@ -97,9 +96,20 @@ public final class Master: Service {
     /// Per secondary: `newData` wakes an idle stream, `recovered` cuts a back-off short,
     /// `urgent` ends a linger because a client now waits for acknowledgements.
     let signals: [String: (newData: WakeSignal, recovered: WakeSignal, urgent: WakeSignal)]
-    /// Set when this master was elected (failover): it asks before every append, reports
-    /// every member's answer, and cuts a member's log where it parts from its own.
-    let failover: FailoverHooks?
+    /// The node that runs this master. Its one lock guards this master's state too
+    /// (`withState`), beside the election state that an elected master asks before every
+    /// append and tells of every member's answer. Weak: a master's loops may run a moment
+    /// longer than its node (a simulated crash drops the node); they then change nothing.
+    weak let node: Node?
+    /// Set when this master was elected (failover): it asks its node before every append,
+    /// reports every member's answer, and cuts a member's log where it parts from its own.
+    let elected: Elected?
+
+    /// The epoch an elected master runs in, and the last seq of earlier epochs in its log.
+    struct Elected {
+        let epoch: Int
+        let start: Int
+    }
 
     /// Whether entries leave for the secondaries before the master's own fsync is done
     /// (`ReplicationInstance.sendsBeforeDurable`: with failover).
@@ -110,54 +120,11 @@ public final class Master: Service {
     /// The majority rounds of linearizable reads.
     let readRounds: ReadRounds
 
-    /// How an elected master talks to the node that runs it (`Node`).
-    public struct FailoverHooks: Sendable {
-        /// Before an append is admitted: nil to go on, or why this node may not take it.
-        public var refusal: @Sendable () -> FailoverInstance.AppendRefusal?
-        /// A member answered (a heartbeat or a delivery), with the end of this master's log
-        /// and its hash at the member's seq, which the master read for its own count.
-        public var answered: @Sendable (_ peer: String, _ state: ReplicaState, _ lastSeq: Int, _ masterHash: String?) async -> Void
-        /// A member is in a later epoch: this master is deposed.
-        public var deposed: @Sendable (_ peer: String, _ epoch: Int) async -> Void
-        /// Returns once a majority holds this master's log through its start, or after the
-        /// given time: an append that arrives in the first moments of an epoch waits for
-        /// that rather than failing.
-        public var waitForTakeover: @Sendable (Duration) async -> Void
-        /// The last seq of earlier epochs in this master's log.
-        public var epochStart: Int
-        /// The commit point this node learned before it was elected.
-        public var committedBefore: Int
-        /// The commit point advanced, or what a member may learn of it changed: called
-        /// outside the master's lock (the point only grows, so an older value that arrives
-        /// late changes nothing).
-        public var committed: @Sendable (_ seq: Int) -> Void
-        /// What each member may learn of the commit point now, as far as it holds this log.
-        /// Called under the master's lock, in the order the points were counted: a member's
-        /// point goes down when it restarts with less, so an older value handed on last would
-        /// be what every later heartbeat tells it. It must not block or call back into the
-        /// master.
-        public var membersMayLearn: @Sendable (_ members: [String: Int]) -> Void
-
-        public init(
-            refusal: @escaping @Sendable () -> FailoverInstance.AppendRefusal?, answered: @escaping @Sendable (String, ReplicaState, Int, String?) async -> Void,
-            deposed: @escaping @Sendable (String, Int) async -> Void, waitForTakeover: @escaping @Sendable (Duration) async -> Void,
-            epochStart: Int, committedBefore: Int = 0, committed: @escaping @Sendable (Int) -> Void,
-            membersMayLearn: @escaping @Sendable ([String: Int]) -> Void = { _ in }
-        ) {
-            self.refusal = refusal
-            self.answered = answered
-            self.deposed = deposed
-            self.waitForTakeover = waitForTakeover
-            self.epochStart = epochStart
-            self.committedBefore = committedBefore
-            self.committed = committed
-            self.membersMayLearn = membersMayLearn
-        }
-    }
-
     /// Only a node makes one (`Node`, which every process runs): the master role
-    /// from its start (without failover) or once elected.
+    /// from its start (without failover) or once elected. It runs once the node installed its
+    /// state (`startingState`).
     init(
+        node: Node,
         settings: MasterSettings,
         transport: any ReplicationTransport,
         store: any LogStore = InMemoryLogStore(),
@@ -169,7 +136,7 @@ public final class Master: Service {
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         random: @escaping @Sendable () -> Double = { Double.random(in: 0..<1) },
         commit: GroupCommit? = nil,
-        failover: FailoverHooks? = nil,
+        elected: Elected? = nil,
         watch: LogWatch? = nil,
         taskExecutor: (any TaskExecutor)? = nil
     ) {
@@ -179,19 +146,14 @@ public final class Master: Service {
         self.transport = transport
         self.store = store
         self.commit = commit ?? GroupCommit(store: store, policy: fsync, io: io, clock: clock, logger: logger, metricsFactory: metricsFactory)
-        self.failover = failover
+        self.node = node
+        self.elected = elected
         self.metrics = MasterMetrics(settings: settings, factory: metricsFactory)
         self.clock = clock
         self.logID = logID
         self.logger = logger
         self.random = random
-        // A master restarted from its data dir remembers the keys of its latest appends.
-        var instance = ReplicationInstance(
-            settings: settings.protocolSettings, logID: logID, remembered: store.recentIDs, epochStart: failover?.epochStart,
-            committed: failover?.committedBefore ?? 0)
-        self.sendsBeforeDurable = instance.sendsBeforeDurable
-        instance.onLogStart(store.firstSeq)
-        self.state = Mutex(State(instance: instance))
+        self.sendsBeforeDurable = ReplicationInstance.sendsBeforeDurable(elected: elected != nil)
         self.watch = watch ?? LogWatch(durable: self.commit.durableSeq, metricsFactory: metricsFactory)
         self.signals = Dictionary(uniqueKeysWithValues: settings.secondaries.map { ($0, (WakeSignal(), WakeSignal(), WakeSignal())) })
     }
@@ -247,20 +209,31 @@ public final class Master: Service {
         // After a failed fsync nothing can become durable: refuse before writing anything.
         if let failure = commit.failure { throw .storeFailed(failure.description) }
         if commit.writeWasRefused { await commit.retryRefusedWrite() }
-        if let failover, let refusal = failover.refusal() {
+        if let elected, let refusal {
             guard case .takingOver(let longest) = refusal else { throw AppendError(refusal) }
-            await failover.waitForTakeover(min(request.timeout ?? longest, longest))
-            if let again = failover.refusal() { throw AppendError(again) }
+            await node?.waitForTakeover(in: elected.epoch, upTo: min(request.timeout ?? longest, longest))
+            if let again = self.refusal { throw AppendError(again) }
         }
         return try await admitted(request, w: w)
+    }
+
+    /// Why its node's election state refuses this elected master an append now, if so.
+    private var refusal: FailoverInstance.AppendRefusal? {
+        guard let node else { return .notTheMaster(master: nil) }  // the node is gone
+        return node.appendRefusal()
     }
 
     /// An append this master may take: sequence it, store it, wait for `w`.
     private func admitted(_ request: AppendRequest, w: Int) async throws(AppendError) -> Appended {
         let count = request.batch?.count ?? 1
         let cutsBefore = commit.cutCount
-        let (admission, waiter, waitsForCommitPoint) = try state.withLock {
-            state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?, Bool) in
+        // An elected master's node may have left its epoch since the append asked: it is
+        // refused in the step that would admit it.
+        let now = clock.now
+        let refused = { [elected] (member: borrowing FailoverMember) -> AppendError? in
+            elected == nil ? nil : member.instance?.appendRefusal(now: now).map(AppendError.init)
+        }
+        let admitted = try withState(refusing: refused) { state throws(AppendError) -> (ReplicationInstance.Admission, WaiterID?, Bool) in
             let admission: ReplicationInstance.Admission
             do throws(ReplicationInstance.Refusal) {
                 admission = try state.instance.admit(request, nextSeq: store.lastSeq + 1) { seq, count in
@@ -281,10 +254,12 @@ public final class Master: Service {
                     throw .storeFailed("\(error)")
                 }
             }
-            let waiter = state.instance.onAppend(admission, id: request.id, w: w, now: clock.now, count: count)
+            let waiter = state.instance.onAppend(admission, id: request.id, w: w, now: now, count: count)
             if let waiter { state.waiters.register(waiter) }
             return (admission, waiter, state.instance.answerWaitsForCommitPoint(w: w))
         }
+        // The node runs another master now: this one stepped down.
+        guard let (admission, waiter, waitsForCommitPoint) = admitted else { throw .shuttingDown }
         let (first, isRetry) =
             switch admission {
             case .append(let seq): (seq, false)
@@ -320,7 +295,7 @@ public final class Master: Service {
             case .satisfied:
                 break
             case .timedOut:
-                let holders = state.withLock { $0.instance.holders(of: seq) }
+                let holders = withState { $0.instance.holders(of: seq) } ?? 0
                 throw .timedOut(seq: seq, acknowledgements: holders, w: w, timeout: request.timeout ?? .zero)
             case .shutdown:
                 throw .shuttingDown
@@ -362,7 +337,8 @@ public final class Master: Service {
     private func suspend(_ waiter: WaiterID, seq: Int) async -> WaitOutcome {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<WaitOutcome, Never>) in
-                let outcome = state.withLock { $0.waiters.suspend(waiter, continuation) }
+                // A master the node replaced answered its waiters "shutting down" already.
+                let outcome = withState { $0.waiters.suspend(waiter, continuation) } ?? .some(.shutdown)
                 if let outcome { continuation.resume(returning: outcome) }
             }
         } onCancel: {
@@ -373,25 +349,25 @@ public final class Master: Service {
 
     /// Forgets a waiter whose append fails before it waits for acknowledgements.
     private func discard(_ waiter: WaiterID, seq: Int) {
-        state.withLock { state in
+        withState { state in
             state.instance.onGiveUp(waiter, seq: seq)
             state.waiters.discard(waiter)
         }
     }
 
     private func finish(_ waiter: WaiterID, seq: Int, _ outcome: WaitOutcome) {
-        let continuation = state.withLock { state in
+        let continuation = withState { state in
             state.instance.onGiveUp(waiter, seq: seq)
             return state.waiters.finish(waiter, outcome)
         }
-        continuation?.resume(returning: outcome)
+        continuation??.resume(returning: outcome)
     }
 
     /// The log is durable further: readers of `local` see it, and with failover it may
     /// advance the commit point.
     private func madeDurable() {
         watch.advanced(to: commit.durableSeq)
-        if failover != nil {
+        if elected != nil {
             handle {
                 $0.onDurable(commit.durableSeq)
                 return []
@@ -430,7 +406,7 @@ public final class Master: Service {
         let hash = store.hash(at: lastSeq)
         let firstSeq = store.firstSeq
         let (now, date) = (clock.now, clock.date)
-        var health = state.withLock { state in
+        var health = withState { state in
             Health(
                 lastSeq: lastSeq,
                 quorum: state.instance.quorum,
@@ -443,7 +419,9 @@ public final class Master: Service {
                         problem: peer.reportedProblem)
                 },
                 storageFailure: storageFailure, hash: hash)
-        }
+        } ?? Health(
+            lastSeq: lastSeq, quorum: Quorum(secondaryStatuses: settings.secondaries.map { _ in PeerStatus.unhealthy }), secondaries: [],
+            storageFailure: storageFailure, hash: hash)
         health.firstSeq = firstSeq
         health.commitSeq = watch.commitSeq
         return health
@@ -479,10 +457,10 @@ public final class Master: Service {
 
     /// Fails every waiting append with `shuttingDown` and refuses new ones.
     func shutDown() {
-        let continuations = state.withLock { state in
+        let continuations = withState { state -> [CheckedContinuation<WaitOutcome, Never>] in
             state.instance.onShutdown()
             return state.waiters.finishAll(.shutdown)
-        }
+        } ?? []
         for continuation in continuations { continuation.resume(returning: .shutdown) }
     }
 

@@ -438,7 +438,7 @@ extension Node {
                 guard !cut.isEmpty else { return 0 }
                 state.cuts += 1
                 if let epoch { state.member.cut(after: cutAfter, holdingThrough: lastSeq, epoch: epoch) }
-                return keep(state)
+                return keep(state.member)
             }
             return (cut, recorded)
         }

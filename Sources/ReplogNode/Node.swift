@@ -79,6 +79,8 @@ public final class Node: Service, Sendable {
         var current: Current
         /// The secondary's protocol state, the role it plays while `current` is `.secondary`.
         var secondary: SecondaryRole
+        /// The master role's protocol state (`Master.withState`).
+        var master: Master.Role?
         /// Stops the master this node runs (`runMasters`).
         var masterStop: WakeSignal?
         /// The master log this node holds (`nil` until it follows one).
@@ -181,19 +183,7 @@ public final class Node: Service, Sendable {
         if !settings.members.isEmpty { election.members = settings.members }
         var logID = directory?.metadata.log ?? logID
         self.roles = Roles(incarnations: incarnations, random: random)
-        let current: Current
-        var masterStop: WakeSignal?
-        if settings.masterWithoutFailover {
-            let log = try self.directory.masterLog(holding: logID)
-            logID = log
-            current = .master(
-                Master(
-                    settings: settings.master, transport: transport, store: store, clock: clock, logID: log, logger: logger,
-                    metricsFactory: metricsFactory, random: random, commit: commit, watch: watch, taskExecutor: taskExecutor))
-            masterStop = WakeSignal()
-        } else {
-            current = .secondary
-        }
+        if settings.masterWithoutFailover { logID = try self.directory.masterLog(holding: logID) }
         // A node that has been in an epoch belongs to a cluster with failover, even before it
         // hears a master again (`FailoverMember.stamped`).
         let member = FailoverMember(
@@ -203,9 +193,9 @@ public final class Node: Service, Sendable {
         let incarnation = settings.masterWithoutFailover ? "" : roles.incarnations()
         self.state = Mutex(
             State(
-                member: member, current: current,
+                member: member, current: .secondary,
                 secondary: Self.secondaryRole(on: store, following: logID, incarnation: incarnation, settings: settings.secondary),
-                masterStop: masterStop, logID: logID))
+                logID: logID))
         var save: (@Sendable (FailoverMember.Kept) throws -> Void)?
         if directory != nil {
             let folder = self.directory
@@ -213,6 +203,20 @@ public final class Node: Service, Sendable {
         }
         self.election = KeptValue(election, io: commit.io, write: save)
         epochGauge.record(election.record.epoch)
+        if settings.masterWithoutFailover, let logID {
+            let master = Master(
+                node: self, settings: settings.master, transport: transport, store: store, clock: clock, logID: logID, logger: logger,
+                metricsFactory: metricsFactory, random: random, commit: commit, watch: watch, taskExecutor: taskExecutor)
+            let starting = master.startingState(committedBefore: 0)
+            state.withLock { install(master, state: starting, stop: WakeSignal(), in: &$0) }
+        }
+    }
+
+    /// Makes `master` the role this node plays, with its protocol state.
+    private func install(_ master: Master, state masterState: Master.State, stop: WakeSignal, in state: inout State) {
+        state.current = .master(master)
+        state.master = Master.Role(master: ObjectIdentifier(master), state: masterState)
+        state.masterStop = stop
     }
 
     /// What each role this node plays is made with.
@@ -437,33 +441,18 @@ public final class Node: Service, Sendable {
         let stampsOfEpoch = masterSettings.secondaries.map { peer in
             EpochStamp(epoch: epoch, master: me, members: members, you: peer, history: history, startHash: startHash)
         }
-        let hooks = Master.FailoverHooks(
-            refusal: { [weak self] in
-                guard let self else { return .notTheMaster(master: nil) }  // the node is gone
-                return self.refusal()
-            },
-            answered: { [weak self] peer, answer, lastSeq, masterHash in await self?.memberAnswered(peer, answer, lastSeq: lastSeq, masterHash: masterHash) },
-            deposed: { [weak self] peer, epoch in await self?.memberIsLater(peer, epoch: epoch) },
-            waitForTakeover: { [weak self] timeout in
-                guard let self else { return }
-                await takeovers.wait(for: epoch, upTo: timeout, on: clock)
-            },
-            epochStart: after,
-            committedBefore: min(commitPoint.learned, after),
-            committed: { [weak self] seq in self?.commitPoint.learn(seq) },
-            membersMayLearn: { [stamps] members in stamps?.setCommits(members) })
         let master = Master(
-            settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
-            metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit, failover: hooks,
-            watch: watch, taskExecutor: taskExecutor)
+            node: self, settings: masterSettings, transport: transport, store: store, clock: clock, logID: log, logger: logger,
+            metricsFactory: metricsFactory, random: { [weak self] in self?.jitter.withLock { $0.unit() } ?? 0.5 }, commit: commit,
+            elected: Master.Elected(epoch: epoch, start: after), watch: watch, taskExecutor: taskExecutor)
+        let starting = master.startingState(committedBefore: min(commitPoint.learned, after))
         let stop = WakeSignal()
         let now = clock.now
         // Checked again where the master is installed: the node may have heard a later epoch
         // (whose master may have begun disk work here) while this one was being set up.
         let taking = state.withLock { state -> Int?? in
             guard state.member.isMaster(of: epoch), state.secondary.diskWork == nil else { return nil }
-            state.current = .master(master)
-            state.masterStop = stop
+            install(master, state: starting, stop: stop, in: &state)
             state.logID = log
             return .some(state.member.becameMaster(now: now))
         }
@@ -501,9 +490,15 @@ public final class Node: Service, Sendable {
     }
 
     /// Why this node may not take an append now, if so.
-    private func refusal() -> FailoverInstance.AppendRefusal? {
+    func appendRefusal() -> FailoverInstance.AppendRefusal? {
         let now = clock.now
         return state.withLock { $0.member.instance?.appendRefusal(now: now) }
+    }
+
+    /// Returns once this node, as master, takes appends in `epoch` (a majority holds its log
+    /// through its start), or after `timeout`.
+    func waitForTakeover(in epoch: Int, upTo timeout: Duration) async {
+        await takeovers.wait(for: epoch, upTo: timeout, on: clock)
     }
 
     /// Returns once this node is the master taking appends, or follows one, or after `timeout`.
@@ -511,24 +506,26 @@ public final class Node: Service, Sendable {
         await mastersKnown.wait(for: max(startEpoch, 1), upTo: timeout, on: clock)
     }
 
-    private func memberAnswered(_ peer: String, _ answer: ReplicaState, lastSeq: Int, masterHash: String?) async {
+    /// As master, a member answered that it is in a later epoch: this node is deposed.
+    func memberIsLater(_ peer: String, epoch: Int) async {
         let now = clock.now
-        await report { $0.onMemberAnswer(from: peer, answer, lastSeq: lastSeq, masterHash: masterHash, now: now) }
+        let (result, version) = record { $0.member.onMemberAnswer(from: peer, epoch: epoch, matched: nil, now: now) }
+        await carryOut(memberAnswer: result, recorded: version)
     }
 
-    private func memberIsLater(_ peer: String, epoch: Int) async {
-        let now = clock.now
-        await report { $0.onMemberAnswer(from: peer, epoch: epoch, matched: nil, now: now) }
-    }
-
-    private func report(_ answer: (inout FailoverMember) -> ([FailoverInstance.Directive], Int?)) async {
-        let (directives, taking) = (try? await update({ answer(&$0.member) }, directives: \.0)) ?? ([], nil)
-        if let taking { tookOver(in: taking) }
-        await carryOut(directives)
+    /// Carries out what the election state made of a member's answer to this node's master
+    /// (`FailoverMember.onMemberAnswer`), once the record it rests on is kept: nothing if
+    /// that write failed (the next answer tries again). Stepping down goes first, as in
+    /// `update`.
+    func carryOut(memberAnswer result: ([FailoverInstance.Directive], taking: Int?), recorded version: Int) async {
+        for case .stepDown(let reason) in result.0 { stepDown(reason) }
+        guard (try? await election.keep(through: version)) != nil else { return }
+        if let taking = result.taking { tookOver(in: taking) }
+        await carryOut(result.0)
     }
 
     /// This node, as master, takes appends in `epoch`.
-    private func tookOver(in epoch: Int) {
+    func tookOver(in epoch: Int) {
         takeovers.advanced(to: epoch)
         mastersKnown.advanced(to: epoch)
     }
@@ -559,15 +556,15 @@ public final class Node: Service, Sendable {
     func record<T>(_ event: (inout State) -> T) -> (T, version: Int) {
         state.withLock { state in
             let result = event(&state)
-            return (result, keep(state))
+            return (result, keep(state.member))
         }
     }
 
-    /// Hands what `state` keeps to the election record, under the lock that changed it;
+    /// Hands what `member` keeps to the election record, under the lock that changed it;
     /// returns the version to keep before anything that rests on it leaves.
-    func keep(_ state: State) -> Int {
-        let (version, changed) = election.set(state.member.kept)
-        if changed { epochGauge.record(state.member.kept.record.epoch) }
+    func keep(_ member: FailoverMember) -> Int {
+        let (version, changed) = election.set(member.kept)
+        if changed { epochGauge.record(member.kept.record.epoch) }
         return version
     }
 }

@@ -30,17 +30,18 @@ extension Master {
                 startWork: while true {
                     let sendable = ReplicationInstance.sendable(
                         sendsBeforeDurable: sendsBeforeDurable, written: store.completeSeq, durable: commit.durableSeq)
-                    let step = state.withLock { $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }
+                    // Nothing more to do once the node runs another master: this one's run ends.
+                    guard let step = withState({ $0.instance.nextStreamStep(for: peer, upTo: sendable, now: clock.now) }) else { break startWork }
                     switch step {
                     case .send(let from, let limit):
                         guard let batch = await read(from: from, limit: limit, for: peer) else { continue startWork }
-                        state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
+                        withState { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }
                     case .sendFromStart(let limit):
                         let start = store.start
                         guard var batch = await read(from: start.firstSeq, limit: limit, for: peer) else { continue startWork }
                         batch.start = start
-                        state.withLock { $0.instance.onSending(to: peer, seqs: batch.seqs) }
+                        withState { $0.instance.onSending(to: peer, seqs: batch.seqs) }
                         group.addTask { await self.send(batch, to: peer) }
                     case .linger(let linger):
                         // A timer left from before a back-off ends this linger instead.
@@ -55,7 +56,7 @@ extension Master {
                     case .backOff(let attempt, let status, let failure):
                         await backOff(peer, attempt: attempt, status: status, after: failure)
                         guard !Task.isCancelled else { break startWork }
-                        state.withLock { $0.instance.onBackOffOver(for: peer) }
+                        withState { $0.instance.onBackOffOver(for: peer) }
                     case .idle(let waitForData):
                         if waitForData, !waitingForData {
                             waitingForData = true
@@ -73,14 +74,14 @@ extension Master {
                     waitingForData = false
                 case .lingerOver:
                     lingerTimerRunning = false
-                    state.withLock { $0.instance.onLingerOver(for: peer) }
+                    withState { $0.instance.onLingerOver(for: peer) }
                 case .delivered(let answer, let entries, let started):
                     let peerMetrics = metrics.peers[peer]!
                     peerMetrics.replicationDuration.recordNanoseconds((clock.now - started).nanoseconds)
                     peerMetrics.batchEntries.record(entries)
                     await answered(by: peer, answer) { $0.onDelivered(to: peer, $1, lastSeq: $2, masterHash: $3, now: clock.now) }
                 case .failed(let failure):
-                    state.withLock { $0.instance.onDeliveryFailed(to: peer, failure) }
+                    withState { $0.instance.onDeliveryFailed(to: peer, failure) }
                 }
             }
             group.cancelAll()
@@ -99,12 +100,12 @@ extension Master {
             failure = "the log holds no entry at seq \(from)"
         } catch LogStoreError.gone {
             let firstSeq = store.firstSeq
-            state.withLock { $0.instance.onLogStart(firstSeq) }
+            withState { $0.instance.onLogStart(firstSeq) }
             return nil
         } catch {
             failure = "\(error)"
         }
-        state.withLock { $0.instance.onReadFailed(for: peer, ReplicationInstance.Failure(reason: failure, seqs: from...from)) }
+        withState { $0.instance.onReadFailed(for: peer, ReplicationInstance.Failure(reason: failure, seqs: from...from)) }
         return nil
     }
 
@@ -133,7 +134,7 @@ extension Master {
             ])
             return .delivered(replica, entries: batch.count, started: started)
         } catch TransportError.staleEpoch(let epoch) {
-            await failover?.deposed(peer, epoch)
+            await node?.memberIsLater(peer, epoch: epoch)
             return .failed(ReplicationInstance.Failure(reason: "\(TransportError.staleEpoch(epoch))", seqs: seqs))
         } catch {
             // A secondary that refuses this log (over HTTP, or in memory) cannot follow it: say why.

@@ -182,9 +182,8 @@ struct DiskFailureTests {
         defer { try? FileManager.default.removeItem(at: folder) }
         let disk = FillableDisk(full: true)
         let store = try FileLogStore(directory: folder, options: .init(writeFile: disk.write))
-        let master = Master(
-            settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
-            store: store, fsync: .always, logger: Self.quiet)
+        let node = try MasterNode(settings: MasterSettings(secondaries: ["s1"]), store: store, clock: ManualClock(), logger: Self.quiet)
+        let master = node.master
         for message in ["a", "b"] {
             await #expect { try await master.append(AppendRequest(message: message, w: 1)) } throws: { error in
                 guard case .storeFailed(let reason) = error as? Master.AppendError else { return false }
@@ -209,9 +208,8 @@ struct DiskFailureTests {
             errno = EIO
             return -1
         })
-        let master = Master(
-            settings: MasterSettings(secondaries: ["s1"]), transport: InMemoryTransport(clock: ManualClock()),
-            store: store, fsync: .always, logger: Self.quiet)
+        let node = try MasterNode(settings: MasterSettings(secondaries: ["s1"]), store: store, clock: ManualClock(), logger: Self.quiet)
+        let master = node.master
         _ = try await master.append(AppendRequest(message: "a", w: 1))
         #expect(master.health.storageFailure == nil)
         diskFails.store(true, ordering: .relaxed)

@@ -134,17 +134,16 @@ struct FaultToleranceTests {
     @Test func idempotentRetryAfterAMasterRestart() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("replog-ids-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: folder) }
-        func master() throws -> Master {
-            Master(
-                settings: MasterSettings(secondaries: []), transport: InMemoryTransport(clock: ManualClock()),
-                store: try FileLogStore(directory: folder))
+        func master() throws -> MasterNode {
+            try MasterNode(settings: MasterSettings(secondaries: []), store: try FileLogStore(directory: folder), clock: ManualClock())
         }
         do {
             let before = try master()
-            #expect(try await before.append(AppendRequest(message: "charge 42", id: "order-42")).seq == 1)
-            #expect(try await before.append(AppendRequest(message: "no key")).seq == 2)
+            #expect(try await before.master.append(AppendRequest(message: "charge 42", id: "order-42")).seq == 1)
+            #expect(try await before.master.append(AppendRequest(message: "no key")).seq == 2)
         }
-        let restarted = try master()
+        let restartedNode = try master()
+        let restarted = restartedNode.master
         let retry = try await restarted.append(AppendRequest(message: "charge 42", id: "order-42"))
         #expect(retry == Master.AppendResult(seq: 1, message: "charge 42", w: 1))
         #expect(try await restarted.append(AppendRequest(message: "charge 43", id: "order-43")).seq == 3)
