@@ -429,7 +429,7 @@ MUTANTS = [
            "default reads show everything a node holds, including what a failover may cut"),
     Mutant("commitnondurable", "the commit point counts only durable copies", "Sources/ReplogNode/Master.swift",
            "if !isRetry, sendsBeforeDurable { wakeStreams(hasWaiter: waiter != nil) }",
-           "if !isRetry, sendsBeforeDurable { handle { $0.onDurable(store.lastSeq) }; wakeStreams(hasWaiter: waiter != nil) }",
+           "if !isRetry, sendsBeforeDurable { handle { $0.onDurable(store.lastSeq); return [] }; wakeStreams(hasWaiter: waiter != nil) }",
            "the master counts its own entry towards the commit point before its fsync"),
     Mutant("commitoldepoch", "the commit point moves only once a majority holds the master's epoch start (Raft's rule, the start as its no-op entry)",
            "Sources/ReplogCore/ReplicationInstance.swift",
