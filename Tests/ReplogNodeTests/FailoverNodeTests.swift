@@ -432,6 +432,45 @@ import Testing
         return (node, disk, clock)
     }
 
+    /// A deposed master's append whose fsync ran while its node, following the new master,
+    /// cut the entry from its log gets no 201: that fsync covers a log that no longer holds
+    /// the entry (the real-node simulation found it with a stalled disk).
+    @Test(.timeLimit(.minutes(1))) func anAppendWhoseEntryWasCutWhileItsFsyncRanIsNotAcknowledged() async throws {
+        // Alone in its cluster, it elects itself once its election timeout passes.
+        let store = DurableMemoryStore()
+        let (node, disk, clock) = try Self.node(on: store, holding: 1, me: "x", members: ["x"], canVote: true)
+        var events = disk.events.stream.makeAsyncIterator()
+        let running = Task { try await node.run() }
+        defer { running.cancel() }
+        await clock.waitForSleepers(1)  // the election timer
+        clock.advance(by: .seconds(10))
+        try #require(await events.next() == .write, "the log's id, recorded as it takes over")
+        disk.release(.run)
+        await node.waitUntilSettled(upTo: .seconds(60))  // the manual clock never ends the wait: the takeover does
+        let master = try #require(node.currentMaster)
+        let append = Task { try await master.append(AppendRequest(message: "a", w: 1)) }
+        try #require(await events.next() == .write, "the append's fsync")
+        // The master of a later epoch cuts what this node holds past seq 1, while that fsync
+        // runs. (Its stamp names the members this node knows: one that learns other members
+        // from a stamp makes its election state anew, and does not step down.)
+        let stamp = EpochStamp(
+            epoch: 5, master: "y", members: ["x"], you: "x", history: EpochHistory([.init(epoch: 5, after: 1)]),
+            startHash: store.hash(at: 1))
+        let cut = Task { try await node.truncate(TruncateRequest(after: 1, nextHash: nil), stamp: stamp) }
+        try #require(await events.next() == .write, "the cut")
+        disk.releaseNewest(.run)
+        try #require(await events.next() == .write, "the rollback file")
+        disk.releaseNewest(.run)
+        #expect(try await cut.value.seq == 1)
+        #expect(store.lastSeq == 1)
+        disk.release(.run)  // the append's fsync ends
+        clock.advance(by: .seconds(10))  // a wait for the commit point would end here
+        switch await append.result {
+        case .success(let appended): Issue.record("a 201 for seq \(appended.seq), which the log no longer holds")
+        case .failure(let error): #expect(error as? Master.AppendError == .notTheMaster(master: nil))
+        }
+    }
+
     /// A delivery that starts the log again at the master's start (the master's retention
     /// dropped what this node lacks) rewrites the log on the storage's thread pool, not under
     /// the replica's lock on an event loop: meanwhile a heartbeat is answered at once with
@@ -501,6 +540,11 @@ private final class HeldIO: Sendable {
     /// Lets the oldest waiting piece of work run, or fail.
     func release(_ verdict: Verdict) {
         waiting.withLock { $0.removeFirst() }.resume(returning: verdict)
+    }
+
+    /// Lets the newest waiting piece of work run, or fail: work that came later goes first.
+    func releaseNewest(_ verdict: Verdict) {
+        waiting.withLock { $0.removeLast() }.resume(returning: verdict)
     }
 }
 
