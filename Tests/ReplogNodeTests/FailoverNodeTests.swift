@@ -464,8 +464,15 @@ import Testing
         #expect(try await cut.value.seq == 1)
         #expect(store.lastSeq == 1)
         disk.release(.run)  // the append's fsync ends
-        clock.advance(by: .seconds(10))  // a wait for the commit point would end here
-        switch await append.result {
+        // Whatever the append waits for on the clock then (the commit point) ends as the clock
+        // moves: bounded, so that a build that answers it waits no longer than this.
+        let outcome = Mutex<Result<Master.AppendResult, any Error>?>(nil)
+        Task { let result = await append.result; outcome.withLock { $0 = result } }
+        for _ in 0..<100_000 where outcome.withLock({ $0 == nil }) {
+            clock.advance(by: .milliseconds(10))
+            await Task.yield()
+        }
+        switch try #require(outcome.withLock { $0 }, "the append was answered") {
         case .success(let appended): Issue.record("a 201 for seq \(appended.seq), which the log no longer holds")
         case .failure(let error): #expect(error as? Master.AppendError == .notTheMaster(master: nil))
         }
