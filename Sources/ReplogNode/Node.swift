@@ -514,14 +514,12 @@ public final class Node: Service, Sendable {
     }
 
     /// Carries out what the election state made of a member's answer to this node's master
-    /// (`FailoverMember.onMemberAnswer`), once the record it rests on is kept: nothing if
-    /// that write failed (the next answer tries again). Stepping down goes first, as in
-    /// `update`.
+    /// (`FailoverMember.onMemberAnswer`), as `update` does (`kept`): nothing more if the
+    /// record it rests on could not be written (the next answer tries again).
     func carryOut(memberAnswer result: ([FailoverInstance.Directive], taking: Int?), recorded version: Int) async {
-        for case .stepDown(let reason) in result.0 { stepDown(reason) }
-        guard (try? await election.keep(through: version)) != nil else { return }
-        if let taking = result.taking { tookOver(in: taking) }
-        await carryOut(result.0)
+        guard let (directives, taking) = try? await kept(result, recorded: version, directives: \.0) else { return }
+        if let taking { tookOver(in: taking) }
+        await carryOut(directives)
     }
 
     /// This node, as master, takes appends in `epoch`.
@@ -546,6 +544,12 @@ public final class Node: Service, Sendable {
         _ event: (inout State) -> T, directives: (T) -> [FailoverInstance.Directive] = { _ in [] }
     ) async throws -> T {
         let (result, version) = record(event)
+        return try await kept(result, recorded: version, directives: directives)
+    }
+
+    /// The part of `update` after the lock: steps down at once if the result says so, then
+    /// returns the result once the election record's `version` is in the data dir.
+    func kept<T>(_ result: T, recorded version: Int, directives: (T) -> [FailoverInstance.Directive]) async throws -> T {
         for case .stepDown(let reason) in directives(result) { stepDown(reason) }
         try await election.keep(through: version)
         return result
